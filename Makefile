@@ -1,0 +1,172 @@
+# qmigrate — see README. Variables live in config.mk; each module lists its
+# own sources in its module.mk so the layout of the tree is the layout of the build.
+
+include config.mk
+
+ifeq ($(V),1)
+Q =
+quiet = @:
+else
+Q = @
+quiet = @printf '  %-8s %s\n'
+endif
+
+# Filled in by the module files below.
+LIB_SRCS =
+PUBLIC_HEADERS =
+TOOL_SRCS =
+UNIT_SRCS =
+ITEST_PROGS =
+ITEST_SCRIPTS =
+GUEST_TARGETS =
+BENCH_PROGS =
+MAN_PAGES =
+
+include qmp/module.mk
+include transport/module.mk
+include engine/module.mk
+include tools/module.mk
+include tests/guests/module.mk
+include tests/module.mk
+include bench/module.mk
+
+# Evaluated lazily: `make check` and `make demo` install missing packages first.
+DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS))
+DEP_LIBS = $(shell $(PKG_CONFIG) --libs $(DEPS))
+TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_DEPS))
+TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_DEPS))
+
+WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wstrict-prototypes
+INCLUDES = -Iqmp -Itransport -Iengine
+QMIG_CFLAGS = -std=gnu11 $(WARN) $(INCLUDES) -fPIC -D_GNU_SOURCE \
+	-DQMIG_VERSION='"$(VERSION)"' \
+	-DQMIG_BUILD_GUESTDIR='"$(CURDIR)/tests/guests"' \
+	-DQMIG_INSTALL_GUESTDIR='"$(DATADIR)/qmigrate/guests"' \
+	$(DEP_CFLAGS) $(CFLAGS)
+
+OBJ = build/obj
+ASAN = build/asan
+LIB_OBJS = $(LIB_SRCS:%.c=$(OBJ)/%.o)
+LIB_ASAN_OBJS = $(LIB_SRCS:%.c=$(ASAN)/%.o)
+TOOL_OBJS = $(TOOL_SRCS:%.c=$(OBJ)/%.o)
+UNIT_OBJS = $(UNIT_SRCS:%.c=$(OBJ)/%.o)
+UNIT_ASAN_OBJS = $(UNIT_SRCS:%.c=$(ASAN)/%.o)
+ITEST_BINS = $(ITEST_PROGS:%=build/%)
+BENCH_BINS = $(BENCH_PROGS:%=build/%)
+
+STATIC_LIB = libqmigrate.a
+SHARED_LIB = libqmigrate.so.$(SOVERSION)
+TOOL = tools/qmigrate
+
+.PHONY: all lib guests check check-run unit itest headertest demo demo-run deps \
+	bench bench-run bench-quick bench-quick-run install uninstall clean
+.DEFAULT_GOAL := all
+
+all: lib $(TOOL) guests libqmigrate.pc
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+
+guests: $(GUEST_TARGETS)
+
+$(OBJ)/%.o: %.c
+	$(quiet) CC $<
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(ASAN)/%.o: %.c
+	$(quiet) CC-SAN $<
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) $(SAN_FLAGS) -MMD -MP -c -o $@ $<
+
+$(STATIC_LIB): $(LIB_OBJS)
+	$(quiet) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) libqmigrate.map
+	$(quiet) LD $@
+	$(Q)$(CC) -shared -Wl,-soname,$(SHARED_LIB) -Wl,--version-script=libqmigrate.map \
+		-Wl,-z,defs $(LDFLAGS) -o $@ $(LIB_OBJS) $(DEP_LIBS)
+	$(Q)ln -sf $(SHARED_LIB) libqmigrate.so
+
+$(TOOL): $(TOOL_OBJS) $(STATIC_LIB)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(DEP_LIBS) -lm
+
+libqmigrate.pc: libqmigrate.pc.in config.mk
+	$(quiet) GEN $@
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+build/tests/unit/unit: $(UNIT_OBJS) $(STATIC_LIB)
+	$(quiet) LD $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
+
+build/tests/unit/unit-asan: $(UNIT_ASAN_OBJS) $(LIB_ASAN_OBJS)
+	$(quiet) LD $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS) -lm
+
+# Integration programs and benchmarks: one .c each, linked with the static library.
+build/%: %.c $(STATIC_LIB)
+	$(quiet) CC-LD $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
+
+# Every public header must stand alone as strict ISO C99.
+headertest:
+	$(Q)for h in $(PUBLIC_HEADERS); do \
+		printf '#include "%s"\nint main(void) { return 0; }\n' "$$h" | \
+		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror $(INCLUDES) -x c -o /dev/null - \
+		|| { echo "headertest: $$h is not ISO C99 clean"; exit 1; }; \
+	done; echo "  HDRTEST $(words $(PUBLIC_HEADERS)) public headers"
+
+deps:
+	@sh tools/deps.sh
+
+# The README's test command.
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: all headertest build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS)
+	@sh tests/run-tests.sh build/tests/unit/unit build/tests/unit/unit-asan \
+		$(ITEST_BINS) $(ITEST_SCRIPTS)
+
+# The README's main job: a real live migration of the built-in test guest.
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
+	./$(TOOL) migrate --launch --guest tiny --mem 256M --dirty-rate 50M
+
+bench-quick: deps
+	@$(MAKE) --no-print-directory bench-quick-run
+
+bench-quick-run: all $(BENCH_BINS)
+	@sh bench/quick.sh
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(MANPREFIX)/man1 \
+		$(DESTDIR)$(DATADIR)/qmigrate/guests
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/libqmigrate.so
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/qmigrate/
+	install -m 644 libqmigrate.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/
+	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/; done
+	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(STATIC_LIB) $(DESTDIR)$(LIBDIR)/$(SHARED_LIB) \
+		$(DESTDIR)$(LIBDIR)/libqmigrate.so $(DESTDIR)$(LIBDIR)/pkgconfig/libqmigrate.pc \
+		$(DESTDIR)$(BINDIR)/qmigrate
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(DATADIR)/qmigrate
+	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
+
+clean:
+	rm -rf build $(STATIC_LIB) $(SHARED_LIB) libqmigrate.so libqmigrate.pc $(TOOL) \
+		$(GUEST_CLEAN)
+
+-include $(shell find build -name '*.d' 2>/dev/null)

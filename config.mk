@@ -1,0 +1,24 @@
+# qmigrate build configuration: variables only, rules live in the Makefile.
+
+VERSION = 0.1.0
+SOVERSION = 0
+
+PREFIX = /usr/local
+LIBDIR = $(PREFIX)/lib
+INCLUDEDIR = $(PREFIX)/include
+BINDIR = $(PREFIX)/bin
+DATADIR = $(PREFIX)/share
+MANPREFIX = $(PREFIX)/share/man
+
+PKG_CONFIG = pkg-config
+DEPS = json-c liburing libcap-ng openssl
+TEST_DEPS = cunit
+
+CC = cc
+CFLAGS = -O2 -g
+LDFLAGS =
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# The freestanding test guest: a 32-bit multiboot kernel.
+GUEST_CC = $(CC)
+GUEST_LD = ld

@@ -1,0 +1,3 @@
+# engine/: launching QEMU, planning and running migrations.
+LIB_SRCS += engine/version.c
+PUBLIC_HEADERS += engine/qmigrate.h engine/qmig_launch.h

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libqmigrate — starting QEMU, and the built-in test guests.
+ *
+ * A launched VM lives in a private runtime directory (mode 0700) holding
+ * its QMP socket, its serial socket and serial log, and QEMU's stderr.
+ * QEMU is started from an argv array (never a shell), with capabilities
+ * reduced by libcap-ng, tracked by a pidfd, and killed when its owner dies.
+ */
+#ifndef QMIG_LAUNCH_H
+#define QMIG_LAUNCH_H
+
+#include <stdint.h>
+
+#include "qmig_qmp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum qmig_guest_kind {
+	QMIG_GUEST_NONE,  /* no built-in guest: the caller's extra_args say it all */
+	QMIG_GUEST_TINY,  /* the freestanding multiboot guest */
+	QMIG_GUEST_LINUX  /* the small Linux guest (kernel + our initramfs) */
+};
+
+#define QMIG_VM_SPEC_VERSION 1
+
+struct qmig_vm_spec {
+	unsigned int version;
+	const char *qemu_binary;     /* NULL: qemu-system-x86_64 from PATH */
+	const char *accel;           /* "auto" (NULL), "tcg" or "kvm" */
+	enum qmig_guest_kind guest;
+	uint64_t mem_bytes;          /* as asked; see mem_workaround */
+	uint64_t wss_bytes;          /* guest working set, 0: the guest's default */
+	uint64_t dirty_rate;         /* bytes/s the guest writes, 0: idle */
+	int incoming;                /* destination: -incoming defer */
+	int paused;                  /* start with -S */
+	int net;                     /* linux guest: virtio-net with user networking */
+	int host_port;               /* with net: host port forwarded to the guest's http */
+	const char *netns;           /* run QEMU inside this network namespace */
+	const char *runtime_dir;     /* NULL: a new private directory under $XDG_RUNTIME_DIR or /tmp */
+	const char *const *extra_args; /* NULL-terminated, appended to QEMU's argv */
+	int detach;                  /* outlive the caller (qmigrate launch) */
+	int no_mem_workaround;       /* keep a 256 KiB-aligned RAM size even where QEMU corrupts it */
+	struct qmig_log_cb log;
+};
+
+#define QMIG_VM_SPEC_INIT {QMIG_VM_SPEC_VERSION}
+
+struct qmig_vm;
+
+/* Start QEMU and wait until its QMP socket accepts (bounded). On failure
+ * nothing is left running and *out is untouched; msg (if non-NULL, size
+ * msg_len) receives QEMU's own error text. */
+int qmig_vm_launch(struct qmig_vm **out, const struct qmig_vm_spec *spec, char *msg,
+		   size_t msg_len);
+/* Kill (unless detached), reap, remove the runtime directory. NULL is fine. */
+void qmig_vm_free(struct qmig_vm *vm);
+/* Kill now (SIGKILL) and reap. */
+int qmig_vm_kill(struct qmig_vm *vm);
+/* Has QEMU exited? 1 yes (status in *wstatus), 0 no. */
+int qmig_vm_exited(struct qmig_vm *vm, int *wstatus);
+
+int qmig_vm_pid(const struct qmig_vm *vm);
+int qmig_vm_pidfd(const struct qmig_vm *vm);
+const char *qmig_vm_qmp_path(const struct qmig_vm *vm);
+const char *qmig_vm_serial_path(const struct qmig_vm *vm);     /* socket, for live readers */
+const char *qmig_vm_serial_log(const struct qmig_vm *vm);      /* file with all output */
+const char *qmig_vm_runtime_dir(const struct qmig_vm *vm);
+const char *qmig_vm_accel(const struct qmig_vm *vm);           /* "tcg" or "kvm", as chosen */
+uint64_t qmig_vm_mem_bytes(const struct qmig_vm *vm);          /* as launched, after workaround */
+/* QEMU's stderr so far (for error messages). */
+const char *qmig_vm_stderr(struct qmig_vm *vm);
+
+/* The RAM size to launch with: size itself, or size plus a few KiB when
+ * this QEMU under TCG loses dirty pages on 256 KiB-multiple RAM blocks
+ * (QEMU < 9.0). Returns 1 when it changed the size. */
+int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_version,
+			   uint64_t *out);
+
+/* ---- the test guests' heartbeats -------------------------------------- */
+
+/* A live reader of a guest's serial socket, timing each heartbeat line on
+ * the host's CLOCK_MONOTONIC. */
+struct qmig_hb;
+
+struct qmig_hb_stats {
+	uint64_t beats;          /* heartbeat lines seen */
+	uint64_t last_seq;       /* the guest's sequence number in the last one */
+	uint64_t generation;     /* the guest's pass over its working set */
+	uint64_t pages_written;
+	uint64_t guest_rate;     /* bytes/s, as the guest measures itself */
+	int64_t first_ns, last_ns; /* host times of the first and last beat */
+	int64_t max_gap_ns;      /* largest gap between two beats */
+	int64_t max_gap_end_ns;  /* when that gap ended */
+	int corrupt;             /* the guest reported a failed self-check */
+	char corrupt_msg[160];
+};
+
+int qmig_hb_open(struct qmig_hb **out, const char *serial_socket);
+void qmig_hb_free(struct qmig_hb *hb);
+int qmig_hb_fd(const struct qmig_hb *hb);
+/* Read what is there without blocking; 0, or -ECONNRESET when QEMU went away. */
+int qmig_hb_process(struct qmig_hb *hb);
+/* Wait up to timeout_ms for at least n new beats. */
+int qmig_hb_wait(struct qmig_hb *hb, unsigned n, int timeout_ms);
+void qmig_hb_get(const struct qmig_hb *hb, struct qmig_hb_stats *out);
+/* Start measuring gaps afresh (e.g. after boot). */
+void qmig_hb_reset_gap(struct qmig_hb *hb);
+
+/* ---- verifying a test guest's memory ------------------------------------ */
+
+struct qmig_verify_report {
+	uint64_t pages_checked;
+	uint64_t pages_bad;
+	uint64_t first_bad_gpa;   /* guest-physical address of the first bad page */
+	uint64_t generation;      /* the guest's pass at the time of the dump */
+	char detail[256];         /* what was wrong with the first bad page */
+};
+
+/* The guest must be stopped. Dumps its memory (pmemsave into dir, or the
+ * system temp dir) and checks every stamp. Returns 0 verified, 1 bad pages
+ * (report says which), negative errno when it could not check. */
+int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
+		     struct qmig_verify_report *report);
+/* The same on a dump already in memory (for tests). */
+int qmig_tiny_verify_buf(const void *ram, uint64_t len, struct qmig_verify_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libqmigrate — the whole QMP vocabulary the engine uses, one small
+ * function per command. Each returns 0 or a negative errno; on an error
+ * reply -EREMOTEIO with the class and description on the connection.
+ * timeout_ms < 0 means the connection's default.
+ */
+#ifndef QMIG_COMMANDS_H
+#define QMIG_COMMANDS_H
+
+#include <stdint.h>
+
+#include "qmig_qmp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* query-status */
+struct qmig_vm_status {
+	int running;
+	char status[32]; /* "running", "paused", "inmigrate", "postmigrate", ... */
+};
+int qmig_cmd_query_status(struct qmig_qmp_conn *c, struct qmig_vm_status *out);
+int qmig_cmd_stop(struct qmig_qmp_conn *c);
+int qmig_cmd_cont(struct qmig_qmp_conn *c);
+int qmig_cmd_quit(struct qmig_qmp_conn *c);
+
+/* query-migrate, flattened. Fields QEMU did not send are 0; has_* say
+ * which optional groups were present. */
+struct qmig_migrate_info {
+	char status[32]; /* "none", "setup", "active", "postcopy-active",
+			    "postcopy-paused", "pre-switchover", "device",
+			    "completed", "failed", "cancelling", "cancelled", ... */
+	int has_ram;
+	uint64_t total_time_ms, setup_time_ms, downtime_ms, expected_downtime_ms;
+	uint64_t ram_transferred, ram_remaining, ram_total, ram_duplicate, ram_normal;
+	uint64_t ram_normal_bytes, ram_dirty_pages_rate, ram_dirty_sync_count;
+	uint64_t ram_postcopy_requests, ram_page_size, ram_multifd_bytes;
+	uint64_t ram_pages_per_second, ram_precopy_bytes, ram_downtime_bytes;
+	uint64_t ram_postcopy_bytes;
+	double ram_mbps;
+	int64_t cpu_throttle_percentage;
+	char error_desc[256];
+};
+int qmig_cmd_query_migrate(struct qmig_qmp_conn *c, struct qmig_migrate_info *out);
+
+/* migrate-set-capabilities: caps is a json object {"name": bool, ...}. */
+int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_object *caps);
+/* query-migrate-capabilities as {"name": bool, ...}; *out is a new reference. */
+int qmig_cmd_query_migrate_capabilities(struct qmig_qmp_conn *c, struct json_object **out);
+/* migrate-set-parameters: params is the argument object itself. */
+int qmig_cmd_migrate_set_parameters(struct qmig_qmp_conn *c, struct json_object *params);
+/* query-migrate-parameters' return object; *out is a new reference. */
+int qmig_cmd_query_migrate_parameters(struct qmig_qmp_conn *c, struct json_object **out);
+
+int qmig_cmd_migrate(struct qmig_qmp_conn *c, const char *uri, int resume);
+int qmig_cmd_migrate_incoming(struct qmig_qmp_conn *c, const char *uri);
+int qmig_cmd_migrate_cancel(struct qmig_qmp_conn *c);
+int qmig_cmd_migrate_recover(struct qmig_qmp_conn *c, const char *uri);
+int qmig_cmd_migrate_pause(struct qmig_qmp_conn *c);
+int qmig_cmd_migrate_start_postcopy(struct qmig_qmp_conn *c);
+int qmig_cmd_migrate_continue(struct qmig_qmp_conn *c, const char *state);
+
+/* pmemsave: size bytes of guest-physical memory from addr into path
+ * (written by QEMU itself). */
+int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path);
+/* query-memory-size-summary: base-memory in bytes. */
+int qmig_cmd_query_memory_size(struct qmig_qmp_conn *c, uint64_t *base_memory);
+
+/* getfd/closefd: the fd travels with SCM_RIGHTS. */
+int qmig_cmd_getfd(struct qmig_qmp_conn *c, int fd, const char *fdname);
+int qmig_cmd_closefd(struct qmig_qmp_conn *c, const char *fdname);
+/* add-fd: returns the fdset id and the fd number inside QEMU. */
+int qmig_cmd_add_fd(struct qmig_qmp_conn *c, int fd, int64_t fdset_id, int64_t *fdset_out,
+		    int64_t *fd_out);
+int qmig_cmd_remove_fd(struct qmig_qmp_conn *c, int64_t fdset_id);
+
+/* object-add with a ready argument object; object-del by id. */
+int qmig_cmd_object_add(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_object_del(struct qmig_qmp_conn *c, const char *id);
+
+/* calc-dirty-rate / query-dirty-rate (mode: "page-sampling", ...). */
+int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode);
+struct qmig_dirty_rate {
+	char status[24]; /* "unstarted", "measuring", "measured" */
+	int64_t dirty_rate_mib; /* MiB/s, -1 if not measured */
+	int64_t calc_time_s;
+};
+int qmig_cmd_query_dirty_rate(struct qmig_qmp_conn *c, struct qmig_dirty_rate *out);
+
+/* query-name / query-uuid / query-kvm, for plans and the doctor. */
+int qmig_cmd_query_kvm(struct qmig_qmp_conn *c, int *enabled, int *present);
+/* *out is a new reference to the return array. */
+int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out);
+int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1 @@
+# tests/guests: sources and tests of this module

@@ -1,0 +1,45 @@
+/* The qmigrate command line: shared helpers for the subcommands.
+ * Only tools/ prints and exits. */
+#ifndef QMIG_CLI_H
+#define QMIG_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes (documented in qmigrate(1)). */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,       /* the operation failed (migration failed, verify found bad pages) */
+	EXIT_USAGE = 2,      /* bad command line */
+	EXIT_SETUP = 3,      /* could not start: QEMU, sockets, ports, schema refusal */
+	EXIT_ROLLEDBACK = 4, /* migration failed and the source was restored */
+	EXIT_CANCELLED = 5,  /* cancelled by the user or a signal; source restored */
+	EXIT_VERIFY = 6,     /* completed, but the destination failed verification */
+};
+
+extern const char *prog_name;
+
+void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Log callback for library handles: prints warnings and errors to stderr,
+ * everything with -v. */
+void cli_log(int level, const char *msg, void *user_data);
+extern int cli_verbose;
+
+/* "256M", "1G", "4096", "512k": bytes. Dies with a message naming what on error. */
+uint64_t parse_size(const char *what, const char *s);
+/* "50M" (bytes/s), "1gbit", "800mbit": bytes per second. */
+uint64_t parse_rate(const char *what, const char *s);
+long parse_long(const char *what, const char *s, long min, long max);
+void format_size(char *buf, size_t len, double bytes);
+
+/* Subcommands: argv[0] is the subcommand's name. */
+int cmd_qmp(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_tls(int argc, char **argv);
+
+#endif

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install the Debian packages qmigrate needs to build, test and run its
+# guests. As root it installs what is missing; otherwise it names the command.
+set -e
+
+PKGS="gcc make pkg-config binutils libc6-dev libjson-c-dev liburing-dev libcap-ng-dev \
+libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 cpio xz-utils zstd"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "qmigrate: missing Debian packages:$missing" >&2
+	echo "qmigrate: install them with: sudo apt-get install$missing" >&2
+	exit 1
+fi
+echo "qmigrate: installing missing packages:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

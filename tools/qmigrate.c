@@ -1,0 +1,58 @@
+/* qmigrate: the command-line tool. Each subcommand is a thin layer over
+ * libqmigrate in its own tools/cmd_*.c file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct subcommand {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+	{NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qmigrate [-v] COMMAND [ARGS...]\n"
+		   "       qmigrate --help | --version\n\n"
+		   "Live migration of QEMU virtual machines over QMP, without libvirt.\n\n"
+		   "Commands:\n");
+	for (const struct subcommand *s = subcommands; s->name; s++)
+		fprintf(f, "  %-10s %s\n", s->name, s->summary);
+	fprintf(f, "\n'qmigrate COMMAND --help' describes each command; see qmigrate(1).\n"
+		   "Exit codes: 0 ok, 1 failed, 2 usage, 3 setup failed, 4 migration failed and\n"
+		   "rolled back, 5 cancelled and rolled back, 6 destination failed verification.\n");
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return EXIT_OK;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("qmigrate %s\n", QMIG_VERSION);
+			return EXIT_OK;
+		} else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
+			cli_verbose++;
+		} else {
+			warnx("unknown option '%s'", argv[i]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (const struct subcommand *s = subcommands; s->name; s++)
+		if (!strcmp(s->name, argv[i]))
+			return s->fn(argc - i, argv + i);
+	die(EXIT_USAGE, "unknown command '%s' (see 'qmigrate --help')", argv[i]);
+}

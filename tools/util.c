@@ -1,0 +1,124 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+const char *prog_name = "qmigrate";
+int cli_verbose;
+
+void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+void warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void cli_log(int level, const char *msg, void *user_data)
+{
+	static const char *names[] = {"error", "warning", "info", "debug"};
+
+	(void)user_data;
+	if (level <= 1 || cli_verbose >= level - 1)
+		fprintf(stderr, "%s: %s: %s\n", prog_name, names[level & 3], msg);
+}
+
+static int scale(const char *suf, uint64_t *mul, int bits)
+{
+	char s[8];
+	size_t i;
+
+	for (i = 0; suf[i] && i < sizeof(s) - 1; i++)
+		s[i] = (char)tolower((unsigned char)suf[i]);
+	s[i] = 0;
+	if (suf[i])
+		return -1;
+	if (bits) {
+		if (!strcmp(s, "bit") || !strcmp(s, "bps")) { *mul = 1; return 1; }
+		if (!strcmp(s, "kbit")) { *mul = 1000; return 1; }
+		if (!strcmp(s, "mbit")) { *mul = 1000000; return 1; }
+		if (!strcmp(s, "gbit")) { *mul = 1000000000; return 1; }
+	}
+	if (!*s || !strcmp(s, "b")) { *mul = 1; return 0; }
+	if (!strcmp(s, "k") || !strcmp(s, "kib") || !strcmp(s, "kb")) { *mul = 1ull << 10; return 0; }
+	if (!strcmp(s, "m") || !strcmp(s, "mib") || !strcmp(s, "mb")) { *mul = 1ull << 20; return 0; }
+	if (!strcmp(s, "g") || !strcmp(s, "gib") || !strcmp(s, "gb")) { *mul = 1ull << 30; return 0; }
+	if (!strcmp(s, "t") || !strcmp(s, "tib") || !strcmp(s, "tb")) { *mul = 1ull << 40; return 0; }
+	return -1;
+}
+
+static uint64_t parse_scaled(const char *what, const char *s, int allow_bits)
+{
+	char *end;
+	double v;
+	uint64_t mul;
+	int isbits;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno || v < 0)
+		die(EXIT_USAGE, "%s: '%s' is not a size (examples: 4096, 512k, 256M, 1G%s)", what, s,
+		    allow_bits ? ", 1gbit" : "");
+	isbits = scale(end, &mul, allow_bits);
+	if (isbits < 0)
+		die(EXIT_USAGE, "%s: unknown unit '%s' in '%s'", what, end, s);
+	v *= (double)mul;
+	if (isbits)
+		v /= 8;
+	if (v > 1.8e19)
+		die(EXIT_USAGE, "%s: '%s' is too large", what, s);
+	return (uint64_t)v;
+}
+
+uint64_t parse_size(const char *what, const char *s)
+{
+	return parse_scaled(what, s, 0);
+}
+
+uint64_t parse_rate(const char *what, const char *s)
+{
+	return parse_scaled(what, s, 1);
+}
+
+long parse_long(const char *what, const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < min || v > max)
+		die(EXIT_USAGE, "%s: '%s' is not a number from %ld to %ld", what, s, min, max);
+	return v;
+}
+
+void format_size(char *buf, size_t len, double b)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}

@@ -1,0 +1,1 @@
+# transport: sources and tests of this module
