@@ -20,6 +20,7 @@ ITEST_PROGS =
 ITEST_SCRIPTS =
 GUEST_TARGETS =
 BENCH_PROGS =
+TEST_HELPERS =
 MAN_PAGES =
 
 include qmp/module.mk
@@ -53,6 +54,7 @@ UNIT_OBJS = $(UNIT_SRCS:%.c=$(OBJ)/%.o)
 UNIT_ASAN_OBJS = $(UNIT_SRCS:%.c=$(ASAN)/%.o)
 ITEST_BINS = $(ITEST_PROGS:%=build/%)
 BENCH_BINS = $(BENCH_PROGS:%=build/%)
+HELPER_BINS = $(TEST_HELPERS:%=build/%)
 
 STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
@@ -128,7 +130,8 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: all headertest build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS)
+check-run: all headertest build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS) \
+		$(HELPER_BINS)
 	@sh tests/run-tests.sh build/tests/unit/unit build/tests/unit/unit-asan \
 		$(ITEST_BINS) $(ITEST_SCRIPTS)
 

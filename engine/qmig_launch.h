@@ -46,7 +46,7 @@ struct qmig_vm_spec {
 	struct qmig_log_cb log;
 };
 
-#define QMIG_VM_SPEC_INIT {QMIG_VM_SPEC_VERSION}
+#define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}
 
 struct qmig_vm;
 

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qmig_qmp.h"
+
 /* Exit codes (documented in qmigrate(1)). */
 enum {
 	EXIT_OK = 0,
@@ -23,7 +25,7 @@ void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), no
 void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Log callback for library handles: prints warnings and errors to stderr,
  * everything with -v. */
-void cli_log(int level, const char *msg, void *user_data);
+void cli_log(enum qmig_log_level level, const char *msg, void *user_data);
 extern int cli_verbose;
 
 /* "256M", "1G", "4096", "512k": bytes. Dies with a message naming what on error. */

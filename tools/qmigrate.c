@@ -12,6 +12,7 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+	{"tls", cmd_tls, "create or check TLS certificates for migration"},
 	{NULL, NULL, NULL},
 };
 

@@ -33,12 +33,12 @@ void warnx(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-void cli_log(int level, const char *msg, void *user_data)
+void cli_log(enum qmig_log_level level, const char *msg, void *user_data)
 {
 	static const char *names[] = {"error", "warning", "info", "debug"};
 
 	(void)user_data;
-	if (level <= 1 || cli_verbose >= level - 1)
+	if (level <= QMIG_LOG_WARN || cli_verbose >= (int)level - 1)
 		fprintf(stderr, "%s: %s: %s\n", prog_name, names[level & 3], msg);
 }
 

@@ -1,0 +1,368 @@
+/* The migration handle: its life cycle, the embedding interface (one
+ * epoll fd, a timeout, a non-blocking step), events and results. The
+ * phases themselves are in phases.c. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate_int.h"
+
+static const char *const phase_names[] = {
+	[QMIG_PHASE_INIT] = "init",           [QMIG_PHASE_PREPARE] = "prepare",
+	[QMIG_PHASE_NEGOTIATE] = "negotiate", [QMIG_PHASE_START] = "start",
+	[QMIG_PHASE_PRECOPY] = "precopy",     [QMIG_PHASE_SWITCHOVER] = "switchover",
+	[QMIG_PHASE_CONFIRM] = "confirm",     [QMIG_PHASE_FINISH] = "finish",
+	[QMIG_PHASE_DONE] = "done",           [QMIG_PHASE_ROLLBACK] = "rollback",
+	[QMIG_PHASE_FAILED] = "failed",
+};
+
+const char *qmig_phase_name(enum qmig_phase p)
+{
+	if ((unsigned)p < sizeof(phase_names) / sizeof(phase_names[0]))
+		return phase_names[p];
+	return "unknown";
+}
+
+int64_t qm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec,
+	     const struct qmig_sample *s)
+{
+	struct qmig_migration_event ev = {type, m->phase, s, rec};
+
+	json_object_object_add(rec, "type", json_object_new_string(type));
+	json_object_object_add(rec, "t_ms",
+			       json_object_new_int64((qm_now_ns() - m->t_start_ns) / 1000000));
+	if (m->o.on_event.fn)
+		m->o.on_event.fn(&ev, m->o.on_event.user_data);
+	json_object_put(rec);
+}
+
+void qm_log(struct qmig_migration *m, enum qmig_log_level lvl, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (m->o.log.fn)
+		m->o.log.fn(lvl, buf, m->o.log.user_data);
+}
+
+/* Record the first failure; later ones only go to the log. */
+int qm_fail(struct qmig_migration *m, int err, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (!m->error) {
+		m->error = err < 0 ? err : -EIO;
+		m->failed_phase = m->phase;
+		snprintf(m->err, sizeof(m->err), "%s", buf);
+	}
+	qm_log(m, QMIG_LOG_ERROR, "%s", buf);
+	return m->error;
+}
+
+int qm_qmp_fail(struct qmig_migration *m, struct side *s, int err, const char *what)
+{
+	const char *cls = s->qmp ? qmig_qmp_conn_error_class(s->qmp) : NULL;
+	const char *msg = s->qmp ? qmig_qmp_conn_error(s->qmp) : NULL;
+
+	if (err == -EREMOTEIO && cls)
+		return qm_fail(m, err, "%s: %s refused: %s: %s", s->name, what, cls,
+			       msg ? msg : "");
+	return qm_fail(m, err, "%s: %s: %s", s->name, what,
+		       msg && *msg ? msg : strerror(-err));
+}
+
+void qm_watch_fd(struct qmig_migration *m, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+
+	if (fd >= 0)
+		epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void qm_unwatch_fd(struct qmig_migration *m, int fd)
+{
+	if (fd >= 0)
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+static char *dup_opt(struct qmig_migration *m, int i, const char *s)
+{
+	if (!s)
+		return NULL;
+	m->strs[i] = strdup(s);
+	return m->strs[i];
+}
+
+int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_opts *opts)
+{
+	struct qmig_migration *m;
+
+	if (!out || !opts || opts->version < 1 || opts->version > QMIG_MIGRATE_OPTS_VERSION)
+		return -EINVAL;
+	if (!opts->src_qmp != !opts->dst_qmp)
+		return -EINVAL; /* attach mode needs both sockets */
+	if (!opts->src_qmp && opts->guest.guest == QMIG_GUEST_NONE && !opts->guest.extra_args)
+		return -EINVAL; /* launch mode needs something to launch */
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->o = *opts;
+	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);
+	m->o.dst_qmp = dup_opt(m, 1, opts->dst_qmp);
+	m->o.src_netns = dup_opt(m, 2, opts->src_netns);
+	m->o.dst_netns = dup_opt(m, 3, opts->dst_netns);
+	m->o.dst_addr = dup_opt(m, 4, opts->dst_addr ? opts->dst_addr : "127.0.0.1");
+	m->o.listen_addr = dup_opt(m, 5, opts->listen_addr ? opts->listen_addr : m->o.dst_addr);
+	m->o.port_lock_dir = dup_opt(m, 6, opts->port_lock_dir);
+	m->o.guest.qemu_binary = dup_opt(m, 7, opts->guest.qemu_binary);
+	m->o.guest.accel = dup_opt(m, 8, opts->guest.accel);
+	m->o.src_serial = dup_opt(m, 9, opts->src_serial);
+	m->o.dst_serial = dup_opt(m, 10, opts->dst_serial);
+	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
+	if (!m->o.port_lo)
+		m->o.port_lo = 49152;
+	if (!m->o.port_hi)
+		m->o.port_hi = 49215;
+	if (!m->o.timeout_ms)
+		m->o.timeout_ms = 600000;
+	if (!m->o.sample_ms)
+		m->o.sample_ms = 100;
+	if (!m->o.qmp_timeout_ms)
+		m->o.qmp_timeout_ms = 10000;
+	m->side[SRC].name = "source";
+	m->side[DST].name = "destination";
+	m->side[SRC].m = m;
+	m->side[DST].m = m;
+	m->epfd = epoll_create1(EPOLL_CLOEXEC);
+	m->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (m->epfd < 0 || m->tfd < 0) {
+		int err = -errno;
+
+		if (m->epfd >= 0)
+			close(m->epfd);
+		if (m->tfd >= 0)
+			close(m->tfd);
+		for (int i = 0; i < 12; i++)
+			free(m->strs[i]);
+		free(m);
+		return err;
+	}
+	qm_watch_fd(m, m->tfd);
+	m->t_start_ns = qm_now_ns();
+	m->deadline_ns = m->t_start_ns + (int64_t)m->o.timeout_ms * 1000000;
+	m->res.verified = -1;
+	m->res.switchover_ms = -1;
+	m->res.guest_downtime_ms = -1;
+	m->phase = QMIG_PHASE_INIT;
+	*out = m;
+	return 0;
+}
+
+static void side_release(struct side *s)
+{
+	qmig_hb_free(s->hb);
+	qmig_schema_free(s->schema);
+	qmig_qmp_conn_close(s->qmp);
+	qmig_vm_free(s->vm);
+	json_object_put(s->orig_caps);
+	json_object_put(s->orig_params);
+	json_object_put(s->set_caps);
+	json_object_put(s->set_params);
+	s->hb = NULL;
+	s->schema = NULL;
+	s->qmp = NULL;
+	s->vm = NULL;
+	s->orig_caps = s->orig_params = s->set_caps = s->set_params = NULL;
+}
+
+void qmig_migration_free(struct qmig_migration *m)
+{
+	if (!m)
+		return;
+	/* A handle freed mid-flight still leaves the source as it was. */
+	if (m->phase != QMIG_PHASE_INIT && !m->finished) {
+		qmig_migration_cancel(m);
+		for (int i = 0; i < 50 && !m->finished; i++)
+			if (qmig_migration_process(m) != 0)
+				break;
+	}
+	side_release(&m->side[SRC]);
+	side_release(&m->side[DST]);
+	qmig_port_free(m->port);
+	qm_plan_clear(&m->plan);
+	close(m->epfd);
+	close(m->tfd);
+	if (m->o.on_event.free)
+		m->o.on_event.free(m->o.on_event.user_data);
+	if (m->o.log.free)
+		m->o.log.free(m->o.log.user_data);
+	for (int i = 0; i < 12; i++)
+		free(m->strs[i]);
+	free(m);
+}
+
+int qmig_migration_get_fd(const struct qmig_migration *m)
+{
+	return m->epfd;
+}
+
+static int64_t next_due_ns(const struct qmig_migration *m)
+{
+	int64_t due = m->deadline_ns;
+
+	if (m->next_sample_ns && m->next_sample_ns < due)
+		due = m->next_sample_ns;
+	if (m->wait_until_ns && m->wait_until_ns < due)
+		due = m->wait_until_ns;
+	return due;
+}
+
+int qmig_migration_get_timeout(const struct qmig_migration *m)
+{
+	int64_t left;
+
+	if (m->finished)
+		return -1;
+	left = next_due_ns(m) - qm_now_ns();
+	if (left <= 0)
+		return 0;
+	return (int)((left + 999999) / 1000000);
+}
+
+/* Keep the timerfd armed for the next due time, so that polling the epoll
+ * fd alone (without our timeout) still wakes the caller. */
+static void arm_timer(struct qmig_migration *m)
+{
+	struct itimerspec its = {0};
+	int64_t due = m->finished ? 0 : next_due_ns(m);
+	uint64_t junk;
+
+	while (read(m->tfd, &junk, sizeof(junk)) > 0)
+		;
+	if (due) {
+		its.it_value.tv_sec = due / 1000000000;
+		its.it_value.tv_nsec = due % 1000000000;
+		if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+			its.it_value.tv_nsec = 1;
+	}
+	timerfd_settime(m->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void drain_side(struct qmig_migration *m, struct side *s)
+{
+	int r;
+
+	if (s->qmp) {
+		r = qmig_qmp_conn_process(s->qmp);
+		if (r < 0 && !m->error && m->phase < QMIG_PHASE_DONE) {
+			qm_qmp_fail(m, s, r, "QMP connection lost");
+			qmig_qmp_conn_close(s->qmp);
+			s->qmp = NULL;
+		}
+	}
+	if (s->hb)
+		qmig_hb_process(s->hb);
+}
+
+int qmig_migration_process(struct qmig_migration *m)
+{
+	int r;
+
+	if (m->finished)
+		return 1;
+	drain_side(m, &m->side[SRC]);
+	drain_side(m, &m->side[DST]);
+	r = qm_phase_step(m);
+	arm_timer(m);
+	return r;
+}
+
+int qmig_migration_run(struct qmig_migration *m)
+{
+	struct pollfd pfd = {.fd = m->epfd, .events = POLLIN};
+	int r;
+
+	/* Level-triggered: process() drains what made the fd readable. */
+	while ((r = qmig_migration_process(m)) == 0)
+		if (poll(&pfd, 1, qmig_migration_get_timeout(m)) < 0 && errno != EINTR)
+			return -errno;
+	return r < 0 ? r : m->res.error;
+}
+
+void qmig_migration_cancel(struct qmig_migration *m)
+{
+	if (m && !m->finished)
+		m->cancel_requested = 1;
+}
+
+enum qmig_phase qmig_migration_phase(const struct qmig_migration *m)
+{
+	return m->phase;
+}
+
+void qmig_migration_last_sample(const struct qmig_migration *m, struct qmig_sample *out)
+{
+	*out = m->last;
+}
+
+void qmig_migration_result(const struct qmig_migration *m, struct qmig_result *out)
+{
+	*out = m->res;
+}
+
+const char *qmig_migration_error(const struct qmig_migration *m)
+{
+	return m->err;
+}
+
+struct json_object *qmig_result_to_json(const struct qmig_result *r)
+{
+	struct json_object *o = json_object_new_object();
+
+#define ADD_I(k, v) json_object_object_add(o, k, json_object_new_int64((int64_t)(v)))
+	json_object_object_add(o, "status", json_object_new_string(r->status));
+	ADD_I("total_ms", r->total_ms);
+	ADD_I("setup_ms", r->setup_ms);
+	ADD_I("downtime_ms", r->downtime_ms);
+	ADD_I("engine_total_ms", r->engine_total_ms);
+	ADD_I("engine_setup_ms", r->engine_setup_ms);
+	ADD_I("switchover_ms", r->switchover_ms);
+	ADD_I("guest_downtime_ms", r->guest_downtime_ms);
+	ADD_I("verify_ms", r->verify_ms);
+	ADD_I("transferred_bytes", r->transferred_bytes);
+	ADD_I("passes", r->passes);
+	json_object_object_add(o, "throughput_mbps", json_object_new_double(r->throughput_mbps));
+	json_object_object_add(o, "verified", r->verified < 0 ? NULL
+					      : json_object_new_boolean(r->verified));
+	ADD_I("port", r->port);
+	json_object_object_add(o, "rolled_back", json_object_new_boolean(r->rolled_back));
+	if (r->error) {
+		ADD_I("error", r->error);
+		json_object_object_add(o, "failed_phase",
+				       json_object_new_string(qmig_phase_name(r->failed_phase)));
+	}
+	json_object_object_add(o, "message", json_object_new_string(r->message));
+#undef ADD_I
+	return o;
+}

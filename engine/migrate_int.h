@@ -1,0 +1,109 @@
+/* Internal to engine/: the migration handle shared by the phase, plan and
+ * monitor files. Nothing here is exported. */
+#ifndef QMIG_MIGRATE_INT_H
+#define QMIG_MIGRATE_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "qmig_commands.h"
+#include "qmig_migrate.h"
+#include "qmig_transport.h"
+
+enum side_id { SRC, DST };
+
+/* One QEMU, as the engine sees it. */
+struct side {
+	const char *name;             /* "source" / "destination" */
+	struct qmig_migration *m;     /* back pointer, for event callbacks */
+	struct qmig_vm *vm;           /* launched by us, or NULL (attached) */
+	struct qmig_qmp_conn *qmp;
+	struct qmig_schema *schema;
+	struct qmig_hb *hb;           /* heartbeats of our test guests */
+	struct json_object *orig_caps;   /* before we touched anything */
+	struct json_object *orig_params;
+	struct json_object *set_caps;    /* what the plan changes, to undo */
+	struct json_object *set_params;
+	int was_running;
+	char mig_status[32];          /* from MIGRATION events */
+	int64_t stop_us, resume_us;   /* STOP/RESUME event timestamps (QEMU's clock) */
+	uint64_t passes;              /* from MIGRATION_PASS */
+	int touched;                  /* the plan changed something here */
+	int incoming_started;
+};
+
+/* One QMP command of the plan, for one side. */
+struct plan_step {
+	enum side_id side;
+	char *command;
+	struct json_object *args;     /* may be NULL */
+	const char *why;
+};
+
+struct plan {
+	struct plan_step *steps;
+	int n, cap;
+	int exec;                     /* steps executed so far */
+};
+
+/* What a phase step tells the loop. */
+enum step_result { STEP_WAIT = 0, STEP_NEXT = 1 };
+
+struct qmig_migration {
+	struct qmig_migrate_opts o;   /* strings duplicated below */
+	char *strs[12];
+	enum qmig_phase phase, failed_phase;
+	int sub;                      /* a phase's own progress */
+	struct side side[2];
+	struct plan plan;
+	struct qmig_port *port;
+	char uri[128];
+
+	int epfd, tfd;
+	int64_t t_start_ns, t_migrate_ns, t_done_ns, t_phase_ns;
+	int64_t deadline_ns, next_sample_ns, wait_until_ns;
+
+	struct qmig_sample last;
+	uint64_t last_transferred;
+	int64_t last_sample_ns;
+	double bw_ewma;
+	uint64_t pass_start_remaining;
+	int64_t throttle_max;
+
+	int cancel_requested;
+	int error;                    /* the failure being rolled back */
+	int finished;
+	int verify_state;
+	struct qmig_result res;
+	char err[512];
+};
+
+/* migrate.c */
+int64_t qm_now_ns(void);
+void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec,
+	     const struct qmig_sample *s);
+void qm_log(struct qmig_migration *m, enum qmig_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int qm_fail(struct qmig_migration *m, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int qm_qmp_fail(struct qmig_migration *m, struct side *s, int err, const char *what);
+void qm_watch_fd(struct qmig_migration *m, int fd);
+void qm_unwatch_fd(struct qmig_migration *m, int fd);
+
+/* plan.c */
+int qm_plan_build(struct qmig_migration *m);
+int qm_plan_exec(struct qmig_migration *m, int upto_migrate);
+void qm_plan_emit(struct qmig_migration *m);
+void qm_plan_clear(struct plan *p);
+int qm_restore_side(struct qmig_migration *m, struct side *s);
+
+/* monitor.c */
+int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);
+
+/* phases.c */
+int qm_phase_step(struct qmig_migration *m);
+void qm_side_event(const char *event, struct json_object *data, int64_t sec, int64_t usec,
+		   void *user_data);
+
+#endif

@@ -1,0 +1,97 @@
+/* The precopy monitor: turns query-migrate samples into the engine's own
+ * measurements (smoothed bandwidth, dirty rate, pass progress, an
+ * estimate of the time left) and emits them as "sample" and "pass"
+ * records. */
+#include <stdio.h>
+#include <string.h>
+
+#include "migrate_int.h"
+
+#define BW_ALPHA 0.3
+
+static struct json_object *sample_json(const struct qmig_sample *s)
+{
+	struct json_object *o = json_object_new_object();
+
+#define ADD_I(k, v) json_object_object_add(o, k, json_object_new_int64((int64_t)(v)))
+	json_object_object_add(o, "status", json_object_new_string(s->status));
+	ADD_I("pass", s->pass);
+	ADD_I("transferred", s->transferred);
+	ADD_I("remaining", s->remaining);
+	ADD_I("total", s->total);
+	ADD_I("dirty_rate", s->dirty_rate);
+	ADD_I("bandwidth", s->bandwidth);
+	json_object_object_add(o, "percent", json_object_new_double(s->percent));
+	ADD_I("expected_downtime_ms", s->expected_downtime_ms);
+	ADD_I("eta_ms", s->eta_ms);
+	ADD_I("throttle_pct", s->throttle_pct);
+#undef ADD_I
+	return o;
+}
+
+/* Time to converge if every pass sends what was dirtied during the last
+ * one: remaining / (bandwidth - dirty rate); -1 if that never ends. */
+static int64_t estimate_eta_ms(uint64_t remaining, uint64_t bw, uint64_t dirty)
+{
+	if (!bw)
+		return -1;
+	if (dirty >= bw)
+		return -1;
+	return (int64_t)(remaining * 1000.0 / (double)(bw - dirty));
+}
+
+int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
+{
+	struct qmig_sample s = {0};
+	int64_t now = qm_now_ns();
+	uint64_t page = mi->ram_page_size ? mi->ram_page_size : 4096;
+
+	s.t_ms = m->t_migrate_ns ? (now - m->t_migrate_ns) / 1000000 : 0;
+	s.pass = mi->ram_dirty_sync_count;
+	s.transferred = mi->ram_transferred;
+	s.remaining = mi->ram_remaining;
+	s.total = mi->ram_total;
+	s.dirty_rate = mi->ram_dirty_pages_rate * page;
+	s.expected_downtime_ms = (int64_t)mi->expected_downtime_ms;
+	s.throttle_pct = mi->cpu_throttle_percentage;
+	snprintf(s.status, sizeof(s.status), "%s", mi->status);
+
+	if (m->last_sample_ns && s.transferred >= m->last_transferred) {
+		double dt = (now - m->last_sample_ns) / 1e9;
+		double bw = dt > 0 ? (s.transferred - m->last_transferred) / dt : 0;
+
+		m->bw_ewma = m->bw_ewma ? BW_ALPHA * bw + (1 - BW_ALPHA) * m->bw_ewma : bw;
+	}
+	m->last_sample_ns = now;
+	m->last_transferred = s.transferred;
+	s.bandwidth = (uint64_t)m->bw_ewma;
+
+	/* Progress within the current pass: the first pass against the whole
+	 * RAM, later ones against what was left when the pass began. */
+	if (s.pass != m->last.pass && s.pass > 1) {
+		struct json_object *rec = json_object_new_object();
+
+		json_object_object_add(rec, "pass", json_object_new_int64((int64_t)s.pass));
+		json_object_object_add(rec, "remaining",
+				       json_object_new_int64((int64_t)s.remaining));
+		json_object_object_add(rec, "dirty_rate",
+				       json_object_new_int64((int64_t)s.dirty_rate));
+		qm_emit(m, "pass", rec, NULL);
+		m->pass_start_remaining = s.remaining;
+	}
+	if (s.pass <= 1 && s.total)
+		s.percent = 100.0 * (double)(s.total - s.remaining) / (double)s.total;
+	else if (m->pass_start_remaining)
+		s.percent = s.remaining >= m->pass_start_remaining
+				    ? 0
+				    : 100.0 * (1.0 - (double)s.remaining /
+							     (double)m->pass_start_remaining);
+	if (!strcmp(s.status, "completed"))
+		s.percent = 100;
+	s.eta_ms = estimate_eta_ms(s.remaining, s.bandwidth, s.dirty_rate);
+	if (s.throttle_pct > m->throttle_max)
+		m->throttle_max = s.throttle_pct;
+	m->last = s;
+	qm_emit(m, "sample", sample_json(&s), &m->last);
+	return 0;
+}

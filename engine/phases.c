@@ -1,0 +1,575 @@
+/* The migration phases as an explicit state machine. Each phase is one
+ * step function that either finishes (STEP_NEXT), waits for an fd or a
+ * timer (STEP_WAIT), or fails (negative errno, via qm_fail). Any failure
+ * leads to ROLLBACK, which undoes what the earlier phases did. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrate_int.h"
+
+#define MS 1000000LL
+#define BOOT_TIMEOUT_NS (60000 * MS)
+#define RESUME_TIMEOUT_NS (15000 * MS)
+#define BEATS_TIMEOUT_NS (15000 * MS)
+#define CANCEL_TIMEOUT_NS (15000 * MS)
+#define CONFIRM_BEATS 3
+
+static void set_phase(struct qmig_migration *m, enum qmig_phase p)
+{
+	struct json_object *rec = json_object_new_object();
+
+	json_object_object_add(rec, "from", json_object_new_string(qmig_phase_name(m->phase)));
+	json_object_object_add(rec, "phase", json_object_new_string(qmig_phase_name(p)));
+	m->phase = p;
+	m->sub = 0;
+	m->t_phase_ns = qm_now_ns();
+	m->wait_until_ns = 0;
+	qm_emit(m, "phase", rec, NULL);
+}
+
+/* Wait a little (for an fd or this many ms, whichever comes first). */
+static int wait_ms(struct qmig_migration *m, int ms)
+{
+	m->wait_until_ns = qm_now_ns() + ms * MS;
+	return STEP_WAIT;
+}
+
+void qm_side_event(const char *event, struct json_object *data, int64_t sec, int64_t usec,
+		   void *user_data)
+{
+	struct side *s = user_data;
+	struct json_object *v, *rec = json_object_new_object();
+	int64_t us = sec * 1000000 + usec;
+
+	/* Every QEMU event goes into the record stream with QEMU's own
+	 * timestamp: traces and benchmarks time the migration by them. */
+	json_object_object_add(rec, "side", json_object_new_string(s->name));
+	json_object_object_add(rec, "event", json_object_new_string(event));
+	json_object_object_add(rec, "qemu_us", json_object_new_int64(us));
+	if (data)
+		json_object_object_add(rec, "data", json_object_get(data));
+	qm_emit(s->m, "event", rec, NULL);
+
+	if (!strcmp(event, "STOP")) {
+		s->stop_us = us;
+	} else if (!strcmp(event, "RESUME")) {
+		s->resume_us = us;
+	} else if (!strcmp(event, "MIGRATION")) {
+		if (data && json_object_object_get_ex(data, "status", &v))
+			snprintf(s->mig_status, sizeof(s->mig_status), "%s",
+				 json_object_get_string(v));
+	} else if (!strcmp(event, "MIGRATION_PASS")) {
+		if (data && json_object_object_get_ex(data, "pass", &v))
+			s->passes = (uint64_t)json_object_get_int64(v);
+	}
+}
+
+static int open_qmp(struct qmig_migration *m, struct side *s, const char *path)
+{
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_event_cb cb = {qm_side_event, s, NULL};
+	int r;
+
+	co.timeout_ms = m->o.qmp_timeout_ms;
+	co.log = (struct qmig_log_cb){m->o.log.fn, m->o.log.user_data, NULL};
+	r = qmig_qmp_conn_open(&s->qmp, path, &co);
+	if (r < 0)
+		return qm_fail(m, r, "%s: cannot open QMP socket %s: %s", s->name, path,
+			       strerror(-r));
+	qmig_qmp_conn_set_event_cb(s->qmp, &cb);
+	qm_watch_fd(m, qmig_qmp_conn_fd(s->qmp));
+	return 0;
+}
+
+static int open_serial(struct qmig_migration *m, struct side *s, const char *path)
+{
+	int r;
+
+	if (!path)
+		return 0;
+	r = qmig_hb_open(&s->hb, path);
+	if (r < 0)
+		return qm_fail(m, r, "%s: cannot read the guest's serial socket %s: %s", s->name,
+			       path, strerror(-r));
+	qm_watch_fd(m, qmig_hb_fd(s->hb));
+	return 0;
+}
+
+static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
+		       const char *netns)
+{
+	struct qmig_vm_spec spec = m->o.guest;
+	char msg[512] = "";
+	int r;
+
+	spec.incoming = incoming;
+	spec.netns = netns;
+	spec.detach = 0;
+	spec.runtime_dir = NULL;
+	spec.log = (struct qmig_log_cb){m->o.log.fn, m->o.log.user_data, NULL};
+	r = qmig_vm_launch(&s->vm, &spec, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "%s: QEMU did not start: %s", s->name,
+			       *msg ? msg : strerror(-r));
+	qm_log(m, QMIG_LOG_INFO, "%s: QEMU pid %d, QMP %s", s->name, qmig_vm_pid(s->vm),
+	       qmig_vm_qmp_path(s->vm));
+	if (spec.guest != QMIG_GUEST_NONE &&
+	    qmig_hb_open(&s->hb, qmig_vm_serial_path(s->vm)) == 0)
+		qm_watch_fd(m, qmig_hb_fd(s->hb));
+	return open_qmp(m, s, qmig_vm_qmp_path(s->vm));
+}
+
+static int check_states(struct qmig_migration *m)
+{
+	struct qmig_vm_status st;
+	struct qmig_migrate_info mi;
+	int r;
+
+	r = qmig_cmd_query_status(m->side[SRC].qmp, &st);
+	if (r < 0)
+		return qm_qmp_fail(m, &m->side[SRC], r, "query-status");
+	if (!strcmp(st.status, "inmigrate"))
+		return qm_fail(m, -EINVAL, "source: QEMU is waiting for an incoming migration "
+					   "(-incoming); is --src-qmp the right socket?");
+	m->side[SRC].was_running = st.running;
+	r = qmig_cmd_query_migrate(m->side[SRC].qmp, &mi);
+	if (r < 0)
+		return qm_qmp_fail(m, &m->side[SRC], r, "query-migrate");
+	if (!strcmp(mi.status, "active") || !strcmp(mi.status, "setup") ||
+	    !strncmp(mi.status, "postcopy", 8))
+		return qm_fail(m, -EBUSY, "source: a migration is already %s", mi.status);
+	r = qmig_cmd_query_status(m->side[DST].qmp, &st);
+	if (r < 0)
+		return qm_qmp_fail(m, &m->side[DST], r, "query-status");
+	if (strcmp(st.status, "inmigrate"))
+		return qm_fail(m, -EINVAL,
+			       "destination: QEMU is '%s', not waiting for a migration: start it "
+			       "with -incoming defer",
+			       st.status);
+	return 0;
+}
+
+static int step_prepare(struct qmig_migration *m)
+{
+	struct qmig_hb_stats hs;
+	int r;
+
+	if (m->sub == 0) {
+		if (m->o.src_qmp) {
+			if (open_qmp(m, &m->side[SRC], m->o.src_qmp) < 0 ||
+			    open_qmp(m, &m->side[DST], m->o.dst_qmp) < 0 ||
+			    open_serial(m, &m->side[SRC], m->o.src_serial) < 0 ||
+			    open_serial(m, &m->side[DST], m->o.dst_serial) < 0)
+				return m->error;
+		} else {
+			if (launch_side(m, &m->side[SRC], 0, m->o.src_netns) < 0 ||
+			    launch_side(m, &m->side[DST], 1, m->o.dst_netns) < 0)
+				return m->error;
+		}
+		r = check_states(m);
+		if (r < 0)
+			return r;
+		m->sub = 1;
+	}
+	/* A guest we launched must be up (heartbeating) before it moves. */
+	if (m->side[SRC].hb && !m->o.dry_run) {
+		qmig_hb_get(m->side[SRC].hb, &hs);
+		if (hs.beats < CONFIRM_BEATS) {
+			if (qm_now_ns() - m->t_phase_ns > BOOT_TIMEOUT_NS)
+				return qm_fail(m, -ETIMEDOUT,
+					       "source: the guest did not boot within 60 s "
+					       "(no heartbeats; see %s)",
+					       qmig_vm_serial_log(m->side[SRC].vm));
+			return wait_ms(m, 20);
+		}
+	}
+	return STEP_NEXT;
+}
+
+static int step_negotiate(struct qmig_migration *m)
+{
+	for (int i = 0; i < 2; i++) {
+		struct side *s = &m->side[i];
+		int r = qmig_schema_probe(&s->schema, s->qmp);
+
+		if (r < 0)
+			return qm_qmp_fail(m, s, r, "query-qmp-schema");
+		r = qmig_cmd_query_migrate_capabilities(s->qmp, &s->orig_caps);
+		if (r < 0)
+			return qm_qmp_fail(m, s, r, "query-migrate-capabilities");
+		r = qmig_cmd_query_migrate_parameters(s->qmp, &s->orig_params);
+		if (r < 0)
+			return qm_qmp_fail(m, s, r, "query-migrate-parameters");
+	}
+	if (qm_plan_build(m) < 0)
+		return m->error;
+	qm_plan_emit(m);
+	if (m->o.dry_run) {
+		snprintf(m->res.status, sizeof(m->res.status), "dry-run");
+		snprintf(m->res.message, sizeof(m->res.message),
+			 "dry run: %d QMP commands planned, nothing changed", m->plan.n);
+		set_phase(m, QMIG_PHASE_FINISH);
+		return wait_ms(m, 0);
+	}
+	return STEP_NEXT;
+}
+
+static int step_start(struct qmig_migration *m)
+{
+	m->res.engine_setup_ms = (uint64_t)((qm_now_ns() - m->t_start_ns) / MS);
+	if (qm_plan_exec(m, 1) < 0)
+		return m->error;
+	m->t_migrate_ns = qm_now_ns();
+	m->next_sample_ns = m->t_migrate_ns;
+	return STEP_NEXT;
+}
+
+/* Precopy and switchover share the monitor loop. */
+static int step_monitor(struct qmig_migration *m)
+{
+	struct qmig_migrate_info mi;
+	struct side *src = &m->side[SRC];
+	int completed = !strcmp(src->mig_status, "completed");
+	int r;
+
+	if (!completed && qm_now_ns() < m->next_sample_ns)
+		return STEP_WAIT;
+	r = qmig_cmd_query_migrate(src->qmp, &mi);
+	if (r < 0)
+		return qm_qmp_fail(m, src, r, "query-migrate");
+	m->next_sample_ns = qm_now_ns() + (int64_t)m->o.sample_ms * MS;
+	qm_monitor_sample(m, &mi);
+	if (!strcmp(mi.status, "completed")) {
+		m->t_done_ns = qm_now_ns();
+		m->res.total_ms = mi.total_time_ms;
+		m->res.setup_ms = mi.setup_time_ms;
+		m->res.downtime_ms = mi.downtime_ms;
+		m->res.transferred_bytes = mi.ram_transferred;
+		m->res.passes = mi.ram_dirty_sync_count;
+		m->next_sample_ns = 0;
+		if (m->phase == QMIG_PHASE_PRECOPY)
+			set_phase(m, QMIG_PHASE_SWITCHOVER);
+		return STEP_NEXT;
+	}
+	if (!strcmp(mi.status, "failed") || !strcmp(mi.status, "cancelled"))
+		return qm_fail(m, -ECONNABORTED, "source: migration %s%s%s", mi.status,
+			       *mi.error_desc ? ": " : "", mi.error_desc);
+	if (m->phase == QMIG_PHASE_PRECOPY &&
+	    (src->stop_us || !strcmp(mi.status, "device") ||
+	     !strcmp(mi.status, "pre-switchover"))) {
+		set_phase(m, QMIG_PHASE_SWITCHOVER);
+		m->next_sample_ns = qm_now_ns() + MS;
+	}
+	return STEP_WAIT;
+}
+
+static int confirm_running(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	struct qmig_vm_status st;
+	int r;
+
+	r = qmig_cmd_query_status(dst->qmp, &st);
+	if (r < 0)
+		return qm_qmp_fail(m, dst, r, "query-status");
+	if (st.running)
+		return STEP_NEXT;
+	if (qm_now_ns() - m->t_phase_ns > RESUME_TIMEOUT_NS)
+		return qm_fail(m, -ETIMEDOUT, "destination: still '%s' 15 s after the migration "
+					      "completed", st.status);
+	return wait_ms(m, 5);
+}
+
+static int confirm_beats(struct qmig_migration *m)
+{
+	struct qmig_hb_stats src, dst;
+
+	qmig_hb_get(m->side[DST].hb, &dst);
+	if (dst.corrupt)
+		return qm_fail(m, -EBADMSG, "destination: the guest reports corrupt memory: %s",
+			       dst.corrupt_msg);
+	if (dst.beats < CONFIRM_BEATS) {
+		if (qm_now_ns() - m->t_phase_ns > BEATS_TIMEOUT_NS)
+			return qm_fail(m, -ETIMEDOUT,
+				       "destination: running but the guest sent %llu heartbeats "
+				       "in 15 s; it does not run on",
+				       (unsigned long long)dst.beats);
+		return wait_ms(m, 5);
+	}
+	if (m->side[SRC].hb) {
+		qmig_hb_get(m->side[SRC].hb, &src);
+		if (src.beats && dst.first_ns > src.last_ns)
+			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS;
+	}
+	return STEP_NEXT;
+}
+
+static int confirm_stamps(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	struct qmig_verify_report rep;
+	int64_t t0 = qm_now_ns();
+	int r, r2;
+
+	r = qmig_cmd_stop(dst->qmp);
+	if (r < 0)
+		return qm_qmp_fail(m, dst, r, "stop (to verify memory)");
+	r = qmig_tiny_verify(dst->qmp, dst->vm ? qmig_vm_runtime_dir(dst->vm) : NULL, &rep);
+	r2 = qmig_cmd_cont(dst->qmp);
+	m->res.verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	if (r2 < 0)
+		return qm_qmp_fail(m, dst, r2, "cont (after verifying memory)");
+	if (r == 1) {
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG,
+			       "destination: %llu of %llu guest pages are wrong, first at "
+			       "0x%llx: %s",
+			       (unsigned long long)rep.pages_bad,
+			       (unsigned long long)rep.pages_checked,
+			       (unsigned long long)rep.first_bad_gpa, rep.detail);
+	}
+	if (r < 0) {
+		qm_log(m, QMIG_LOG_INFO, "destination: memory stamps not checked (%s)",
+		       strerror(-r));
+		return STEP_NEXT;
+	}
+	qm_log(m, QMIG_LOG_INFO, "destination: %llu guest pages verified in %llu ms",
+	       (unsigned long long)rep.pages_checked, (unsigned long long)m->res.verify_ms);
+	m->res.verified = 1;
+	return STEP_NEXT;
+}
+
+static int step_confirm(struct qmig_migration *m)
+{
+	int r;
+
+	if (m->sub == 0) {
+		r = confirm_running(m);
+		if (r != STEP_NEXT)
+			return r;
+		m->sub = 1;
+		if (m->side[SRC].stop_us && m->side[DST].resume_us > m->side[SRC].stop_us)
+			m->res.switchover_ms =
+				(m->side[DST].resume_us - m->side[SRC].stop_us) / 1000;
+		m->res.engine_total_ms = (uint64_t)((qm_now_ns() - m->t_migrate_ns) / MS);
+	}
+	if (m->o.no_verify)
+		return STEP_NEXT;
+	if (m->sub == 1 && m->side[DST].hb) {
+		r = confirm_beats(m);
+		if (r != STEP_NEXT)
+			return r;
+	}
+	m->sub = 2;
+	return confirm_stamps(m);
+}
+
+static void finish_source(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+	int r;
+
+	if (!src->qmp)
+		return;
+	if (m->o.keep_source) {
+		qm_restore_side(m, src);
+		return;
+	}
+	r = qmig_cmd_quit(src->qmp);
+	if (r < 0 && r != -ECONNRESET)
+		qm_log(m, QMIG_LOG_WARN, "source: quit: %s", strerror(-r));
+}
+
+static int step_finish(struct qmig_migration *m)
+{
+	int dry = m->o.dry_run;
+
+	if (!dry) {
+		finish_source(m);
+		if (m->side[DST].vm && !m->o.keep_dest && m->side[DST].qmp)
+			qmig_cmd_quit(m->side[DST].qmp);
+	}
+	qmig_port_free(m->port);
+	m->port = NULL;
+	if (!dry) {
+		double secs = m->res.total_ms ? m->res.total_ms / 1000.0
+			      : (m->t_done_ns - m->t_migrate_ns) / 1e9;
+
+		snprintf(m->res.status, sizeof(m->res.status), "completed");
+		if (secs > 0)
+			m->res.throughput_mbps = m->res.transferred_bytes * 8 / 1e6 / secs;
+		snprintf(m->res.message, sizeof(m->res.message),
+			 "migrated in %llu ms (downtime %lld ms as seen by the guest, %llu ms "
+			 "by QEMU), %s",
+			 (unsigned long long)m->res.engine_total_ms,
+			 (long long)m->res.guest_downtime_ms,
+			 (unsigned long long)m->res.downtime_ms,
+			 m->res.verified == 1 ? "destination verified"
+			 : m->o.no_verify     ? "verification skipped"
+					      : "destination running");
+	}
+	return STEP_NEXT;
+}
+
+/* ---- rollback ------------------------------------------------------------ */
+
+static void cancel_source(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+	struct qmig_migrate_info mi;
+	int64_t until = qm_now_ns() + CANCEL_TIMEOUT_NS;
+
+	if (!src->qmp || !m->t_migrate_ns)
+		return;
+	qmig_cmd_migrate_cancel(src->qmp);
+	while (qm_now_ns() < until) {
+		if (qmig_cmd_query_migrate(src->qmp, &mi) < 0)
+			return;
+		if (strcmp(mi.status, "active") && strcmp(mi.status, "setup") &&
+		    strcmp(mi.status, "cancelling") && strcmp(mi.status, "device") &&
+		    strcmp(mi.status, "pre-switchover"))
+			return;
+		usleep(10000);
+	}
+	qm_log(m, QMIG_LOG_WARN, "source: migration still not cancelled after 15 s");
+}
+
+static void resume_source(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+	struct qmig_vm_status st;
+	int r;
+
+	if (!src->qmp || qmig_cmd_query_status(src->qmp, &st) < 0)
+		return;
+	if (st.running || !src->was_running)
+		return;
+	r = qmig_cmd_cont(src->qmp);
+	if (r < 0)
+		qm_log(m, QMIG_LOG_ERROR, "source: could not resume the guest (%s): %s",
+		       st.status, qmig_qmp_conn_error(src->qmp));
+	else
+		qm_log(m, QMIG_LOG_INFO, "source: guest resumed (was %s)", st.status);
+}
+
+/* Two running copies of one guest must never exist: stop a destination
+ * we do not own, kill one we launched. */
+static void stop_destination(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+
+	if (dst->vm) {
+		qmig_vm_kill(dst->vm);
+		return;
+	}
+	if (dst->qmp && m->t_migrate_ns) {
+		struct qmig_vm_status st;
+
+		if (qmig_cmd_query_status(dst->qmp, &st) == 0 && st.running) {
+			qmig_cmd_stop(dst->qmp);
+			qm_log(m, QMIG_LOG_WARN, "destination: stopped; it must not run "
+						 "beside the resumed source");
+		}
+	}
+}
+
+static int step_rollback(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+	struct qmig_vm_status st;
+
+	cancel_source(m);
+	stop_destination(m);
+	resume_source(m);
+	qm_restore_side(m, src);
+	if (m->side[DST].qmp && !m->side[DST].vm)
+		qm_restore_side(m, &m->side[DST]);
+	qmig_port_free(m->port);
+	m->port = NULL;
+	m->res.rolled_back = src->qmp && qmig_cmd_query_status(src->qmp, &st) == 0 &&
+			     st.running == src->was_running;
+	/* Trust the guest, not QEMU: a resumed test guest must heartbeat. */
+	if (m->res.rolled_back && src->was_running && src->hb &&
+	    qmig_hb_wait(src->hb, 2, 5000) < 0) {
+		m->res.rolled_back = 0;
+		qm_log(m, QMIG_LOG_ERROR, "source: running, but the guest sends no heartbeats");
+	}
+	m->res.error = m->error;
+	m->res.failed_phase = m->failed_phase;
+	snprintf(m->res.status, sizeof(m->res.status), "%s",
+		 m->error == -ECANCELED ? "cancelled" : "failed");
+	snprintf(m->res.message, sizeof(m->res.message), "%s; %s", m->err,
+		 !src->qmp ? "the source could not be checked"
+		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
+							  : "the source guest is paused as before")
+				      : "the source guest could NOT be restored");
+	return STEP_NEXT;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+typedef int (*step_fn)(struct qmig_migration *m);
+
+static const struct {
+	step_fn step;
+	enum qmig_phase next;
+} phases[] = {
+	[QMIG_PHASE_INIT] = {NULL, QMIG_PHASE_PREPARE},
+	[QMIG_PHASE_PREPARE] = {step_prepare, QMIG_PHASE_NEGOTIATE},
+	[QMIG_PHASE_NEGOTIATE] = {step_negotiate, QMIG_PHASE_START},
+	[QMIG_PHASE_START] = {step_start, QMIG_PHASE_PRECOPY},
+	[QMIG_PHASE_PRECOPY] = {step_monitor, QMIG_PHASE_CONFIRM},
+	[QMIG_PHASE_SWITCHOVER] = {step_monitor, QMIG_PHASE_CONFIRM},
+	[QMIG_PHASE_CONFIRM] = {step_confirm, QMIG_PHASE_FINISH},
+	[QMIG_PHASE_FINISH] = {step_finish, QMIG_PHASE_DONE},
+	[QMIG_PHASE_ROLLBACK] = {step_rollback, QMIG_PHASE_FAILED},
+};
+
+static int finish(struct qmig_migration *m)
+{
+	struct json_object *rec = qmig_result_to_json(&m->res);
+
+	m->finished = 1;
+	m->next_sample_ns = 0;
+	m->wait_until_ns = 0;
+	qm_emit(m, "result", rec, NULL);
+	return 1;
+}
+
+int qm_phase_step(struct qmig_migration *m)
+{
+	int r;
+
+	for (;;) {
+		if (m->phase == QMIG_PHASE_DONE || m->phase == QMIG_PHASE_FAILED)
+			return finish(m);
+		if (m->phase < QMIG_PHASE_CONFIRM && !m->error) {
+			if (m->cancel_requested)
+				qm_fail(m, -ECANCELED, "cancelled");
+			else if (qm_now_ns() > m->deadline_ns)
+				qm_fail(m, -ETIMEDOUT, "timed out after %d s in %s",
+					m->o.timeout_ms / 1000, qmig_phase_name(m->phase));
+		}
+		if (m->error && m->phase != QMIG_PHASE_ROLLBACK) {
+			set_phase(m, QMIG_PHASE_ROLLBACK);
+			continue;
+		}
+		if (!phases[m->phase].step) {
+			set_phase(m, phases[m->phase].next);
+			continue;
+		}
+		m->wait_until_ns = 0;
+		r = phases[m->phase].step(m);
+		if (r < 0) {
+			if (!m->error)
+				qm_fail(m, r, "%s: %s", qmig_phase_name(m->phase), strerror(-r));
+			continue;
+		}
+		if (r == STEP_WAIT)
+			return 0;
+		set_phase(m, phases[m->phase].next);
+	}
+}

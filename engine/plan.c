@@ -1,0 +1,330 @@
+/* The plan: from both QEMUs' schemas and what the user asked, the exact
+ * ordered QMP commands for both sides. Impossible requests are refused
+ * here, before anything is changed; --dry-run prints the plan and stops. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate_int.h"
+
+/* QEMU 7.2's default max-bandwidth (128 MiB/s) throttles every migration;
+ * unless told otherwise we let the link decide. */
+#define UNLIMITED_BANDWIDTH (64ull << 30)
+#define PORT_ATTEMPTS 3
+
+static int add_step(struct plan *p, enum side_id side, const char *cmd,
+		    struct json_object *args, const char *why)
+{
+	if (p->n == p->cap) {
+		int cap = p->cap ? p->cap * 2 : 8;
+		struct plan_step *n = realloc(p->steps, cap * sizeof(*n));
+
+		if (!n) {
+			json_object_put(args);
+			return -ENOMEM;
+		}
+		p->steps = n;
+		p->cap = cap;
+	}
+	p->steps[p->n++] = (struct plan_step){side, strdup(cmd), args, why};
+	return 0;
+}
+
+void qm_plan_clear(struct plan *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		free(p->steps[i].command);
+		json_object_put(p->steps[i].args);
+	}
+	free(p->steps);
+	memset(p, 0, sizeof(*p));
+}
+
+static int cap_state(struct json_object *caps, const char *name)
+{
+	struct json_object *v;
+
+	return caps && json_object_object_get_ex(caps, name, &v) && json_object_get_boolean(v);
+}
+
+/* The capabilities we want on: events always, multifd when asked, and the
+ * user's list. Every one must exist on both sides. */
+static int wanted_caps(struct qmig_migration *m, struct json_object *want)
+{
+	json_object_object_add(want, "events", json_object_new_boolean(1));
+	if (m->o.multifd_channels > 0)
+		json_object_object_add(want, "multifd", json_object_new_boolean(1));
+	for (const char *const *c = m->o.caps; c && *c; c++)
+		json_object_object_add(want, *c, json_object_new_boolean(1));
+	json_object_object_foreach(want, name, val)
+	{
+		(void)val;
+		for (int i = 0; i < 2; i++)
+			if (!qmig_schema_has_capability(m->side[i].schema, name))
+				return qm_fail(m, -EOPNOTSUPP,
+					       "capability '%s' is not supported by the %s QEMU; "
+					       "nothing was changed",
+					       name, m->side[i].name);
+	}
+	return 0;
+}
+
+/* The engine owns the capability set while it migrates: what is wanted
+ * goes on, anything else left on by someone goes off (both sides must
+ * agree), and every change is undone afterwards. */
+static int plan_caps(struct qmig_migration *m, struct side *s, struct json_object *want)
+{
+	struct json_object *diff = json_object_new_object();
+
+	json_object_object_foreach(want, name, val)
+	{
+		(void)val;
+		if (!cap_state(s->orig_caps, name))
+			json_object_object_add(diff, name, json_object_new_boolean(1));
+	}
+	json_object_object_foreach(s->orig_caps, oname, oval)
+	{
+		if (json_object_get_boolean(oval) && !json_object_object_get_ex(want, oname, NULL))
+			json_object_object_add(diff, oname, json_object_new_boolean(0));
+	}
+	if (!json_object_object_length(diff)) {
+		json_object_put(diff);
+		return 0;
+	}
+	s->set_caps = json_object_get(diff);
+	return add_step(&m->plan, s == &m->side[SRC] ? SRC : DST, "migrate-set-capabilities",
+			diff, "capabilities for this migration (restored afterwards)");
+}
+
+static int need_param(struct qmig_migration *m, const char *name)
+{
+	for (int i = 0; i < 2; i++)
+		if (!qmig_schema_has_parameter(m->side[i].schema, name))
+			return qm_fail(m, -EOPNOTSUPP,
+				       "parameter '%s' is not supported by the %s QEMU; nothing "
+				       "was changed",
+				       name, m->side[i].name);
+	return 0;
+}
+
+static void param_if_changed(struct side *s, struct json_object *set, const char *name,
+			     int64_t v)
+{
+	struct json_object *cur;
+
+	if (json_object_object_get_ex(s->orig_params, name, &cur) &&
+	    json_object_get_int64(cur) == v)
+		return;
+	json_object_object_add(set, name, json_object_new_int64(v));
+}
+
+static int plan_params(struct qmig_migration *m, struct side *s)
+{
+	struct json_object *set = json_object_new_object();
+	int src = s == &m->side[SRC];
+
+	if (src) {
+		param_if_changed(s, set, "max-bandwidth",
+				 (int64_t)(m->o.max_bandwidth ? m->o.max_bandwidth
+							      : UNLIMITED_BANDWIDTH));
+		if (m->o.downtime_limit_ms > 0)
+			param_if_changed(s, set, "downtime-limit", m->o.downtime_limit_ms);
+	}
+	if (m->o.multifd_channels > 0)
+		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
+	if (!json_object_object_length(set)) {
+		json_object_put(set);
+		return 0;
+	}
+	s->set_params = json_object_get(set);
+	return add_step(&m->plan, src ? SRC : DST, "migrate-set-parameters", set,
+			src ? "bandwidth and limits (restored afterwards)"
+			    : "parameters the stream needs on both sides");
+}
+
+static int alloc_port(struct qmig_migration *m)
+{
+	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
+	char msg[256] = "";
+	int r;
+
+	qmig_port_free(m->port);
+	m->port = NULL;
+	po.lo = m->o.port_lo;
+	po.hi = m->o.port_hi;
+	po.bind_addr = m->o.listen_addr;
+	po.lock_dir = m->o.port_lock_dir;
+	po.netns = m->o.dst_netns;
+	r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "port: %s", *msg ? msg : strerror(-r));
+	m->res.port = qmig_port_number(m->port);
+	return 0;
+}
+
+static struct json_object *uri_args(const char *key, const char *host, unsigned port)
+{
+	struct json_object *a = json_object_new_object();
+	char uri[QMIG_HOST_MAX + 32] = "tcp:";
+
+	qmig_addr_format(uri + 4, sizeof(uri) - 4, host, port);
+	json_object_object_add(a, key, json_object_new_string(uri));
+	return a;
+}
+
+int qm_plan_build(struct qmig_migration *m)
+{
+	struct json_object *want = json_object_new_object();
+	int r;
+
+	r = wanted_caps(m, want);
+	if (!r && m->o.multifd_channels > 0)
+		r = need_param(m, "multifd-channels");
+	if (!r && m->o.downtime_limit_ms > 0)
+		r = need_param(m, "downtime-limit");
+	if (!r)
+		r = alloc_port(m);
+	if (!r)
+		r = plan_caps(m, &m->side[DST], want);
+	if (!r)
+		r = plan_params(m, &m->side[DST]);
+	if (!r)
+		r = add_step(&m->plan, DST, "migrate-incoming",
+			     uri_args("uri", m->o.listen_addr, m->res.port),
+			     "listen for the stream");
+	if (!r)
+		r = plan_caps(m, &m->side[SRC], want);
+	if (!r)
+		r = plan_params(m, &m->side[SRC]);
+	if (!r)
+		r = add_step(&m->plan, SRC, "migrate", uri_args("uri", m->o.dst_addr, m->res.port),
+			     "start the migration");
+	json_object_put(want);
+	if (r < 0 && !m->error)
+		qm_fail(m, r, "plan: %s", strerror(-r));
+	return r;
+}
+
+void qm_plan_emit(struct qmig_migration *m)
+{
+	for (int i = 0; i < m->plan.n; i++) {
+		struct plan_step *st = &m->plan.steps[i];
+		struct json_object *rec = json_object_new_object();
+
+		json_object_object_add(rec, "step", json_object_new_int(i + 1));
+		json_object_object_add(rec, "side", json_object_new_string(m->side[st->side].name));
+		json_object_object_add(rec, "command", json_object_new_string(st->command));
+		json_object_object_add(rec, "arguments", json_object_get(st->args));
+		json_object_object_add(rec, "why", json_object_new_string(st->why));
+		qm_emit(m, "plan", rec, NULL);
+	}
+}
+
+static int run_step(struct qmig_migration *m, struct plan_step *st)
+{
+	struct side *s = &m->side[st->side];
+	struct json_object *v;
+	int r;
+
+	if (!strcmp(st->command, "migrate-set-capabilities")) {
+		r = qmig_cmd_migrate_set_capabilities(s->qmp, st->args);
+		s->touched = 1;
+	} else if (!strcmp(st->command, "migrate-set-parameters")) {
+		r = qmig_cmd_migrate_set_parameters(s->qmp, st->args);
+		s->touched = 1;
+	} else if (!strcmp(st->command, "migrate-incoming")) {
+		json_object_object_get_ex(st->args, "uri", &v);
+		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
+		if (!r)
+			s->incoming_started = 1;
+	} else {
+		json_object_object_get_ex(st->args, "uri", &v);
+		r = qmig_cmd_migrate(s->qmp, json_object_get_string(v), 0);
+	}
+	return r;
+}
+
+/* A port can be taken between our check and QEMU's bind by a process
+ * that does not use our locks: then try another one. */
+static int retry_incoming(struct qmig_migration *m, int i)
+{
+	struct plan_step *st = &m->plan.steps[i];
+
+	for (int k = 0; k < m->plan.n; k++)
+		if (!strcmp(m->plan.steps[k].command, "migrate")) {
+			json_object_put(m->plan.steps[k].args);
+			m->plan.steps[k].args = NULL;
+		}
+	if (alloc_port(m) < 0)
+		return m->error;
+	json_object_put(st->args);
+	st->args = uri_args("uri", m->o.listen_addr, m->res.port);
+	for (int k = 0; k < m->plan.n; k++)
+		if (!strcmp(m->plan.steps[k].command, "migrate"))
+			m->plan.steps[k].args = uri_args("uri", m->o.dst_addr, m->res.port);
+	qm_log(m, QMIG_LOG_WARN, "destination: could not listen, retrying on port %u",
+	       m->res.port);
+	return 0;
+}
+
+int qm_plan_exec(struct qmig_migration *m, int upto_migrate)
+{
+	for (; m->plan.exec < m->plan.n; m->plan.exec++) {
+		struct plan_step *st = &m->plan.steps[m->plan.exec];
+		int r = run_step(m, st);
+
+		for (int a = 1; r == -EREMOTEIO && a < PORT_ATTEMPTS &&
+				!strcmp(st->command, "migrate-incoming");
+		     a++) {
+			if (retry_incoming(m, m->plan.exec) < 0)
+				return m->error;
+			r = run_step(m, st);
+		}
+		if (r < 0)
+			return qm_qmp_fail(m, &m->side[st->side], r, st->command);
+		if (!upto_migrate && !strcmp(st->command, "migrate"))
+			break;
+	}
+	return 0;
+}
+
+/* Put back what the plan changed on one side. */
+int qm_restore_side(struct qmig_migration *m, struct side *s)
+{
+	struct json_object *caps, *params, *v;
+	int r = 0;
+
+	if (!s->qmp || !s->touched)
+		return 0;
+	if (s->set_caps) {
+		caps = json_object_new_object();
+		json_object_object_foreach(s->set_caps, name, val)
+		{
+			(void)val;
+			json_object_object_add(caps, name,
+					       json_object_new_boolean(cap_state(s->orig_caps, name)));
+		}
+		r = qmig_cmd_migrate_set_capabilities(s->qmp, caps);
+		json_object_put(caps);
+		if (r < 0)
+			qm_log(m, QMIG_LOG_WARN, "%s: could not restore capabilities: %s", s->name,
+			       qmig_qmp_conn_error(s->qmp));
+	}
+	if (s->set_params) {
+		params = json_object_new_object();
+		json_object_object_foreach(s->set_params, pname, pval)
+		{
+			(void)pval;
+			if (json_object_object_get_ex(s->orig_params, pname, &v))
+				json_object_object_add(params, pname, json_object_get(v));
+		}
+		r = qmig_cmd_migrate_set_parameters(s->qmp, params);
+		json_object_put(params);
+		if (r < 0)
+			qm_log(m, QMIG_LOG_WARN, "%s: could not restore parameters: %s", s->name,
+			       qmig_qmp_conn_error(s->qmp));
+	}
+	s->touched = 0;
+	return r;
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libqmigrate — one live migration, as a state machine you drive.
+ *
+ *   struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
+ *   o.src_qmp = "/run/vm1/qmp.sock"; o.dst_qmp = "/run/vm1-dst/qmp.sock";
+ *   qmig_migration_new(&m, &o);
+ *   qmig_migration_run(m);            (or your own loop, below)
+ *   qmig_migration_result(m, &r);
+ *   qmig_migration_free(m);
+ *
+ * Embedding: poll qmig_migration_get_fd() for POLLIN with the timeout from
+ * qmig_migration_get_timeout(), then call qmig_migration_process(); repeat
+ * until it returns 1 (finished). Each step does short, bounded QMP
+ * exchanges over local sockets and never waits for the migration itself.
+ *
+ * Whatever fails, the engine rolls back: the source guest ends running as
+ * it was, a destination it launched is gone, its port is released and the
+ * capabilities and parameters it changed are restored.
+ */
+#ifndef QMIG_MIGRATE_H
+#define QMIG_MIGRATE_H
+
+#include <stdint.h>
+
+#include "qmig_qmp.h"
+#include "qmig_launch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The phases, in order. ROLLBACK is entered from any phase on failure. */
+enum qmig_phase {
+	QMIG_PHASE_INIT,
+	QMIG_PHASE_PREPARE,    /* launch or attach both QEMUs */
+	QMIG_PHASE_NEGOTIATE,  /* probe schemas, plan, set capabilities and parameters */
+	QMIG_PHASE_START,      /* port, migrate-incoming, migrate */
+	QMIG_PHASE_PRECOPY,    /* monitor until QEMU switches over */
+	QMIG_PHASE_SWITCHOVER, /* source stopped, last pages and devices moving */
+	QMIG_PHASE_CONFIRM,    /* destination running and verified */
+	QMIG_PHASE_FINISH,     /* source quit (or kept paused), cleanup */
+	QMIG_PHASE_DONE,
+	QMIG_PHASE_ROLLBACK,
+	QMIG_PHASE_FAILED
+};
+
+const char *qmig_phase_name(enum qmig_phase phase);
+
+/* One monitor sample (also sent as a JSON record). */
+struct qmig_sample {
+	int64_t t_ms;               /* since the migration started */
+	uint64_t pass;              /* dirty-sync count: 1 is the first full pass */
+	uint64_t transferred, remaining, total; /* bytes */
+	uint64_t dirty_rate;        /* bytes/s, QEMU's dirty-pages-rate * page size */
+	uint64_t bandwidth;         /* bytes/s, the engine's smoothed estimate */
+	double percent;             /* of this pass, 0-100 */
+	int64_t expected_downtime_ms;
+	int64_t eta_ms;             /* engine estimate, -1 when it cannot converge */
+	int64_t throttle_pct;
+	char status[32];            /* QEMU's migration status */
+};
+
+/* Every event is a JSON record with a "type" key ("phase", "plan",
+ * "sample", "pass", "action", "log", "result"); sample is set for "sample". */
+struct qmig_migration_event {
+	const char *type;
+	enum qmig_phase phase;
+	const struct qmig_sample *sample;
+	struct json_object *record;  /* borrowed for the duration of the call */
+};
+
+struct qmig_migration_event_cb {
+	void (*fn)(const struct qmig_migration_event *ev, void *user_data);
+	void *user_data;
+	void (*free)(void *user_data);
+};
+
+#define QMIG_MIGRATE_OPTS_VERSION 1
+
+struct qmig_migrate_opts {
+	unsigned int version;
+
+	/* Attach mode: the QMP sockets of two running QEMUs, the destination
+	 * started with -incoming defer. */
+	const char *src_qmp;
+	const char *dst_qmp;
+
+	/* Launch mode (when src_qmp is NULL): both QEMUs from one spec. */
+	struct qmig_vm_spec guest;
+	const char *src_netns;      /* run the source QEMU in this namespace */
+	const char *dst_netns;      /* run the destination QEMU in this namespace */
+
+	/* Channel. */
+	const char *dst_addr;       /* address the source connects to (default 127.0.0.1) */
+	const char *listen_addr;    /* address the destination listens on (default dst_addr) */
+	unsigned port_lo, port_hi;  /* incoming port range (default 49152-49215) */
+	const char *port_lock_dir;  /* NULL: the transport default */
+
+	/* Tuning. 0 means the engine's default; see qmigrate(1). */
+	uint64_t max_bandwidth;     /* bytes/s (default: effectively unlimited) */
+	int64_t downtime_limit_ms;  /* 0: leave QEMU's */
+	int multifd_channels;       /* 0: multifd off */
+	const char *const *caps;    /* extra capabilities to enable, NULL-terminated */
+
+	/* Behaviour. */
+	int dry_run;                /* plan and emit "plan" records, change nothing */
+	int keep_source;            /* leave the source paused instead of quitting it */
+	int keep_dest;              /* launch mode: leave the destination running */
+	int no_verify;              /* skip heartbeat/stamp checks of our test guests */
+	int timeout_ms;             /* whole migration; 0: 10 minutes */
+	int sample_ms;              /* monitor interval; 0: 100 ms */
+	int qmp_timeout_ms;         /* per QMP command; 0: 10 s */
+
+	struct qmig_migration_event_cb on_event;
+	struct qmig_log_cb log;
+
+	/* Attach mode: serial sockets of our test guests, for heartbeats. */
+	const char *src_serial;
+	const char *dst_serial;
+};
+
+#define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
+
+struct qmig_result {
+	char status[24];            /* "completed", "failed", "cancelled", "dry-run" */
+	int error;                  /* 0 or the negative errno that ended it */
+	enum qmig_phase failed_phase;
+	int rolled_back;            /* the source was restored */
+	/* As QEMU reports them (may be 0 even when not: see the engine's own). */
+	uint64_t total_ms, setup_ms, downtime_ms;
+	/* The engine's own clock. */
+	uint64_t engine_total_ms;   /* migrate command to destination confirmed */
+	uint64_t engine_setup_ms;   /* engine start to the migrate command */
+	int64_t switchover_ms;      /* source STOP to destination RESUME, -1 unknown */
+	int64_t guest_downtime_ms;  /* largest heartbeat gap across the move, -1 unknown */
+	uint64_t verify_ms;         /* time spent verifying (not downtime) */
+	uint64_t transferred_bytes;
+	uint64_t passes;
+	double throughput_mbps;     /* transferred / QEMU total time */
+	int verified;               /* 1 verified, 0 failed verification, -1 not checked */
+	unsigned port;
+	char message[512];          /* what happened, for people */
+};
+
+struct qmig_migration;
+
+/* On error *out is untouched, on_event/log free callbacks never run. */
+int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_opts *opts);
+void qmig_migration_free(struct qmig_migration *m);
+
+int qmig_migration_get_fd(const struct qmig_migration *m);
+/* Milliseconds until the next step is due, -1 for none. */
+int qmig_migration_get_timeout(const struct qmig_migration *m);
+/* Do what is due. 0 keep going, 1 finished (see result), <0 internal error. */
+int qmig_migration_process(struct qmig_migration *m);
+/* Blocking helper built on the three calls above. Returns the result's error. */
+int qmig_migration_run(struct qmig_migration *m);
+
+/* Ask for a clean stop: cancel, roll back, result "cancelled". Safe from
+ * any point, including the event callback. */
+void qmig_migration_cancel(struct qmig_migration *m);
+
+enum qmig_phase qmig_migration_phase(const struct qmig_migration *m);
+/* The latest sample (zeros before precopy). */
+void qmig_migration_last_sample(const struct qmig_migration *m, struct qmig_sample *out);
+void qmig_migration_result(const struct qmig_migration *m, struct qmig_result *out);
+/* The result as a JSON object (new reference). */
+struct json_object *qmig_result_to_json(const struct qmig_result *r);
+const char *qmig_migration_error(const struct qmig_migration *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

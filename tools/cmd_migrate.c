@@ -1,0 +1,328 @@
+/* qmigrate migrate: a live migration, attach or launch mode, with a
+ * progress bar on a terminal or JSON lines for machines. The loop here
+ * is an ordinary poll() over the library's fd, a signalfd and the job's
+ * control socket (for qmigrate status/cancel). */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "job.h"
+#include "qmigrate.h"
+#include "qmig_migrate.h"
+
+struct ui {
+	int json;
+	int tty;
+	int bar_shown;
+	uint64_t pass;
+	struct qmig_migration *m;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: qmigrate migrate --src-qmp SOCK --dst-qmp SOCK [OPTIONS]\n"
+		"       qmigrate migrate --launch --guest tiny|linux --mem SIZE [OPTIONS]\n\n"
+		"Move a running VM to another QEMU. In attach mode both QEMUs exist (the\n"
+		"destination started with -incoming defer); in launch mode qmigrate starts\n"
+		"both from one spec and shuts them down afterwards.\n\n"
+		"Attach mode:\n"
+		"  --src-qmp SOCK          QMP socket of the source QEMU\n"
+		"  --dst-qmp SOCK          QMP socket of the destination QEMU\n"
+		"  --src-serial SOCK       serial socket of a test guest (heartbeats)\n"
+		"  --dst-serial SOCK       the destination's serial socket\n"
+		"Launch mode:\n"
+		"  --launch                start both QEMUs\n"
+		"  --guest tiny|linux      the built-in test guest (default tiny)\n"
+		"  --mem SIZE              guest RAM (default 256M)\n"
+		"  --wss SIZE              guest working set (default: the guest's)\n"
+		"  --dirty-rate RATE       bytes/s the guest writes (e.g. 50M; default 0)\n"
+		"  --accel auto|tcg|kvm    accelerator (default auto)\n"
+		"  --qemu PATH             QEMU binary (default qemu-system-x86_64)\n"
+		"  --src-netns NS          run the source in network namespace NS\n"
+		"  --dst-netns NS          run the destination in network namespace NS\n"
+		"  --keep-dest             leave the destination running afterwards\n"
+		"Channel:\n"
+		"  --dst-addr ADDR         address the source connects to (default 127.0.0.1)\n"
+		"  --listen-addr ADDR      address the destination listens on (default --dst-addr)\n"
+		"  --port-range LO-HI      incoming port range (default 49152-49215)\n"
+		"Tuning:\n"
+		"  --max-bandwidth RATE    e.g. 1gbit, 500M (default: unlimited)\n"
+		"  --downtime-limit MS     longest pause QEMU may plan for at switchover\n"
+		"  --multifd N             N parallel channels\n"
+		"  --cap NAME              enable migration capability NAME (repeatable)\n"
+		"Behaviour:\n"
+		"  --dry-run               print the QMP plan for both sides, change nothing\n"
+		"  --keep-source           leave the source paused instead of quitting it\n"
+		"  --no-verify             skip the destination heartbeat/memory checks\n"
+		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
+		"  --interval MS           monitor sample interval (default 100)\n"
+		"  --json                  one JSON object per line; the last is the result\n"
+		"\nWhatever fails, the source guest ends running as it was. Exit codes: 0\n"
+		"migrated, 3 could not start, 4 failed and rolled back, 5 cancelled, 6 the\n"
+		"destination failed verification.\n");
+}
+
+static void bar(struct ui *ui, const struct qmig_sample *s)
+{
+	char rate[32], rem[32], line[160];
+	int width = 24, fill = (int)(s->percent * width / 100.0);
+
+	format_size(rate, sizeof(rate), (double)s->bandwidth);
+	format_size(rem, sizeof(rem), (double)s->remaining);
+	if (s->pass != ui->pass && ui->pass && ui->bar_shown) {
+		/* A new pass starts the bar again: say so rather than jump back. */
+		fputc('\n', stderr);
+		fprintf(stderr, "  pass %llu: %s dirtied during the last pass\n",
+			(unsigned long long)s->pass, rem);
+	}
+	ui->pass = s->pass;
+	snprintf(line, sizeof(line), "  [%.*s%.*s] %5.1f%%  pass %llu  %s/s  %s left", fill,
+		 "########################", width - fill, "........................",
+		 s->percent, (unsigned long long)s->pass, rate, rem);
+	if (s->eta_ms >= 0)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  eta %.1fs",
+			 s->eta_ms / 1000.0);
+	if (s->throttle_pct)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  throttle %lld%%",
+			 (long long)s->throttle_pct);
+	fprintf(stderr, "\r%-100s", line);
+	ui->bar_shown = 1;
+}
+
+static void on_event(const struct qmig_migration_event *ev, void *user_data)
+{
+	struct ui *ui = user_data;
+	struct json_object *v;
+
+	if (ui->json) {
+		puts(json_object_to_json_string_ext(ev->record, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		return;
+	}
+	if (!strcmp(ev->type, "sample") && ui->tty) {
+		bar(ui, ev->sample);
+	} else if (!strcmp(ev->type, "phase")) {
+		if (ui->bar_shown) {
+			fputc('\n', stderr);
+			ui->bar_shown = 0;
+		}
+		json_object_object_get_ex(ev->record, "phase", &v);
+		fprintf(stderr, "qmigrate: %s\n", json_object_get_string(v));
+	} else if (!strcmp(ev->type, "plan")) {
+		struct json_object *side, *cmd, *args;
+
+		json_object_object_get_ex(ev->record, "side", &side);
+		json_object_object_get_ex(ev->record, "command", &cmd);
+		json_object_object_get_ex(ev->record, "arguments", &args);
+		printf("%-12s %s %s\n", json_object_get_string(side), json_object_get_string(cmd),
+		       args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN) : "");
+	}
+}
+
+static void summary(const struct qmig_result *r)
+{
+	char xfer[32];
+
+	format_size(xfer, sizeof(xfer), (double)r->transferred_bytes);
+	if (!strcmp(r->status, "dry-run")) {
+		fprintf(stderr, "qmigrate: %s\n", r->message);
+		return;
+	}
+	fprintf(stderr, "\nqmigrate: %s: %s\n", r->status, r->message);
+	if (strcmp(r->status, "completed"))
+		return;
+	fprintf(stderr,
+		"  total        %llu ms (QEMU %llu ms, setup %llu ms)\n"
+		"  downtime     guest-observed %lld ms, switchover %lld ms, QEMU %llu ms\n"
+		"  transferred  %s in %llu passes, %.0f Mbit/s\n"
+		"  port         %u\n"
+		"  verified     %s%s\n",
+		(unsigned long long)r->engine_total_ms, (unsigned long long)r->total_ms,
+		(unsigned long long)r->setup_ms, (long long)r->guest_downtime_ms,
+		(long long)r->switchover_ms, (unsigned long long)r->downtime_ms, xfer,
+		(unsigned long long)r->passes, r->throughput_mbps, r->port,
+		r->verified == 1 ? "yes" : r->verified == 0 ? "NO" : "not checked",
+		r->verify_ms ? " (memory check not counted as downtime)" : "");
+}
+
+static int exit_code(const struct qmig_result *r)
+{
+	if (!strcmp(r->status, "completed") || !strcmp(r->status, "dry-run"))
+		return EXIT_OK;
+	if (r->error == -ECANCELED)
+		return EXIT_CANCELLED;
+	if (r->verified == 0)
+		return EXIT_VERIFY;
+	if (r->failed_phase <= QMIG_PHASE_NEGOTIATE)
+		return EXIT_SETUP;
+	return EXIT_ROLLEDBACK;
+}
+
+static void parse_range(const char *s, unsigned *lo, unsigned *hi)
+{
+	char *dash = strchr(s, '-');
+	char buf[16];
+
+	if (!dash || (size_t)(dash - s) >= sizeof(buf))
+		die(EXIT_USAGE, "--port-range: '%s' is not LO-HI (e.g. 49152-49215)", s);
+	memcpy(buf, s, dash - s);
+	buf[dash - s] = 0;
+	*lo = (unsigned)parse_long("--port-range", buf, 1, 65535);
+	*hi = (unsigned)parse_long("--port-range", dash + 1, *lo, 65535);
+}
+
+/* The loop: the migration, signals, and the job's control socket. */
+static int drive(struct qmig_migration *m, struct job *job)
+{
+	sigset_t set;
+	int sfd, r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	/* A background job may have inherited SIGINT ignored; we want it. */
+	signal(SIGINT, SIG_DFL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	while ((r = qmig_migration_process(m)) == 0) {
+		struct pollfd p[3] = {{qmig_migration_get_fd(m), POLLIN, 0},
+				      {sfd, POLLIN, 0},
+				      {job_fd(job), POLLIN, 0}};
+		struct signalfd_siginfo si;
+
+		if (poll(p, 3, qmig_migration_get_timeout(m)) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			warnx("signal %u: cancelling, the source will keep running", si.ssi_signo);
+			qmig_migration_cancel(m);
+		}
+		if (p[2].revents)
+			job_serve(job, m);
+	}
+	close(sfd);
+	return r;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
+	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
+	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER };
+	static const struct option lo[] = {
+		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
+		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
+		{"mem", 1, 0, O_MEM},          {"wss", 1, 0, O_WSS},
+		{"dirty-rate", 1, 0, O_RATE},  {"accel", 1, 0, O_ACCEL},
+		{"qemu", 1, 0, O_QEMU},        {"src-netns", 1, 0, O_SNS},
+		{"dst-netns", 1, 0, O_DNS},    {"keep-dest", 0, 0, O_KEEPD},
+		{"dst-addr", 1, 0, O_DADDR},   {"listen-addr", 1, 0, O_LADDR},
+		{"port-range", 1, 0, O_RANGE}, {"max-bandwidth", 1, 0, O_BW},
+		{"downtime-limit", 1, 0, O_DL}, {"multifd", 1, 0, O_MULTIFD},
+		{"cap", 1, 0, O_CAP},          {"dry-run", 0, 0, O_DRY},
+		{"keep-source", 0, 0, O_KEEPS}, {"no-verify", 0, 0, O_NOVER},
+		{"timeout", 1, 0, O_TIMEOUT},  {"interval", 1, 0, O_INTERVAL},
+		{"json", 0, 0, O_JSON},        {"help", 0, 0, O_HELP},
+		{"src-serial", 1, 0, O_SSER},  {"dst-serial", 1, 0, O_DSER},
+		{0, 0, 0, 0}};
+	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
+	struct ui ui = {0};
+	struct qmig_migration *m;
+	struct qmig_result res;
+	struct job *job = NULL;
+	const char *caps[33] = {0};
+	int ncaps = 0, launch = 0, c, r;
+	char jobmsg[256] = "";
+
+	o.guest.guest = QMIG_GUEST_TINY;
+	o.guest.mem_bytes = 256ull << 20;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_SRC: o.src_qmp = optarg; break;
+		case O_DST: o.dst_qmp = optarg; break;
+		case O_LAUNCH: launch = 1; break;
+		case O_GUEST:
+			if (!strcmp(optarg, "tiny"))
+				o.guest.guest = QMIG_GUEST_TINY;
+			else if (!strcmp(optarg, "linux"))
+				o.guest.guest = QMIG_GUEST_LINUX;
+			else
+				die(EXIT_USAGE, "--guest: '%s' is not tiny or linux", optarg);
+			break;
+		case O_MEM: o.guest.mem_bytes = parse_size("--mem", optarg); break;
+		case O_WSS: o.guest.wss_bytes = parse_size("--wss", optarg); break;
+		case O_RATE: o.guest.dirty_rate = parse_rate("--dirty-rate", optarg); break;
+		case O_ACCEL:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "tcg") && strcmp(optarg, "kvm"))
+				die(EXIT_USAGE, "--accel: '%s' is not auto, tcg or kvm", optarg);
+			o.guest.accel = optarg;
+			break;
+		case O_QEMU: o.guest.qemu_binary = optarg; break;
+		case O_SNS: o.src_netns = optarg; break;
+		case O_DNS: o.dst_netns = optarg; break;
+		case O_KEEPD: o.keep_dest = 1; break;
+		case O_DADDR: o.dst_addr = optarg; break;
+		case O_LADDR: o.listen_addr = optarg; break;
+		case O_RANGE: parse_range(optarg, &o.port_lo, &o.port_hi); break;
+		case O_BW: o.max_bandwidth = parse_rate("--max-bandwidth", optarg); break;
+		case O_DL: o.downtime_limit_ms = parse_long("--downtime-limit", optarg, 1, 2000000); break;
+		case O_MULTIFD: o.multifd_channels = (int)parse_long("--multifd", optarg, 1, 255); break;
+		case O_CAP:
+			if (ncaps == 32)
+				die(EXIT_USAGE, "--cap: at most 32");
+			caps[ncaps++] = optarg;
+			break;
+		case O_DRY: o.dry_run = 1; break;
+		case O_KEEPS: o.keep_source = 1; break;
+		case O_NOVER: o.no_verify = 1; break;
+		case O_TIMEOUT: o.timeout_ms = (int)parse_long("--timeout", optarg, 1, 86400) * 1000; break;
+		case O_INTERVAL: o.sample_ms = (int)parse_long("--interval", optarg, 10, 60000); break;
+		case O_JSON: ui.json = 1; break;
+		case O_SSER: o.src_serial = optarg; break;
+		case O_DSER: o.dst_serial = optarg; break;
+		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate migrate --help')", argv[optind]);
+	if (launch && (o.src_qmp || o.dst_qmp))
+		die(EXIT_USAGE, "--launch starts both QEMUs: drop --src-qmp/--dst-qmp");
+	if (!launch && (!o.src_qmp || !o.dst_qmp))
+		die(EXIT_USAGE, "give --src-qmp and --dst-qmp (attach), or --launch");
+	if (o.dst_netns && !o.dst_addr)
+		die(EXIT_USAGE, "--dst-netns needs --dst-addr: the destination's address in %s",
+		    o.dst_netns);
+	o.caps = caps;
+	ui.tty = isatty(STDERR_FILENO);
+	o.on_event = (struct qmig_migration_event_cb){on_event, &ui, NULL};
+	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	r = qmig_migration_new(&m, &o);
+	if (r < 0)
+		die(EXIT_USAGE, "cannot start: %s", strerror(-r));
+	ui.m = m;
+	if (job_open(&job, o.src_qmp ? o.src_qmp : "launch", jobmsg, sizeof(jobmsg)) < 0)
+		warnx("no control socket (qmigrate status/cancel will not see this job): %s",
+		      jobmsg);
+	r = drive(m, job);
+	job_close(job);
+	qmig_migration_result(m, &res);
+	if (ui.bar_shown)
+		fputc('\n', stderr);
+	if (!ui.json)
+		summary(&res);
+	qmig_migration_free(m);
+	if (r < 0 && !res.status[0])
+		die(EXIT_FAIL, "internal error: %s", strerror(-r));
+	return exit_code(&res);
+}

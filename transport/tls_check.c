@@ -1,0 +1,311 @@
+/* Pre-flight validation of a tls-creds-x509 directory with OpenSSL.
+ *
+ * QEMU checks much of this itself when the object is created, and the TLS
+ * handshake checks the rest, but both report it late and obscurely (a
+ * migration that "failed" with a gnutls error on the other host). Here
+ * every problem gets its own sentence naming the file, before any QMP
+ * command touches a guest. The order of the checks matters: each one
+ * assumes the earlier ones passed, so the message names the first real
+ * cause (an expired certificate is reported as expired, not as untrusted). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "qmig_transport.h"
+#include "transport_int.h"
+
+struct check {
+	const char *dir;
+	char *msg;
+	size_t len;
+};
+
+static int load_cert(struct check *c, const char *name, X509 **out, const char *why)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+	f = fopen(path, "re");
+	if (!f) {
+		int e = errno;
+
+		qm_tp_msg(c->msg, c->len, "%s: %s%s", path, strerror(e), why ? why : "");
+		return -e;
+	}
+	*out = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!*out) {
+		ERR_clear_error();
+		qm_tp_msg(c->msg, c->len, "%s is not a PEM certificate", path);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int load_key(struct check *c, const char *name, EVP_PKEY **out)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+	f = fopen(path, "re");
+	if (!f) {
+		int e = errno;
+
+		qm_tp_msg(c->msg, c->len, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	/* No passphrase callback: QEMU cannot use an encrypted key either. */
+	*out = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+	fclose(f);
+	if (!*out) {
+		ERR_clear_error();
+		qm_tp_msg(c->msg, c->len, "%s is not an unencrypted PEM private key", path);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static void fmt_time(const ASN1_TIME *t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1 || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(buf, len, "(unreadable time)");
+}
+
+static int check_time(struct check *c, X509 *cert, const char *name)
+{
+	char when[40];
+
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+		fmt_time(X509_get0_notBefore(cert), when, sizeof(when));
+		qm_tp_msg(c->msg, c->len, "%s/%s is not valid yet: it starts on %s "
+			  "(check the clocks of both hosts)", c->dir, name, when);
+		return -EKEYEXPIRED;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+		fmt_time(X509_get0_notAfter(cert), when, sizeof(when));
+		qm_tp_msg(c->msg, c->len, "%s/%s expired on %s", c->dir, name, when);
+		return -EKEYEXPIRED;
+	}
+	return 0;
+}
+
+static void name_of(X509_NAME *n, char *buf, size_t len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int k = 0;
+
+	buf[0] = 0;
+	if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+		k = BIO_read(b, buf, (int)len - 1);
+	buf[k > 0 ? k : 0] = 0;
+	BIO_free(b);
+}
+
+static int check_ca(struct check *c, X509 *ca)
+{
+	uint32_t ku = X509_get_key_usage(ca);
+	int r = check_time(c, ca, "ca-cert.pem");
+
+	if (r < 0)
+		return r;
+	if (!(X509_get_extension_flags(ca) & EXFLAG_CA)) {
+		qm_tp_msg(c->msg, c->len, "%s/ca-cert.pem is not a CA certificate "
+			  "(basicConstraints CA:TRUE is missing)", c->dir);
+		return -EKEYREJECTED;
+	}
+	if (ku != UINT32_MAX && !(ku & KU_KEY_CERT_SIGN)) {
+		qm_tp_msg(c->msg, c->len, "%s/ca-cert.pem may not sign certificates "
+			  "(keyUsage lacks keyCertSign)", c->dir);
+		return -EKEYREJECTED;
+	}
+	return 0;
+}
+
+/* Signed by the CA? Times were checked already, so ignore them here. */
+static int check_chain(struct check *c, X509 *ca, X509 *cert, const char *name)
+{
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	char issuer[256], subject[256];
+	int ok = 0, err = X509_V_ERR_UNSPECIFIED;
+
+	if (store && ctx && X509_STORE_add_cert(store, ca) &&
+	    X509_STORE_CTX_init(ctx, store, cert, NULL)) {
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
+		ok = X509_verify_cert(ctx) == 1;
+		err = X509_STORE_CTX_get_error(ctx);
+	}
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	ERR_clear_error();
+	if (ok)
+		return 0;
+	name_of(X509_get_issuer_name(cert), issuer, sizeof(issuer));
+	name_of(X509_get_subject_name(ca), subject, sizeof(subject));
+	if (X509_verify(cert, X509_get0_pubkey(ca)) != 1) {
+		ERR_clear_error();
+		qm_tp_msg(c->msg, c->len, "%s/%s was not issued by the CA in ca-cert.pem "
+			  "(issued by \"%s\"%s, the CA is \"%s\"): the other side will not "
+			  "trust it", c->dir, name, issuer,
+			  strcmp(issuer, subject) ? "" : ", another CA of the same name", subject);
+	} else {
+		qm_tp_msg(c->msg, c->len, "%s/%s does not verify against ca-cert.pem: %s",
+			  c->dir, name, X509_verify_cert_error_string(err));
+	}
+	return -EKEYREJECTED;
+}
+
+/* The rules QEMU applies on load, and what TLS needs for the role. */
+static int check_usage(struct check *c, X509 *cert, const char *name, int server)
+{
+	uint32_t ku = X509_get_key_usage(cert), xku = X509_get_extended_key_usage(cert);
+	int loc = X509_get_ext_by_NID(cert, NID_key_usage, -1);
+	int critical = loc >= 0 && X509_EXTENSION_get_critical(X509_get_ext(cert, loc));
+
+	if (X509_get_extension_flags(cert) & EXFLAG_CA) {
+		qm_tp_msg(c->msg, c->len, "%s/%s is a CA certificate, not a %s certificate",
+			  c->dir, name, server ? "server" : "client");
+		return -EKEYREJECTED;
+	}
+	if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE)) {
+		qm_tp_msg(c->msg, c->len, "%s/%s: keyUsage does not allow digitalSignature, "
+			  "which TLS needs", c->dir, name);
+		return -EKEYREJECTED;
+	}
+	if (ku != UINT32_MAX && critical && !(ku & KU_KEY_ENCIPHERMENT)) {
+		qm_tp_msg(c->msg, c->len, "%s/%s: a critical keyUsage without keyEncipherment, "
+			  "which QEMU refuses", c->dir, name);
+		return -EKEYREJECTED;
+	}
+	if (xku != UINT32_MAX && !(xku & (server ? XKU_SSL_SERVER : XKU_SSL_CLIENT))) {
+		qm_tp_msg(c->msg, c->len, "%s/%s is not for TLS %ss (extendedKeyUsage lacks %s)",
+			  c->dir, name, server ? "server" : "client",
+			  server ? "serverAuth" : "clientAuth");
+		return -EKEYREJECTED;
+	}
+	return 0;
+}
+
+/* "DNS:a, IP:10.0.0.1" — what the certificate does name, for the message. */
+static void list_names(X509 *cert, char *buf, size_t len)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t used = 0;
+
+	buf[0] = 0;
+	for (int i = 0; names && i < sk_GENERAL_NAME_num(names) && used < len; i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		const char *sep = used ? ", " : "";
+		char ip[64] = "";
+
+		if (g->type == GEN_DNS) {
+			used += (size_t)snprintf(buf + used, len - used, "%sDNS:%.*s", sep,
+						 ASN1_STRING_length(g->d.dNSName),
+						 (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+		} else if (g->type == GEN_IPADD) {
+			const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+			int n = ASN1_STRING_length(g->d.iPAddress);
+
+			if (!inet_ntop(n == 16 ? AF_INET6 : AF_INET, a, ip, sizeof(ip)) ||
+			    (n != 4 && n != 16))
+				snprintf(ip, sizeof(ip), "(bad address)");
+			used += (size_t)snprintf(buf + used, len - used, "%sIP:%s", sep, ip);
+		}
+	}
+	GENERAL_NAMES_free(names);
+	if (!buf[0]) {
+		char subject[200];
+
+		name_of(X509_get_subject_name(cert), subject, sizeof(subject));
+		snprintf(buf, len, "no subjectAltName; subject \"%s\"", subject);
+	}
+}
+
+static int check_host(struct check *c, X509 *cert, const char *name, const char *host)
+{
+	char names[256];
+	int ok;
+
+	if (qm_tp_is_ip(host))
+		ok = X509_check_ip_asc(cert, host, 0) == 1;
+	else
+		ok = X509_check_host(cert, host, 0, 0, NULL) == 1;
+	if (ok)
+		return 0;
+	list_names(cert, names, sizeof(names));
+	qm_tp_msg(c->msg, c->len, "%s/%s does not name '%s', the address the source "
+		  "connects to (it names %s)", c->dir, name, host, names);
+	return -EADDRNOTAVAIL;
+}
+
+static const char missing_client[] =
+	": the destination verifies its peer (verify-peer=on), so the source needs a "
+	"client certificate signed by the CA";
+
+static int check_pair(struct check *c, X509 *ca, int server, const char *host)
+{
+	const char *cname = server ? "server-cert.pem" : "client-cert.pem";
+	const char *kname = server ? "server-key.pem" : "client-key.pem";
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	int r;
+
+	r = load_cert(c, cname, &cert, server ? NULL : missing_client);
+	if (r == 0)
+		r = load_key(c, kname, &key);
+	if (r == 0)
+		r = check_time(c, cert, cname);
+	if (r == 0)
+		r = check_chain(c, ca, cert, cname);
+	if (r == 0 && X509_check_private_key(cert, key) != 1) {
+		ERR_clear_error();
+		qm_tp_msg(c->msg, c->len, "%s/%s does not match %s (the key belongs to "
+			  "another certificate)", c->dir, kname, cname);
+		r = -EKEYREJECTED;
+	}
+	if (r == 0)
+		r = check_usage(c, cert, cname, server);
+	if (r == 0 && server && host)
+		r = check_host(c, cert, cname, host);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role role,
+		      char *msg, size_t msg_len)
+{
+	struct check c = {dir, msg, msg_len};
+	X509 *ca = NULL;
+	int r;
+
+	if (!dir || !*dir || role > QMIG_TLS_BOTH) {
+		qm_tp_msg(msg, msg_len, "a certificate directory and a role are needed");
+		return -EINVAL;
+	}
+	if (strlen(dir) > PATH_MAX - 32) {
+		qm_tp_msg(msg, msg_len, "directory path too long");
+		return -ENAMETOOLONG;
+	}
+	r = load_cert(&c, "ca-cert.pem", &ca, NULL);
+	if (r == 0)
+		r = check_ca(&c, ca);
+	if (r == 0 && role != QMIG_TLS_CLIENT)
+		r = check_pair(&c, ca, 1, peer_host);
+	if (r == 0 && role != QMIG_TLS_SERVER)
+		r = check_pair(&c, ca, 0, NULL);
+	X509_free(ca);
+	return r;
+}
