@@ -174,6 +174,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->res.verified = -1;
 	m->res.switchover_ms = -1;
 	m->res.guest_downtime_ms = -1;
+	m->res.memory_verified = -1;
 	m->phase = QMIG_PHASE_INIT;
 	*out = m;
 	return 0;
@@ -361,6 +362,22 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 		ADD_I("error", r->error);
 		json_object_object_add(o, "failed_phase",
 				       json_object_new_string(qmig_phase_name(r->failed_phase)));
+	}
+	if (r->memory_verified >= 0) {
+		struct json_object *first = json_object_new_array();
+
+		for (int i = 0; i < r->n_first_differ; i++) {
+			char gpa[24];
+
+			snprintf(gpa, sizeof(gpa), "0x%llx", (unsigned long long)r->first_differ_gpa[i]);
+			json_object_array_add(first, json_object_new_string(gpa));
+		}
+		json_object_object_add(o, "memory_verified",
+				       json_object_new_boolean(r->memory_verified));
+		ADD_I("pages_compared", r->pages_compared);
+		ADD_I("pages_differ", r->pages_differ);
+		json_object_object_add(o, "first_differ_gpa", first);
+		ADD_I("memory_verify_ms", r->memory_verify_ms);
 	}
 	json_object_object_add(o, "message", json_object_new_string(r->message));
 #undef ADD_I

@@ -101,6 +101,18 @@ int qm_restore_side(struct qmig_migration *m, struct side *s);
 /* monitor.c */
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);
 
+/* verify_mem.c: compare both sides' RAM. 0 identical, 1 pages differ,
+ * negative errno when it could not compare (rep->error says why). */
+#define QM_MEMCMP_FIRST 8
+struct qm_memcmp_report {
+	uint64_t ram_bytes, pages_checked, pages_bad;
+	uint64_t first[QM_MEMCMP_FIRST];
+	int nfirst;
+	char error[256];
+};
+int qm_memcmp_sides(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
+		    struct qm_memcmp_report *rep);
+
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);
 void qm_side_event(const char *event, struct json_object *data, int64_t sec, int64_t usec,

@@ -275,12 +275,50 @@ static int confirm_running(struct qmig_migration *m)
 	r = qmig_cmd_query_status(dst->qmp, &st);
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "query-status");
-	if (st.running)
+	if (st.running || (m->o.verify_memory && strcmp(st.status, "inmigrate")))
 		return STEP_NEXT;
 	if (qm_now_ns() - m->t_phase_ns > RESUME_TIMEOUT_NS)
 		return qm_fail(m, -ETIMEDOUT, "destination: still '%s' 15 s after the migration "
 					      "completed", st.status);
 	return wait_ms(m, 5);
+}
+
+/* --verify=memory: the destination is paused, the source in postmigrate.
+ * Only identical RAM lets the destination run. */
+static int confirm_memory(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	struct qm_memcmp_report rep;
+	int64_t t0 = qm_now_ns();
+	int r;
+
+	r = qm_memcmp_sides(m->side[SRC].qmp, dst->qmp, &rep);
+	m->res.memory_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	m->res.pages_compared = rep.pages_checked;
+	m->res.pages_differ = rep.pages_bad;
+	m->res.n_first_differ = rep.nfirst;
+	memcpy(m->res.first_differ_gpa, rep.first, sizeof(rep.first));
+	if (r < 0)
+		return qm_fail(m, r, "--verify=memory: could not compare: %s", rep.error);
+	if (r == 1) {
+		m->res.memory_verified = 0;
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG,
+			       "--verify=memory: %llu of %llu pages differ between source and "
+			       "destination (first at guest-physical 0x%llx); the destination "
+			       "was not started",
+			       (unsigned long long)rep.pages_bad,
+			       (unsigned long long)rep.pages_checked,
+			       (unsigned long long)rep.first[0]);
+	}
+	m->res.memory_verified = 1;
+	qm_log(m, QMIG_LOG_INFO, "--verify=memory: %llu pages identical (%llu ms)",
+	       (unsigned long long)rep.pages_checked,
+	       (unsigned long long)m->res.memory_verify_ms);
+	r = qmig_cmd_cont(dst->qmp);
+	if (r < 0)
+		return qm_qmp_fail(m, dst, r, "cont (after comparing memory)");
+	return STEP_NEXT;
 }
 
 static int confirm_beats(struct qmig_migration *m)
@@ -301,8 +339,11 @@ static int confirm_beats(struct qmig_migration *m)
 	}
 	if (m->side[SRC].hb) {
 		qmig_hb_get(m->side[SRC].hb, &src);
+		/* The memory comparison held the destination paused on purpose:
+		 * that is verification time, not migration downtime. */
 		if (src.beats && dst.first_ns > src.last_ns)
-			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS;
+			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS -
+						   (int64_t)m->res.memory_verify_ms;
 	}
 	return STEP_NEXT;
 }
@@ -355,6 +396,12 @@ static int step_confirm(struct qmig_migration *m)
 			m->res.switchover_ms =
 				(m->side[DST].resume_us - m->side[SRC].stop_us) / 1000;
 		m->res.engine_total_ms = (uint64_t)((qm_now_ns() - m->t_migrate_ns) / MS);
+		if (m->o.verify_memory) {
+			r = confirm_memory(m);
+			if (r != STEP_NEXT)
+				return r;
+			m->t_phase_ns = qm_now_ns();
+		}
 	}
 	if (m->o.no_verify)
 		return STEP_NEXT;
@@ -501,7 +548,7 @@ static int step_rollback(struct qmig_migration *m)
 	m->res.failed_phase = m->failed_phase;
 	snprintf(m->res.status, sizeof(m->res.status), "%s",
 		 m->error == -ECANCELED ? "cancelled" : "failed");
-	snprintf(m->res.message, sizeof(m->res.message), "%s; %s", m->err,
+	(void)!snprintf(m->res.message, sizeof(m->res.message), "%s; %s", m->err,
 		 !src->qmp ? "the source could not be checked"
 		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
 							  : "the source guest is paused as before")

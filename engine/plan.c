@@ -70,6 +70,23 @@ static int wanted_caps(struct qmig_migration *m, struct json_object *want)
 	return 0;
 }
 
+/* {"name": bool, ...} as migrate-set-capabilities wants it. */
+static struct json_object *caps_args(struct json_object *caps)
+{
+	struct json_object *a = json_object_new_object(), *arr = json_object_new_array();
+
+	json_object_object_foreach(caps, name, val)
+	{
+		struct json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "capability", json_object_new_string(name));
+		json_object_object_add(c, "state", json_object_get(val));
+		json_object_array_add(arr, c);
+	}
+	json_object_object_add(a, "capabilities", arr);
+	return a;
+}
+
 /* The engine owns the capability set while it migrates: what is wanted
  * goes on, anything else left on by someone goes off (both sides must
  * agree), and every change is undone afterwards. */
@@ -92,9 +109,9 @@ static int plan_caps(struct qmig_migration *m, struct side *s, struct json_objec
 		json_object_put(diff);
 		return 0;
 	}
-	s->set_caps = json_object_get(diff);
+	s->set_caps = diff;
 	return add_step(&m->plan, s == &m->side[SRC] ? SRC : DST, "migrate-set-capabilities",
-			diff, "capabilities for this migration (restored afterwards)");
+			caps_args(diff), "capabilities for this migration (restored afterwards)");
 }
 
 static int need_param(struct qmig_migration *m, const char *name)
@@ -179,12 +196,19 @@ int qm_plan_build(struct qmig_migration *m)
 	int r;
 
 	r = wanted_caps(m, want);
+	if (!r && m->o.verify_memory &&
+	    json_object_object_get_ex(want, "postcopy-ram", NULL))
+		r = qm_fail(m, -EINVAL, "--verify=memory cannot work with postcopy: once the "
+					"destination runs, the source no longer has the pages");
 	if (!r && m->o.multifd_channels > 0)
 		r = need_param(m, "multifd-channels");
 	if (!r && m->o.downtime_limit_ms > 0)
 		r = need_param(m, "downtime-limit");
 	if (!r)
 		r = alloc_port(m);
+	if (!r && m->o.verify_memory)
+		r = add_step(&m->plan, DST, "stop", NULL,
+			     "keep the destination paused until its memory is compared");
 	if (!r)
 		r = plan_caps(m, &m->side[DST], want);
 	if (!r)
@@ -215,7 +239,8 @@ void qm_plan_emit(struct qmig_migration *m)
 		json_object_object_add(rec, "step", json_object_new_int(i + 1));
 		json_object_object_add(rec, "side", json_object_new_string(m->side[st->side].name));
 		json_object_object_add(rec, "command", json_object_new_string(st->command));
-		json_object_object_add(rec, "arguments", json_object_get(st->args));
+		if (st->args)
+			json_object_object_add(rec, "arguments", json_object_get(st->args));
 		json_object_object_add(rec, "why", json_object_new_string(st->why));
 		qm_emit(m, "plan", rec, NULL);
 	}
@@ -227,20 +252,20 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 	struct json_object *v;
 	int r;
 
-	if (!strcmp(st->command, "migrate-set-capabilities")) {
-		r = qmig_cmd_migrate_set_capabilities(s->qmp, st->args);
+	if (!strcmp(st->command, "migrate-set-capabilities") ||
+	    !strcmp(st->command, "migrate-set-parameters")) {
 		s->touched = 1;
-	} else if (!strcmp(st->command, "migrate-set-parameters")) {
-		r = qmig_cmd_migrate_set_parameters(s->qmp, st->args);
-		s->touched = 1;
+		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
 	} else if (!strcmp(st->command, "migrate-incoming")) {
 		json_object_object_get_ex(st->args, "uri", &v);
 		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
 		if (!r)
 			s->incoming_started = 1;
-	} else {
+	} else if (!strcmp(st->command, "migrate")) {
 		json_object_object_get_ex(st->args, "uri", &v);
 		r = qmig_cmd_migrate(s->qmp, json_object_get_string(v), 0);
+	} else {
+		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
 	}
 	return r;
 }

@@ -44,6 +44,13 @@ struct qmig_vm_spec {
 	int detach;                  /* outlive the caller (qmigrate launch) */
 	int no_mem_workaround;       /* keep a 256 KiB-aligned RAM size even where QEMU corrupts it */
 	struct qmig_log_cb log;
+	/* appended fields (all optional, zero means the default) */
+	unsigned int hb_ms;          /* guest heartbeat period, 0: 1 ms */
+	const char *guest_append;    /* more words for the guest's command line, e.g.
+					"mode=hot hot=32" for the tiny guest */
+	int change_id;               /* run QEMU as uid/gid below (the runtime dir is
+					handed to that user) */
+	unsigned int uid, gid;
 };
 
 #define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}
@@ -96,6 +103,9 @@ struct qmig_hb_stats {
 	int64_t max_gap_end_ns;  /* when that gap ended */
 	int corrupt;             /* the guest reported a failed self-check */
 	char corrupt_msg[160];
+	/* appended fields */
+	int ready;               /* the guest's READY line was seen */
+	uint64_t seq_missed;     /* beats the guest numbered that never arrived */
 };
 
 int qmig_hb_open(struct qmig_hb **out, const char *serial_socket);

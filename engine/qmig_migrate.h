@@ -118,6 +118,11 @@ struct qmig_migrate_opts {
 	/* Attach mode: serial sockets of our test guests, for heartbeats. */
 	const char *src_serial;
 	const char *dst_serial;
+
+	/* Compare every page of both sides' RAM before the destination runs
+	 * (any guest; not with postcopy). The destination is kept paused
+	 * until the comparison passes; its time is not counted as downtime. */
+	int verify_memory;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -141,6 +146,12 @@ struct qmig_result {
 	int verified;               /* 1 verified, 0 failed verification, -1 not checked */
 	unsigned port;
 	char message[512];          /* what happened, for people */
+	/* --verify=memory */
+	int memory_verified;        /* 1 identical, 0 pages differ, -1 not compared */
+	uint64_t pages_compared, pages_differ;
+	uint64_t first_differ_gpa[8];
+	int n_first_differ;
+	uint64_t memory_verify_ms;
 };
 
 struct qmig_migration;

@@ -62,7 +62,11 @@ static void usage(FILE *f)
 		"Behaviour:\n"
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
-		"  --no-verify             skip the destination heartbeat/memory checks\n"
+		"  --verify=MODE           guest: heartbeats and page stamps of our test guests\n"
+		"                          (default); memory: also compare every page of both\n"
+		"                          sides' RAM before the destination runs (any guest);\n"
+		"                          none: only check the destination runs\n"
+		"  --no-verify             the same as --verify=none\n"
 		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
 		"  --interval MS           monitor sample interval (default 100)\n"
 		"  --json                  one JSON object per line; the last is the result\n"
@@ -152,6 +156,10 @@ static void summary(const struct qmig_result *r)
 		(unsigned long long)r->passes, r->throughput_mbps, r->port,
 		r->verified == 1 ? "yes" : r->verified == 0 ? "NO" : "not checked",
 		r->verify_ms ? " (memory check not counted as downtime)" : "");
+	if (r->memory_verified >= 0)
+		fprintf(stderr, "  memory       %llu pages compared, %llu differ (%llu ms)\n",
+			(unsigned long long)r->pages_compared, (unsigned long long)r->pages_differ,
+			(unsigned long long)r->memory_verify_ms);
 }
 
 static int exit_code(const struct qmig_result *r)
@@ -217,7 +225,7 @@ int cmd_migrate(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
-	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER };
+	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -233,6 +241,7 @@ int cmd_migrate(int argc, char **argv)
 		{"timeout", 1, 0, O_TIMEOUT},  {"interval", 1, 0, O_INTERVAL},
 		{"json", 0, 0, O_JSON},        {"help", 0, 0, O_HELP},
 		{"src-serial", 1, 0, O_SSER},  {"dst-serial", 1, 0, O_DSER},
+		{"verify", 1, 0, O_VERIFY},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -288,6 +297,14 @@ int cmd_migrate(int argc, char **argv)
 		case O_TIMEOUT: o.timeout_ms = (int)parse_long("--timeout", optarg, 1, 86400) * 1000; break;
 		case O_INTERVAL: o.sample_ms = (int)parse_long("--interval", optarg, 10, 60000); break;
 		case O_JSON: ui.json = 1; break;
+		case O_VERIFY:
+			if (!strcmp(optarg, "memory"))
+				o.verify_memory = 1;
+			else if (!strcmp(optarg, "none"))
+				o.no_verify = 1;
+			else if (strcmp(optarg, "guest"))
+				die(EXIT_USAGE, "--verify: '%s' is not guest, memory or none", optarg);
+			break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;

@@ -68,7 +68,12 @@ int job_open(struct job **out, const char *label, char *msg, size_t len)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	snprintf(j->path, sizeof(j->path), "%s/%d.sock", dir, (int)getpid());
+	if ((size_t)snprintf(j->path, sizeof(j->path), "%s/%d.sock", dir, (int)getpid()) >=
+	    sizeof(j->path)) {
+		snprintf(msg, len, "%s: path too long for a unix socket", dir);
+		free(j);
+		return -ENAMETOOLONG;
+	}
 	snprintf(j->label, sizeof(j->label), "%s", label);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", j->path);
 	unlink(j->path);
@@ -209,7 +214,8 @@ char *job_request(int pid, const char *req, char *msg, size_t len)
 	while (d && (de = readdir(d))) {
 		if (!strstr(de->d_name, ".sock"))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path))
+			continue;
 		/* A socket left by a process that died is removed. */
 		if (kill(atoi(de->d_name), 0) < 0 && errno == ESRCH) {
 			unlink(path);

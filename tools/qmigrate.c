@@ -13,6 +13,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},
+	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
 	{NULL, NULL, NULL},
 };
 

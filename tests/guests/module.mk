@@ -1,1 +1,22 @@
-# tests/guests: sources and tests of this module
+# tests/guests: the built-in test guests.
+# The tiny guest: a freestanding 32-bit multiboot kernel (see tests/guests/tiny/tiny.c).
+TINY_DIR = tests/guests/tiny
+TINY_CFLAGS = -m32 -march=i686 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+	-nostdlib -O2 -std=gnu11 -Wall -Wextra -Werror -mno-sse -mno-mmx -mno-80387 \
+	-fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns
+TINY_OBJS = $(TINY_DIR)/boot.o $(TINY_DIR)/tiny.o
+
+GUEST_TARGETS += $(TINY_DIR)/tiny.elf
+GUEST_CLEAN += $(TINY_DIR)/tiny.elf $(TINY_OBJS)
+
+$(TINY_DIR)/tiny.o: $(TINY_DIR)/tiny.c $(TINY_DIR)/tiny_abi.h tests/guests/module.mk
+	$(quiet) GUEST-CC $<
+	$(Q)$(GUEST_CC) $(TINY_CFLAGS) -c -o $@ $<
+
+$(TINY_DIR)/boot.o: $(TINY_DIR)/boot.S tests/guests/module.mk
+	$(quiet) GUEST-AS $<
+	$(Q)$(GUEST_CC) $(TINY_CFLAGS) -c -o $@ $<
+
+$(TINY_DIR)/tiny.elf: $(TINY_OBJS) $(TINY_DIR)/link.ld
+	$(quiet) GUEST-LD $@
+	$(Q)$(GUEST_LD) -m elf_i386 -T $(TINY_DIR)/link.ld -nostdlib --no-warn-rwx-segments -o $@ $(TINY_OBJS)

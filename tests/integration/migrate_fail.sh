@@ -18,7 +18,7 @@ source_ok() {
 	[ "$st" = running ] || fail "$1: source is '$st', not running"
 	wait_beats "$src_log" 5 10 || fail "$1: source guest stopped heartbeating"
 	$QMIGRATE qmp "$src_qmp" query-migrate-capabilities | tr -d ' \n' |
-		grep -q '"capability":"events","state":true' && fail "$1: capabilities not restored"
+		grep -Eq '"capability":"events","state":true|"state":true,"capability":"events"' && fail "$1: capabilities not restored"
 	$QMIGRATE verify --qmp "$src_qmp" > /dev/null || fail "$1: source memory does not verify"
 }
 
