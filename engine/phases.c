@@ -107,6 +107,9 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 
 	spec.incoming = incoming;
 	spec.netns = netns;
+	/* Both sides run on the accelerator chosen (and smoke-tested) for the source. */
+	if (incoming && m->side[SRC].vm)
+		spec.accel = qmig_vm_accel(m->side[SRC].vm);
 	spec.detach = 0;
 	spec.runtime_dir = NULL;
 	spec.log = (struct qmig_log_cb){m->o.log.fn, m->o.log.user_data, NULL};
@@ -177,12 +180,14 @@ static int step_prepare(struct qmig_migration *m)
 	/* A guest we launched must be up (heartbeating) before it moves. */
 	if (m->side[SRC].hb && !m->o.dry_run) {
 		qmig_hb_get(m->side[SRC].hb, &hs);
-		if (hs.beats < CONFIRM_BEATS) {
+		/* A guest we launched to write memory first writes its whole
+		 * working set once, so the migration moves real pages. */
+		if (hs.beats < CONFIRM_BEATS ||
+		    (m->side[SRC].vm && m->o.guest.dirty_rate && hs.generation < 2)) {
 			if (qm_now_ns() - m->t_phase_ns > BOOT_TIMEOUT_NS)
 				return qm_fail(m, -ETIMEDOUT,
-					       "source: the guest did not boot within 60 s "
-					       "(no heartbeats; see %s)",
-					       qmig_vm_serial_log(m->side[SRC].vm));
+					       "source: the guest did not boot and write its "
+					       "working set within 60 s (see its serial log)");
 			return wait_ms(m, 20);
 		}
 	}
@@ -341,7 +346,10 @@ static int confirm_beats(struct qmig_migration *m)
 		qmig_hb_get(m->side[SRC].hb, &src);
 		/* The memory comparison held the destination paused on purpose:
 		 * that is verification time, not migration downtime. */
-		if (src.beats && dst.first_ns > src.last_ns)
+		if (src.beats && dst.first_ns <= src.last_ns)
+			qm_log(m, QMIG_LOG_WARN, "heartbeats: the source's last beat was read after "
+						 "the destination's first; no guest-observed downtime");
+		else if (src.beats)
 			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS -
 						   (int64_t)m->res.memory_verify_ms;
 	}
@@ -548,7 +556,7 @@ static int step_rollback(struct qmig_migration *m)
 	m->res.failed_phase = m->failed_phase;
 	snprintf(m->res.status, sizeof(m->res.status), "%s",
 		 m->error == -ECANCELED ? "cancelled" : "failed");
-	(void)!snprintf(m->res.message, sizeof(m->res.message), "%s; %s", m->err,
+	snprintf(m->res.message, sizeof(m->res.message), "%.400s; %s", m->err,
 		 !src->qmp ? "the source could not be checked"
 		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
 							  : "the source guest is paused as before")

@@ -9,6 +9,8 @@
 #include "qmig_qmp.h"
 #include "qmig_commands.h"
 #include "qmig_launch.h"
+#include "qmig_migrate.h"
+#include "qmig_transport.h"
 
 #ifdef __cplusplus
 extern "C" {

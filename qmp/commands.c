@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "qmig_commands.h"
+#include "qmp_int.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -41,8 +42,8 @@ static void str(char *dst, size_t n, struct json_object *o, const char *key)
 {
 	struct json_object *v = member(o, key);
 
-	snprintf(dst, n, "%s", v && json_object_is_type(v, json_type_string)
-				       ? json_object_get_string(v) : "");
+	snprintf(dst, n, "%s",
+		 v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "");
 }
 
 /* Call with no arguments and no interesting return. */
@@ -86,7 +87,9 @@ static int call_get(struct qmig_qmp_conn *c, const char *cmd, struct json_object
 		return r;
 	if (!json_object_is_type(ret, type)) {
 		json_object_put(ret);
-		return -EPROTO;
+		return qm_qmp_conn_fail(c, -EPROTO, "%s returned %s, not %s", cmd,
+					json_type_to_name(json_object_get_type(ret)),
+					json_type_to_name(type));
 	}
 	*out = ret;
 	return 0;
@@ -181,7 +184,8 @@ int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_objec
 		json_object_put(list);
 		return caps ? -ENOMEM : -EINVAL;
 	}
-	json_object_object_foreach(caps, name, val) {
+	json_object_object_foreach(caps, name, val)
+	{
 		struct json_object *e = json_object_new_object();
 
 		json_object_object_add(e, "capability", json_object_new_string(name));
@@ -206,9 +210,9 @@ int qmig_cmd_query_migrate_capabilities(struct qmig_qmp_conn *c, struct json_obj
 		struct json_object *name = member(e, "capability");
 
 		if (name && json_object_is_type(name, json_type_string))
-			json_object_object_add(caps, json_object_get_string(name),
-					       json_object_new_boolean(json_object_get_boolean(
-						       member(e, "state"))));
+			json_object_object_add(
+			    caps, json_object_get_string(name),
+			    json_object_new_boolean(json_object_get_boolean(member(e, "state"))));
 	}
 	json_object_put(ret);
 	if (!caps)

@@ -53,13 +53,26 @@ static int64_t now_ms(void)
 }
 
 static int set_err(struct qmig_qmp_conn *c, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int set_err(struct qmig_qmp_conn *c, int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	c->err_class[0] = 0;
+	return err;
+}
+
+int qm_qmp_conn_fail(struct qmig_qmp_conn *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(c->err, sizeof(c->err), "%s: ", c->addr);
+	va_start(ap, fmt);
+	vsnprintf(c->err + n, sizeof(c->err) - (size_t)n, fmt, ap);
 	va_end(ap);
 	c->err_class[0] = 0;
 	return err;
@@ -155,12 +168,13 @@ static int connect_tcp(struct qmig_qmp_conn *c, const char *hostport, int64_t de
 			r = -soerr;
 	}
 	if (r < 0)
-		return set_err(c, r, "cannot connect to QMP at tcp:%s: %s", hostport,
-			       strerror(-r));
+		return set_err(c, r, "cannot connect to QMP at tcp:%s: %s", hostport, strerror(-r));
 	return 0;
 }
 
 /* ---- moving bytes ------------------------------------------------------ */
+
+static int recv_some(struct qmig_qmp_conn *c);
 
 /* Send what the core has queued, without waiting. With pass_fd >= 0 the
  * descriptor rides on the first byte sent (QEMU attaches it to the command
@@ -176,7 +190,9 @@ static int send_some(struct qmig_qmp_conn *c, int pass_fd)
 	if (pass_fd >= 0) {
 		char ctl[CMSG_SPACE(sizeof(int))] = {0};
 		struct iovec iov = {(void *)p, len};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = ctl,
 				    .msg_controllen = sizeof(ctl)};
 		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 
@@ -189,12 +205,20 @@ static int send_some(struct qmig_qmp_conn *c, int pass_fd)
 		n = send(c->fd, p, len, MSG_NOSIGNAL);
 	}
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
+		int e = errno, r;
+
+		if (e == EAGAIN || e == EINTR)
 			return 1;
-		snprintf(c->err, sizeof(c->err), "%s: send: %s", c->addr, strerror(errno));
-		c->err_class[0] = 0;
-		c->broken = -errno;
-		return c->broken;
+		if (e == EPIPE || e == ECONNRESET) {
+			/* The peer hung up: how the stream ended (mid-message,
+			 * commands unanswered) says more than "broken pipe". */
+			while ((r = recv_some(c)) > 0)
+				;
+			if (r < 0)
+				return r;
+		}
+		c->broken = -e;
+		return set_err(c, -e, "%s: send: %s", c->addr, strerror(e));
 	}
 	qmig_qmp_output_done(c->core, (size_t)n);
 	qmig_qmp_output(c->core, &len);
@@ -207,11 +231,17 @@ static int recv_some(struct qmig_qmp_conn *c)
 	ssize_t n = recv(c->fd, c->rbuf, sizeof(c->rbuf), MSG_DONTWAIT);
 	int r;
 
+	/* A peer that closes with our bytes unread gives ECONNRESET instead
+	 * of eof: it is the same hang-up. */
+	if (n < 0 && errno == ECONNRESET)
+		n = 0;
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
+		int e = errno;
+
+		if (e == EAGAIN || e == EINTR)
 			return 0;
-		c->broken = -errno;
-		return set_err(c, -errno, "%s: recv: %s", c->addr, strerror(errno));
+		c->broken = -e;
+		return set_err(c, -e, "%s: recv: %s", c->addr, strerror(e));
 	}
 	if (n == 0) {
 		r = qmig_qmp_eof(c->core);
@@ -304,10 +334,11 @@ static int handshake(struct qmig_qmp_conn *c, int64_t deadline)
 	while (qmig_qmp_state(c->core) != QMIG_QMP_READY) {
 		r = step(c, deadline);
 		if (r == -ETIMEDOUT)
-			return set_err(c, r, qmig_qmp_state(c->core) == QMIG_QMP_WAIT_GREETING
-				       ? "%s: no QMP greeting within %d ms (is another client "
-					 "connected to this monitor?)"
-				       : "%s: qmp_capabilities not answered within %d ms",
+			return set_err(c, r,
+				       qmig_qmp_state(c->core) == QMIG_QMP_WAIT_GREETING
+					   ? "%s: no QMP greeting within %d ms (is another client "
+					     "connected to this monitor?)"
+					   : "%s: qmp_capabilities not answered within %d ms",
 				       c->addr, c->timeout_ms);
 		if (r < 0)
 			return r;

@@ -43,7 +43,7 @@ struct qmig_qmp {
 	char errmsg[256];
 
 	struct json_tokener *tok;
-	int in_msg;       /* the tokener holds part of a message */
+	int in_msg;	  /* the tokener holds part of a message */
 	size_t msg_bytes; /* bytes of the current message so far */
 
 	struct qm_buf out, held;
@@ -76,7 +76,7 @@ void qm_qmp_log(struct qmig_qmp *qmp, enum qmig_log_level level, const char *fmt
 
 /* Break the stream for good: every later call returns the same error. */
 static int fail(struct qmig_qmp *qmp, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct qmig_qmp *qmp, int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -270,8 +270,8 @@ static int encode(struct qm_buf *b, const char *name, struct json_object *args, 
 		goto out;
 	if (json_object_object_add(o, "id", json_object_new_uint64(id)))
 		goto out;
-	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-					      JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	s = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 	if (!s)
 		goto out;
 	r = buf_append(b, s, n);
@@ -621,7 +621,8 @@ int qmig_qmp_feed(struct qmig_qmp *qmp, const void *buf, size_t len)
 			if (*p != '{')
 				return fail(qmp, -EPROTO,
 					    "garbage from the peer: byte 0x%02x where a message "
-					    "should start", (unsigned char)*p);
+					    "should start",
+					    (unsigned char)*p);
 			qmp->in_msg = 1;
 		}
 		n = parse_some(qmp, p, (size_t)(end - p));
@@ -639,8 +640,10 @@ int qmig_qmp_eof(struct qmig_qmp *qmp)
 	if (qmp->err)
 		return qmp->err;
 	if (qmp->in_msg)
-		return fail(qmp, -ECONNRESET, "peer closed in the middle of a message "
-			    "(%zu bytes received)", qmp->msg_bytes);
+		return fail(qmp, -ECONNRESET,
+			    "peer closed in the middle of a message "
+			    "(%zu bytes received)",
+			    qmp->msg_bytes);
 	n = qm_qmp_pending(qmp);
 	if (n)
 		return fail(qmp, -ECONNRESET, "peer closed with %zu command%s unanswered", n,

@@ -11,7 +11,7 @@
 
 /* Log through the core's callback, if any. */
 void qm_qmp_log(struct qmig_qmp *qmp, enum qmig_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Install a log callback without running the old one's free (used by the
  * connection, which owns the callback until its open succeeds). */
@@ -26,5 +26,10 @@ void qm_qmp_forget(struct qmig_qmp *qmp, uint64_t id);
 
 /* Does the current message hold partial input (cut in half on eof)? */
 int qm_qmp_mid_message(const struct qmig_qmp *qmp);
+
+/* Set the connection's message for a failure found above it (a reply of
+ * the wrong shape in commands.c); returns err. */
+int qm_qmp_conn_fail(struct qmig_qmp_conn *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -50,7 +50,8 @@ static const char *get_str(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!o || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -129,7 +130,7 @@ static int enum_has(const struct qmig_schema *s, struct json_object *t, const ch
 	if (is_meta(t, "alternate") && json_object_object_get_ex(t, "members", &members)) {
 		for (size_t i = 0; i < json_object_array_length(members); i++) {
 			struct json_object *bt =
-				find(&s->types, get_str(json_object_array_get_idx(members, i), "type"));
+			    find(&s->types, get_str(json_object_array_get_idx(members, i), "type"));
 
 			if (is_meta(bt, "enum") && enum_has(s, bt, value))
 				return 1;
@@ -152,8 +153,8 @@ static int enum_has(const struct qmig_schema *s, struct json_object *t, const ch
  * NULL-terminated array pointing into the schema's JSON. */
 static int collect(struct json_object *list, const char *key, const char ***out, size_t *n)
 {
-	size_t len = list && json_object_is_type(list, json_type_array)
-			     ? json_object_array_length(list) : 0;
+	size_t len =
+	    list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
 	const char **v = calloc(len + 1, sizeof(*v));
 
 	if (!v)
@@ -161,9 +162,10 @@ static int collect(struct json_object *list, const char *key, const char ***out,
 	*n = 0;
 	for (size_t i = 0; i < len; i++) {
 		struct json_object *e = json_object_array_get_idx(list, i);
-		const char *name = key ? get_str(e, key)
-				       : (json_object_is_type(e, json_type_string)
-						  ? json_object_get_string(e) : NULL);
+		const char *name =
+		    key ? get_str(e, key)
+			: (json_object_is_type(e, json_type_string) ? json_object_get_string(e)
+								    : NULL);
 		if (name)
 			v[(*n)++] = name;
 	}
@@ -319,8 +321,8 @@ int qmig_schema_has_parameter(const struct qmig_schema *s, const char *param)
 	return s && in_sorted(s->params, s->nparams, param);
 }
 
-int qmig_schema_has_enum_value(const struct qmig_schema *s, const char *command,
-			       const char *arg, const char *value)
+int qmig_schema_has_enum_value(const struct qmig_schema *s, const char *command, const char *arg,
+			       const char *value)
 {
 	if (!s || !arg || !value)
 		return 0;

@@ -42,7 +42,7 @@ launch_guest() {
 }
 
 # hb_count LOG: heartbeat lines so far in a serial log.
-hb_count() { grep -c '^HB ' "$1" 2>/dev/null || echo 0; }
+hb_count() { _n=$(grep -c '^HB ' "$1" 2>/dev/null); echo "${_n:-0}"; }
 
 # wait_beats LOG N SECS: wait until N more heartbeats than now appear.
 wait_beats() {

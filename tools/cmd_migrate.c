@@ -20,6 +20,7 @@
 
 struct ui {
 	int json;
+	int dry_run;
 	int tty;
 	int bar_shown;
 	uint64_t pass;
@@ -121,14 +122,15 @@ static void on_event(const struct qmig_migration_event *ev, void *user_data)
 		}
 		json_object_object_get_ex(ev->record, "phase", &v);
 		fprintf(stderr, "qmigrate: %s\n", json_object_get_string(v));
-	} else if (!strcmp(ev->type, "plan")) {
+	} else if (!strcmp(ev->type, "plan") && (ui->dry_run || cli_verbose)) {
 		struct json_object *side, *cmd, *args;
 
 		json_object_object_get_ex(ev->record, "side", &side);
 		json_object_object_get_ex(ev->record, "command", &cmd);
 		json_object_object_get_ex(ev->record, "arguments", &args);
-		printf("%-12s %s %s\n", json_object_get_string(side), json_object_get_string(cmd),
-		       args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN) : "");
+		fprintf(ui->dry_run ? stdout : stderr, "%-12s %s %s\n", json_object_get_string(side),
+			json_object_get_string(cmd),
+			args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN) : "");
 	}
 }
 
@@ -322,6 +324,7 @@ int cmd_migrate(int argc, char **argv)
 		    o.dst_netns);
 	o.caps = caps;
 	ui.tty = isatty(STDERR_FILENO);
+	ui.dry_run = o.dry_run;
 	o.on_event = (struct qmig_migration_event_cb){on_event, &ui, NULL};
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
 	r = qmig_migration_new(&m, &o);

@@ -12,8 +12,13 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+	{"migrate", cmd_migrate, "move a running VM to another QEMU (attach or launch mode)"},
+	{"status", cmd_status, "show a running migration (like virsh domjobinfo)"},
+	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},
 	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
+	{"launch", cmd_launch, "start a test guest (or QEMU) and say where its sockets are"},
+	{"verify", cmd_verify, "check the memory stamps of a tiny test guest"},
 	{NULL, NULL, NULL},
 };
 

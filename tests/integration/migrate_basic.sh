@@ -2,7 +2,7 @@
 # --dry-run and --keep-source. Each run's destination must verify.
 . tests/lib.sh
 
-qemus() { pgrep -d' ' -f 'qemu-system-x86_64' | tr ' ' '\n' | sort; }
+qemus() { pgrep -f 'qemu-system-x86_64.*qmig-vm-' | sort; }
 before=$(qemus)
 
 # 1. Launch mode: the README's demo, as JSON.

@@ -10,14 +10,14 @@
 #include "qmig_qmp.h"
 #include "unit.h"
 
-#define GREETING_OOB                                                                  \
+#define GREETING_OOB                                                                       \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, " \
 	"\"package\": \"Debian\"}, \"capabilities\": [\"oob\"]}}\r\n"
-#define GREETING_PLAIN                                                                \
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 6}, "  \
+#define GREETING_PLAIN                                                                    \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 6}, " \
 	"\"package\": \"\"}, \"capabilities\": []}}\r\n"
-#define EV_STOP                                                                       \
-	"{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}, "           \
+#define EV_STOP                                                                 \
+	"{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}, " \
 	"\"event\": \"STOP\"}\r\n"
 
 static int feed(struct qmig_qmp *q, const char *s)
@@ -80,7 +80,8 @@ static void test_greeting_plain(void)
 	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
 	CU_ASSERT(feed(q, GREETING_PLAIN) == 0);
 	out = take_output(q);
-	CU_ASSERT_STRING_EQUAL(out, "{\"execute\":\"qmp_capabilities\",\"arguments\":{},\"id\":1}\r\n");
+	CU_ASSERT_STRING_EQUAL(out,
+			       "{\"execute\":\"qmp_capabilities\",\"arguments\":{},\"id\":1}\r\n");
 	free(out);
 	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 1}") == 0);
 	CU_ASSERT(qmig_qmp_has_oob(q) == 0);
@@ -113,6 +114,30 @@ static void test_held_commands(void)
 	qmig_qmp_free(q);
 }
 
+/* A caller that negotiates itself gets its own reply, and no second
+ * qmp_capabilities goes out. */
+static void test_manual_caps(void)
+{
+	struct qmig_qmp *q;
+	struct qmig_qmp_msg m;
+	uint64_t id;
+	char *out;
+
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	CU_ASSERT(qmig_qmp_command(q, "qmp_capabilities", NULL, 0, &id) == 0);
+	CU_ASSERT(feed(q, GREETING_OOB) == 0);
+	out = take_output(q);
+	CU_ASSERT_STRING_EQUAL(out, "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n");
+	free(out);
+	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 1}") == 0);
+	CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_READY);
+	CU_ASSERT(qmig_qmp_has_oob(q) == 0);
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	CU_ASSERT(m.kind == QMIG_QMP_MSG_REPLY && m.id == id);
+	qmig_qmp_msg_clear(&m);
+	qmig_qmp_free(q);
+}
+
 static void test_oob_command(void)
 {
 	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
@@ -136,8 +161,9 @@ static void test_oob_command(void)
 static void test_split_bytes(void)
 {
 	/* query-status is held with id 1, so qmp_capabilities gets id 2. */
-	const char *in = GREETING_OOB "{\"return\": {}, \"id\": 2}\r\n" EV_STOP
-			 "{\"return\": {\"status\": \"paused\", \"running\": false}, \"id\": 1}\r\n";
+	const char *in = GREETING_OOB
+	    "{\"return\": {}, \"id\": 2}\r\n" EV_STOP
+	    "{\"return\": {\"status\": \"paused\", \"running\": false}, \"id\": 1}\r\n";
 	struct qmig_qmp *q;
 	struct qmig_qmp_msg m;
 
@@ -170,8 +196,8 @@ static void test_several_per_feed(void)
 	qmig_qmp_command(q, "stop", NULL, 0, &a);
 	qmig_qmp_command(q, "cont", NULL, 0, &b);
 	/* Replies in the other order, with events around, no separators at all. */
-	CU_ASSERT(feed(q, EV_STOP "{\"return\": {}, \"id\": 3}{\"return\": {}, \"id\": 2}" EV_STOP) ==
-		  0);
+	CU_ASSERT(
+	    feed(q, EV_STOP "{\"return\": {}, \"id\": 3}{\"return\": {}, \"id\": 2}" EV_STOP) == 0);
 	while (qmig_qmp_next(q, &m) == 1) {
 		if (n == 1)
 			CU_ASSERT(m.kind == QMIG_QMP_MSG_REPLY && m.id == b);
@@ -227,8 +253,9 @@ static void test_events(void)
 	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
 	struct qmig_qmp_msg m;
 
-	CU_ASSERT(feed(q, "{\"timestamp\": {\"seconds\": 1795475109, \"microseconds\": 289454}, "
-			  "\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\r\n") == 0);
+	CU_ASSERT(feed(q,
+		       "{\"timestamp\": {\"seconds\": 1795475109, \"microseconds\": 289454}, "
+		       "\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\r\n") == 0);
 	CU_ASSERT(feed(q, EV_STOP) == 0);
 	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
 	CU_ASSERT(m.kind == QMIG_QMP_MSG_EVENT);
@@ -262,8 +289,9 @@ static void test_error_reply(void)
 	/* a refused handshake breaks the stream */
 	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
 	feed(q, GREETING_OOB);
-	CU_ASSERT(feed(q, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 1}") ==
-		  -EPROTO);
+	CU_ASSERT(
+	    feed(q, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 1}") ==
+	    -EPROTO);
 	CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_BROKEN);
 	qmig_qmp_free(q);
 }
@@ -312,11 +340,11 @@ static void test_limit_depth(void)
 static void test_garbage(void)
 {
 	static const char *bad[] = {
-		"hello\r\n",
-		"[1, 2]\r\n",
-		"{\"foo\": 1}\r\n",            /* no return, error, event or QMP */
-		"{\"return\": {}, \"id\": 2,}\r\n", /* trailing comma: strict */
-		"{\"return\" 1}\r\n",
+	    "hello\r\n",
+	    "[1, 2]\r\n",
+	    "{\"foo\": 1}\r\n",			/* no return, error, event or QMP */
+	    "{\"return\": {}, \"id\": 2,}\r\n", /* trailing comma: strict */
+	    "{\"return\" 1}\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
@@ -386,10 +414,12 @@ static void test_bad_limits(void)
 	CU_ASSERT(q == NULL);
 }
 
+/* clang-format off */
 UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"greeting with oob", test_greeting_oob},
 	   {"greeting without oob", test_greeting_plain},
 	   {"commands held until ready", test_held_commands},
+	   {"qmp_capabilities sent by the caller", test_manual_caps},
 	   {"oob command", test_oob_command},
 	   {"split byte by byte", test_split_bytes},
 	   {"several messages per feed", test_several_per_feed},
@@ -402,3 +432,4 @@ UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"limit: pending events", test_event_limit},
 	   {"eof", test_eof},
 	   {"bad limits", test_bad_limits})
+/* clang-format on */

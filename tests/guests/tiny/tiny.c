@@ -371,11 +371,14 @@ static void step(const struct params *p)
 
 /* Serial command "corrupt [PAGE]": change one word of a page without
  * touching its stamp, so the verifier (and later the self-check) must
- * notice. For tests of the tests only. */
+ * notice. Without PAGE, the page written last: the writer comes back to it
+ * last, which leaves the host a whole sweep to stop the guest and look.
+ * For tests of the tests only. */
 static void inject(const char *arg)
 {
 	const char *e;
-	uint32_t i = hdr->n_pages / 2;
+	uint32_t sweep = hdr->gen == 1 ? hdr->n_pages : hdr->hot_pages;
+	uint32_t i = hdr->cursor ? hdr->cursor - 1 : (hdr->gen > 1 ? sweep - 1 : 0);
 	struct line l = {.n = 0};
 
 	while (*arg == ' ')
@@ -513,6 +516,11 @@ static void setup_header(const struct params *p, uint32_t mem_kib, uint32_t tsc_
 static void ready(uint32_t mem_kib)
 {
 	struct line l = {.n = 0};
+
+	l_str(&l, "INFO tsc_per_ms=");
+	l_u64(&l, hdr->tsc_per_ms);
+	l_emit(&l);
+	l.n = 0;
 
 	l_str(&l, "READY tiny wss=");
 	l_u64(&l, (uint64_t)hdr->n_pages * TINY_PAGE);

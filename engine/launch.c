@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * qmig_vm_launch and friends: a QEMU in a private runtime directory (mode
+ * 0700) holding qmp.sock, serial.sock, serial.log and qemu.stderr. The
+ * launch returns once the QMP socket accepts a connection; if QEMU exits
+ * first, its own message (from qemu.stderr) goes to the caller and nothing
+ * is left behind. Freeing the handle kills and reaps QEMU (unless it was
+ * detached) and removes the directory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "launch_int.h"
+
+#define QMP_WAIT_MS 10000
+#define TERM_GRACE_MS 1000
+#define STDERR_MAX (64 * 1024)
+#define DEFAULT_MEM (256ull << 20)
+#define MAX_PENDING_LOG 4
+
+struct qmig_vm {
+	pid_t pid;
+	int pidfd;
+	int reaped, wstatus;
+	int detach;
+	int own_dir; /* we made the directory, so all of it is ours */
+	int has_serial;
+	char dir[256];
+	char qmp[300], serial[300], log[300], err_path[300];
+	char accel[64];
+	uint64_t mem_bytes;
+	char *stderr_text;
+	struct qmig_log_cb log_cb;
+	/* Log lines of the launch itself, delivered only once it succeeded
+	 * (a failed call never runs the caller's callback). */
+	int n_pending;
+	enum qmig_log_level pending_lvl[MAX_PENDING_LOG];
+	char pending[MAX_PENDING_LOG][512];
+};
+
+static void vm_log(struct qmig_vm *vm, enum qmig_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vm_log(struct qmig_vm *vm, enum qmig_log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (vm->n_pending >= MAX_PENDING_LOG)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(vm->pending[vm->n_pending], sizeof(vm->pending[0]), fmt, ap);
+	va_end(ap);
+	vm->pending_lvl[vm->n_pending++] = lvl;
+}
+
+char *qm_launch_read_tail(const char *path, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	off_t off = 0;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size > max)
+		off = st.st_size - (off_t)max;
+	buf = malloc(max + 1);
+	if (!buf) {
+		close(fd);
+		return NULL;
+	}
+	n = pread(fd, buf, max, off);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = 0;
+	/* trim trailing newlines for messages */
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	return buf;
+}
+
+/* Remove everything in a directory we made (QEMU's files are ours too). */
+static void rm_tree_at(int dfd)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *e;
+
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && (errno == EISDIR || errno == EPERM)) {
+			int sub = openat(dirfd(d), e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (sub >= 0)
+				rm_tree_at(sub);
+			unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+		}
+	}
+	closedir(d);
+}
+
+static void remove_runtime_dir(struct qmig_vm *vm)
+{
+	if (!*vm->dir)
+		return;
+	if (vm->own_dir) {
+		int fd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (fd >= 0)
+			rm_tree_at(fd);
+		rmdir(vm->dir);
+	} else {
+		/* The caller's directory: only the files we named. */
+		unlink(vm->qmp);
+		unlink(vm->serial);
+		unlink(vm->log);
+		unlink(vm->err_path);
+	}
+}
+
+static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
+			    size_t msg_len)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (spec->runtime_dir) {
+		/* Room for "/serial.sock" inside a sun_path. */
+		if (strlen(spec->runtime_dir) > sizeof(((struct sockaddr_un *)0)->sun_path) - 16) {
+			snprintf(msg, msg_len, "runtime directory path too long for a socket: %s",
+				 spec->runtime_dir);
+			return -ENAMETOOLONG;
+		}
+		snprintf(vm->dir, sizeof(vm->dir), "%s", spec->runtime_dir);
+		if (mkdir(vm->dir, 0700) == 0)
+			vm->own_dir = 1;
+		else if (errno != EEXIST || stat(vm->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			int e = errno == EEXIST ? ENOTDIR : errno;
+
+			snprintf(msg, msg_len, "cannot create %s: %s", vm->dir, strerror(e));
+			*vm->dir = 0;
+			return -e;
+		}
+	} else {
+		if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			base = "/tmp";
+		snprintf(vm->dir, sizeof(vm->dir), "%s/qmig-vm-XXXXXX", base);
+		if (!mkdtemp(vm->dir)) {
+			int e = errno;
+
+			snprintf(msg, msg_len, "cannot create a runtime directory in %s: %s", base,
+				 strerror(e));
+			*vm->dir = 0;
+			return -e;
+		}
+		vm->own_dir = 1;
+	}
+	if (spec->change_id && chown(vm->dir, spec->uid, spec->gid) < 0) {
+		int e = errno;
+
+		snprintf(msg, msg_len, "cannot hand %s to uid %u: %s", vm->dir, spec->uid,
+			 strerror(e));
+		return -e;
+	}
+	snprintf(vm->qmp, sizeof(vm->qmp), "%s/qmp.sock", vm->dir);
+	snprintf(vm->serial, sizeof(vm->serial), "%s/serial.sock", vm->dir);
+	snprintf(vm->log, sizeof(vm->log), "%s/serial.log", vm->dir);
+	snprintf(vm->err_path, sizeof(vm->err_path), "%s/qemu.stderr", vm->dir);
+	return 0;
+}
+
+static int qmp_accepts(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd); /* frees the monitor for the real client at once */
+	return r == 0;
+}
+
+static void exit_message(struct qmig_vm *vm, char *msg, size_t msg_len)
+{
+	char *err = qm_launch_read_tail(vm->err_path, 2000);
+	char how[64];
+
+	if (WIFEXITED(vm->wstatus))
+		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(vm->wstatus));
+	else if (WIFSIGNALED(vm->wstatus))
+		snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(vm->wstatus));
+	else
+		snprintf(how, sizeof(how), "exited");
+	if (err && *err)
+		snprintf(msg, msg_len, "%s", err);
+	else
+		snprintf(msg, msg_len, "QEMU %s before its QMP socket was ready", how);
+	free(err);
+}
+
+/* Bounded: until the QMP socket accepts, or QEMU exits (its message goes
+ * to msg), or QMP_WAIT_MS. */
+static int wait_ready(struct qmig_vm *vm, char *msg, size_t msg_len)
+{
+	int64_t end = qm_launch_mono_ns() + (int64_t)QMP_WAIT_MS * 1000000;
+
+	for (;;) {
+		if (qm_wait_exit(vm->pid, vm->pidfd, 0, &vm->wstatus)) {
+			vm->reaped = 1;
+			exit_message(vm, msg, msg_len);
+			return -EIO;
+		}
+		if (access(vm->qmp, F_OK) == 0 && qmp_accepts(vm->qmp))
+			return 0;
+		if (qm_launch_mono_ns() > end) {
+			snprintf(msg, msg_len, "QEMU did not open its QMP socket %s within %d s",
+				 vm->qmp, QMP_WAIT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		if (qm_wait_exit(vm->pid, vm->pidfd, 10, &vm->wstatus)) {
+			vm->reaped = 1;
+			exit_message(vm, msg, msg_len);
+			return -EIO;
+		}
+	}
+}
+
+static void vm_destroy(struct qmig_vm *vm, int keep_running)
+{
+	if (!keep_running && vm->pid > 0 && !vm->reaped) {
+		qm_terminate(vm->pid, vm->pidfd, TERM_GRACE_MS, &vm->wstatus);
+		vm->reaped = 1;
+	}
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	if (!keep_running)
+		remove_runtime_dir(vm);
+	free(vm->stderr_text);
+	free(vm);
+}
+
+static uint64_t settle_mem(struct qmig_vm *vm, const struct qmig_vm_spec *spec)
+{
+	uint64_t mem = spec->mem_bytes ? spec->mem_bytes : DEFAULT_MEM, out;
+
+	mem = (mem + 8191) & ~8191ull; /* QEMU rounds -m up to 8 KiB itself */
+	if (!spec->no_mem_workaround && qmig_vm_mem_workaround(mem, vm->accel, 0, &out)) {
+		vm_log(vm, QMIG_LOG_INFO,
+		       "RAM %llu KiB is a multiple of 256 KiB: launching with %llu KiB, because "
+		       "QEMU before 9.0 under TCG loses dirty pages during precopy on such RAM "
+		       "blocks (QEMU commit 03bfc2188f); both sides get the same size",
+		       (unsigned long long)(mem >> 10), (unsigned long long)(out >> 10));
+		mem = out;
+	}
+	return mem;
+}
+
+static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
+		  size_t msg_len)
+{
+	struct qm_argv a = {0};
+	struct qm_spawn s = {0};
+	char why[768];
+	int r;
+
+	r = make_runtime_dir(vm, spec, msg, msg_len);
+	if (r < 0)
+		return r;
+	r = qm_choose_accel(spec, vm->dir, vm->accel, sizeof(vm->accel), why, sizeof(why));
+	if (r < 0) {
+		snprintf(msg, msg_len, "unknown accelerator '%s' (auto, tcg or kvm)", spec->accel);
+		return r;
+	}
+	if (*why)
+		vm_log(vm, QMIG_LOG_INFO, "%s", why);
+	vm->mem_bytes = settle_mem(vm, spec);
+	vm->has_serial = spec->guest != QMIG_GUEST_NONE;
+	r = qm_build_argv(&a, spec, vm->dir, vm->accel, vm->mem_bytes, msg, msg_len);
+	if (r < 0)
+		goto out;
+	s.argv = (const char *const *)a.v;
+	s.out_path = vm->err_path;
+	s.netns = spec->netns;
+	s.detach = spec->detach;
+	s.change_id = spec->change_id;
+	s.uid = spec->uid;
+	s.gid = spec->gid;
+	r = qm_spawn(&s, &vm->pid, &vm->pidfd, msg, msg_len);
+	if (r < 0)
+		goto out;
+	r = wait_ready(vm, msg, msg_len);
+out:
+	qm_argv_free(&a);
+	return r;
+}
+
+int qmig_vm_launch(struct qmig_vm **out, const struct qmig_vm_spec *spec, char *msg,
+		   size_t msg_len)
+{
+	char dummy[8];
+	struct qmig_vm *vm;
+	int r;
+
+	if (!msg || !msg_len) {
+		msg = dummy;
+		msg_len = sizeof(dummy);
+	}
+	*msg = 0;
+	if (!out || !spec || spec->version != QMIG_VM_SPEC_VERSION) {
+		snprintf(msg, msg_len, "bad launch spec (version %u, want %u)",
+			 spec ? spec->version : 0, QMIG_VM_SPEC_VERSION);
+		return -EINVAL;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->pidfd = -1;
+	vm->detach = spec->detach;
+	r = launch(vm, spec, msg, msg_len);
+	if (r < 0) {
+		vm_destroy(vm, 0);
+		return r;
+	}
+	vm->log_cb = spec->log;
+	for (int i = 0; i < vm->n_pending; i++)
+		if (vm->log_cb.fn)
+			vm->log_cb.fn(vm->pending_lvl[i], vm->pending[i], vm->log_cb.user_data);
+	vm->n_pending = 0;
+	*out = vm;
+	return 0;
+}
+
+void qmig_vm_free(struct qmig_vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->log_cb.free)
+		vm->log_cb.free(vm->log_cb.user_data);
+	vm_destroy(vm, vm->detach);
+}
+
+int qmig_vm_kill(struct qmig_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	if (!vm->reaped) {
+		qm_terminate(vm->pid, vm->pidfd, 0, &vm->wstatus);
+		vm->reaped = 1;
+	}
+	return 0;
+}
+
+int qmig_vm_exited(struct qmig_vm *vm, int *wstatus)
+{
+	if (!vm)
+		return -EINVAL;
+	if (!vm->reaped && qm_wait_exit(vm->pid, vm->pidfd, 0, &vm->wstatus))
+		vm->reaped = 1;
+	if (vm->reaped && wstatus)
+		*wstatus = vm->wstatus;
+	return vm->reaped;
+}
+
+int qmig_vm_pid(const struct qmig_vm *vm)
+{
+	return vm ? vm->pid : -1;
+}
+
+int qmig_vm_pidfd(const struct qmig_vm *vm)
+{
+	return vm ? vm->pidfd : -1;
+}
+
+const char *qmig_vm_qmp_path(const struct qmig_vm *vm)
+{
+	return vm ? vm->qmp : NULL;
+}
+
+/* NULL for caller-defined guests: they have no serial socket of ours. */
+const char *qmig_vm_serial_path(const struct qmig_vm *vm)
+{
+	return vm && vm->has_serial ? vm->serial : NULL;
+}
+
+const char *qmig_vm_serial_log(const struct qmig_vm *vm)
+{
+	return vm && vm->has_serial ? vm->log : NULL;
+}
+
+const char *qmig_vm_runtime_dir(const struct qmig_vm *vm)
+{
+	return vm ? vm->dir : NULL;
+}
+
+const char *qmig_vm_accel(const struct qmig_vm *vm)
+{
+	if (!vm)
+		return NULL;
+	return strncmp(vm->accel, "kvm", 3) ? "tcg" : "kvm";
+}
+
+uint64_t qmig_vm_mem_bytes(const struct qmig_vm *vm)
+{
+	return vm ? vm->mem_bytes : 0;
+}
+
+const char *qmig_vm_stderr(struct qmig_vm *vm)
+{
+	if (!vm)
+		return NULL;
+	free(vm->stderr_text);
+	vm->stderr_text = qm_launch_read_tail(vm->err_path, STDERR_MAX);
+	return vm->stderr_text ? vm->stderr_text : "";
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal to the launcher (engine/launch*.c): not exported. */
+#ifndef QMIG_LAUNCH_INT_H
+#define QMIG_LAUNCH_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "qmig_launch.h"
+
+/* A growing, NULL-terminated argv of our own copies. */
+struct qm_argv {
+	char **v;
+	size_t n, cap;
+	int oom;
+};
+
+void qm_argv_add(struct qm_argv *a, const char *s);
+void qm_argv_addf(struct qm_argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void qm_argv_free(struct qm_argv *a);
+
+/* How the child is set up between fork and exec. */
+struct qm_spawn {
+	const char *const *argv;
+	const char *out_path;   /* stdout and stderr go here (truncated) */
+	const char *netns;      /* NULL, a name under /run/netns, or a path */
+	int detach;             /* no death signal: outlive the caller */
+	int change_id;
+	unsigned int uid, gid;
+};
+
+/* Fork and exec. On success *pid and *pidfd (-1 if the kernel has no
+ * pidfd_open) are set. A failure between fork and exec is reported with
+ * the step that failed in msg, and the child is reaped. */
+int qm_spawn(const struct qm_spawn *s, pid_t *pid, int *pidfd, char *msg, size_t msg_len);
+/* Wait up to timeout_ms for the child to exit; 1 exited (reaped, status
+ * in *wstatus), 0 still running. */
+int qm_wait_exit(pid_t pid, int pidfd, int timeout_ms, int *wstatus);
+/* SIGTERM, a grace period, SIGKILL; always reaps. */
+void qm_terminate(pid_t pid, int pidfd, int grace_ms, int *wstatus);
+
+/* Where the tiny guest's kernel is: 0 and path filled, or -ENOENT. */
+int qm_find_tiny(char *path, size_t len);
+/* The Linux guest's directory (kernel and initramfs). */
+int qm_linux_dir(char *path, size_t len);
+
+/* The accelerator for this spec ("tcg" or "kvm..."), running the KVM smoke
+ * test when asked for "auto". why receives the reason for the choice. */
+int qm_choose_accel(const struct qmig_vm_spec *spec, const char *dir, char *accel, size_t len,
+		    char *why, size_t why_len);
+
+/* QEMU's command line for a spec whose accelerator and RAM are settled. */
+int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char *dir,
+		  const char *accel, uint64_t mem_bytes, char *msg, size_t msg_len);
+
+/* Read up to max bytes of the tail of a file into a new string. */
+char *qm_launch_read_tail(const char *path, size_t max);
+int64_t qm_launch_mono_ns(void);
+
+#endif

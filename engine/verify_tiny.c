@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Verifying the tiny guest's memory from the host: dump its header page and
+ * working set with pmemsave (stopped guest), then check every page against
+ * the rule in tests/guests/tiny/tiny_abi.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "launch_int.h"
+#include "qmig_commands.h"
+
+#include "../tests/guests/tiny/tiny_abi.h"
+
+#define MAX_PAGES (3u << 18) /* 3 GiB of 4 KiB pages */
+
+static int header_ok(const struct tiny_hdr *h, struct qmig_verify_report *rep)
+{
+	const char *why = NULL;
+	uint32_t sweep = h->gen == 1 ? h->n_pages : h->hot_pages;
+
+	if (h->abi_version != TINY_ABI_VERSION)
+		why = "unknown ABI version";
+	else if (h->ws_gpa != TINY_WS_GPA)
+		why = "working set not at 8 MiB";
+	else if (!h->n_pages || h->n_pages > MAX_PAGES || !h->hot_pages ||
+		 h->hot_pages > h->n_pages)
+		why = "impossible page counts";
+	else if (!h->gen || h->cursor >= sweep)
+		why = "impossible writer position";
+	else if (h->inflight != TINY_NONE && h->inflight >= h->n_pages)
+		why = "impossible in-flight page";
+	if (!why)
+		return 1;
+	rep->pages_bad = 1;
+	rep->first_bad_gpa = TINY_HDR_GPA;
+	snprintf(rep->detail, sizeof(rep->detail),
+		 "header page (gpa 0x%x): %s (gen %u cursor %u pages %u hot %u inflight %u)",
+		 TINY_HDR_GPA, why, h->gen, h->cursor, h->n_pages, h->hot_pages, h->inflight);
+	return 0;
+}
+
+/* -1 if page i holds generation gen exactly, else the first bad word. */
+static int page_diff(const uint32_t *p, uint32_t i, uint32_t gen)
+{
+	uint32_t v;
+
+	if (gen == 0) {
+		for (uint32_t j = 0; j < TINY_WORDS; j++)
+			if (p[j])
+				return (int)j;
+		return -1;
+	}
+	for (uint32_t j = 0; j < 4; j++)
+		if (p[j] != tiny_word(i, gen, j))
+			return (int)j;
+	v = tiny_seed(i, gen) + 4 * TINY_GOLDEN;
+	for (uint32_t j = 4; j < TINY_WORDS; j++, v += TINY_GOLDEN)
+		if (p[j] != v)
+			return (int)j;
+	return -1;
+}
+
+/* The page being rewritten: each word is its old or its new value. */
+static int page_diff_mixed(const uint32_t *p, uint32_t i, uint32_t old)
+{
+	for (uint32_t j = 0; j < TINY_WORDS; j++)
+		if (p[j] != tiny_word(i, old, j) && p[j] != tiny_word(i, old + 1, j))
+			return (int)j;
+	return -1;
+}
+
+static void note_bad(struct qmig_verify_report *rep, const uint32_t *p, uint32_t i,
+		     uint32_t gen, int word)
+{
+	char stamp[64];
+
+	if (rep->pages_bad++)
+		return;
+	rep->first_bad_gpa = TINY_WS_GPA + (uint64_t)i * TINY_PAGE;
+	if (p[0] == TINY_PAGE_MAGIC && p[1] == i && p[3] == tiny_check(i, p[2]))
+		snprintf(stamp, sizeof(stamp), "its stamp says generation %u", p[2]);
+	else if (p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0)
+		snprintf(stamp, sizeof(stamp), "it has no stamp");
+	else
+		snprintf(stamp, sizeof(stamp), "its stamp is broken (%08x %08x %08x %08x)", p[0],
+			 p[1], p[2], p[3]);
+	snprintf(rep->detail, sizeof(rep->detail),
+		 "page %u (gpa 0x%llx): expected generation %u, %s; word %d is 0x%08x, "
+		 "want 0x%08x",
+		 i, (unsigned long long)rep->first_bad_gpa, gen, stamp, word, p[word],
+		 tiny_word(i, gen, (uint32_t)word));
+}
+
+static int check(const struct tiny_hdr *h, const void *ws, uint64_t ws_len,
+		 struct qmig_verify_report *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	rep->generation = h->gen;
+	if (!header_ok(h, rep))
+		return 1;
+	if (ws_len < (uint64_t)h->n_pages * TINY_PAGE) {
+		rep->pages_bad = 1;
+		rep->first_bad_gpa = TINY_WS_GPA + ws_len;
+		snprintf(rep->detail, sizeof(rep->detail),
+			 "the dump has %llu bytes of the working set, the header says %u pages",
+			 (unsigned long long)ws_len, h->n_pages);
+		return 1;
+	}
+	for (uint32_t i = 0; i < h->n_pages; i++) {
+		const uint32_t *p = (const uint32_t *)((const char *)ws + (uint64_t)i * TINY_PAGE);
+		uint32_t gen = tiny_expected_gen(h, i);
+		int w;
+
+		if (i == h->inflight && i == h->cursor)
+			w = page_diff_mixed(p, i, gen);
+		else
+			w = page_diff(p, i, gen);
+		if (w >= 0)
+			note_bad(rep, p, i, gen, w);
+	}
+	rep->pages_checked = h->n_pages;
+	return rep->pages_bad ? 1 : 0;
+}
+
+int qmig_tiny_verify_buf(const void *ram, uint64_t len, struct qmig_verify_report *report)
+{
+	struct tiny_hdr h;
+
+	if (!ram || !report)
+		return -EINVAL;
+	if (len < TINY_WS_GPA)
+		return -EINVAL;
+	memcpy(&h, (const char *)ram + TINY_HDR_GPA, sizeof(h));
+	if (h.magic0 != TINY_HDR_MAGIC0 || h.magic1 != TINY_HDR_MAGIC1)
+		return -ENOMSG;
+	return check(&h, (const char *)ram + TINY_WS_GPA, len - TINY_WS_GPA, report);
+}
+
+/* pmemsave into a file only we could have created (mkstemp), handed to the
+ * directory's owner when QEMU runs as another user. */
+static int dump(struct qmig_qmp_conn *conn, const char *dir, uint64_t gpa, uint64_t size,
+		int *fd_out)
+{
+	char path[4096];
+	struct json_object *args;
+	struct stat st;
+	int fd, r, timeout_ms;
+
+	snprintf(path, sizeof(path), "%s/qmig-verify-XXXXXX", dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (stat(dir, &st) == 0 && st.st_uid != geteuid() && fchown(fd, st.st_uid, st.st_gid) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	args = json_object_new_object();
+	if (!args) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	json_object_object_add(args, "val", json_object_new_uint64(gpa));
+	json_object_object_add(args, "size", json_object_new_uint64(size));
+	json_object_object_add(args, "filename", json_object_new_string(path));
+	/* QEMU writes about 1 GB/s here; allow a slow disk plenty. */
+	timeout_ms = 10000 + (int)(size >> 25) * 1000;
+	r = qmig_qmp_conn_call(conn, "pmemsave", args, NULL, timeout_ms);
+	json_object_put(args);
+	if (r < 0)
+		goto fail;
+	unlink(path);
+	*fd_out = fd;
+	return 0;
+fail:
+	unlink(path);
+	close(fd);
+	return r;
+}
+
+int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
+		     struct qmig_verify_report *report)
+{
+	struct qmig_vm_status vs;
+	struct tiny_hdr h;
+	uint64_t size;
+	void *map;
+	int fd, r;
+
+	if (!conn || !report)
+		return -EINVAL;
+	if (!dir || !*dir)
+		dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	r = qmig_cmd_query_status(conn, &vs);
+	if (r < 0)
+		return r;
+	if (vs.running)
+		return -EBUSY; /* a running guest's dump is not consistent */
+	r = dump(conn, dir, TINY_HDR_GPA, TINY_PAGE, &fd);
+	if (r < 0)
+		return r;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	if (h.magic0 != TINY_HDR_MAGIC0 || h.magic1 != TINY_HDR_MAGIC1)
+		return -ENOMSG; /* not the tiny guest, or it has not booted yet */
+	if (!h.n_pages || h.n_pages > MAX_PAGES)
+		return check(&h, NULL, 0, report);
+	size = (uint64_t)h.n_pages * TINY_PAGE;
+	r = dump(conn, dir, TINY_WS_GPA, size, &fd);
+	if (r < 0)
+		return r;
+	{
+		struct stat st;
+
+		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < size) {
+			close(fd);
+			return -EIO; /* a short dump would fault when mapped */
+		}
+	}
+	map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return -errno;
+	madvise(map, size, MADV_SEQUENTIAL);
+	r = check(&h, map, size, report);
+	munmap(map, size);
+	return r;
+}
