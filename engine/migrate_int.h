@@ -96,6 +96,7 @@ int qm_plan_build(struct qmig_migration *m);
 int qm_plan_exec(struct qmig_migration *m, int upto_migrate);
 void qm_plan_emit(struct qmig_migration *m);
 void qm_plan_clear(struct plan *p);
+struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s);
 int qm_restore_side(struct qmig_migration *m, struct side *s);
 
 /* monitor.c */

@@ -61,7 +61,7 @@ static int wanted_caps(struct qmig_migration *m, struct json_object *want)
 	{
 		(void)val;
 		for (int i = 0; i < 2; i++)
-			if (!qmig_schema_has_capability(m->side[i].schema, name))
+			if (!json_object_object_get_ex(m->side[i].orig_caps, name, NULL))
 				return qm_fail(m, -EOPNOTSUPP,
 					       "capability '%s' is not supported by the %s QEMU; "
 					       "nothing was changed",
@@ -117,7 +117,8 @@ static int plan_caps(struct qmig_migration *m, struct side *s, struct json_objec
 static int need_param(struct qmig_migration *m, const char *name)
 {
 	for (int i = 0; i < 2; i++)
-		if (!qmig_schema_has_parameter(m->side[i].schema, name))
+		if (!json_object_object_get_ex(m->side[i].orig_params, name, NULL) &&
+		    !qmig_schema_has_parameter(qm_side_schema(m, &m->side[i]), name))
 			return qm_fail(m, -EOPNOTSUPP,
 				       "parameter '%s' is not supported by the %s QEMU; nothing "
 				       "was changed",
@@ -188,6 +189,20 @@ static struct json_object *uri_args(const char *key, const char *host, unsigned 
 	qmig_addr_format(uri + 4, sizeof(uri) - 4, host, port);
 	json_object_object_add(a, key, json_object_new_string(uri));
 	return a;
+}
+
+/* The schema of one side, probed on first use; NULL if that failed. */
+struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s)
+{
+	int r;
+
+	if (!s->schema && s->qmp) {
+		r = qmig_schema_probe(&s->schema, s->qmp);
+		if (r < 0)
+			qm_log(m, QMIG_LOG_WARN, "%s: query-qmp-schema: %s", s->name,
+			       qmig_qmp_conn_error(s->qmp));
+	}
+	return s->schema;
 }
 
 int qm_plan_build(struct qmig_migration *m)

@@ -54,6 +54,17 @@ wait_beats() {
 	return 0
 }
 
+# wait_gen LOG G SECS: until the guest's heartbeats report generation G
+# (generation 2: the whole working set has been written once).
+wait_gen() {
+	i=0
+	until tail -n 3 "$1" 2>/dev/null | grep -q "gen=$2 \|gen=[$(($2 + 1))-9]"; do
+		i=$((i + 1)); [ $i -gt $(($3 * 20)) ] && return 1
+		sleep 0.05
+	done
+	return 0
+}
+
 # alive PID: the process exists and is not a zombie.
 alive() { [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 

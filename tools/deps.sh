@@ -4,7 +4,7 @@
 set -e
 
 PKGS="gcc make pkg-config binutils libc6-dev libjson-c-dev liburing-dev libcap-ng-dev \
-libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 cpio xz-utils zstd"
+libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 procps cpio xz-utils zstd"
 
 missing=""
 for p in $PKGS; do

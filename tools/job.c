@@ -152,7 +152,8 @@ void job_serve(struct job *j, struct qmig_migration *m)
 		json_object_object_add(rep, "error", json_object_new_string("unknown request"));
 	}
 	txt = json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN);
-	if (write(p.fd, txt, strlen(txt)) < 0 || write(p.fd, "\n", 1) < 0) {
+	if (send(p.fd, txt, strlen(txt), MSG_NOSIGNAL) < 0 ||
+	    send(p.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
 		/* the client went away; nothing to do */
 	}
 	json_object_put(rep);
@@ -175,7 +176,8 @@ static char *ask(const char *path, const char *req, int *err)
 			close(p.fd);
 		return NULL;
 	}
-	if (write(p.fd, req, strlen(req)) < 0 || write(p.fd, "\n", 1) < 0) {
+	if (send(p.fd, req, strlen(req), MSG_NOSIGNAL) < 0 ||
+	    send(p.fd, "\n", 1, MSG_NOSIGNAL) < 0) {
 		*err = -errno;
 		close(p.fd);
 		return NULL;

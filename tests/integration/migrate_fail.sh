@@ -7,9 +7,11 @@ LO=49152; HI=49215
 
 # start_pair [DST-MEM]: a fresh source (writing) and destination (incoming).
 start_pair() {
-	launch_guest src --guest tiny --mem 256M --dirty-rate 40M --accel tcg
+	launch_guest src --guest tiny --mem 256M --wss 64M --dirty-rate 40M --accel tcg
 	launch_guest dst --guest tiny --mem "${1:-256M}" --incoming --accel tcg
 	wait_beats "$src_log" 3 30 || fail "source guest does not heartbeat"
+	# Real pages to move: the whole working set written once.
+	wait_gen "$src_log" 2 30 || fail "source guest does not write its working set"
 }
 
 # source_ok CASE: source running, heartbeating, capabilities back as they were.
@@ -46,7 +48,7 @@ wait_precopy() {
 
 migrate_bg() {
 	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" \
-		--src-serial "$src_serial_socket" --max-bandwidth 20M --json "$@" \
+		--src-serial "$src_serial_socket" --max-bandwidth 10M --json "$@" \
 		> "$T/out.jsonl" 2> "$T/err.txt" &
 	MIG=$!
 }
