@@ -304,6 +304,7 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 	s.netns = spec->netns;
 	s.detach = spec->detach;
 	s.change_id = spec->change_id;
+	s.userfaultfd = spec->userfaultfd;
 	s.uid = spec->uid;
 	s.gid = spec->gid;
 	r = qm_spawn(&s, &vm->pid, &vm->pidfd, msg, msg_len);

@@ -27,6 +27,7 @@ struct qm_spawn {
 	const char *netns;      /* NULL, a name under /run/netns, or a path */
 	int detach;             /* no death signal: outlive the caller */
 	int change_id;
+	int userfaultfd;
 	unsigned int uid, gid;
 };
 

@@ -71,6 +71,9 @@ static int join_netns(const char *netns)
 static int drop_caps(const struct qm_spawn *s)
 {
 	capng_clear(CAPNG_SELECT_ALL);
+	if (s->userfaultfd)
+		capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
+			     CAP_SYS_PTRACE);
 	if (s->change_id)
 		return capng_change_id((int)s->uid, (int)s->gid,
 				       CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING);

@@ -16,7 +16,8 @@
 static const char *const phase_names[] = {
 	[QMIG_PHASE_INIT] = "init",           [QMIG_PHASE_PREPARE] = "prepare",
 	[QMIG_PHASE_NEGOTIATE] = "negotiate", [QMIG_PHASE_START] = "start",
-	[QMIG_PHASE_PRECOPY] = "precopy",     [QMIG_PHASE_SWITCHOVER] = "switchover",
+	[QMIG_PHASE_PRECOPY] = "precopy",     [QMIG_PHASE_POSTCOPY] = "postcopy",
+	[QMIG_PHASE_SWITCHOVER] = "switchover",
 	[QMIG_PHASE_CONFIRM] = "confirm",     [QMIG_PHASE_FINISH] = "finish",
 	[QMIG_PHASE_DONE] = "done",           [QMIG_PHASE_ROLLBACK] = "rollback",
 	[QMIG_PHASE_FAILED] = "failed",
@@ -357,6 +358,12 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 	json_object_object_add(o, "verified", r->verified < 0 ? NULL
 					      : json_object_new_boolean(r->verified));
 	ADD_I("port", r->port);
+	json_object_object_add(o, "postcopy", json_object_new_boolean(r->postcopy_started));
+	ADD_I("postcopy_requests", r->postcopy_requests);
+	ADD_I("recoveries", r->recoveries);
+	ADD_I("recovery_attempts", r->recovery_attempts);
+	ADD_I("throttle_pct_max", r->throttle_pct_max);
+	json_object_object_add(o, "paused_to_finish", json_object_new_boolean(r->paused_to_finish));
 	json_object_object_add(o, "rolled_back", json_object_new_boolean(r->rolled_back));
 	if (r->error) {
 		ADD_I("error", r->error);

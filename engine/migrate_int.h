@@ -71,6 +71,13 @@ struct qmig_migration {
 	uint64_t pass_start_remaining;
 	int64_t throttle_max;
 
+	/* postcopy.c */
+	int64_t pc_last_progress_ns;
+	uint64_t pc_last_bytes;
+	int rec_active, rec_attempt;
+	int64_t rec_start_ns, rec_next_ns;
+	int offline;                  /* the source guest was not running */
+
 	int cancel_requested;
 	int error;                    /* the failure being rolled back */
 	int finished;
@@ -97,6 +104,12 @@ int qm_plan_exec(struct qmig_migration *m, int upto_migrate);
 void qm_plan_emit(struct qmig_migration *m);
 void qm_plan_clear(struct plan *p);
 struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s);
+int qm_alloc_port(struct qmig_migration *m);
+
+/* postcopy.c */
+void qm_action(struct qmig_migration *m, const char *action, int64_t value, const char *why);
+int qm_precopy_decide(struct qmig_migration *m, const struct qmig_migrate_info *mi);
+int qm_postcopy_step(struct qmig_migration *m, const struct qmig_migrate_info *mi);
 int qm_restore_side(struct qmig_migration *m, struct side *s);
 
 /* monitor.c */

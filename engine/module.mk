@@ -7,3 +7,4 @@ LIB_SRCS += engine/heartbeat.c engine/verify_tiny.c
 # The migration: state machine, plan, monitor, memory comparison.
 LIB_SRCS += engine/migrate.c engine/phases.c engine/plan.c engine/monitor.c engine/verify_mem.c
 UNIT_SRCS += tests/unit/test_launch.c
+LIB_SRCS += engine/postcopy.c

@@ -107,6 +107,7 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 
 	spec.incoming = incoming;
 	spec.netns = netns;
+	spec.userfaultfd = m->o.postcopy;
 	/* Both sides run on the accelerator chosen (and smoke-tested) for the source. */
 	if (incoming && m->side[SRC].vm)
 		spec.accel = qmig_vm_accel(m->side[SRC].vm);
@@ -138,6 +139,10 @@ static int check_states(struct qmig_migration *m)
 		return qm_fail(m, -EINVAL, "source: QEMU is waiting for an incoming migration "
 					   "(-incoming); is --src-qmp the right socket?");
 	m->side[SRC].was_running = st.running;
+	m->offline = !st.running;
+	if (m->offline)
+		qm_log(m, QMIG_LOG_INFO, "source: guest is %s: offline migration, it stays paused",
+		       st.status);
 	r = qmig_cmd_query_migrate(m->side[SRC].qmp, &mi);
 	if (r < 0)
 		return qm_qmp_fail(m, &m->side[SRC], r, "query-migrate");
@@ -247,7 +252,13 @@ static int step_monitor(struct qmig_migration *m)
 		return qm_qmp_fail(m, src, r, "query-migrate");
 	m->next_sample_ns = qm_now_ns() + (int64_t)m->o.sample_ms * MS;
 	qm_monitor_sample(m, &mi);
+	if (!strncmp(mi.status, "postcopy", 8)) {
+		if (m->phase != QMIG_PHASE_POSTCOPY)
+			set_phase(m, QMIG_PHASE_POSTCOPY);
+		return qm_postcopy_step(m, &mi) < 0 ? m->error : STEP_WAIT;
+	}
 	if (!strcmp(mi.status, "completed")) {
+		m->res.postcopy_requests = mi.ram_postcopy_requests;
 		m->t_done_ns = qm_now_ns();
 		m->res.total_ms = mi.total_time_ms;
 		m->res.setup_ms = mi.setup_time_ms;
@@ -262,7 +273,9 @@ static int step_monitor(struct qmig_migration *m)
 	if (!strcmp(mi.status, "failed") || !strcmp(mi.status, "cancelled"))
 		return qm_fail(m, -ECONNABORTED, "source: migration %s%s%s", mi.status,
 			       *mi.error_desc ? ": " : "", mi.error_desc);
-	if (m->phase == QMIG_PHASE_PRECOPY &&
+	if (m->phase == QMIG_PHASE_PRECOPY && qm_precopy_decide(m, &mi) < 0)
+		return m->error;
+	if (m->phase == QMIG_PHASE_PRECOPY && !m->res.paused_to_finish && !m->offline &&
 	    (src->stop_us || !strcmp(mi.status, "device") ||
 	     !strcmp(mi.status, "pre-switchover"))) {
 		set_phase(m, QMIG_PHASE_SWITCHOVER);
@@ -280,8 +293,16 @@ static int confirm_running(struct qmig_migration *m)
 	r = qmig_cmd_query_status(dst->qmp, &st);
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "query-status");
-	if (st.running || (m->o.verify_memory && strcmp(st.status, "inmigrate")))
+	if (st.running || ((m->o.verify_memory || m->offline) && strcmp(st.status, "inmigrate")))
 		return STEP_NEXT;
+	/* QEMU carries the source's run state over: a guest the engine paused
+	 * to finish arrives paused, and it is the engine's to resume. */
+	if (m->res.paused_to_finish && !strcmp(st.status, "paused")) {
+		r = qmig_cmd_cont(dst->qmp);
+		if (r < 0)
+			return qm_qmp_fail(m, dst, r, "cont (after pausing to finish)");
+		return wait_ms(m, 1);
+	}
 	if (qm_now_ns() - m->t_phase_ns > RESUME_TIMEOUT_NS)
 		return qm_fail(m, -ETIMEDOUT, "destination: still '%s' 15 s after the migration "
 					      "completed", st.status);
@@ -347,8 +368,12 @@ static int confirm_beats(struct qmig_migration *m)
 		/* The memory comparison held the destination paused on purpose:
 		 * that is verification time, not migration downtime. */
 		if (src.beats && dst.first_ns <= src.last_ns)
-			qm_log(m, QMIG_LOG_WARN, "heartbeats: the source's last beat was read after "
-						 "the destination's first; no guest-observed downtime");
+			qm_log(m, QMIG_LOG_WARN, "heartbeats: the source's last beat (seq %llu) was "
+				"read %lld us after the destination's first (seq %llu, %llu beats); "
+				"no guest-observed downtime",
+				(unsigned long long)src.last_seq,
+				(long long)(src.last_ns - dst.first_ns) / 1000,
+				(unsigned long long)dst.last_seq, (unsigned long long)dst.beats);
 		else if (src.beats)
 			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS -
 						   (int64_t)m->res.memory_verify_ms;
@@ -363,11 +388,11 @@ static int confirm_stamps(struct qmig_migration *m)
 	int64_t t0 = qm_now_ns();
 	int r, r2;
 
-	r = qmig_cmd_stop(dst->qmp);
+	r = m->offline ? 0 : qmig_cmd_stop(dst->qmp);
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "stop (to verify memory)");
 	r = qmig_tiny_verify(dst->qmp, dst->vm ? qmig_vm_runtime_dir(dst->vm) : NULL, &rep);
-	r2 = qmig_cmd_cont(dst->qmp);
+	r2 = m->offline ? 0 : qmig_cmd_cont(dst->qmp);
 	m->res.verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r2 < 0)
 		return qm_qmp_fail(m, dst, r2, "cont (after verifying memory)");
@@ -413,7 +438,7 @@ static int step_confirm(struct qmig_migration *m)
 	}
 	if (m->o.no_verify)
 		return STEP_NEXT;
-	if (m->sub == 1 && m->side[DST].hb) {
+	if (m->sub == 1 && m->side[DST].hb && !m->offline) {
 		r = confirm_beats(m);
 		if (r != STEP_NEXT)
 			return r;
@@ -454,6 +479,7 @@ static int step_finish(struct qmig_migration *m)
 			      : (m->t_done_ns - m->t_migrate_ns) / 1e9;
 
 		snprintf(m->res.status, sizeof(m->res.status), "completed");
+		m->res.throttle_pct_max = m->throttle_max;
 		if (secs > 0)
 			m->res.throughput_mbps = m->res.transferred_bytes * 8 / 1e6 / secs;
 		snprintf(m->res.message, sizeof(m->res.message),
@@ -536,6 +562,17 @@ static int step_rollback(struct qmig_migration *m)
 	struct side *src = &m->side[SRC];
 	struct qmig_vm_status st;
 
+	if (m->res.postcopy_started) {
+		/* The guest's memory is split between the two QEMUs: resuming
+		 * the source or killing the destination would lose it. */
+		qmig_port_free(m->port);
+		m->port = NULL;
+		m->res.error = m->error;
+		m->res.failed_phase = m->failed_phase;
+		snprintf(m->res.status, sizeof(m->res.status), "failed");
+		snprintf(m->res.message, sizeof(m->res.message), "%.500s", m->err);
+		return STEP_NEXT;
+	}
 	cancel_source(m);
 	stop_destination(m);
 	resume_source(m);
@@ -577,6 +614,7 @@ static const struct {
 	[QMIG_PHASE_NEGOTIATE] = {step_negotiate, QMIG_PHASE_START},
 	[QMIG_PHASE_START] = {step_start, QMIG_PHASE_PRECOPY},
 	[QMIG_PHASE_PRECOPY] = {step_monitor, QMIG_PHASE_CONFIRM},
+	[QMIG_PHASE_POSTCOPY] = {step_monitor, QMIG_PHASE_CONFIRM},
 	[QMIG_PHASE_SWITCHOVER] = {step_monitor, QMIG_PHASE_CONFIRM},
 	[QMIG_PHASE_CONFIRM] = {step_confirm, QMIG_PHASE_FINISH},
 	[QMIG_PHASE_FINISH] = {step_finish, QMIG_PHASE_DONE},
@@ -602,7 +640,11 @@ int qm_phase_step(struct qmig_migration *m)
 		if (m->phase == QMIG_PHASE_DONE || m->phase == QMIG_PHASE_FAILED)
 			return finish(m);
 		if (m->phase < QMIG_PHASE_CONFIRM && !m->error) {
-			if (m->cancel_requested)
+			if (m->cancel_requested && m->res.postcopy_started) {
+				qm_log(m, QMIG_LOG_WARN, "cannot cancel during postcopy: the "
+							 "destination already runs the guest");
+				m->cancel_requested = 0;
+			} else if (m->cancel_requested)
 				qm_fail(m, -ECANCELED, "cancelled");
 			else if (qm_now_ns() > m->deadline_ns)
 				qm_fail(m, -ETIMEDOUT, "timed out after %d s in %s",

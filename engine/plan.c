@@ -55,6 +55,8 @@ static int wanted_caps(struct qmig_migration *m, struct json_object *want)
 	json_object_object_add(want, "events", json_object_new_boolean(1));
 	if (m->o.multifd_channels > 0)
 		json_object_object_add(want, "multifd", json_object_new_boolean(1));
+	if (m->o.postcopy)
+		json_object_object_add(want, "postcopy-ram", json_object_new_boolean(1));
 	for (const char *const *c = m->o.caps; c && *c; c++)
 		json_object_object_add(want, *c, json_object_new_boolean(1));
 	json_object_object_foreach(want, name, val)
@@ -137,6 +139,73 @@ static void param_if_changed(struct side *s, struct json_object *set, const char
 	json_object_object_add(set, name, json_object_new_int64(v));
 }
 
+/* Parameters that only matter to the sending side. */
+static int source_only_param(const char *name)
+{
+	static const char *const names[] = {
+		"max-bandwidth", "downtime-limit", "cpu-throttle-initial",
+		"cpu-throttle-increment", "cpu-throttle-tailslow", "max-cpu-throttle",
+		"throttle-trigger-threshold", "xbzrle-cache-size", "max-postcopy-bandwidth",
+		"announce-initial", "announce-max", "announce-rounds", "announce-step",
+		"compress-level", "compress-threads", "multifd-zlib-level", "multifd-zstd-level",
+		"tls-hostname", NULL};
+
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(names[i], name))
+			return 1;
+	return 0;
+}
+
+/* --param NAME=VALUE, typed like the parameter QEMU reports. */
+static int user_params(struct qmig_migration *m, struct side *s, struct json_object *set)
+{
+	int src = s == &m->side[SRC];
+
+	for (const char *const *p = m->o.params; p && *p; p++) {
+		const char *eq = strchr(*p, '=');
+		char name[64];
+		struct json_object *cur, *v;
+		char *end;
+
+		if (!eq || eq == *p || (size_t)(eq - *p) >= sizeof(name))
+			return qm_fail(m, -EINVAL, "--param '%s' is not NAME=VALUE", *p);
+		memcpy(name, *p, eq - *p);
+		name[eq - *p] = 0;
+		if (!json_object_object_get_ex(m->side[SRC].orig_params, name, &cur) ||
+		    (!source_only_param(name) &&
+		     !json_object_object_get_ex(m->side[DST].orig_params, name, NULL)))
+			return qm_fail(m, -EOPNOTSUPP,
+				       "parameter '%s' is not supported by the %s QEMU; nothing was "
+				       "changed", name,
+				       json_object_object_get_ex(m->side[SRC].orig_params, name, NULL)
+					       ? "destination" : "source");
+		if (!src && source_only_param(name))
+			continue;
+		switch (json_object_get_type(cur)) {
+		case json_type_int:
+			errno = 0;
+			v = json_object_new_int64(strtoll(eq + 1, &end, 0));
+			if (errno || *end || !eq[1]) {
+				json_object_put(v);
+				return qm_fail(m, -EINVAL, "--param %s: '%s' is not a number", name,
+					       eq + 1);
+			}
+			break;
+		case json_type_boolean:
+			if (strcmp(eq + 1, "on") && strcmp(eq + 1, "off") &&
+			    strcmp(eq + 1, "true") && strcmp(eq + 1, "false"))
+				return qm_fail(m, -EINVAL, "--param %s: '%s' is not on or off", name,
+					       eq + 1);
+			v = json_object_new_boolean(!strcmp(eq + 1, "on") || !strcmp(eq + 1, "true"));
+			break;
+		default:
+			v = json_object_new_string(eq + 1);
+		}
+		json_object_object_add(set, name, v);
+	}
+	return 0;
+}
+
 static int plan_params(struct qmig_migration *m, struct side *s)
 {
 	struct json_object *set = json_object_new_object();
@@ -151,6 +220,10 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 	}
 	if (m->o.multifd_channels > 0)
 		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
+	if (user_params(m, s, set) < 0) {
+		json_object_put(set);
+		return m->error;
+	}
 	if (!json_object_object_length(set)) {
 		json_object_put(set);
 		return 0;
@@ -161,7 +234,7 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 			    : "parameters the stream needs on both sides");
 }
 
-static int alloc_port(struct qmig_migration *m)
+int qm_alloc_port(struct qmig_migration *m)
 {
 	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
 	char msg[256] = "";
@@ -220,10 +293,13 @@ int qm_plan_build(struct qmig_migration *m)
 	if (!r && m->o.downtime_limit_ms > 0)
 		r = need_param(m, "downtime-limit");
 	if (!r)
-		r = alloc_port(m);
+		r = qm_alloc_port(m);
 	if (!r && m->o.verify_memory)
 		r = add_step(&m->plan, DST, "stop", NULL,
 			     "keep the destination paused until its memory is compared");
+	else if (!r && m->offline)
+		r = add_step(&m->plan, DST, "stop", NULL,
+			     "offline migration: the guest stays paused on the destination");
 	if (!r)
 		r = plan_caps(m, &m->side[DST], want);
 	if (!r)
@@ -296,7 +372,7 @@ static int retry_incoming(struct qmig_migration *m, int i)
 			json_object_put(m->plan.steps[k].args);
 			m->plan.steps[k].args = NULL;
 		}
-	if (alloc_port(m) < 0)
+	if (qm_alloc_port(m) < 0)
 		return m->error;
 	json_object_put(st->args);
 	st->args = uri_args("uri", m->o.listen_addr, m->res.port);

@@ -51,6 +51,9 @@ struct qmig_vm_spec {
 	int change_id;               /* run QEMU as uid/gid below (the runtime dir is
 					handed to that user) */
 	unsigned int uid, gid;
+	int userfaultfd;             /* keep CAP_SYS_PTRACE: a postcopy destination needs
+					userfaultfd, which vm.unprivileged_userfaultfd=0
+					reserves to it */
 };
 
 #define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}

@@ -37,6 +37,7 @@ enum qmig_phase {
 	QMIG_PHASE_NEGOTIATE,  /* probe schemas, plan, set capabilities and parameters */
 	QMIG_PHASE_START,      /* port, migrate-incoming, migrate */
 	QMIG_PHASE_PRECOPY,    /* monitor until QEMU switches over */
+	QMIG_PHASE_POSTCOPY,   /* the destination runs, pulling the pages it lacks */
 	QMIG_PHASE_SWITCHOVER, /* source stopped, last pages and devices moving */
 	QMIG_PHASE_CONFIRM,    /* destination running and verified */
 	QMIG_PHASE_FINISH,     /* source quit (or kept paused), cleanup */
@@ -123,6 +124,26 @@ struct qmig_migrate_opts {
 	 * (any guest; not with postcopy). The destination is kept paused
 	 * until the comparison passes; its time is not counted as downtime. */
 	int verify_memory;
+
+	/* Postcopy: enable postcopy-ram on both sides and switch to it after
+	 * this many passes (default 1: once the first full pass is done) or
+	 * this many ms, whichever comes first. When the stream breaks (or
+	 * stalls for postcopy_stall_ms) during postcopy, the engine pauses
+	 * both sides and recovers on a fresh port, retrying with backoff for
+	 * recover_timeout_ms (default 120 s) before it gives up. */
+	int postcopy;
+	int postcopy_after_passes;
+	int postcopy_after_ms;
+	int postcopy_stall_ms;      /* default 3000 */
+	int recover_timeout_ms;
+
+	/* Stop the guest after this many ms of precopy so that the migration
+	 * completes non-live (0: never). */
+	int pause_after_ms;
+
+	/* Migration parameters as "name=value", NULL-terminated; the value's
+	 * type follows the parameter's (number, boolean or string). */
+	const char *const *params;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -152,6 +173,13 @@ struct qmig_result {
 	uint64_t first_differ_gpa[8];
 	int n_first_differ;
 	uint64_t memory_verify_ms;
+	/* Postcopy and convergence. */
+	int postcopy_started;       /* switched to postcopy */
+	uint64_t postcopy_requests; /* pages the destination faulted for */
+	int recoveries;             /* postcopy streams re-established */
+	int recovery_attempts;
+	int64_t throttle_pct_max;   /* highest CPU throttle seen */
+	int paused_to_finish;       /* the engine stopped the guest to finish */
 };
 
 struct qmig_migration;

@@ -17,6 +17,7 @@ enum {
 	EXIT_ROLLEDBACK = 4, /* migration failed and the source was restored */
 	EXIT_CANCELLED = 5,  /* cancelled by the user or a signal; source restored */
 	EXIT_VERIFY = 6,     /* completed, but the destination failed verification */
+	EXIT_POSTCOPY = 7,   /* failed during postcopy: no rollback is possible */
 };
 
 extern const char *prog_name;

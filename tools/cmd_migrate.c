@@ -60,6 +60,17 @@ static void usage(FILE *f)
 		"  --downtime-limit MS     longest pause QEMU may plan for at switchover\n"
 		"  --multifd N             N parallel channels\n"
 		"  --cap NAME              enable migration capability NAME (repeatable)\n"
+		"  --param NAME=VALUE      set migration parameter NAME (repeatable)\n"
+		"  --auto-converge         let QEMU throttle the guest's CPUs to converge\n"
+		"  --xbzrle-cache SIZE     compress re-sent pages with XBZRLE, this cache\n"
+		"Postcopy and finishing:\n"
+		"  --postcopy              switch to postcopy after the first precopy pass;\n"
+		"                          if the stream breaks, recover it automatically\n"
+		"  --postcopy-after-passes N   switch after N passes instead\n"
+		"  --postcopy-after SECS   switch after SECS of precopy instead\n"
+		"  --recover-timeout SECS  how long to retry a broken postcopy (default 120)\n"
+		"  --pause-after SECS      stop the guest after SECS so the migration finishes\n"
+		"                          non-live (a paused source is migrated offline)\n"
 		"Behaviour:\n"
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
@@ -71,9 +82,9 @@ static void usage(FILE *f)
 		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
 		"  --interval MS           monitor sample interval (default 100)\n"
 		"  --json                  one JSON object per line; the last is the result\n"
-		"\nWhatever fails, the source guest ends running as it was. Exit codes: 0\n"
-		"migrated, 3 could not start, 4 failed and rolled back, 5 cancelled, 6 the\n"
-		"destination failed verification.\n");
+		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
+		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
+		"cancelled, 6 the destination failed verification, 7 failed during postcopy.\n");
 }
 
 static void bar(struct ui *ui, const struct qmig_sample *s)
@@ -158,6 +169,13 @@ static void summary(const struct qmig_result *r)
 		(unsigned long long)r->passes, r->throughput_mbps, r->port,
 		r->verified == 1 ? "yes" : r->verified == 0 ? "NO" : "not checked",
 		r->verify_ms ? " (memory check not counted as downtime)" : "");
+	if (r->postcopy_started)
+		fprintf(stderr, "  postcopy     %llu page requests, %d recoveries (%d attempts)\n",
+			(unsigned long long)r->postcopy_requests, r->recoveries, r->recovery_attempts);
+	if (r->throttle_pct_max || r->paused_to_finish)
+		fprintf(stderr, "  convergence  CPU throttle up to %lld%%%s\n",
+			(long long)r->throttle_pct_max,
+			r->paused_to_finish ? ", guest paused to finish" : "");
 	if (r->memory_verified >= 0)
 		fprintf(stderr, "  memory       %llu pages compared, %llu differ (%llu ms)\n",
 			(unsigned long long)r->pages_compared, (unsigned long long)r->pages_differ,
@@ -172,9 +190,18 @@ static int exit_code(const struct qmig_result *r)
 		return EXIT_CANCELLED;
 	if (r->verified == 0)
 		return EXIT_VERIFY;
+	if (r->postcopy_started)
+		return EXIT_POSTCOPY;
 	if (r->failed_phase <= QMIG_PHASE_NEGOTIATE)
 		return EXIT_SETUP;
 	return EXIT_ROLLEDBACK;
+}
+
+static void add_cap(const char **caps, int *n, const char *name)
+{
+	if (*n == 32)
+		die(EXIT_USAGE, "--cap: at most 32 capabilities");
+	caps[(*n)++] = name;
 }
 
 static void parse_range(const char *s, unsigned *lo, unsigned *hi)
@@ -227,7 +254,8 @@ int cmd_migrate(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
-	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY };
+	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
+	       O_RECT, O_PAUSE };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -243,15 +271,20 @@ int cmd_migrate(int argc, char **argv)
 		{"timeout", 1, 0, O_TIMEOUT},  {"interval", 1, 0, O_INTERVAL},
 		{"json", 0, 0, O_JSON},        {"help", 0, 0, O_HELP},
 		{"src-serial", 1, 0, O_SSER},  {"dst-serial", 1, 0, O_DSER},
-		{"verify", 1, 0, O_VERIFY},
+		{"verify", 1, 0, O_VERIFY},   {"param", 1, 0, O_PARAM},
+		{"auto-converge", 0, 0, O_AC}, {"xbzrle-cache", 1, 0, O_XBZ},
+		{"postcopy", 0, 0, O_PC},      {"postcopy-after-passes", 1, 0, O_PCN},
+		{"postcopy-after", 1, 0, O_PCT}, {"recover-timeout", 1, 0, O_RECT},
+		{"pause-after", 1, 0, O_PAUSE},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
 	struct qmig_migration *m;
 	struct qmig_result res;
 	struct job *job = NULL;
-	const char *caps[33] = {0};
-	int ncaps = 0, launch = 0, c, r;
+	const char *caps[33] = {0}, *params[34] = {0};
+	char xbzrle[64];
+	int ncaps = 0, nparams = 0, launch = 0, c, r;
 	char jobmsg[256] = "";
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -288,11 +321,7 @@ int cmd_migrate(int argc, char **argv)
 		case O_BW: o.max_bandwidth = parse_rate("--max-bandwidth", optarg); break;
 		case O_DL: o.downtime_limit_ms = parse_long("--downtime-limit", optarg, 1, 2000000); break;
 		case O_MULTIFD: o.multifd_channels = (int)parse_long("--multifd", optarg, 1, 255); break;
-		case O_CAP:
-			if (ncaps == 32)
-				die(EXIT_USAGE, "--cap: at most 32");
-			caps[ncaps++] = optarg;
-			break;
+		case O_CAP: add_cap(caps, &ncaps, optarg); break;
 		case O_DRY: o.dry_run = 1; break;
 		case O_KEEPS: o.keep_source = 1; break;
 		case O_NOVER: o.no_verify = 1; break;
@@ -307,6 +336,31 @@ int cmd_migrate(int argc, char **argv)
 			else if (strcmp(optarg, "guest"))
 				die(EXIT_USAGE, "--verify: '%s' is not guest, memory or none", optarg);
 			break;
+		case O_PARAM:
+			if (nparams == 32)
+				die(EXIT_USAGE, "--param: at most 32");
+			params[nparams++] = optarg;
+			break;
+		case O_AC: add_cap(caps, &ncaps, "auto-converge"); break;
+		case O_XBZ:
+			if (nparams >= 32)
+				die(EXIT_USAGE, "--param: at most 32");
+			add_cap(caps, &ncaps, "xbzrle");
+			snprintf(xbzrle, sizeof(xbzrle), "xbzrle-cache-size=%llu",
+				 (unsigned long long)parse_size("--xbzrle-cache", optarg));
+			params[nparams++] = xbzrle;
+			break;
+		case O_PC: o.postcopy = 1; break;
+		case O_PCN:
+			o.postcopy = 1;
+			o.postcopy_after_passes = (int)parse_long("--postcopy-after-passes", optarg, 1, 1000);
+			break;
+		case O_PCT:
+			o.postcopy = 1;
+			o.postcopy_after_ms = (int)parse_long("--postcopy-after", optarg, 0, 86400) * 1000;
+			break;
+		case O_RECT: o.recover_timeout_ms = (int)parse_long("--recover-timeout", optarg, 1, 86400) * 1000; break;
+		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
@@ -323,6 +377,7 @@ int cmd_migrate(int argc, char **argv)
 		die(EXIT_USAGE, "--dst-netns needs --dst-addr: the destination's address in %s",
 		    o.dst_netns);
 	o.caps = caps;
+	o.params = params;
 	ui.tty = isatty(STDERR_FILENO);
 	ui.dry_run = o.dry_run;
 	o.on_event = (struct qmig_migration_event_cb){on_event, &ui, NULL};

@@ -32,7 +32,8 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", s->name, s->summary);
 	fprintf(f, "\n'qmigrate COMMAND --help' describes each command; see qmigrate(1).\n"
 		   "Exit codes: 0 ok, 1 failed, 2 usage, 3 setup failed, 4 migration failed and\n"
-		   "rolled back, 5 cancelled and rolled back, 6 destination failed verification.\n");
+		   "rolled back, 5 cancelled and rolled back, 6 destination failed verification,\n"
+		   "7 failed during postcopy (no rollback possible).\n");
 }
 
 int main(int argc, char **argv)
