@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "launch_int.h"
+#include "qmig_commands.h"
 
 #define QMP_WAIT_MS 10000
 #define TERM_GRACE_MS 1000
@@ -219,19 +220,40 @@ static void exit_message(struct qmig_vm *vm, char *msg, size_t msg_len)
 	free(err);
 }
 
-/* Bounded: until the QMP socket accepts, or QEMU exits (its message goes
- * to msg), or QMP_WAIT_MS. */
+/* QEMU opens its QMP socket, and may even send the greeting, before it
+ * has built the machine (where a bad -kernel or device fails). A command
+ * is answered only from the main loop, i.e. once the machine exists. */
+static int qmp_answers(const char *path, int timeout_ms)
+{
+	struct qmig_qmp_conn_opts o = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_conn *c = NULL;
+	struct qmig_vm_status st;
+	int r;
+
+	o.timeout_ms = timeout_ms;
+	r = qmig_qmp_conn_open(&c, path, &o);
+	if (r == 0)
+		r = qmig_cmd_query_status(c, &st);
+	qmig_qmp_conn_close(c); /* frees the monitor for the real client */
+	return r == 0;
+}
+
+/* Bounded: until QMP answers, or QEMU exits (its message goes to msg),
+ * or QMP_WAIT_MS. */
 static int wait_ready(struct qmig_vm *vm, char *msg, size_t msg_len)
 {
 	int64_t end = qm_launch_mono_ns() + (int64_t)QMP_WAIT_MS * 1000000;
 
 	for (;;) {
+		int64_t left = (end - qm_launch_mono_ns()) / 1000000;
+
 		if (qm_wait_exit(vm->pid, vm->pidfd, 0, &vm->wstatus)) {
 			vm->reaped = 1;
 			exit_message(vm, msg, msg_len);
 			return -EIO;
 		}
-		if (access(vm->qmp, F_OK) == 0 && qmp_accepts(vm->qmp))
+		if (left > 0 && access(vm->qmp, F_OK) == 0 && qmp_accepts(vm->qmp) &&
+		    qmp_answers(vm->qmp, (int)left))
 			return 0;
 		if (qm_launch_mono_ns() > end) {
 			snprintf(msg, msg_len, "QEMU did not open its QMP socket %s within %d s",

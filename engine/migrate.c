@@ -140,6 +140,11 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.guest.accel = dup_opt(m, 8, opts->guest.accel);
 	m->o.src_serial = dup_opt(m, 9, opts->src_serial);
 	m->o.dst_serial = dup_opt(m, 10, opts->dst_serial);
+	m->o.tls_dir = dup_opt(m, 11, opts->tls_dir);
+	m->o.tls_dst_dir = dup_opt(m, 12, opts->tls_dst_dir ? opts->tls_dst_dir : opts->tls_dir);
+	m->o.tls_hostname = dup_opt(m, 13, opts->tls_hostname ? opts->tls_hostname
+							   : m->o.dst_addr);
+	m->o.tls_authz = dup_opt(m, 14, opts->tls_authz);
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -164,7 +169,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 			close(m->epfd);
 		if (m->tfd >= 0)
 			close(m->tfd);
-		for (int i = 0; i < 12; i++)
+		for (int i = 0; i < QM_NSTRS; i++)
 			free(m->strs[i]);
 		free(m);
 		return err;
@@ -219,7 +224,7 @@ void qmig_migration_free(struct qmig_migration *m)
 		m->o.on_event.free(m->o.on_event.user_data);
 	if (m->o.log.free)
 		m->o.log.free(m->o.log.user_data);
-	for (int i = 0; i < 12; i++)
+	for (int i = 0; i < QM_NSTRS; i++)
 		free(m->strs[i]);
 	free(m);
 }

@@ -13,6 +13,9 @@
 
 enum side_id { SRC, DST };
 
+#define QM_NSTRS 16
+#define QM_TLS_ID "qmigrate-tls0"
+
 /* One QEMU, as the engine sees it. */
 struct side {
 	const char *name;             /* "source" / "destination" */
@@ -30,6 +33,7 @@ struct side {
 	int64_t stop_us, resume_us;   /* STOP/RESUME event timestamps (QEMU's clock) */
 	uint64_t passes;              /* from MIGRATION_PASS */
 	int touched;                  /* the plan changed something here */
+	int tls_object;               /* we added QM_TLS_ID */
 	int incoming_started;
 };
 
@@ -52,7 +56,7 @@ enum step_result { STEP_WAIT = 0, STEP_NEXT = 1 };
 
 struct qmig_migration {
 	struct qmig_migrate_opts o;   /* strings duplicated below */
-	char *strs[12];
+	char *strs[QM_NSTRS];
 	enum qmig_phase phase, failed_phase;
 	int sub;                      /* a phase's own progress */
 	struct side side[2];
@@ -105,12 +109,18 @@ void qm_plan_emit(struct qmig_migration *m);
 void qm_plan_clear(struct plan *p);
 struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s);
 int qm_alloc_port(struct qmig_migration *m);
+int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
+		struct json_object *args, const char *why);
 
 /* postcopy.c */
 void qm_action(struct qmig_migration *m, const char *action, int64_t value, const char *why);
 int qm_precopy_decide(struct qmig_migration *m, const struct qmig_migrate_info *mi);
 int qm_postcopy_step(struct qmig_migration *m, const struct qmig_migrate_info *mi);
 int qm_restore_side(struct qmig_migration *m, struct side *s);
+/* tls.c */
+int qm_tls_check(struct qmig_migration *m);
+int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *params);
+void qm_tls_cleanup(struct qmig_migration *m, struct side *s);
 
 /* monitor.c */
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);

@@ -8,3 +8,4 @@ LIB_SRCS += engine/heartbeat.c engine/verify_tiny.c
 LIB_SRCS += engine/migrate.c engine/phases.c engine/plan.c engine/monitor.c engine/verify_mem.c
 UNIT_SRCS += tests/unit/test_launch.c
 LIB_SRCS += engine/postcopy.c
+LIB_SRCS += engine/tls.c

@@ -469,8 +469,12 @@ static int step_finish(struct qmig_migration *m)
 
 	if (!dry) {
 		finish_source(m);
+		/* The destination now runs the guest: hand it back as we found it
+		 * (capabilities, parameters, no TLS object of ours). */
 		if (m->side[DST].vm && !m->o.keep_dest && m->side[DST].qmp)
 			qmig_cmd_quit(m->side[DST].qmp);
+		else
+			qm_restore_side(m, &m->side[DST]);
 	}
 	qmig_port_free(m->port);
 	m->port = NULL;

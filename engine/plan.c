@@ -31,6 +31,12 @@ static int add_step(struct plan *p, enum side_id side, const char *cmd,
 	return 0;
 }
 
+int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
+		struct json_object *args, const char *why)
+{
+	return add_step(&m->plan, side, cmd, args, why);
+}
+
 void qm_plan_clear(struct plan *p)
 {
 	for (int i = 0; i < p->n; i++) {
@@ -220,6 +226,7 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 	}
 	if (m->o.multifd_channels > 0)
 		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
+	qm_tls_plan(m, s, set);
 	if (user_params(m, s, set) < 0) {
 		json_object_put(set);
 		return m->error;
@@ -301,7 +308,11 @@ int qm_plan_build(struct qmig_migration *m)
 		r = add_step(&m->plan, DST, "stop", NULL,
 			     "offline migration: the guest stays paused on the destination");
 	if (!r)
+		r = qm_tls_check(m);
+	if (!r)
 		r = plan_caps(m, &m->side[DST], want);
+	if (!r)
+		r = qm_tls_plan(m, &m->side[DST], NULL);
 	if (!r)
 		r = plan_params(m, &m->side[DST]);
 	if (!r)
@@ -310,6 +321,8 @@ int qm_plan_build(struct qmig_migration *m)
 			     "listen for the stream");
 	if (!r)
 		r = plan_caps(m, &m->side[SRC], want);
+	if (!r)
+		r = qm_tls_plan(m, &m->side[SRC], NULL);
 	if (!r)
 		r = plan_params(m, &m->side[SRC]);
 	if (!r)
@@ -352,6 +365,10 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
 		if (!r)
 			s->incoming_started = 1;
+	} else if (!strcmp(st->command, "object-add")) {
+		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
+		if (!r)
+			s->tls_object = 1;
 	} else if (!strcmp(st->command, "migrate")) {
 		json_object_object_get_ex(st->args, "uri", &v);
 		r = qmig_cmd_migrate(s->qmp, json_object_get_string(v), 0);
@@ -411,7 +428,7 @@ int qm_restore_side(struct qmig_migration *m, struct side *s)
 	struct json_object *caps, *params, *v;
 	int r = 0;
 
-	if (!s->qmp || !s->touched)
+	if (!s->qmp || (!s->touched && !s->tls_object))
 		return 0;
 	if (s->set_caps) {
 		caps = json_object_new_object();
@@ -442,5 +459,6 @@ int qm_restore_side(struct qmig_migration *m, struct side *s)
 			       qmig_qmp_conn_error(s->qmp));
 	}
 	s->touched = 0;
+	qm_tls_cleanup(m, s);
 	return r;
 }

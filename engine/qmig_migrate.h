@@ -144,6 +144,15 @@ struct qmig_migrate_opts {
 	/* Migration parameters as "name=value", NULL-terminated; the value's
 	 * type follows the parameter's (number, boolean or string). */
 	const char *const *params;
+
+	/* TLS with QEMU's own tls-creds-x509 objects: the certificate directory
+	 * (qmigrate tls init) for both sides, or one for each; checked with
+	 * OpenSSL before anything is changed, objects removed afterwards. */
+	const char *tls_dir;
+	const char *tls_dst_dir;    /* NULL: tls_dir */
+	const char *tls_hostname;   /* name the destination's certificate must carry;
+				       NULL: dst_addr */
+	const char *tls_authz;      /* id of an authz object on the destination, optional */
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

@@ -7,3 +7,4 @@ ITEST_PROGS += tests/integration/migrate_embed
 ITEST_SCRIPTS += tests/integration/migrate_basic.sh tests/integration/migrate_fail.sh \
 	tests/integration/migrate_concurrent.sh tests/integration/migrate_netns.sh
 ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate_recover.sh
+ITEST_SCRIPTS += tests/integration/migrate_tls.sh

@@ -55,6 +55,12 @@ static void usage(FILE *f)
 		"  --dst-addr ADDR         address the source connects to (default 127.0.0.1)\n"
 		"  --listen-addr ADDR      address the destination listens on (default --dst-addr)\n"
 		"  --port-range LO-HI      incoming port range (default 49152-49215)\n"
+		"  --tls DIR               TLS with QEMU's tls-creds-x509 from DIR (see\n"
+		"                          'qmigrate tls init'); checked before anything changes\n"
+		"  --tls-dst-dir DIR       the destination's directory, if not the same\n"
+		"  --tls-hostname NAME     name the destination's certificate must carry\n"
+		"                          (default --dst-addr)\n"
+		"  --tls-authz ID          an authz object on the destination to check clients\n"
 		"Tuning:\n"
 		"  --max-bandwidth RATE    e.g. 1gbit, 500M (default: unlimited)\n"
 		"  --downtime-limit MS     longest pause QEMU may plan for at switchover\n"
@@ -120,7 +126,7 @@ static void on_event(const struct qmig_migration_event *ev, void *user_data)
 	struct json_object *v;
 
 	if (ui->json) {
-		puts(json_object_to_json_string_ext(ev->record, JSON_C_TO_STRING_PLAIN));
+		puts(json_object_to_json_string_ext(ev->record, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 		fflush(stdout);
 		return;
 	}
@@ -255,7 +261,7 @@ int cmd_migrate(int argc, char **argv)
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
-	       O_RECT, O_PAUSE };
+	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -275,7 +281,9 @@ int cmd_migrate(int argc, char **argv)
 		{"auto-converge", 0, 0, O_AC}, {"xbzrle-cache", 1, 0, O_XBZ},
 		{"postcopy", 0, 0, O_PC},      {"postcopy-after-passes", 1, 0, O_PCN},
 		{"postcopy-after", 1, 0, O_PCT}, {"recover-timeout", 1, 0, O_RECT},
-		{"pause-after", 1, 0, O_PAUSE},
+		{"pause-after", 1, 0, O_PAUSE}, {"tls", 1, 0, O_TLS},
+		{"tls-dst-dir", 1, 0, O_TLSD}, {"tls-hostname", 1, 0, O_TLSH},
+		{"tls-authz", 1, 0, O_TLSA},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -361,6 +369,10 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case O_RECT: o.recover_timeout_ms = (int)parse_long("--recover-timeout", optarg, 1, 86400) * 1000; break;
 		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
+		case O_TLS: o.tls_dir = optarg; break;
+		case O_TLSD: o.tls_dst_dir = optarg; break;
+		case O_TLSH: o.tls_hostname = optarg; break;
+		case O_TLSA: o.tls_authz = optarg; break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
@@ -376,6 +388,8 @@ int cmd_migrate(int argc, char **argv)
 	if (o.dst_netns && !o.dst_addr)
 		die(EXIT_USAGE, "--dst-netns needs --dst-addr: the destination's address in %s",
 		    o.dst_netns);
+	if ((o.tls_dst_dir || o.tls_hostname || o.tls_authz) && !o.tls_dir)
+		die(EXIT_USAGE, "--tls-dst-dir, --tls-hostname and --tls-authz need --tls DIR");
 	o.caps = caps;
 	o.params = params;
 	ui.tty = isatty(STDERR_FILENO);

@@ -16,6 +16,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: qmigrate tls init DIR --host NAME [--host NAME...] [--days N]\n"
 		"                         [--ca-days N] [--rsa] [--reuse-ca] [--force]\n"
+		"                         [--valid-from SECS] [--valid-for SECS]\n"
 		"       qmigrate tls check DIR [--host NAME] [--role server|client|both]\n\n"
 		"init creates a CA and server and client certificates in DIR, the layout\n"
 		"QEMU's tls-creds-x509 object reads (ca-cert.pem, server-cert.pem,\n"
@@ -23,7 +24,9 @@ static void usage(FILE *f)
 		"--host (a host name or an IP address) is put in the certificates'\n"
 		"subjectAltName: name every address the source will connect to. Keys are\n"
 		"ECDSA P-256 (--rsa: RSA 3072); host certificates last --days (365), the CA\n"
-		"--ca-days (3650). --reuse-ca keeps DIR's CA and makes new host\n"
+		"--ca-days (3650); --valid-from/--valid-for set the host certificates'\n"
+		"period in seconds from now instead (negative: in the past, e.g. to test\n"
+		"expiry). --reuse-ca keeps DIR's CA and makes new host\n"
 		"certificates; --force replaces existing files.\n\n"
 		"check validates DIR before a migration: the CA, the chain, expiry, that\n"
 		"each key matches its certificate, key usage, and with --host that the\n"
@@ -92,6 +95,8 @@ int cmd_tls(int argc, char **argv)
 		{"reuse-ca", no_argument, NULL, 'R'},
 		{"force", no_argument, NULL, 'f'},
 		{"role", required_argument, NULL, 'o'},
+		{"valid-from", required_argument, NULL, 'F'},
+		{"valid-for", required_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -120,6 +125,12 @@ int cmd_tls(int argc, char **argv)
 			break;
 		case 'D':
 			o.ca_days = (int)parse_long("--ca-days", optarg, 1, 36500);
+			break;
+		case 'F':
+			o.valid_from_s = parse_long("--valid-from", optarg, -315360000, 315360000);
+			break;
+		case 'V':
+			o.valid_secs = parse_long("--valid-for", optarg, 1, 315360000);
 			break;
 		case 'r':
 			o.key_type = QMIG_TLS_KEY_RSA3072;

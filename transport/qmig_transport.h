@@ -179,6 +179,14 @@ enum qmig_tls_role {
 int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role role,
 		      char *msg, size_t msg_len);
 
+/*
+ * The two sides trust each other: the destination's server-cert.pem chains
+ * to the source's ca-cert.pem and the source's client-cert.pem to the
+ * destination's. -EKEYREJECTED with msg naming the certificate otherwise.
+ */
+int qmig_tls_validate_pair(const char *src_dir, const char *dst_dir, char *msg,
+			   size_t msg_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -309,3 +309,41 @@ int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role
 	X509_free(ca);
 	return r;
 }
+
+/* Each side trusts the other's certificate: with a directory per host, the
+ * destination's server certificate must chain to the source's CA and the
+ * source's client certificate to the destination's CA. */
+static int cross(const char *ca_dir, const char *cert_dir, const char *name, char *msg,
+		 size_t msg_len)
+{
+	struct check ca_c = {ca_dir, msg, msg_len}, cert_c = {cert_dir, msg, msg_len};
+	X509 *ca = NULL, *cert = NULL;
+	int r;
+
+	r = load_cert(&ca_c, "ca-cert.pem", &ca, NULL);
+	if (r == 0)
+		r = load_cert(&cert_c, name, &cert, NULL);
+	if (r == 0 && check_chain(&cert_c, ca, cert, name) < 0) {
+		qm_tp_msg(msg, msg_len, "%s/%s was not signed by the CA in %s/ca-cert.pem: the "
+			  "other side will not trust it (run 'qmigrate tls init' once and copy "
+			  "the CA, or use --reuse-ca)", cert_dir, name, ca_dir);
+		r = -EKEYREJECTED;
+	}
+	X509_free(cert);
+	X509_free(ca);
+	return r;
+}
+
+int qmig_tls_validate_pair(const char *src_dir, const char *dst_dir, char *msg, size_t msg_len)
+{
+	int r;
+
+	if (!src_dir || !dst_dir) {
+		qm_tp_msg(msg, msg_len, "two certificate directories are needed");
+		return -EINVAL;
+	}
+	r = cross(src_dir, dst_dir, "server-cert.pem", msg, msg_len);
+	if (r == 0)
+		r = cross(dst_dir, src_dir, "client-cert.pem", msg, msg_len);
+	return r;
+}

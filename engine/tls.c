@@ -1,0 +1,94 @@
+/* TLS migration with QEMU's own tls-creds-x509 objects. The certificate
+ * directories are checked with OpenSSL first, so a wrong CA, host name,
+ * key or date is a clear refusal before any QMP command touches a guest,
+ * not QEMU's "failed" halfway through. The objects are removed again
+ * after the migration or its rollback. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "migrate_int.h"
+
+static const char *param_str(struct json_object *params, const char *name)
+{
+	struct json_object *v;
+
+	if (!params || !json_object_object_get_ex(params, name, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int qm_tls_check(struct qmig_migration *m)
+{
+	const char *dst_creds = param_str(m->side[DST].orig_params, "tls-creds");
+	char msg[512] = "";
+	int r;
+
+	if (!m->o.tls_dir) {
+		/* Otherwise the destination drops the stream with a TLS error. */
+		if (dst_creds && *dst_creds)
+			return qm_fail(m, -EPROTO,
+				       "the destination expects TLS (tls-creds '%s') but the source "
+				       "would send plain TCP: pass --tls DIR",
+				       dst_creds);
+		return 0;
+	}
+	for (int i = 0; i < 2; i++)
+		if (!param_str(m->side[i].orig_params, "tls-creds"))
+			return qm_fail(m, -EOPNOTSUPP, "the %s QEMU has no TLS migration support",
+				       m->side[i].name);
+	r = qmig_tls_validate(m->o.tls_dst_dir, m->o.tls_hostname, QMIG_TLS_SERVER, msg,
+			      sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "TLS: destination certificates: %s", msg);
+	r = qmig_tls_validate(m->o.tls_dir, NULL, QMIG_TLS_CLIENT, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "TLS: source certificates: %s", msg);
+	r = qmig_tls_validate_pair(m->o.tls_dir, m->o.tls_dst_dir, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "TLS: %s", msg);
+	return 0;
+}
+
+/* The object-add step for one side, and the parameters that use it. */
+int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *params)
+{
+	int dst = s == &m->side[DST];
+	struct json_object *obj;
+
+	if (!m->o.tls_dir)
+		return 0;
+	if (!params) {
+		obj = json_object_new_object();
+		json_object_object_add(obj, "qom-type", json_object_new_string("tls-creds-x509"));
+		json_object_object_add(obj, "id", json_object_new_string(QM_TLS_ID));
+		json_object_object_add(obj, "dir", json_object_new_string(dst ? m->o.tls_dst_dir
+									  : m->o.tls_dir));
+		json_object_object_add(obj, "endpoint",
+				       json_object_new_string(dst ? "server" : "client"));
+		json_object_object_add(obj, "verify-peer", json_object_new_boolean(1));
+		return qm_plan_add(m, dst ? DST : SRC, "object-add", obj,
+				   "TLS credentials for the stream (removed afterwards)");
+	}
+	json_object_object_add(params, "tls-creds", json_object_new_string(QM_TLS_ID));
+	if (!dst)
+		json_object_object_add(params, "tls-hostname",
+				       json_object_new_string(m->o.tls_hostname));
+	if (dst && m->o.tls_authz)
+		json_object_object_add(params, "tls-authz", json_object_new_string(m->o.tls_authz));
+	return 0;
+}
+
+void qm_tls_cleanup(struct qmig_migration *m, struct side *s)
+{
+	int r;
+
+	if (!s->tls_object || !s->qmp)
+		return;
+	r = qmig_cmd_object_del(s->qmp, QM_TLS_ID);
+	if (r < 0)
+		qm_log(m, QMIG_LOG_WARN, "%s: could not remove the TLS object: %s", s->name,
+		       qmig_qmp_conn_error(s->qmp));
+	else
+		s->tls_object = 0;
+}

@@ -1,0 +1,63 @@
+# TLS migration with QEMU's tls-creds-x509 objects: multifd across two
+# network namespaces, verified; then every bad setup is refused before any
+# QMP command touches the guest, with a specific message, the source still
+# running and nothing left behind.
+. tests/lib.sh
+. tests/netns.sh
+[ "$(id -u)" = 0 ] || skip "network namespaces need root"
+CLEANUP_HOOKS="netns_down"
+netns_up "qmt$$" || fail "could not set up the namespaces"
+
+C="$T/certs"
+$QMIGRATE tls init "$C" --host "$NETNS_ADDR_B" --host localhost --host 127.0.0.1 > /dev/null ||
+	fail "tls init"
+
+# 1. TLS + multifd between the namespaces.
+$QMIGRATE migrate --launch --guest tiny --mem 256M --dirty-rate 50M --accel tcg \
+	--src-netns "$NETNS_A" --dst-netns "$NETNS_B" --dst-addr "$NETNS_ADDR_B" \
+	--tls "$C" --multifd 2 --json > "$T/tls.jsonl" 2> "$T/tls.err" ||
+	fail "TLS migration: $(tail -1 "$T/tls.jsonl") $(cat "$T/tls.err")"
+res=$(tail -1 "$T/tls.jsonl"); echo "tls+multifd: $res" | cut -c1-300
+[ "$(json_get verified "$res")" = true ] || fail "TLS migration not verified"
+grep -q '"qom-type":"tls-creds-x509"' "$T/tls.jsonl" || fail "no tls-creds-x509 object in the plan"
+grep -q "\"tls-hostname\":\"$NETNS_ADDR_B\"" "$T/tls.jsonl" || fail "tls-hostname not set"
+
+# 2. Refusals, attach mode on loopback.
+launch_guest src --guest tiny --mem 128M --dirty-rate 10M --accel tcg
+launch_guest dst --guest tiny --mem 128M --incoming --accel tcg
+$QMIGRATE qmp "$src_qmp" query-migrate-parameters > "$T/params.before"
+refused() { # CASE EXPECTED-TEXT ARGS...
+	case_=$1; want=$2; shift 2
+	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --dst-addr 127.0.0.1 "$@" \
+		--json > "$T/r.jsonl" 2>/dev/null
+	rc=$?; res=$(tail -1 "$T/r.jsonl"); msg=$(json_get message "$res")
+	echo "$case_: exit $rc: $msg"
+	[ $rc = 3 ] || fail "$case_: exit $rc, expected 3"
+	printf '%s' "$msg" | grep -q "$want" || fail "$case_: message lacks '$want'"
+	[ "$(status_of "$src_qmp")" = running ] || fail "$case_: source not running"
+	[ "$(status_of "$dst_qmp")" = inmigrate ] || fail "$case_: destination touched"
+	$QMIGRATE qmp "$src_qmp" query-migrate-parameters > "$T/params.after"
+	cmp -s "$T/params.before" "$T/params.after" || fail "$case_: source parameters changed"
+	$QMIGRATE qmp "$src_qmp" qom-list '{"path":"/objects"}' | grep -q qmigrate-tls0 &&
+		fail "$case_: a TLS object was left behind"
+	return 0
+}
+# A CA the destination does not trust: the source's directory has another CA.
+$QMIGRATE tls init "$T/other" --host 127.0.0.1 > /dev/null
+refused "untrusted CA" "not signed by" --tls "$T/other" --tls-dst-dir "$C"
+# A certificate for another host name.
+refused "wrong host" "does not name" --tls "$C" --tls-hostname db.example
+# An expired certificate.
+$QMIGRATE tls init "$T/old" --host 127.0.0.1 --valid-from -7200 --valid-for 3600 > /dev/null
+refused "expired" "expired" --tls "$T/old"
+# A key that does not match its certificate.
+cp -r "$C" "$T/mismatch"; cp "$T/other/server-key.pem" "$T/mismatch/server-key.pem"
+refused "key mismatch" "does not match" --tls "$T/mismatch"
+# A client without a certificate while the destination requires one.
+cp -r "$C" "$T/noclient"; rm "$T/noclient/client-cert.pem"
+refused "no client certificate" "client-cert.pem" --tls "$T/noclient"
+# A plain-TCP source talking to a TLS destination.
+$QMIGRATE qmp "$dst_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t0\",\"dir\":\"$C\",\"endpoint\":\"server\"}" > /dev/null
+$QMIGRATE qmp "$dst_qmp" migrate-set-parameters '{"tls-creds":"t0"}' > /dev/null
+refused "plain to TLS" "expects TLS"
+ok "TLS migration and refusals"
