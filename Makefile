@@ -20,6 +20,7 @@ ITEST_PROGS =
 ITEST_SCRIPTS =
 GUEST_TARGETS =
 BENCH_PROGS =
+BENCH_SCRIPTS =
 TEST_HELPERS =
 MAN_PAGES =
 
@@ -141,6 +142,14 @@ demo: deps
 
 demo-run: all
 	./$(TOOL) migrate --launch --guest tiny --mem 256M --dirty-rate 50M
+
+# Benchmarks print ratios against a baseline measured in the same run.
+bench: deps
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: all $(BENCH_BINS) $(HELPER_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; ./$$b || exit 1; done
+	@for s in $(BENCH_SCRIPTS); do echo "== $$s"; sh $$s || exit 1; done
 
 bench-quick: deps
 	@$(MAKE) --no-print-directory bench-quick-run

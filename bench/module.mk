@@ -1,2 +1,3 @@
 # bench: sources and tests of this module
 BENCH_PROGS += bench/qmp_bench
+BENCH_SCRIPTS += bench/migrate_latency.sh bench/tls_bench.sh
