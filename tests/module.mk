@@ -8,3 +8,5 @@ ITEST_SCRIPTS += tests/integration/migrate_basic.sh tests/integration/migrate_fa
 	tests/integration/migrate_concurrent.sh tests/integration/migrate_netns.sh
 ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate_recover.sh
 ITEST_SCRIPTS += tests/integration/migrate_tls.sh
+TEST_HELPERS += tests/helpers/qmp_older
+ITEST_SCRIPTS += tests/integration/migrate_caps.sh

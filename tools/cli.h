@@ -44,5 +44,6 @@ int cmd_migrate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_tls(int argc, char **argv);
+int cmd_caps(int argc, char **argv);
 
 #endif

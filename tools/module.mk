@@ -3,3 +3,4 @@ TOOL_SRCS += tools/qmigrate.c tools/util.c tools/cmd_qmp.c tools/cmd_tls.c
 MAN_PAGES += docs/qmigrate.1
 TOOL_SRCS += tools/cmd_launch.c tools/cmd_verify.c
 TOOL_SRCS += tools/cmd_migrate.c tools/job.c tools/cmd_job.c
+TOOL_SRCS += tools/cmd_caps.c

@@ -14,6 +14,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
 	{"migrate", cmd_migrate, "move a running VM to another QEMU (attach or launch mode)"},
 	{"status", cmd_status, "show a running migration (like virsh domjobinfo)"},
+	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},
 	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
