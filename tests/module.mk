@@ -10,3 +10,4 @@ ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate
 ITEST_SCRIPTS += tests/integration/migrate_tls.sh
 TEST_HELPERS += tests/helpers/qmp_older
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
+ITEST_SCRIPTS += tests/integration/verify_memory.sh

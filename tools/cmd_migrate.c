@@ -51,6 +51,10 @@ static void usage(FILE *f)
 		"  --src-netns NS          run the source in network namespace NS\n"
 		"  --dst-netns NS          run the destination in network namespace NS\n"
 		"  --keep-dest             leave the destination running afterwards\n"
+		"  --guest-args WORDS      more words for the test guest's command line\n"
+		"                          (tiny: \"mode=hot hot=64\" keeps a hot set of pages)\n"
+		"  --no-mem-workaround     keep a RAM size that is a multiple of 256 KiB even\n"
+		"                          under TCG on QEMU < 9.0 (which then loses pages)\n"
 		"Channel:\n"
 		"  --dst-addr ADDR         address the source connects to (default 127.0.0.1)\n"
 		"  --listen-addr ADDR      address the destination listens on (default --dst-addr)\n"
@@ -261,7 +265,7 @@ int cmd_migrate(int argc, char **argv)
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
-	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA };
+	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -283,7 +287,8 @@ int cmd_migrate(int argc, char **argv)
 		{"postcopy-after", 1, 0, O_PCT}, {"recover-timeout", 1, 0, O_RECT},
 		{"pause-after", 1, 0, O_PAUSE}, {"tls", 1, 0, O_TLS},
 		{"tls-dst-dir", 1, 0, O_TLSD}, {"tls-hostname", 1, 0, O_TLSH},
-		{"tls-authz", 1, 0, O_TLSA},
+		{"tls-authz", 1, 0, O_TLSA},  {"guest-args", 1, 0, O_GARGS},
+		{"no-mem-workaround", 0, 0, O_NOWA},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -369,6 +374,8 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case O_RECT: o.recover_timeout_ms = (int)parse_long("--recover-timeout", optarg, 1, 86400) * 1000; break;
 		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
+		case O_GARGS: o.guest.guest_append = optarg; break;
+		case O_NOWA: o.guest.no_mem_workaround = 1; break;
 		case O_TLS: o.tls_dir = optarg; break;
 		case O_TLSD: o.tls_dst_dir = optarg; break;
 		case O_TLSH: o.tls_hostname = optarg; break;
