@@ -46,6 +46,14 @@ void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec
 	json_object_object_add(rec, "type", json_object_new_string(type));
 	json_object_object_add(rec, "t_ms",
 			       json_object_new_int64((qm_now_ns() - m->t_start_ns) / 1000000));
+	if (m->trace) {
+		fputs(json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |
+							       JSON_C_TO_STRING_NOSLASHESCAPE),
+		      m->trace);
+		fputc('\n', m->trace);
+		if (!strcmp(type, "result"))
+			fflush(m->trace);
+	}
 	if (m->o.on_event.fn)
 		m->o.on_event.fn(&ev, m->o.on_event.user_data);
 	json_object_put(rec);
@@ -145,6 +153,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.tls_hostname = dup_opt(m, 13, opts->tls_hostname ? opts->tls_hostname
 							   : m->o.dst_addr);
 	m->o.tls_authz = dup_opt(m, 14, opts->tls_authz);
+	m->o.trace_path = dup_opt(m, 15, opts->trace_path);
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -173,6 +182,19 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 			free(m->strs[i]);
 		free(m);
 		return err;
+	}
+	if (m->o.trace_path) {
+		m->trace = fopen(m->o.trace_path, "we");
+		if (!m->trace) {
+			int err = -errno;
+
+			close(m->epfd);
+			close(m->tfd);
+			for (int i = 0; i < QM_NSTRS; i++)
+				free(m->strs[i]);
+			free(m);
+			return err;
+		}
 	}
 	qm_watch_fd(m, m->tfd);
 	m->t_start_ns = qm_now_ns();
@@ -220,6 +242,8 @@ void qmig_migration_free(struct qmig_migration *m)
 	qm_plan_clear(&m->plan);
 	close(m->epfd);
 	close(m->tfd);
+	if (m->trace)
+		fclose(m->trace);
 	if (m->o.on_event.free)
 		m->o.on_event.free(m->o.on_event.user_data);
 	if (m->o.log.free)

@@ -4,6 +4,7 @@
 #define QMIG_MIGRATE_INT_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <json-c/json.h>
 
@@ -13,7 +14,7 @@
 
 enum side_id { SRC, DST };
 
-#define QM_NSTRS 16
+#define QM_NSTRS 18
 #define QM_TLS_ID "qmigrate-tls0"
 
 /* One QEMU, as the engine sees it. */
@@ -65,6 +66,7 @@ struct qmig_migration {
 	char uri[128];
 
 	int epfd, tfd;
+	FILE *trace;
 	int64_t t_start_ns, t_migrate_ns, t_done_ns, t_phase_ns;
 	int64_t deadline_ns, next_sample_ns, wait_until_ns;
 

@@ -160,6 +160,49 @@ static int check_states(struct qmig_migration *m)
 	return 0;
 }
 
+/* The configuration, first in every trace, so a run can be reproduced. */
+static void emit_config(struct qmig_migration *m)
+{
+	struct json_object *c = json_object_new_object();
+	const struct qmig_migrate_opts *o = &m->o;
+
+#define ADD_S(k, v) json_object_object_add(c, k, (v) ? json_object_new_string(v) : NULL)
+#define ADD_I(k, v) json_object_object_add(c, k, json_object_new_int64((int64_t)(v)))
+	json_object_object_add(c, "version", json_object_new_string(QMIG_VERSION));
+	json_object_object_add(c, "mode", json_object_new_string(o->src_qmp ? "attach" : "launch"));
+	ADD_S("src_qmp", o->src_qmp);
+	ADD_S("dst_qmp", o->dst_qmp);
+	if (!o->src_qmp) {
+		ADD_S("guest", o->guest.guest == QMIG_GUEST_TINY    ? "tiny"
+			       : o->guest.guest == QMIG_GUEST_LINUX ? "linux" : "none");
+		ADD_I("mem_bytes", o->guest.mem_bytes);
+		ADD_I("wss_bytes", o->guest.wss_bytes);
+		ADD_I("dirty_rate", o->guest.dirty_rate);
+		ADD_S("accel", o->guest.accel);
+		ADD_S("guest_args", o->guest.guest_append);
+	}
+	ADD_S("dst_addr", o->dst_addr);
+	ADD_I("max_bandwidth", o->max_bandwidth);
+	ADD_I("downtime_limit_ms", o->downtime_limit_ms);
+	ADD_I("multifd_channels", o->multifd_channels);
+	ADD_I("postcopy", o->postcopy);
+	ADD_I("postcopy_after_passes", o->postcopy_after_passes);
+	ADD_I("postcopy_after_ms", o->postcopy_after_ms);
+	ADD_I("pause_after_ms", o->pause_after_ms);
+	ADD_I("sample_ms", o->sample_ms);
+	ADD_I("verify_memory", o->verify_memory);
+	ADD_S("tls_dir", o->tls_dir);
+	json_object_object_add(c, "caps", json_object_new_array());
+	for (const char *const *p = o->caps; p && *p; p++)
+		json_object_array_add(json_object_object_get(c, "caps"), json_object_new_string(*p));
+	json_object_object_add(c, "params", json_object_new_array());
+	for (const char *const *p = o->params; p && *p; p++)
+		json_object_array_add(json_object_object_get(c, "params"), json_object_new_string(*p));
+#undef ADD_S
+#undef ADD_I
+	qm_emit(m, "config", c, NULL);
+}
+
 static int step_prepare(struct qmig_migration *m)
 {
 	struct qmig_hb_stats hs;
@@ -659,6 +702,8 @@ int qm_phase_step(struct qmig_migration *m)
 			continue;
 		}
 		if (!phases[m->phase].step) {
+			if (m->phase == QMIG_PHASE_INIT)
+				emit_config(m);
 			set_phase(m, phases[m->phase].next);
 			continue;
 		}

@@ -153,6 +153,10 @@ struct qmig_migrate_opts {
 	const char *tls_hostname;   /* name the destination's certificate must carry;
 				       NULL: dst_addr */
 	const char *tls_authz;      /* id of an authz object on the destination, optional */
+
+	/* Append every record (phase, plan, sample, pass, event, action,
+	 * result), after one "config" record, to this JSONL file. */
+	const char *trace_path;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

@@ -92,6 +92,8 @@ static void usage(FILE *f)
 		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
 		"  --interval MS           monitor sample interval (default 100)\n"
 		"  --json                  one JSON object per line; the last is the result\n"
+		"  --trace FILE            write every record, after the configuration, to FILE\n"
+		"                          (JSONL: for qmigrate replay and the simulator)\n"
 		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
 		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
 		"cancelled, 6 the destination failed verification, 7 failed during postcopy.\n");
@@ -265,7 +267,7 @@ int cmd_migrate(int argc, char **argv)
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
-	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA };
+	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -288,7 +290,7 @@ int cmd_migrate(int argc, char **argv)
 		{"pause-after", 1, 0, O_PAUSE}, {"tls", 1, 0, O_TLS},
 		{"tls-dst-dir", 1, 0, O_TLSD}, {"tls-hostname", 1, 0, O_TLSH},
 		{"tls-authz", 1, 0, O_TLSA},  {"guest-args", 1, 0, O_GARGS},
-		{"no-mem-workaround", 0, 0, O_NOWA},
+		{"no-mem-workaround", 0, 0, O_NOWA}, {"trace", 1, 0, O_TRACE},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -375,6 +377,7 @@ int cmd_migrate(int argc, char **argv)
 		case O_RECT: o.recover_timeout_ms = (int)parse_long("--recover-timeout", optarg, 1, 86400) * 1000; break;
 		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
 		case O_GARGS: o.guest.guest_append = optarg; break;
+		case O_TRACE: o.trace_path = optarg; break;
 		case O_NOWA: o.guest.no_mem_workaround = 1; break;
 		case O_TLS: o.tls_dir = optarg; break;
 		case O_TLSD: o.tls_dst_dir = optarg; break;
@@ -404,6 +407,8 @@ int cmd_migrate(int argc, char **argv)
 	o.on_event = (struct qmig_migration_event_cb){on_event, &ui, NULL};
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
 	r = qmig_migration_new(&m, &o);
+	if (r < 0 && o.trace_path)
+		die(EXIT_USAGE, "cannot start: --trace %s: %s", o.trace_path, strerror(-r));
 	if (r < 0)
 		die(EXIT_USAGE, "cannot start: %s", strerror(-r));
 	ui.m = m;
