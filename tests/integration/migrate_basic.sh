@@ -2,11 +2,9 @@
 # --dry-run and --keep-source. Each run's destination must verify.
 . tests/lib.sh
 
-qemus() { pgrep -f 'qemu-system-x86_64.*qmig-vm-' | sort; }
-before=$(qemus)
-
-# 1. Launch mode: the README's demo, as JSON.
-$QMIGRATE migrate --launch --guest tiny --mem 256M --dirty-rate 50M --json > "$T/launch.jsonl" ||
+# 1. Launch mode: the README's demo, as JSON (-v: the log names QEMU's pids).
+$QMIGRATE -v migrate --launch --guest tiny --mem 256M --dirty-rate 50M --json \
+	> "$T/launch.jsonl" 2> "$T/launch.err" ||
 	fail "launch-mode migration failed: $(tail -1 "$T/launch.jsonl")"
 res=$(tail -1 "$T/launch.jsonl")
 echo "launch: $res"
@@ -19,8 +17,10 @@ done
 [ "$(json_get guest_downtime_ms "$res")" -ge 0 ] || fail "no guest downtime measured"
 grep -q '"type":"sample"' "$T/launch.jsonl" || fail "no samples"
 grep -q '"command":"migrate-incoming"' "$T/launch.jsonl" || fail "no plan records"
+pids=$(sed -n 's/.*QEMU pid \([0-9]*\).*/\1/p' "$T/launch.err")
+[ "$(echo $pids | wc -w)" = 2 ] || fail "the log does not name both QEMU pids: $(cat "$T/launch.err")"
 sleep 0.5
-[ "$(qemus)" = "$before" ] || fail "QEMU processes left behind: $(qemus)"
+for p in $pids; do alive "$p" && fail "QEMU $p left behind"; done
 ok "launch mode"
 
 # 2. Attach mode, with the guests' serial sockets for heartbeats.
