@@ -311,7 +311,7 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 		return r;
 	r = qm_choose_accel(spec, vm->dir, vm->accel, sizeof(vm->accel), why, sizeof(why));
 	if (r < 0) {
-		snprintf(msg, msg_len, "unknown accelerator '%s' (auto, tcg or kvm)", spec->accel);
+		snprintf(msg, msg_len, "%s", why);
 		return r;
 	}
 	if (*why)

@@ -6,7 +6,9 @@
  * /dev/kvm is a nested, paravirtual KVM that boots the tiny guest but
  * barely runs Linux, so "auto" chooses TCG for the Linux guest and for
  * caller-defined guests (QMIG_GUEST_NONE) without a smoke test: ask for
- * "kvm" explicitly where it works. Nothing is cached between launches.
+ * "kvm" explicitly where it works. Nothing is cached between launches;
+ * QMIGRATE_ACCEL=tcg|kvm in the environment answers "auto" without a test
+ * (for test suites that launch many guests).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,12 +111,18 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 int qm_choose_accel(const struct qmig_vm_spec *spec, const char *dir, char *accel, size_t len,
 		    char *why, size_t why_len)
 {
-	const char *want = spec->accel;
+	const char *want = spec->accel, *env = getenv("QMIGRATE_ACCEL");
 
 	*why = 0;
+	/* The environment settles "auto" for a whole test run or shell. */
+	if ((!want || !*want || !strcmp(want, "auto")) && env && *env && strcmp(env, "auto"))
+		want = env;
 	if (want && *want && strcmp(want, "auto")) {
-		if (strncmp(want, "tcg", 3) && strncmp(want, "kvm", 3))
+		if (strncmp(want, "tcg", 3) && strncmp(want, "kvm", 3)) {
+			snprintf(why, why_len, "unknown accelerator '%s'%s (auto, tcg or kvm)", want,
+				 want == env ? " in QMIGRATE_ACCEL" : "");
 			return -EINVAL;
+		}
 		snprintf(accel, len, "%s", want);
 		return 0;
 	}

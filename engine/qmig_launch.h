@@ -134,7 +134,9 @@ struct qmig_verify_report {
 
 /* The guest must be stopped. Dumps its memory (pmemsave into dir, or the
  * system temp dir) and checks every stamp. Returns 0 verified, 1 bad pages
- * (report says which), negative errno when it could not check. */
+ * (report says which), negative errno when it could not check: -EBUSY
+ * running, -EINPROGRESS an incoming migration not finished, -ENOMSG no
+ * tiny guest there (or not booted yet). */
 int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
 		     struct qmig_verify_report *report);
 /* The same on a dump already in memory (for tests). */

@@ -22,29 +22,47 @@
 
 #define MAX_PAGES (3u << 18) /* 3 GiB of 4 KiB pages */
 
+static const char *header_problem(const struct tiny_hdr *h)
+{
+	if (h->abi_version != TINY_ABI_VERSION)
+		return "unknown ABI version";
+	if (h->ws_gpa != TINY_WS_GPA)
+		return "working set not at 8 MiB";
+	if (!h->n_pages || h->n_pages > MAX_PAGES)
+		return "impossible page count";
+	if (!h->gen)
+		return "generation 0";
+	if (h->inflight != TINY_NONE && h->inflight >= h->n_pages)
+		return "impossible in-flight page";
+	if (h->mode == TINY_MODE_STAMP)
+		return h->cursor < h->n_pages ? NULL : "cursor past the working set";
+	if (h->mode != TINY_MODE_HOT)
+		return "unknown mode";
+	if (h->hot_base != TINY_HOT_BASE || !h->hot_pages || h->hot_pages > TINY_HOT_MAX ||
+	    h->hot_base + h->hot_pages > h->n_pages || h->cold_pages != tiny_cold_count(h->n_pages))
+		return "impossible hot and cold sets";
+	if (h->gen == 1)
+		return h->cursor < h->n_pages ? NULL : "cursor past the working set";
+	if (h->hot_gen < 2 || h->hot_cursor >= h->hot_pages)
+		return "impossible hot cursor";
+	if (h->cursor >= (h->cold_pages ? h->cold_pages : 1))
+		return "cursor past the cold pages";
+	return NULL;
+}
+
 static int header_ok(const struct tiny_hdr *h, struct qmig_verify_report *rep)
 {
-	const char *why = NULL;
-	uint32_t sweep = h->gen == 1 ? h->n_pages : h->hot_pages;
+	const char *why = header_problem(h);
 
-	if (h->abi_version != TINY_ABI_VERSION)
-		why = "unknown ABI version";
-	else if (h->ws_gpa != TINY_WS_GPA)
-		why = "working set not at 8 MiB";
-	else if (!h->n_pages || h->n_pages > MAX_PAGES || !h->hot_pages ||
-		 h->hot_pages > h->n_pages)
-		why = "impossible page counts";
-	else if (!h->gen || h->cursor >= sweep)
-		why = "impossible writer position";
-	else if (h->inflight != TINY_NONE && h->inflight >= h->n_pages)
-		why = "impossible in-flight page";
 	if (!why)
 		return 1;
 	rep->pages_bad = 1;
 	rep->first_bad_gpa = TINY_HDR_GPA;
 	snprintf(rep->detail, sizeof(rep->detail),
-		 "header page (gpa 0x%x): %s (gen %u cursor %u pages %u hot %u inflight %u)",
-		 TINY_HDR_GPA, why, h->gen, h->cursor, h->n_pages, h->hot_pages, h->inflight);
+		 "header page (gpa 0x%x): %s (mode %u gen %u cursor %u hot %u/%u/%u pages %u "
+		 "inflight %u)",
+		 TINY_HDR_GPA, why, h->mode, h->gen, h->cursor, h->hot_gen, h->hot_cursor,
+		 h->hot_pages, h->n_pages, h->inflight);
 	return 0;
 }
 
@@ -120,7 +138,8 @@ static int check(const struct tiny_hdr *h, const void *ws, uint64_t ws_len,
 		uint32_t gen = tiny_expected_gen(h, i);
 		int w;
 
-		if (i == h->inflight && i == h->cursor)
+		/* Stopped mid-rewrite: the expected generation or the next. */
+		if (i == h->inflight)
 			w = page_diff_mixed(p, i, gen);
 		else
 			w = page_diff(p, i, gen);
@@ -206,6 +225,8 @@ int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
 		return r;
 	if (vs.running)
 		return -EBUSY; /* a running guest's dump is not consistent */
+	if (!strcmp(vs.status, "inmigrate"))
+		return -EINPROGRESS; /* its memory is still arriving */
 	r = dump(conn, dir, TINY_HDR_GPA, TINY_PAGE, &fd);
 	if (r < 0)
 		return r;

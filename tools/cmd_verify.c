@@ -116,6 +116,7 @@ int cmd_verify(int argc, char **argv)
 	if (r < 0) {
 		const char *why = r == -ENOMSG ? "no tiny-guest header at 4 MiB (not our guest, "
 						 "or it has not booted)"
+			       : r == -EINPROGRESS ? "an incoming migration has not finished"
 			       : r == -EREMOTEIO ? qmig_qmp_conn_error(conn)
 						  : strerror(-r);
 

@@ -20,3 +20,4 @@ $(TINY_DIR)/boot.o: $(TINY_DIR)/boot.S tests/guests/module.mk
 $(TINY_DIR)/tiny.elf: $(TINY_OBJS) $(TINY_DIR)/link.ld
 	$(quiet) GUEST-LD $@
 	$(Q)$(GUEST_LD) -m elf_i386 -T $(TINY_DIR)/link.ld -nostdlib --no-warn-rwx-segments -o $@ $(TINY_OBJS)
+ITEST_PROGS += tests/integration/guest_tiny

@@ -27,36 +27,12 @@ _start:
 	mov %ax, %fs
 	mov %ax, %gs
 	mov %ax, %ss
-	call paging_setup
 	call idt_setup
 	lidt idt_desc
 	call tiny_main
 2:	cli
 	hlt
 	jmp 2b
-
-/* Identity-map 4 GiB with 4 MiB pages. The guest needs no translation,
- * but KVM without unrestricted-guest support (nested, as on our test
- * machines) emulates an unpaged protected-mode guest and cannot emulate
- * iret there; with paging on it runs it natively. */
-paging_setup:
-	xor %ecx, %ecx
-7:	mov %ecx, %eax
-	shl $22, %eax
-	or $0x83, %eax			/* present, writable, 4 MiB page */
-	mov %eax, page_dir(,%ecx,4)
-	inc %ecx
-	cmp $1024, %ecx
-	jne 7b
-	mov %cr4, %eax
-	or $0x10, %eax			/* PSE */
-	mov %eax, %cr4
-	mov $page_dir, %eax
-	mov %eax, %cr3
-	mov %cr0, %eax
-	or $0x80000000, %eax		/* PG */
-	mov %eax, %cr0
-	ret
 
 /* Fill the IDT: vectors 0-31 fault (print and stop), 32 the tick, the
  * rest just acknowledge. */
@@ -120,9 +96,7 @@ tiny_ticks:
 	.long 0
 
 	.section .bss
-	.align 4096
-page_dir:
-	.space 4096
+	.align 16
 idt:
 	.space 256 * 8
 stack:

@@ -95,11 +95,12 @@ static uint64_t udiv64(uint64_t n, uint32_t d, uint32_t *rem)
 	return ((uint64_t)qhi << 32) | qlo;
 }
 
-/* gen and cursor change in one store so a stopped guest is consistent. */
-static void hdr_set_pos(uint32_t cursor, uint32_t gen)
+/* A (cursor, gen) pair changes in one store so a stopped guest is
+ * consistent. */
+static void set_pair(volatile uint32_t *pair, uint32_t cursor, uint32_t gen)
 {
-	volatile uint64_t *p = (volatile uint64_t *)&hdr->cursor;
-	uint32_t lo = hdr->cursor, hi = hdr->gen;
+	volatile uint64_t *p = (volatile uint64_t *)pair;
+	uint32_t lo = pair[0], hi = pair[1];
 
 	__asm__ volatile("1: lock cmpxchg8b %0\n\tjnz 1b"
 			 : "+m"(*p), "+a"(lo), "+d"(hi)
@@ -132,10 +133,18 @@ static void serial_drain(void)
 		outb(COM1, (uint8_t)tx_ring[tx_tail++ % sizeof(tx_ring)]);
 }
 
-/* Whole lines only: a line that does not fit is dropped, never cut. */
-static void emit(const char *s, uint32_t n)
+/* Whole lines only: a line that does not fit is dropped, never cut. When
+ * the host stops reading, heartbeats may fill only half the ring, so the
+ * rare lines that matter (CORRUPT, INJECTED) still get through later. */
+static void emit(const char *s, uint32_t n, int important)
 {
-	if (sizeof(tx_ring) - (tx_head - tx_tail) < n) {
+	uint32_t room = sizeof(tx_ring) - (tx_head - tx_tail);
+
+	if (!important && room > sizeof(tx_ring) / 2)
+		room -= sizeof(tx_ring) / 2;
+	else if (!important)
+		room = 0;
+	if (room < n) {
 		tx_dropped++;
 		return;
 	}
@@ -187,7 +196,7 @@ static void l_hex(struct line *l, uint32_t v)
 static void l_emit(struct line *l)
 {
 	l_str(l, "\n");
-	emit(l->b, l->n);
+	emit(l->b, l->n, l->b[0] != 'H');
 }
 
 /* Fault path: no ring, no interrupts, just get the word out. */
@@ -230,10 +239,11 @@ static int word_is(const char *s, const char *key)
 static void parse_cmdline(const char *s, struct params *p)
 {
 	while (s && *s) {
-		const char *e = s;
+		const char *e;
 
 		while (*s == ' ')
 			s++;
+		e = s;
 		if (word_is(s, "wss="))
 			p->wss = parse_num(s + 4, &e);
 		else if (word_is(s, "rate="))
@@ -348,11 +358,11 @@ static void report_corrupt(uint32_t i, uint32_t expected)
 	l_emit(&l);
 }
 
-/* Check, rewrite and advance one page. */
-static void step(const struct params *p)
+/* Check, rewrite page i from generation gen - 1 to gen, and advance the
+ * stream's (cursor, gen) pair, wrapping after sweep pages. */
+static void rewrite(const struct params *p, uint32_t i, volatile uint32_t *pair, uint32_t sweep)
 {
-	uint32_t i = hdr->cursor, gen = hdr->gen;
-	uint32_t sweep = (gen == 1) ? hdr->n_pages : hdr->hot_pages;
+	uint32_t cursor = pair[0], gen = pair[1];
 
 	if (p->check && check_page(i, gen - 1) >= 0)
 		report_corrupt(i, gen - 1);
@@ -360,13 +370,34 @@ static void step(const struct params *p)
 	barrier();
 	write_page(i, gen);
 	barrier();
-	if (i + 1 >= sweep)
-		hdr_set_pos(0, gen + 1);
+	if (cursor + 1 >= sweep)
+		set_pair(pair, 0, gen + 1);
 	else
-		hdr->cursor = i + 1;
+		pair[0] = cursor + 1;
 	barrier();
 	hdr->inflight = TINY_NONE;
 	hdr->pages_written++;
+}
+
+/* One page: the plain sweep, or in mode=hot (after the first pass) the hot
+ * and the cold stream in turn. */
+static void step(const struct params *p)
+{
+	static uint32_t turn;
+	volatile uint32_t *main_pair = &hdr->cursor, *hot_pair = &hdr->hot_cursor;
+
+	if (hdr->mode != TINY_MODE_HOT || hdr->gen == 1) {
+		uint32_t i = hdr->cursor;
+
+		if (hdr->mode == TINY_MODE_HOT && i + 1 >= hdr->n_pages)
+			set_pair(hot_pair, 0, 2); /* read only once gen is 2 */
+		rewrite(p, i, main_pair, hdr->n_pages);
+		return;
+	}
+	if ((turn++ & 1) || !hdr->cold_pages)
+		rewrite(p, hdr->hot_base + hdr->hot_cursor, hot_pair, hdr->hot_pages);
+	else
+		rewrite(p, tiny_cold_page(hdr->cursor), main_pair, hdr->cold_pages);
 }
 
 /* Serial command "corrupt [PAGE]": change one word of a page without
@@ -377,10 +408,11 @@ static void step(const struct params *p)
 static void inject(const char *arg)
 {
 	const char *e;
-	uint32_t sweep = hdr->gen == 1 ? hdr->n_pages : hdr->hot_pages;
-	uint32_t i = hdr->cursor ? hdr->cursor - 1 : (hdr->gen > 1 ? sweep - 1 : 0);
+	uint32_t i = hdr->cursor ? hdr->cursor - 1 : 0;
 	struct line l = {.n = 0};
 
+	if (hdr->mode == TINY_MODE_HOT && hdr->gen > 1)
+		i = hdr->cold_pages ? tiny_cold_page(i) : hdr->hot_base;
 	while (*arg == ' ')
 		arg++;
 	if (*arg >= '0' && *arg <= '9')
@@ -493,16 +525,32 @@ static void setup_header(const struct params *p, uint32_t mem_kib, uint32_t tsc_
 	n = (uint32_t)(wss / TINY_PAGE);
 	hdr->magic0 = 0; /* valid only once complete */
 	hdr->abi_version = TINY_ABI_VERSION;
-	hdr->mode = p->mode;
 	hdr->ws_gpa = TINY_WS_GPA;
 	hdr->n_pages = n;
-	hdr->hot_pages = (p->mode == TINY_MODE_HOT && p->hot && p->hot < n) ? p->hot : n;
+	hdr->mode = p->mode;
+	hdr->hot_base = TINY_HOT_BASE;
+	hdr->hot_pages = 0;
+	hdr->cold_pages = 0;
+	if (p->mode == TINY_MODE_HOT) {
+		uint32_t hot = p->hot ? p->hot : DEFAULT_HOT;
+
+		if (hot > TINY_HOT_MAX)
+			hot = TINY_HOT_MAX;
+		if (n >= TINY_HOT_BASE + hot) {
+			hdr->hot_pages = hot;
+			hdr->cold_pages = tiny_cold_count(n);
+		} else {
+			hdr->mode = TINY_MODE_STAMP; /* too small to have a hot set */
+		}
+	}
 	hdr->hb_ms = p->hb_ms;
 	hdr->rate = p->rate;
 	hdr->mem_kib = mem_kib;
 	hdr->tsc_per_ms = tsc_per_ms;
 	hdr->cursor = 0;
 	hdr->gen = 1;
+	hdr->hot_cursor = 0;
+	hdr->hot_gen = 0;
 	hdr->inflight = TINY_NONE;
 	hdr->corrupt_seen = 0;
 	hdr->pages_written = 0;
