@@ -20,5 +20,6 @@ LDFLAGS =
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # The freestanding test guest: a 32-bit multiboot kernel.
-GUEST_CC = $(CC)
+# gcc-specific flags (see tests/guests/module.mk): the guest is always built with gcc.
+GUEST_CC = gcc
 GUEST_LD = ld
