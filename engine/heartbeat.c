@@ -6,6 +6,9 @@
  *   READY tiny wss=... rate=... mem=...
  *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>
  *   CORRUPT page=<i> gpa=0x<hex> expected_gen=<g> found_gen=<g'>
+ * The socket stream is exact. (QEMU 7.2's serial.log is not, while a live
+ * reader is connected: a byte the socket refused with EAGAIN is sometimes
+ * logged twice.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +106,11 @@ static void on_line(struct qmig_hb *hb, const char *line, int64_t now)
 {
 	if (!strncmp(line, "HB ", 3)) {
 		on_beat(hb, line, now);
-	} else if (!strncmp(line, "READY ", 6)) {
+		return;
+	}
+	if (*line)
+		snprintf(hb->st.last_msg, sizeof(hb->st.last_msg), "%.159s", line);
+	if (!strncmp(line, "READY ", 6)) {
 		hb->st.ready = 1;
 	} else if (!strncmp(line, "CORRUPT ", 8)) {
 		if (!hb->st.corrupt)

@@ -7,7 +7,6 @@
  * is left behind. Freeing the handle kills and reaps QEMU (unless it was
  * detached) and removes the directory.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -92,41 +91,12 @@ char *qm_launch_read_tail(const char *path, size_t max)
 	return buf;
 }
 
-/* Remove everything in a directory we made (QEMU's files are ours too). */
-static void rm_tree_at(int dfd)
-{
-	DIR *d = fdopendir(dfd);
-	struct dirent *e;
-
-	if (!d) {
-		close(dfd);
-		return;
-	}
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && (errno == EISDIR || errno == EPERM)) {
-			int sub = openat(dirfd(d), e->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-			if (sub >= 0)
-				rm_tree_at(sub);
-			unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
-		}
-	}
-	closedir(d);
-}
-
 static void remove_runtime_dir(struct qmig_vm *vm)
 {
 	if (!*vm->dir)
 		return;
 	if (vm->own_dir) {
-		int fd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-		if (fd >= 0)
-			rm_tree_at(fd);
-		rmdir(vm->dir);
+		qm_launch_rm_tree(vm->dir); /* QEMU's files are ours too */
 	} else {
 		/* The caller's directory: only the files we named. */
 		unlink(vm->qmp);
@@ -163,6 +133,7 @@ static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec,
 		if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 ||
 		    !S_ISDIR(st.st_mode))
 			base = "/tmp";
+		qm_launch_gc(base);
 		snprintf(vm->dir, sizeof(vm->dir), "%s/qmig-vm-XXXXXX", base);
 		if (!mkdtemp(vm->dir)) {
 			int e = errno;
@@ -332,6 +303,8 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 	r = qm_spawn(&s, &vm->pid, &vm->pidfd, msg, msg_len);
 	if (r < 0)
 		goto out;
+	if (!spec->detach && vm->own_dir)
+		qm_launch_mark_owner(vm->dir, vm->pid);
 	r = wait_ready(vm, msg, msg_len);
 out:
 	qm_argv_free(&a);

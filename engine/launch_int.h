@@ -55,6 +55,12 @@ int qm_choose_accel(const struct qmig_vm_spec *spec, const char *dir, char *acce
 int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char *dir,
 		  const char *accel, uint64_t mem_bytes, char *msg, size_t msg_len);
 
+/* Runtime directories: remove one with all it holds; name its owner and
+ * QEMU in it; remove those of ours whose owner and QEMU both died. */
+void qm_launch_rm_tree(const char *dir);
+void qm_launch_mark_owner(const char *dir, pid_t qemu);
+void qm_launch_gc(const char *base);
+
 /* Read up to max bytes of the tail of a file into a new string. */
 char *qm_launch_read_tail(const char *path, size_t max);
 int64_t qm_launch_mono_ns(void);

@@ -38,6 +38,18 @@ int64_t qm_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* QEMU stamps events with the wall clock; the engine times with the
+ * monotonic one. Same host, so the offset between them converts. */
+int64_t qm_realtime_to_mono_ns(int64_t realtime_us)
+{
+	struct timespec rt, mo;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mo);
+	return realtime_us * 1000 - ((int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec) +
+	       ((int64_t)mo.tv_sec * 1000000000 + mo.tv_nsec);
+}
+
 void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec,
 	     const struct qmig_sample *s)
 {
@@ -316,16 +328,29 @@ static void drain_side(struct qmig_migration *m, struct side *s)
 		qmig_hb_process(s->hb);
 }
 
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int qmig_migration_process(struct qmig_migration *m)
 {
+	int64_t cpu0 = thread_cpu_ns();
 	int r;
 
 	if (m->finished)
 		return 1;
 	drain_side(m, &m->side[SRC]);
 	drain_side(m, &m->side[DST]);
+	/* Before the step: the result record is emitted from inside it. */
+	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
+	cpu0 = thread_cpu_ns();
 	r = qm_phase_step(m);
 	arm_timer(m);
+	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
 	return r;
 }
 
@@ -387,6 +412,7 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 	json_object_object_add(o, "verified", r->verified < 0 ? NULL
 					      : json_object_new_boolean(r->verified));
 	ADD_I("port", r->port);
+	json_object_object_add(o, "engine_cpu_ms", json_object_new_double(r->engine_cpu_ms));
 	json_object_object_add(o, "postcopy", json_object_new_boolean(r->postcopy_started));
 	ADD_I("postcopy_requests", r->postcopy_requests);
 	ADD_I("recoveries", r->recoveries);

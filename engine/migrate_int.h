@@ -32,6 +32,7 @@ struct side {
 	int was_running;
 	char mig_status[32];          /* from MIGRATION events */
 	int64_t stop_us, resume_us;   /* STOP/RESUME event timestamps (QEMU's clock) */
+	int64_t stop_mono_ns;         /* the STOP on our monotonic clock */
 	uint64_t passes;              /* from MIGRATION_PASS */
 	int touched;                  /* the plan changed something here */
 	int tls_object;               /* we added QM_TLS_ID */
@@ -67,6 +68,7 @@ struct qmig_migration {
 
 	int epfd, tfd;
 	FILE *trace;
+	int hb_watched;
 	int64_t t_start_ns, t_migrate_ns, t_done_ns, t_phase_ns;
 	int64_t deadline_ns, next_sample_ns, wait_until_ns;
 
@@ -94,6 +96,7 @@ struct qmig_migration {
 
 /* migrate.c */
 int64_t qm_now_ns(void);
+int64_t qm_realtime_to_mono_ns(int64_t realtime_us);
 void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec,
 	     const struct qmig_sample *s);
 void qm_log(struct qmig_migration *m, enum qmig_log_level lvl, const char *fmt, ...)

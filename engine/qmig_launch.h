@@ -109,6 +109,8 @@ struct qmig_hb_stats {
 	/* appended fields */
 	int ready;               /* the guest's READY line was seen */
 	uint64_t seq_missed;     /* beats the guest numbered that never arrived */
+	char last_msg[160];      /* the last line that was not a heartbeat
+				    (READY, CORRUPT, INJECTED, ...) */
 };
 
 int qmig_hb_open(struct qmig_hb **out, const char *serial_socket);

@@ -193,6 +193,8 @@ struct qmig_result {
 	int recovery_attempts;
 	int64_t throttle_pct_max;   /* highest CPU throttle seen */
 	int paused_to_finish;       /* the engine stopped the guest to finish */
+	/* CPU time spent inside qmig_migration_process(): the engine's own cost. */
+	double engine_cpu_ms;
 };
 
 struct qmig_migration;

@@ -28,37 +28,29 @@ static void pump(struct qmig_hb *hb, int ms)
 	}
 }
 
-/* Wait for a line in the serial log, reading heartbeats meanwhile: a
- * reader that stops reading stalls QEMU's serial output, log included. */
-static char *wait_log(struct qmig_hb *hb, const char *log, const char *needle, int ms)
-{
-	for (int i = 0; i < ms / 20; i++) {
-		char *line = wait_in_file(log, needle, 0);
-
-		if (line)
-			return line;
-		pump(hb, 20);
-	}
-	return NULL;
-}
-
+/* The host's figure comes from heartbeat arrival times, which a loaded
+ * host (two cores shared with other QEMUs) can delay: up to three tries. */
 static int check_rate(struct qmig_hb *hb)
 {
 	struct qmig_hb_stats a, b;
 	double host, err_host, err_guest;
 
 	pump(hb, 1200); /* the guest's own figure covers a whole second */
-	qmig_hb_get(hb, &a);
-	pump(hb, 3000);
-	qmig_hb_get(hb, &b);
-	host = (double)(b.pages_written - a.pages_written) * TINY_PAGE /
-	       ((double)(b.last_ns - a.last_ns) / 1e9);
-	err_host = (host - (double)RATE) / (double)RATE * 100;
-	err_guest = ((double)b.guest_rate - (double)RATE) / (double)RATE * 100;
-	printf("rate: asked %llu B/s, host-measured %.0f B/s (%+.2f%%), guest-reported %" PRIu64
-	       " B/s (%+.2f%%)\n",
-	       RATE, host, err_host, b.guest_rate, err_guest);
-	return err_host > -5 && err_host < 5 && err_guest > -5 && err_guest < 5;
+	for (int i = 0; i < 3; i++) {
+		qmig_hb_get(hb, &a);
+		pump(hb, 3000);
+		qmig_hb_get(hb, &b);
+		host = (double)(b.pages_written - a.pages_written) * TINY_PAGE /
+		       ((double)(b.last_ns - a.last_ns) / 1e9);
+		err_host = (host - (double)RATE) / (double)RATE * 100;
+		err_guest = ((double)b.guest_rate - (double)RATE) / (double)RATE * 100;
+		printf("rate: asked %llu B/s, host-measured %.0f B/s (%+.2f%%), guest-reported "
+		       "%" PRIu64 " B/s (%+.2f%%)\n",
+		       RATE, host, err_host, b.guest_rate, err_guest);
+		if (err_host > -5 && err_host < 5 && err_guest > -5 && err_guest < 5)
+			return 1;
+	}
+	return 0;
 }
 
 /* Stop the vCPU for PAUSE_MS and compare the largest heartbeat gap with
@@ -191,7 +183,9 @@ int main(void)
 	CHECK(r == 0 && st.ready, "no READY and 50 heartbeats in 10 s (%" PRIu64 " beats)",
 	      st.beats);
 	printf("boot: READY and %" PRIu64 " heartbeats\n", st.beats);
-	CHECK(wait_in_file(qmig_vm_serial_log(vm), "READY tiny wss=16777216", 1000),
+	CHECK(!strncmp(st.last_msg, "READY tiny wss=16777216 rate=33554432 mem=", 42),
+	      "READY line: '%s'", st.last_msg);
+	CHECK(wait_in_file(qmig_vm_serial_log(vm), "READY tiny wss=", 1000),
 	      "the serial log lacks the READY line");
 
 	CHECK(check_rate(hb), "dirty rate off by 5%% or more");
@@ -237,15 +231,22 @@ int main(void)
 	r = verify(c, dir, &rep);
 	CHECK(r == 0, "not verified after the guest rewrote the page: %s", rep.detail);
 
-	/* the guest spoils a page on command (serial input) */
+	/* the guest spoils a page on command (serial input); its answer is
+	 * read from the serial socket, which is exact (the log may not be) */
 	CHECK(write(qmig_hb_fd(hb), "corrupt\n", 8) == 8, "serial write");
-	line = wait_log(hb, qmig_vm_serial_log(vm), "INJECTED page=", 3000);
+	line = NULL;
+	for (int i = 0; i < 300 && !line; i++) {
+		pump(hb, 10);
+		qmig_hb_get(hb, &st);
+		if (!strncmp(st.last_msg, "INJECTED page=", 14))
+			line = st.last_msg;
+	}
 	CHECK(line, "the guest did not confirm the injection");
 	CHECK(qmig_cmd_stop(c) == 0, "stop");
 	r = qmig_tiny_verify(c, dir, &rep);
-	snprintf(want, sizeof(want), "gpa=0x%" PRIx64 "\n", rep.first_bad_gpa);
-	CHECK(r == 1 && strstr(line, want), "verifier (%d) missed the injected page: %s / %s", r,
-	      line, rep.detail);
+	snprintf(want, sizeof(want), "gpa=0x%" PRIx64, rep.first_bad_gpa);
+	CHECK(r == 1 && !strcmp(strstr(line, "gpa="), want),
+	      "verifier (%d) missed the injected page: %s / %s", r, line, rep.detail);
 	printf("verify after injection: %s\n", rep.detail);
 	CHECK(qmig_cmd_cont(c) == 0, "cont");
 

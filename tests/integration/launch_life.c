@@ -72,8 +72,10 @@ static int check_caps(int pid)
 	return ok;
 }
 
-/* In a child process (the "engine"): launch, report QEMU's pid, die. The
- * runtime directory is left behind (nobody is there to remove it): we do. */
+/* In a child process (the "engine"): launch, report QEMU's pid and its
+ * runtime directory, die. */
+static char owner_dir[256];
+
 static int owner_dies(int detach)
 {
 	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
@@ -108,7 +110,9 @@ static int owner_dies(int detach)
 		rep.pid = -1;
 	close(p[0]);
 	waitpid(child, NULL, 0);
-	if (!strncmp(rep.dir, "/tmp/qmig-vm-", 13) && !strchr(rep.dir, '\'')) {
+	snprintf(owner_dir, sizeof(owner_dir), "%s", rep.dir);
+	/* A detached guest's directory is its user's to remove: ours here. */
+	if (detach && !strncmp(rep.dir, "/tmp/qmig-vm-", 13) && !strchr(rep.dir, '\'')) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rep.dir);
 		if (system(cmd) != 0)
 			fprintf(stderr, "could not remove %s\n", rep.dir);
@@ -182,6 +186,15 @@ int main(void)
 	}
 	CHECK(gone(pid), "QEMU %d outlived its owner", pid);
 	printf("owner died: QEMU %d was killed (death signal)\n", pid);
+	/* Its runtime directory stays until the next launch sweeps it away. */
+	snprintf(dir, sizeof(dir), "%s", owner_dir);
+	CHECK(access(dir, F_OK) == 0, "no runtime directory %s to sweep", dir);
+	r = qmig_vm_launch(&vm, &spec, msg, sizeof(msg));
+	CHECK(r == 0, "launch: %s", msg);
+	qmig_vm_free(vm);
+	vm = NULL;
+	CHECK(access(dir, F_OK) < 0, "the dead owner's %s was not swept", dir);
+	printf("owner died: its runtime directory %s was swept by the next launch\n", dir);
 
 	/* Detached: it outlives its owner. */
 	pid = owner_dies(1);

@@ -386,6 +386,7 @@ static void test_heartbeat(void)
 	CU_ASSERT(st.max_gap_ns >= 30000000 && st.max_gap_ns < 500000000);
 	CU_ASSERT(st.corrupt);
 	CU_ASSERT_PTR_NOT_NULL(strstr(st.corrupt_msg, "page=7"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(st.last_msg, "CORRUPT page=7"));
 	qmig_hb_reset_gap(hb);
 	qmig_hb_get(hb, &st);
 	CU_ASSERT_EQUAL(st.max_gap_ns, 0);

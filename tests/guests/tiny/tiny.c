@@ -129,7 +129,7 @@ static void serial_init(void)
 
 static void serial_drain(void)
 {
-	while (tx_tail != tx_head && (inb(COM1 + 5) & 0x20))
+	while (tx_tail != tx_head && (inb(COM1 + 5) & 0x40))
 		outb(COM1, (uint8_t)tx_ring[tx_tail++ % sizeof(tx_ring)]);
 }
 
