@@ -155,6 +155,8 @@ static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *m
 	if (spec->wss_bytes)
 		n += (size_t)snprintf(app + n, sizeof(app) - n, " wss=%llu",
 				      (unsigned long long)spec->wss_bytes);
+	if (spec->net && n < sizeof(app))
+		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.net=1");
 	if (spec->guest_append && n < sizeof(app))
 		snprintf(app + n, sizeof(app) - n, " %s", spec->guest_append);
 	qm_argv_add(a, "-kernel");
@@ -185,6 +187,8 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 	if (spec->wss_bytes)
 		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.wss=%llu",
 				      (unsigned long long)spec->wss_bytes);
+	if (spec->net && n < sizeof(app))
+		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.net=1");
 	if (spec->guest_append && n < sizeof(app))
 		snprintf(app + n, sizeof(app) - n, " %s", spec->guest_append);
 	qm_argv_add(a, "-kernel");

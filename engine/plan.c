@@ -255,6 +255,16 @@ int qm_alloc_port(struct qmig_migration *m)
 	po.lock_dir = m->o.port_lock_dir;
 	po.netns = m->o.dst_netns;
 	r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
+	if (r == -EADDRNOTAVAIL && !po.netns) {
+		/* The destination listens on another host (or in a namespace we
+		 * were not told of): its bind cannot be tried from here, so the
+		 * port is only locked against our own processes, and a port QEMU
+		 * cannot bind is retried (retry_incoming). */
+		qm_log(m, QMIG_LOG_INFO, "port: %s is not an address here; the port is "
+					 "checked on this host only", po.bind_addr);
+		po.bind_addr = NULL;
+		r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
+	}
 	if (r < 0)
 		return qm_fail(m, r, "port: %s", *msg ? msg : strerror(-r));
 	m->res.port = qmig_port_number(m->port);

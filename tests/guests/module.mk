@@ -21,3 +21,10 @@ $(TINY_DIR)/tiny.elf: $(TINY_OBJS) $(TINY_DIR)/link.ld
 	$(quiet) GUEST-LD $@
 	$(Q)$(GUEST_LD) -m elf_i386 -T $(TINY_DIR)/link.ld -nostdlib --no-warn-rwx-segments -o $@ $(TINY_OBJS)
 ITEST_PROGS += tests/integration/guest_tiny
+
+# The Linux guest: Debian's kernel and busybox with our /init, in a cache
+# directory outside the tree (tests/guests/linux/build.sh says where).
+.PHONY: linux-guest
+linux-guest:
+	@sh tests/guests/linux/build.sh
+ITEST_SCRIPTS += tests/integration/linux_guest.sh
