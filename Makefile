@@ -34,7 +34,7 @@ include bench/module.mk
 
 # Evaluated lazily: `make check` and `make demo` install missing packages first.
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS))
-DEP_LIBS = $(shell $(PKG_CONFIG) --libs $(DEPS))
+DEP_LIBS = $(shell $(PKG_CONFIG) --libs $(DEPS)) -lm
 TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_DEPS))
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_DEPS))
 

@@ -166,6 +166,8 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 							   : m->o.dst_addr);
 	m->o.tls_authz = dup_opt(m, 14, opts->tls_authz);
 	m->o.trace_path = dup_opt(m, 15, opts->trace_path);
+	m->o.policy = dup_opt(m, 16, opts->policy);
+	m->o.policy_plugin = dup_opt(m, 17, opts->policy_plugin);
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -250,6 +252,7 @@ void qmig_migration_free(struct qmig_migration *m)
 	}
 	side_release(&m->side[SRC]);
 	side_release(&m->side[DST]);
+	qm_policy_close(m);
 	qmig_port_free(m->port);
 	qm_plan_clear(&m->plan);
 	close(m->epfd);

@@ -14,7 +14,7 @@
 
 enum side_id { SRC, DST };
 
-#define QM_NSTRS 18
+#define QM_NSTRS 20
 #define QM_TLS_ID "qmigrate-tls0"
 
 /* One QEMU, as the engine sees it. */
@@ -86,6 +86,14 @@ struct qmig_migration {
 	int64_t rec_start_ns, rec_next_ns;
 	int offline;                  /* the source guest was not running */
 
+	/* converge.c */
+	const struct qmig_policy_ops *policy;
+	void *policy_state, *policy_dl;
+	struct qmig_prediction pred;
+	int64_t downtime_limit;       /* in force, for the model */
+	uint64_t bandwidth_limit;
+	int policy_armed;             /* auto-converge armed (capped) for the policy */
+
 	int cancel_requested;
 	int error;                    /* the failure being rolled back */
 	int finished;
@@ -141,6 +149,13 @@ struct qm_memcmp_report {
 };
 int qm_memcmp_sides(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		    struct qm_memcmp_report *rep);
+
+/* converge.c */
+int qm_policy_open(struct qmig_migration *m);
+void qm_policy_close(struct qmig_migration *m);
+int qm_policy_plan(struct qmig_migration *m, struct json_object *want_caps);
+int qm_policy_step(struct qmig_migration *m);
+void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_sample *ps);
 
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);

@@ -11,3 +11,6 @@ LIB_SRCS += engine/postcopy.c
 LIB_SRCS += engine/tls.c
 ITEST_PROGS += tests/integration/launch_fail tests/integration/launch_life
 ITEST_SCRIPTS += tests/integration/launch_cli.sh
+# Convergence: the model, the policies, the simulator, the live wiring.
+LIB_SRCS += engine/predict.c engine/policy.c engine/sim.c engine/converge.c
+PUBLIC_HEADERS += engine/qmig_policy.h

@@ -29,20 +29,35 @@ static struct json_object *sample_json(const struct qmig_sample *s)
 	return o;
 }
 
-/* Time to converge if every pass sends what was dirtied during the last
- * one: remaining / (bandwidth - dirty rate); -1 if that never ends. */
-static int64_t estimate_eta_ms(uint64_t remaining, uint64_t bw, uint64_t dirty)
+/* What policies see: the latest sample and the limits in force. */
+void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_sample *ps)
 {
-	if (!bw)
-		return -1;
-	if (dirty >= bw)
-		return -1;
-	return (int64_t)(remaining * 1000.0 / (double)(bw - dirty));
+	*ps = (struct qmig_policy_sample){m->last.t_ms,      m->last.pass,
+					  m->last.transferred, m->last.remaining,
+					  m->last.total,     m->last.dirty_rate,
+					  m->last.bandwidth, m->last.throttle_pct,
+					  m->downtime_limit, m->bandwidth_limit};
+}
+
+static struct json_object *prediction_json(const struct qmig_prediction *p)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "verdict", json_object_new_string(qmig_verdict_name(p->verdict)));
+	json_object_object_add(o, "dirty_ratio", json_object_new_double(p->dirty_ratio));
+	json_object_object_add(o, "passes_left", json_object_new_double(p->passes_left));
+	json_object_object_add(o, "time_left_ms", json_object_new_int64(p->time_left_ms));
+	json_object_object_add(o, "downtime_ms", json_object_new_int64(p->downtime_ms));
+	json_object_object_add(o, "total_bytes", json_object_new_int64((int64_t)p->total_bytes));
+	json_object_object_add(o, "needed_downtime_ms", json_object_new_int64(p->needed_downtime_ms));
+	return o;
 }
 
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 {
 	struct qmig_sample s = {0};
+	struct qmig_policy_sample ps;
+	struct json_object *rec;
 	int64_t now = qm_now_ns();
 	uint64_t page = mi->ram_page_size ? mi->ram_page_size : 4096;
 
@@ -69,14 +84,14 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 	/* Progress within the current pass: the first pass against the whole
 	 * RAM, later ones against what was left when the pass began. */
 	if (s.pass != m->last.pass && s.pass > 1) {
-		struct json_object *rec = json_object_new_object();
+		struct json_object *prec = json_object_new_object();
 
-		json_object_object_add(rec, "pass", json_object_new_int64((int64_t)s.pass));
-		json_object_object_add(rec, "remaining",
+		json_object_object_add(prec, "pass", json_object_new_int64((int64_t)s.pass));
+		json_object_object_add(prec, "remaining",
 				       json_object_new_int64((int64_t)s.remaining));
-		json_object_object_add(rec, "dirty_rate",
+		json_object_object_add(prec, "dirty_rate",
 				       json_object_new_int64((int64_t)s.dirty_rate));
-		qm_emit(m, "pass", rec, NULL);
+		qm_emit(m, "pass", prec, NULL);
 		m->pass_start_remaining = s.remaining;
 	}
 	if (s.pass <= 1 && s.total)
@@ -88,10 +103,14 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 							     (double)m->pass_start_remaining);
 	if (!strcmp(s.status, "completed"))
 		s.percent = 100;
-	s.eta_ms = estimate_eta_ms(s.remaining, s.bandwidth, s.dirty_rate);
 	if (s.throttle_pct > m->throttle_max)
 		m->throttle_max = s.throttle_pct;
 	m->last = s;
-	qm_emit(m, "sample", sample_json(&s), &m->last);
+	qm_policy_sample_of(m, &ps);
+	qmig_predict(&ps, &m->pred);
+	m->last.eta_ms = m->pred.time_left_ms;
+	rec = sample_json(&m->last);
+	json_object_object_add(rec, "prediction", prediction_json(&m->pred));
+	qm_emit(m, "sample", rec, &m->last);
 	return 0;
 }

@@ -218,11 +218,22 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 	int src = s == &m->side[SRC];
 
 	if (src) {
-		param_if_changed(s, set, "max-bandwidth",
-				 (int64_t)(m->o.max_bandwidth ? m->o.max_bandwidth
-							      : UNLIMITED_BANDWIDTH));
+		struct json_object *v;
+
+		m->bandwidth_limit = m->o.max_bandwidth ? m->o.max_bandwidth : UNLIMITED_BANDWIDTH;
+		param_if_changed(s, set, "max-bandwidth", (int64_t)m->bandwidth_limit);
 		if (m->o.downtime_limit_ms > 0)
 			param_if_changed(s, set, "downtime-limit", m->o.downtime_limit_ms);
+		m->downtime_limit = m->o.downtime_limit_ms > 0 ? m->o.downtime_limit_ms
+				    : json_object_object_get_ex(s->orig_params, "downtime-limit", &v)
+					    ? json_object_get_int64(v)
+					    : 300;
+		/* The policy alone decides how hard auto-converge throttles. */
+		if (m->policy_armed) {
+			param_if_changed(s, set, "cpu-throttle-initial", 1);
+			param_if_changed(s, set, "cpu-throttle-increment", 1);
+			param_if_changed(s, set, "max-cpu-throttle", 1);
+		}
 	}
 	if (m->o.multifd_channels > 0)
 		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
@@ -300,7 +311,11 @@ int qm_plan_build(struct qmig_migration *m)
 	struct json_object *want = json_object_new_object();
 	int r;
 
-	r = wanted_caps(m, want);
+	r = qm_policy_open(m);
+	if (!r)
+		r = wanted_caps(m, want);
+	if (!r && !json_object_object_get_ex(want, "auto-converge", NULL))
+		m->policy_armed = qm_policy_plan(m, want);
 	if (!r && m->o.verify_memory &&
 	    json_object_object_get_ex(want, "postcopy-ram", NULL))
 		r = qm_fail(m, -EINVAL, "--verify=memory cannot work with postcopy: once the "

@@ -25,6 +25,7 @@
 
 #include "qmig_qmp.h"
 #include "qmig_launch.h"
+#include "qmig_policy.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -157,6 +158,13 @@ struct qmig_migrate_opts {
 	/* Append every record (phase, plan, sample, pass, event, action,
 	 * result), after one "config" record, to this JSONL file. */
 	const char *trace_path;
+
+	/* Convergence policy: a built-in by name (qmig_policy_names()), or a
+	 * plug-in shared object; NULL both: passive. Limits it works within. */
+	const char *policy;
+	const char *policy_plugin;
+	int64_t max_downtime_ms;    /* the most a policy may raise downtime-limit to */
+	int64_t max_pause_ms;       /* the longest pause-to-finish a policy may choose */
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

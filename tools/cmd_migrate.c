@@ -73,6 +73,12 @@ static void usage(FILE *f)
 		"  --param NAME=VALUE      set migration parameter NAME (repeatable)\n"
 		"  --auto-converge         let QEMU throttle the guest's CPUs to converge\n"
 		"  --xbzrle-cache SIZE     compress re-sent pages with XBZRLE, this cache\n"
+		"Convergence:\n"
+		"  --policy NAME           passive (QEMU alone, default), nova, kubevirt,\n"
+		"                          proxmox or predictive (ours: acts on the model)\n"
+		"  --policy-plugin FILE    a policy from a shared object (examples/policy-plugin)\n"
+		"  --max-downtime MS       the most a policy may raise downtime-limit to\n"
+		"  --max-pause MS          the longest pause-to-finish a policy may choose\n"
 		"Postcopy and finishing:\n"
 		"  --postcopy              switch to postcopy after the first precopy pass;\n"
 		"                          if the stream breaks, recover it automatically\n"
@@ -267,7 +273,8 @@ int cmd_migrate(int argc, char **argv)
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
-	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE };
+	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
+	       O_POLP, O_MAXD, O_MAXP };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -291,6 +298,8 @@ int cmd_migrate(int argc, char **argv)
 		{"tls-dst-dir", 1, 0, O_TLSD}, {"tls-hostname", 1, 0, O_TLSH},
 		{"tls-authz", 1, 0, O_TLSA},  {"guest-args", 1, 0, O_GARGS},
 		{"no-mem-workaround", 0, 0, O_NOWA}, {"trace", 1, 0, O_TRACE},
+		{"policy", 1, 0, O_POL},       {"policy-plugin", 1, 0, O_POLP},
+		{"max-downtime", 1, 0, O_MAXD}, {"max-pause", 1, 0, O_MAXP},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -378,6 +387,15 @@ int cmd_migrate(int argc, char **argv)
 		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
 		case O_GARGS: o.guest.guest_append = optarg; break;
 		case O_TRACE: o.trace_path = optarg; break;
+		case O_POL:
+			if (!qmig_policy_builtin(optarg))
+				die(EXIT_USAGE, "--policy: '%s' is not one of %s", optarg,
+				    qmig_policy_names());
+			o.policy = optarg;
+			break;
+		case O_POLP: o.policy_plugin = optarg; break;
+		case O_MAXD: o.max_downtime_ms = parse_long("--max-downtime", optarg, 1, 2000000); break;
+		case O_MAXP: o.max_pause_ms = parse_long("--max-pause", optarg, 1, 86400000); break;
 		case O_NOWA: o.guest.no_mem_workaround = 1; break;
 		case O_TLS: o.tls_dir = optarg; break;
 		case O_TLSD: o.tls_dst_dir = optarg; break;

@@ -1,0 +1,58 @@
+/* The precopy model. A pass sends what is left at its start at the link's
+ * bandwidth; while it does, the guest dirties pages at its dirty rate.
+ * With r = dirty/bandwidth < 1 what is left shrinks by r each pass, and
+ * QEMU switches over once it fits in bandwidth * downtime-limit. With
+ * r >= 1 it never shrinks: the migration cannot converge under the limit,
+ * and the pause needed is what is left now over the bandwidth. */
+#include <math.h>
+
+#include "qmig_policy.h"
+
+const char *qmig_verdict_name(enum qmig_verdict v)
+{
+	switch (v) {
+	case QMIG_VERDICT_CONVERGING: return "converging";
+	case QMIG_VERDICT_STALLED: return "stalled";
+	case QMIG_VERDICT_CANNOT_CONVERGE: return "cannot-converge";
+	default: return "unknown";
+	}
+}
+
+void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
+{
+	double bw = (double)s->bandwidth, rem = (double)s->remaining;
+	double limit_ms = s->downtime_limit_ms > 0 ? (double)s->downtime_limit_ms : 300;
+	double fits = bw * limit_ms / 1000.0, r, k, sent;
+
+	*p = (struct qmig_prediction){QMIG_VERDICT_UNKNOWN, 0, 0, -1, 0, 0, 0};
+	if (bw <= 0)
+		return;
+	r = (double)s->dirty_rate / bw;
+	p->dirty_ratio = r;
+	p->needed_downtime_ms = (int64_t)ceil(rem / bw * 1000.0);
+	if (rem <= fits) {
+		p->verdict = QMIG_VERDICT_CONVERGING;
+		p->time_left_ms = (int64_t)(rem / bw * 1000.0);
+		p->downtime_ms = p->time_left_ms;
+		p->total_bytes = s->transferred + s->remaining;
+		return;
+	}
+	/* The first pass has no dirty-rate measurement yet: QEMU reports 0. */
+	if (s->pass <= 1 && !s->dirty_rate)
+		return;
+	if (r >= 1.0) {
+		p->verdict = QMIG_VERDICT_CANNOT_CONVERGE;
+		p->downtime_ms = p->needed_downtime_ms;
+		return;
+	}
+	/* Passes until rem * r^k <= fits, and the bytes sent meanwhile. */
+	k = r > 0 ? ceil(log(fits / rem) / log(r)) : 1;
+	if (k < 1)
+		k = 1;
+	sent = r > 0 ? rem * (1 - pow(r, k)) / (1 - r) : rem;
+	p->verdict = QMIG_VERDICT_CONVERGING;
+	p->passes_left = k;
+	p->time_left_ms = (int64_t)(sent / bw * 1000.0);
+	p->downtime_ms = (int64_t)(rem * pow(r, k) / bw * 1000.0);
+	p->total_bytes = s->transferred + (uint64_t)(sent + rem * pow(r, k));
+}
