@@ -22,6 +22,7 @@ GUEST_TARGETS =
 BENCH_PROGS =
 BENCH_SCRIPTS =
 TEST_HELPERS =
+EXAMPLE_PLUGINS =
 MAN_PAGES =
 
 include qmp/module.mk
@@ -31,6 +32,7 @@ include tools/module.mk
 include tests/guests/module.mk
 include tests/module.mk
 include bench/module.mk
+include examples/module.mk
 
 # Evaluated lazily: `make check` and `make demo` install missing packages first.
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS))
@@ -65,7 +67,7 @@ TOOL = tools/qmigrate
 	bench bench-run bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
-all: lib $(TOOL) guests libqmigrate.pc
+all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS)
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 

@@ -14,3 +14,4 @@ ITEST_SCRIPTS += tests/integration/launch_cli.sh
 # Convergence: the model, the policies, the simulator, the live wiring.
 LIB_SRCS += engine/predict.c engine/policy.c engine/sim.c engine/converge.c
 PUBLIC_HEADERS += engine/qmig_policy.h
+UNIT_SRCS += tests/unit/test_policy.c

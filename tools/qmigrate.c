@@ -16,6 +16,8 @@ static const struct subcommand subcommands[] = {
 	{"status", cmd_status, "show a running migration (like virsh domjobinfo)"},
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
+	{"simulate", cmd_simulate, "run precopy offline through a convergence policy"},
+	{"replay", cmd_replay, "feed a recorded migration's rates to another policy"},
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},
 	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
 	{"launch", cmd_launch, "start a test guest (or QEMU) and say where its sockets are"},
