@@ -108,25 +108,29 @@ static void ask_policy(struct sim *s, const struct qmig_policy_ops *pol, void *s
 		apply(s, r, &acts[i]);
 }
 
-/* End of a pass: QEMU syncs the dirty bitmap and either switches over or
- * starts the next pass with what was dirtied. Returns 1 when done. */
-static int end_pass(struct sim *s, struct qmig_sim_result *r)
+/* QEMU's iteration: once what is left in the dirty bitmap falls under
+ * what the link sends within the downtime limit, it syncs the bitmap (the
+ * "pass" count QEMU reports) adding what the guest dirtied meanwhile, and
+ * switches over if the total is still under that threshold. Its checks
+ * come between bursts of up to 100 ms of sending. Returns 1 when done. */
+static int maybe_sync(struct sim *s, struct qmig_sim_result *r)
 {
-	double bw = (double)bandwidth(s);
+	double bw = (double)bandwidth(s), thr = bw * s->limit / 1000.0;
 
-	if (s->dirty_set <= bw * s->limit / 1000.0 || s->paused) {
-		r->downtime_ms = (int64_t)(s->dirty_set / bw * 1000.0);
-		if (s->paused)
-			r->downtime_ms += s->t - s->pause_t;
-		s->transferred += s->dirty_set;
-		r->total_ms = s->t + (int64_t)(s->dirty_set / bw * 1000.0);
-		r->converged = 1;
-		return 1;
-	}
+	if (s->remaining >= thr && !(s->paused && s->remaining <= 0))
+		return 0;
 	s->pass++;
-	s->remaining = s->dirty_set;
+	s->remaining += s->dirty_set;
 	s->dirty_set = 0;
-	return 0;
+	if (s->remaining >= thr && !s->paused)
+		return 0;
+	r->downtime_ms = (int64_t)(s->remaining / bw * 1000.0);
+	if (s->paused)
+		r->downtime_ms += s->t - s->pause_t;
+	s->transferred += s->remaining;
+	r->total_ms = s->t + (int64_t)(s->remaining / bw * 1000.0);
+	r->converged = 1;
+	return 1;
 }
 
 int qmig_sim_run(const struct qmig_sim_opts *o, const struct qmig_policy_ops *pol,
@@ -182,13 +186,13 @@ int qmig_sim_run(const struct qmig_sim_opts *o, const struct qmig_policy_ops *po
 		s.dirty_set += dirty_rate(&s) * STEP_MS / 1000.0;
 		if (s.dirty_set > (double)s.wss)
 			s.dirty_set = (double)s.wss;
-		if (s.remaining <= 0 && end_pass(&s, r))
+		if ((s.t % 100 == 0 || s.remaining <= 0) && maybe_sync(&s, r))
 			break;
 	}
 	if (!r->converged && !r->aborted)
 		r->total_ms = s.t;
-	/* Counted like QEMU's dirty-sync count: the first sync at the start,
-	 * one per pass that did not converge, one at the switchover. */
+	/* QEMU counts one more sync: the one at the start. In this model the
+	 * switchover's own sync is already counted by maybe_sync(). */
 	r->passes = s.pass + (r->converged && !r->postcopy ? 1 : 0);
 	r->transferred_bytes = (uint64_t)s.transferred;
 	if (st)

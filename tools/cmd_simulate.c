@@ -163,6 +163,17 @@ static void trace_read(struct trace *tr, const char *path)
 	fclose(f);
 	if (!tr->n)
 		die(EXIT_USAGE, "%s: no precopy samples in this trace (written with --trace?)", path);
+	/* Times from the start of the migration; QEMU measures no dirty rate
+	 * during the first pass, so the first one measured stands for it. */
+	for (size_t i = 1; i < tr->n; i++)
+		tr->t[i] -= tr->t[0];
+	tr->t[0] = 0;
+	for (size_t i = 0; i < tr->n && !tr->dirty[i]; i++)
+		for (size_t j = i; j < tr->n; j++)
+			if (tr->dirty[j]) {
+				tr->dirty[i] = tr->dirty[j];
+				break;
+			}
 }
 
 static int64_t cfg_int(struct json_object *c, const char *k)
