@@ -416,6 +416,7 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 					      : json_object_new_boolean(r->verified));
 	ADD_I("port", r->port);
 	json_object_object_add(o, "engine_cpu_ms", json_object_new_double(r->engine_cpu_ms));
+	ADD_I("premeasured_dirty_rate", r->premeasured_dirty_rate);
 	json_object_object_add(o, "postcopy", json_object_new_boolean(r->postcopy_started));
 	ADD_I("postcopy_requests", r->postcopy_requests);
 	ADD_I("recoveries", r->recoveries);

@@ -75,7 +75,7 @@ struct qmig_migration {
 	struct qmig_sample last;
 	uint64_t last_transferred;
 	int64_t last_sample_ns;
-	double bw_ewma;
+	double bw_ewma, drain_ewma;
 	uint64_t pass_start_remaining;
 	int64_t throttle_max;
 

@@ -36,7 +36,8 @@ void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_samp
 					  m->last.transferred, m->last.remaining,
 					  m->last.total,     m->last.dirty_rate,
 					  m->last.bandwidth, m->last.throttle_pct,
-					  m->downtime_limit, m->bandwidth_limit};
+					  m->downtime_limit, m->bandwidth_limit,
+					  (uint64_t)m->drain_ewma};
 }
 
 static struct json_object *prediction_json(const struct qmig_prediction *p)
@@ -77,6 +78,15 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 
 		m->bw_ewma = m->bw_ewma ? BW_ALPHA * bw + (1 - BW_ALPHA) * m->bw_ewma : bw;
 	}
+	/* Within a pass the remaining count only falls, as fast as pages are
+	 * processed (zero pages cost almost no bandwidth). */
+	if (m->last_sample_ns && s.pass == m->last.pass && s.remaining < m->last.remaining) {
+		double dt = (now - m->last_sample_ns) / 1e9;
+		double drain = dt > 0 ? (m->last.remaining - s.remaining) / dt : 0;
+
+		m->drain_ewma = m->drain_ewma ? BW_ALPHA * drain + (1 - BW_ALPHA) * m->drain_ewma
+					      : drain;
+	}
 	m->last_sample_ns = now;
 	m->last_transferred = s.transferred;
 	s.bandwidth = (uint64_t)m->bw_ewma;
@@ -107,6 +117,9 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 		m->throttle_max = s.throttle_pct;
 	m->last = s;
 	qm_policy_sample_of(m, &ps);
+	/* QEMU measures no dirty rate during the first pass. */
+	if (!ps.dirty_rate && ps.pass <= 1)
+		ps.dirty_rate = m->res.premeasured_dirty_rate;
 	qmig_predict(&ps, &m->pred);
 	m->last.eta_ms = m->pred.time_left_ms;
 	rec = sample_json(&m->last);

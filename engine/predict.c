@@ -21,14 +21,16 @@ const char *qmig_verdict_name(enum qmig_verdict v)
 void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
 {
 	double bw = (double)s->bandwidth, rem = (double)s->remaining;
+	double drain = (double)s->drain_rate > bw ? (double)s->drain_rate : bw;
 	double limit_ms = s->downtime_limit_ms > 0 ? (double)s->downtime_limit_ms : 300;
-	double fits = bw * limit_ms / 1000.0, r, k, sent;
+	double fits = bw * limit_ms / 1000.0, dirty = (double)s->dirty_rate;
+	double t, next, time_s, bytes;
+	int k;
 
 	*p = (struct qmig_prediction){QMIG_VERDICT_UNKNOWN, 0, 0, -1, 0, 0, 0};
 	if (bw <= 0)
 		return;
-	r = (double)s->dirty_rate / bw;
-	p->dirty_ratio = r;
+	p->dirty_ratio = dirty / bw;
 	p->needed_downtime_ms = (int64_t)ceil(rem / bw * 1000.0);
 	if (rem <= fits) {
 		p->verdict = QMIG_VERDICT_CONVERGING;
@@ -40,19 +42,26 @@ void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
 	/* The first pass has no dirty-rate measurement yet: QEMU reports 0. */
 	if (s->pass <= 1 && !s->dirty_rate)
 		return;
-	if (r >= 1.0) {
+	if (p->dirty_ratio >= 1.0) {
 		p->verdict = QMIG_VERDICT_CANNOT_CONVERGE;
 		p->downtime_ms = p->needed_downtime_ms;
 		return;
 	}
-	/* Passes until rem * r^k <= fits, and the bytes sent meanwhile. */
-	k = r > 0 ? ceil(log(fits / rem) / log(r)) : 1;
-	if (k < 1)
-		k = 1;
-	sent = r > 0 ? rem * (1 - pow(r, k)) / (1 - r) : rem;
+	/* This pass drains at the observed rate; what it leaves dirty is real
+	 * data, sent at the bandwidth, each pass a factor dirty/bw smaller. */
+	t = rem / drain;
+	time_s = t;
+	bytes = t * bw;
+	next = dirty * t;
+	for (k = 1; next > fits && k < 10000; k++) {
+		t = next / bw;
+		time_s += t;
+		bytes += next;
+		next = dirty * t;
+	}
 	p->verdict = QMIG_VERDICT_CONVERGING;
 	p->passes_left = k;
-	p->time_left_ms = (int64_t)(sent / bw * 1000.0);
-	p->downtime_ms = (int64_t)(rem * pow(r, k) / bw * 1000.0);
-	p->total_bytes = s->transferred + (uint64_t)(sent + rem * pow(r, k));
+	p->downtime_ms = (int64_t)(next / bw * 1000.0);
+	p->time_left_ms = (int64_t)(time_s * 1000.0) + p->downtime_ms;
+	p->total_bytes = s->transferred + (uint64_t)(bytes + next);
 }

@@ -165,6 +165,12 @@ struct qmig_migrate_opts {
 	const char *policy_plugin;
 	int64_t max_downtime_ms;    /* the most a policy may raise downtime-limit to */
 	int64_t max_pause_ms;       /* the longest pause-to-finish a policy may choose */
+
+	/* Measure the guest's dirty rate before migrating (calc-dirty-rate,
+	 * page-sampling: the mode safe under TCG) for this many seconds, so
+	 * the model predicts from the first pass on. 0: only when a policy
+	 * other than passive is in use (then 1 s); -1: never. */
+	int measure_dirty_s;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -203,6 +209,8 @@ struct qmig_result {
 	int paused_to_finish;       /* the engine stopped the guest to finish */
 	/* CPU time spent inside qmig_migration_process(): the engine's own cost. */
 	double engine_cpu_ms;
+	/* The dirty rate measured before the migration, bytes/s (0: none). */
+	uint64_t premeasured_dirty_rate;
 };
 
 struct qmig_migration;

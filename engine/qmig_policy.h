@@ -31,6 +31,10 @@ struct qmig_policy_sample {
 	int64_t throttle_pct;        /* CPU throttle in force */
 	int64_t downtime_limit_ms;   /* in force */
 	uint64_t max_bandwidth;      /* in force, 0: unlimited */
+	/* How fast the remaining count falls within a pass (bytes/s): above
+	 * the bandwidth when zero pages, sent as a few bytes, are being
+	 * scanned. 0: unknown (the bandwidth is used). */
+	uint64_t drain_rate;
 };
 
 enum qmig_verdict {

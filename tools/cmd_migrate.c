@@ -79,6 +79,9 @@ static void usage(FILE *f)
 		"  --policy-plugin FILE    a policy from a shared object (examples/policy-plugin)\n"
 		"  --max-downtime MS       the most a policy may raise downtime-limit to\n"
 		"  --max-pause MS          the longest pause-to-finish a policy may choose\n"
+		"  --measure-dirty-rate SECS  measure the guest's dirty rate first (page\n"
+		"                          sampling), so the model predicts from the first pass\n"
+		"                          (default: 1 s when a policy is in use; 0: never)\n"
 		"Postcopy and finishing:\n"
 		"  --postcopy              switch to postcopy after the first precopy pass;\n"
 		"                          if the stream breaks, recover it automatically\n"
@@ -274,7 +277,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -300,6 +303,7 @@ int cmd_migrate(int argc, char **argv)
 		{"no-mem-workaround", 0, 0, O_NOWA}, {"trace", 1, 0, O_TRACE},
 		{"policy", 1, 0, O_POL},       {"policy-plugin", 1, 0, O_POLP},
 		{"max-downtime", 1, 0, O_MAXD}, {"max-pause", 1, 0, O_MAXP},
+		{"measure-dirty-rate", 1, 0, O_MEAS},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -394,6 +398,11 @@ int cmd_migrate(int argc, char **argv)
 			o.policy = optarg;
 			break;
 		case O_POLP: o.policy_plugin = optarg; break;
+		case O_MEAS:
+			o.measure_dirty_s = (int)parse_long("--measure-dirty-rate", optarg, 0, 60);
+			if (!o.measure_dirty_s)
+				o.measure_dirty_s = -1;
+			break;
 		case O_MAXD: o.max_downtime_ms = parse_long("--max-downtime", optarg, 1, 2000000); break;
 		case O_MAXP: o.max_pause_ms = parse_long("--max-pause", optarg, 1, 86400000); break;
 		case O_NOWA: o.guest.no_mem_workaround = 1; break;
