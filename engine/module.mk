@@ -15,3 +15,4 @@ ITEST_SCRIPTS += tests/integration/launch_cli.sh
 LIB_SRCS += engine/predict.c engine/policy.c engine/sim.c engine/converge.c
 PUBLIC_HEADERS += engine/qmig_policy.h
 UNIT_SRCS += tests/unit/test_policy.c
+ITEST_SCRIPTS += tests/integration/policy_live.sh

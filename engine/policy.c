@@ -203,6 +203,8 @@ static int64_t minimal_throttle(const struct qmig_policy_sample *s)
 		pct = 5;
 	if (pct <= s->throttle_pct)
 		pct = s->throttle_pct + 10; /* the last one was not enough */
+	if (pct < s->throttle_pct)
+		pct = s->throttle_pct;
 	return pct > 99 ? 99 : (int64_t)pct;
 }
 
@@ -225,6 +227,12 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 		return act(out, max, 0, QMIG_ACT_SET_DOWNTIME, want,
 			   "model: %.0f ms of pages stay dirty; a limit of %.0f ms converges",
 			   (double)p->needed_downtime_ms, (double)want);
+	/* The first pass still carries the whole RAM: the rest waits for the
+	 * working set to show itself and QEMU to measure the dirty rate. */
+	if (s->pass < 2) {
+		st->last_action_pass = -1;
+		return 0;
+	}
 	if (st->cfg.dirty_limit_allowed)
 		return act(out, max, 0, QMIG_ACT_DIRTY_LIMIT,
 			   (int64_t)(0.7 * s->bandwidth / (1024 * 1024)),
@@ -233,12 +241,12 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 	/* Throttle, but only while throttling works: a guest that keeps its
 	 * write rate in wall-clock time (ours does, some real ones too) just
 	 * writes faster when it runs, and more throttle only slows it down. */
-	if (st->cfg.throttle_allowed && s->throttle_pct < 99 &&
+	if (st->cfg.throttle_allowed && s->throttle_pct < 99 && st->throttle_tries < 3 &&
 	    (!st->throttle_tries || s->dirty_rate < 0.7 * st->dirty_before)) {
 		int64_t pct = minimal_throttle(s);
 
 		if (!st->throttle_tries++)
-			st->dirty_before = s->dirty_rate;
+			st->dirty_before = s->dirty_rate; /* as QEMU measured it, unthrottled */
 		return act(out, max, 0, QMIG_ACT_THROTTLE, pct,
 			   "dirty ratio %.2f: the smallest throttle that converges is %lld%%",
 			   p->dirty_ratio, (long long)pct);
