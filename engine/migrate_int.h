@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "qmig_commands.h"
+#include "qmig_doctor.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
 

@@ -16,3 +16,7 @@ LIB_SRCS += engine/predict.c engine/policy.c engine/sim.c engine/converge.c
 PUBLIC_HEADERS += engine/qmig_policy.h
 UNIT_SRCS += tests/unit/test_policy.c
 ITEST_SCRIPTS += tests/integration/policy_live.sh
+# The doctor: known bugs and traps, also checked before every migration.
+LIB_SRCS += engine/doctor.c
+PUBLIC_HEADERS += engine/qmig_doctor.h
+ITEST_SCRIPTS += tests/integration/doctor.sh

@@ -258,6 +258,48 @@ static int step_prepare(struct qmig_migration *m)
 	return STEP_NEXT;
 }
 
+/* The doctor's checks before anything changes: refusals stop the
+ * migration unless forced; the QEMU 7.2 TCG dirty-bitmap bug is a refusal
+ * too unless postcopy or --verify=memory (which catches it) is on. */
+static int run_doctor(struct qmig_migration *m)
+{
+	struct qmig_doctor_opts d = QMIG_DOCTOR_OPTS_INIT;
+	struct qmig_finding *f = NULL;
+	const char *refused = NULL;
+	size_t n = 0;
+
+	d.listen_addr = m->o.listen_addr;
+	d.port_lo = m->o.port_lo;
+	d.port_hi = m->o.port_hi;
+	d.port_lock_dir = m->o.port_lock_dir;
+	d.dst_netns = m->o.dst_netns;
+	d.same_host = !m->o.src_qmp || m->o.dst_netns || !strncmp(m->o.dst_addr, "127.", 4) ||
+		      !strcmp(m->o.dst_addr, "localhost") || !strcmp(m->o.dst_addr, "::1");
+	if (qmig_doctor_run(m->side[SRC].qmp, m->side[DST].qmp, &d, &f, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *rec = json_object_new_object();
+		int refuse = f[i].severity == QMIG_FINDING_REFUSE ||
+			     (!strcmp(f[i].id, "tcg-dirty-bitmap-256k") && !m->o.postcopy &&
+			      !m->o.verify_memory);
+
+		json_object_object_add(rec, "severity", json_object_new_string(
+			refuse ? "REFUSE" : qmig_finding_severity_name(f[i].severity)));
+		json_object_object_add(rec, "id", json_object_new_string(f[i].id));
+		json_object_object_add(rec, "problem", json_object_new_string(f[i].problem));
+		json_object_object_add(rec, "fix", json_object_new_string(f[i].fix));
+		qm_emit(m, "finding", rec, NULL);
+		qm_log(m, refuse ? QMIG_LOG_ERROR : QMIG_LOG_WARN, "%s: %s (fix: %s)", f[i].id,
+		       f[i].problem, f[i].fix);
+		if (refuse && !refused)
+			refused = f[i].problem;
+	}
+	if (refused && !m->o.force)
+		qm_fail(m, -EPERM, "%.380s (qmigrate doctor explains; --force overrides)", refused);
+	qmig_findings_free(f);
+	return m->error;
+}
+
 static int step_negotiate(struct qmig_migration *m)
 {
 	/* The capability and parameter lists come from their own queries,
@@ -273,7 +315,7 @@ static int step_negotiate(struct qmig_migration *m)
 		if (r < 0)
 			return qm_qmp_fail(m, s, r, "query-migrate-parameters");
 	}
-	if (qm_plan_build(m) < 0)
+	if (run_doctor(m) < 0 || qm_plan_build(m) < 0)
 		return m->error;
 	qm_plan_emit(m);
 	if (m->o.dry_run) {

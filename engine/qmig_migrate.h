@@ -171,6 +171,9 @@ struct qmig_migrate_opts {
 	 * the model predicts from the first pass on. 0: only when a policy
 	 * other than passive is in use (then 1 s); -1: never. */
 	int measure_dirty_s;
+
+	/* Go ahead despite the doctor's refusals (they are logged and traced). */
+	int force;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

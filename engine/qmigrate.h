@@ -11,6 +11,8 @@
 #include "qmig_launch.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
+#include "qmig_doctor.h"
+#include "qmig_policy.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -92,6 +92,7 @@ static void usage(FILE *f)
 		"                          non-live (a paused source is migrated offline)\n"
 		"Behaviour:\n"
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
+		"  --force                 go ahead despite the doctor's refusals\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
 		"  --verify=MODE           guest: heartbeats and page stamps of our test guests\n"
 		"                          (default); memory: also compare every page of both\n"
@@ -277,7 +278,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP, O_MEAS };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -303,7 +304,7 @@ int cmd_migrate(int argc, char **argv)
 		{"no-mem-workaround", 0, 0, O_NOWA}, {"trace", 1, 0, O_TRACE},
 		{"policy", 1, 0, O_POL},       {"policy-plugin", 1, 0, O_POLP},
 		{"max-downtime", 1, 0, O_MAXD}, {"max-pause", 1, 0, O_MAXP},
-		{"measure-dirty-rate", 1, 0, O_MEAS},
+		{"measure-dirty-rate", 1, 0, O_MEAS}, {"force", 0, 0, O_FORCE},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -398,6 +399,7 @@ int cmd_migrate(int argc, char **argv)
 			o.policy = optarg;
 			break;
 		case O_POLP: o.policy_plugin = optarg; break;
+		case O_FORCE: o.force = 1; break;
 		case O_MEAS:
 			o.measure_dirty_s = (int)parse_long("--measure-dirty-rate", optarg, 0, 60);
 			if (!o.measure_dirty_s)

@@ -5,3 +5,4 @@ TOOL_SRCS += tools/cmd_launch.c tools/cmd_verify.c
 TOOL_SRCS += tools/cmd_migrate.c tools/job.c tools/cmd_job.c
 TOOL_SRCS += tools/cmd_caps.c
 TOOL_SRCS += tools/cmd_simulate.c
+TOOL_SRCS += tools/cmd_doctor.c

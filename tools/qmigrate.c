@@ -15,6 +15,7 @@ static const struct subcommand subcommands[] = {
 	{"migrate", cmd_migrate, "move a running VM to another QEMU (attach or launch mode)"},
 	{"status", cmd_status, "show a running migration (like virsh domjobinfo)"},
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
+	{"doctor", cmd_doctor, "known QEMU migration bugs and traps for a pair of QEMUs"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
 	{"simulate", cmd_simulate, "run precopy offline through a convergence policy"},
 	{"replay", cmd_replay, "feed a recorded migration's rates to another policy"},

@@ -94,9 +94,10 @@ expect_exit 4 "timeout"
 grep -q 'timed out' "$T/out.jsonl" || fail "timeout: no clear message"
 source_ok "timeout"; stop_pair; no_leftovers "timeout"
 
-# 5. A destination that refuses the stream (RAM size differs).
+# 5. A destination that refuses the stream (RAM size differs; the doctor
+#    would refuse this up front, --force makes the stream itself fail).
 start_pair 128M
-migrate_bg
+migrate_bg --force
 expect_exit 4 "destination refuses"
 source_ok "destination refuses"; stop_pair; no_leftovers "destination refuses"
 
