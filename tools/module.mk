@@ -6,3 +6,4 @@ TOOL_SRCS += tools/cmd_migrate.c tools/job.c tools/cmd_job.c
 TOOL_SRCS += tools/cmd_caps.c
 TOOL_SRCS += tools/cmd_simulate.c
 TOOL_SRCS += tools/cmd_doctor.c
+TOOL_SRCS += tools/cmd_bench.c tools/bench_svg.c

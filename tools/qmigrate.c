@@ -17,6 +17,7 @@ static const struct subcommand subcommands[] = {
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"doctor", cmd_doctor, "known QEMU migration bugs and traps for a pair of QEMUs"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
+	{"bench", cmd_bench, "run a matrix of migrations; JSONL, CSV, summary and SVG plots"},
 	{"simulate", cmd_simulate, "run precopy offline through a convergence policy"},
 	{"replay", cmd_replay, "feed a recorded migration's rates to another policy"},
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},

@@ -1,0 +1,426 @@
+/* qmigrate bench SCENARIO: a matrix of launch-mode migrations of the tiny
+ * guest, each cell repeated, on loopback or over a tc-shaped veth link
+ * between two network namespaces the bench makes and removes. Results:
+ * results.jsonl, results.csv, summary.md (medians, spread, ratios to a
+ * baseline cell measured in the same run) and SVG plots. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "bench.h"
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qmigrate bench SCENARIO-FILE [--out DIR] [--repeats N] [--baseline CELL]\n\n"
+		   "Run a matrix of migrations of the tiny test guest (launch mode, TCG) and\n"
+		   "write results.jsonl, results.csv, summary.md and SVG plots to DIR\n"
+		   "(default bench/results/<date-time>). A scenario line is a cell:\n"
+		   "  NAME [mem=SIZE] [wss=SIZE] [dirty-rate=RATE] [max-bandwidth=RATE]\n"
+		   "       [multifd=N] [downtime-limit=MS] [policy=NAME] [postcopy=1]\n"
+		   "       [cap=NAME]... [param=NAME=VALUE]... [link=RATE] [timeout=SECS]\n"
+		   "and 'repeats=N', 'baseline=NAME' set the run; '#' starts a comment.\n"
+		   "link=1gbit shapes a veth link between two network namespaces with tc\n"
+		   "tbf (needs root). The baseline (default: the first cell) is the\n"
+		   "reference for the ratios; 'qemu-defaults' cells should set\n"
+		   "max-bandwidth=134217728, QEMU 7.2's own default.\n");
+}
+
+static char *keep(struct bench_cell *c, const char *s)
+{
+	if (c->nstrs == 32)
+		die(EXIT_USAGE, "scenario: too many words in cell %s", c->name);
+	return c->strs[c->nstrs++] = strdup(s);
+}
+
+static void parse_cell(struct bench_cell *c, char *line)
+{
+	char *save = NULL, *w = strtok_r(line, " \t", &save);
+
+	snprintf(c->name, sizeof(c->name), "%s", w);
+	c->mem = 256ull << 20;
+	while ((w = strtok_r(NULL, " \t", &save))) {
+		char *eq = strchr(w, '=');
+
+		if (!eq)
+			die(EXIT_USAGE, "scenario: '%s' in cell %s is not KEY=VALUE", w, c->name);
+		*eq++ = 0;
+		if (!strcmp(w, "mem")) c->mem = parse_size("mem", eq);
+		else if (!strcmp(w, "wss")) c->wss = parse_size("wss", eq);
+		else if (!strcmp(w, "dirty-rate")) c->dirty_rate = parse_rate("dirty-rate", eq);
+		else if (!strcmp(w, "max-bandwidth")) c->max_bandwidth = parse_rate("max-bandwidth", eq);
+		else if (!strcmp(w, "multifd")) c->multifd = (int)parse_long("multifd", eq, 1, 64);
+		else if (!strcmp(w, "downtime-limit")) c->downtime_limit = parse_long("downtime-limit", eq, 1, 100000);
+		else if (!strcmp(w, "postcopy")) c->postcopy = (int)parse_long("postcopy", eq, 0, 1);
+		else if (!strcmp(w, "timeout")) c->timeout_s = (int)parse_long("timeout", eq, 1, 3600);
+		else if (!strcmp(w, "policy")) snprintf(c->policy, sizeof(c->policy), "%s", eq);
+		else if (!strcmp(w, "link")) snprintf(c->link, sizeof(c->link), "%s", strcmp(eq, "unshaped") ? eq : "");
+		else if (!strcmp(w, "cap") && c->ncaps < 15) c->caps[c->ncaps++] = keep(c, eq);
+		else if (!strcmp(w, "param") && c->nparams < 15) c->params[c->nparams++] = keep(c, eq);
+		else die(EXIT_USAGE, "scenario: unknown key '%s' in cell %s", w, c->name);
+	}
+}
+
+static int parse_file(const char *path, struct bench_cell *cells, int *repeats, char *baseline,
+		      size_t blen)
+{
+	FILE *f = fopen(path, "re");
+	char line[1024];
+	int n = 0;
+
+	if (!f)
+		die(EXIT_USAGE, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line;
+
+		line[strcspn(line, "#\r\n")] = 0;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			continue;
+		if (!strncmp(p, "repeats=", 8))
+			*repeats = (int)parse_long("repeats", p + 8, 1, BENCH_MAX_REPEATS);
+		else if (!strncmp(p, "baseline=", 9))
+			snprintf(baseline, blen, "%s", p + 9);
+		else if (n == BENCH_MAX_CELLS)
+			die(EXIT_USAGE, "%s: more than %d cells", path, BENCH_MAX_CELLS);
+		else
+			parse_cell(&cells[n++], p);
+	}
+	fclose(f);
+	if (!n)
+		die(EXIT_USAGE, "%s: no cells", path);
+	return n;
+}
+
+/* ---- a shaped link: two namespaces joined by veth, tc tbf on both ends ---- */
+
+static int run_argv(const char *const argv[])
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
+}
+
+struct link {
+	char a[32], b[32], addr_a[32], addr_b[32];
+	int up;
+};
+
+static void link_down(struct link *l)
+{
+	const char *const da[] = {"ip", "netns", "del", l->a, NULL};
+	const char *const db[] = {"ip", "netns", "del", l->b, NULL};
+
+	if (!l->up)
+		return;
+	run_argv(da);
+	run_argv(db);
+	l->up = 0;
+}
+
+static int link_up(struct link *l, const char *rate)
+{
+	int n = (int)(getpid() % 250) + 1;
+	char net_a[40], net_b[40];
+
+	snprintf(l->a, sizeof(l->a), "qmb%d-a", (int)getpid());
+	snprintf(l->b, sizeof(l->b), "qmb%d-b", (int)getpid());
+	snprintf(l->addr_a, sizeof(l->addr_a), "10.251.%d.1", n);
+	snprintf(l->addr_b, sizeof(l->addr_b), "10.251.%d.2", n);
+	snprintf(net_a, sizeof(net_a), "%s/24", l->addr_a);
+	snprintf(net_b, sizeof(net_b), "%s/24", l->addr_b);
+	{
+		const char *const cmds[][16] = {
+			{"ip", "netns", "add", l->a, NULL},
+			{"ip", "netns", "add", l->b, NULL},
+			{"ip", "link", "add", "qmbv0", "netns", l->a, "type", "veth", "peer", "name",
+			 "qmbv0", "netns", l->b, NULL},
+			{"ip", "-n", l->a, "addr", "add", net_a, "dev", "qmbv0", NULL},
+			{"ip", "-n", l->b, "addr", "add", net_b, "dev", "qmbv0", NULL},
+			{"ip", "-n", l->a, "link", "set", "lo", "up", NULL},
+			{"ip", "-n", l->b, "link", "set", "lo", "up", NULL},
+			{"ip", "-n", l->a, "link", "set", "qmbv0", "up", NULL},
+			{"ip", "-n", l->b, "link", "set", "qmbv0", "up", NULL},
+			{"tc", "-n", l->a, "qdisc", "add", "dev", "qmbv0", "root", "tbf", "rate", rate,
+			 "burst", "256kb", "latency", "50ms", NULL},
+			{"tc", "-n", l->b, "qdisc", "add", "dev", "qmbv0", "root", "tbf", "rate", rate,
+			 "burst", "256kb", "latency", "50ms", NULL},
+		};
+
+		l->up = 1;
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (run_argv(cmds[i]) < 0) {
+				warnx("bench: setting up the %s link failed at step %zu", rate, i + 1);
+				link_down(l);
+				return -1;
+			}
+	}
+	usleep(300000); /* the veth carrier */
+	return 0;
+}
+
+/* ---- one run ---- */
+
+static void collect(const struct qmig_migration_event *ev, void *ud)
+{
+	struct bench_run *r = ud;
+	struct bench_point *p;
+
+	if (strcmp(ev->type, "sample") || !ev->sample || strcmp(ev->sample->status, "active"))
+		return;
+	if (r->n == r->cap) {
+		int cap = r->cap ? r->cap * 2 : 256;
+		struct bench_point *np = realloc(r->pts, cap * sizeof(*np));
+
+		if (!np)
+			return;
+		r->pts = np;
+		r->cap = cap;
+	}
+	p = &r->pts[r->n++];
+	*p = (struct bench_point){ev->sample->t_ms, ev->sample->pass, ev->sample->remaining,
+				  ev->sample->dirty_rate, ev->sample->bandwidth,
+				  ev->sample->throttle_pct};
+}
+
+static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
+{
+	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
+	struct qmig_migration *m;
+
+	o.guest.guest = QMIG_GUEST_TINY;
+	o.guest.accel = "tcg";
+	o.guest.mem_bytes = c->mem;
+	o.guest.wss_bytes = c->wss;
+	o.guest.dirty_rate = c->dirty_rate;
+	o.max_bandwidth = c->max_bandwidth;
+	o.multifd_channels = c->multifd;
+	o.downtime_limit_ms = c->downtime_limit;
+	o.postcopy = c->postcopy;
+	o.policy = c->policy[0] ? c->policy : NULL;
+	o.caps = c->caps;
+	o.params = c->params;
+	o.timeout_ms = (c->timeout_s ? c->timeout_s : 120) * 1000;
+	if (l->up) {
+		o.src_netns = l->a;
+		o.dst_netns = l->b;
+		o.dst_addr = l->addr_b;
+	}
+	o.on_event = (struct qmig_migration_event_cb){collect, r, NULL};
+	if (qmig_migration_new(&m, &o) < 0) {
+		snprintf(r->res.status, sizeof(r->res.status), "failed");
+		return;
+	}
+	qmig_migration_run(m);
+	qmig_migration_result(m, &r->res);
+	qmig_migration_free(m);
+}
+
+/* ---- outputs ---- */
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double metric(const struct bench_run *r, int k)
+{
+	switch (k) {
+	case 0: return (double)r->res.engine_total_ms;
+	case 1: return (double)r->res.guest_downtime_ms;
+	case 2: return r->res.transferred_bytes / 1048576.0;
+	case 3: return (double)r->res.downtime_ms;
+	default: return (double)r->res.passes;
+	}
+}
+
+static void stats(const struct bench_cell *c, int k, double *med, double *lo, double *hi)
+{
+	double v[BENCH_MAX_REPEATS];
+	int n = 0;
+
+	for (int i = 0; i < c->nruns; i++)
+		if (!strcmp(c->runs[i].res.status, "completed"))
+			v[n++] = metric(&c->runs[i], k);
+	if (!n) {
+		*med = *lo = *hi = 0;
+		return;
+	}
+	qsort(v, n, sizeof(v[0]), cmp_d);
+	*med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	*lo = v[0];
+	*hi = v[n - 1];
+}
+
+static void write_results(const char *dir, struct bench_cell *cells, int n)
+{
+	char path[600];
+	FILE *j, *c;
+
+	snprintf(path, sizeof(path), "%s/results.jsonl", dir);
+	j = fopen(path, "we");
+	snprintf(path, sizeof(path), "%s/results.csv", dir);
+	c = fopen(path, "we");
+	if (!j || !c)
+		die(EXIT_FAIL, "%s: cannot write results", dir);
+	fprintf(c, "cell,repeat,status,verified,total_ms,setup_ms,downtime_ms,engine_total_ms,"
+		   "guest_downtime_ms,switchover_ms,transferred_bytes,bytes_vs_mem,passes,"
+		   "throttle_pct_max,engine_cpu_ms\n");
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < cells[i].nruns; k++) {
+			const struct qmig_result *r = &cells[i].runs[k].res;
+			struct json_object *o = qmig_result_to_json(r);
+			double bvm = (double)r->transferred_bytes / (double)cells[i].mem;
+
+			json_object_object_add(o, "cell", json_object_new_string(cells[i].name));
+			json_object_object_add(o, "repeat", json_object_new_int(k + 1));
+			json_object_object_add(o, "mem_bytes", json_object_new_int64((int64_t)cells[i].mem));
+			json_object_object_add(o, "bytes_vs_mem", json_object_new_double(bvm));
+			/* Needs the heartbeat rate during vs before; not measured yet. */
+			json_object_object_add(o, "guest_slowdown", NULL);
+			fprintf(j, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(o);
+			fprintf(c, "%s,%d,%s,%s,%llu,%llu,%llu,%llu,%lld,%lld,%llu,%.3f,%llu,%lld,%.1f\n",
+				cells[i].name, k + 1, r->status,
+				r->verified == 1 ? "true" : r->verified == 0 ? "false" : "",
+				(unsigned long long)r->total_ms, (unsigned long long)r->setup_ms,
+				(unsigned long long)r->downtime_ms,
+				(unsigned long long)r->engine_total_ms, (long long)r->guest_downtime_ms,
+				(long long)r->switchover_ms, (unsigned long long)r->transferred_bytes,
+				bvm, (unsigned long long)r->passes, (long long)r->throttle_pct_max,
+				r->engine_cpu_ms);
+		}
+	fclose(j);
+	fclose(c);
+}
+
+static void write_summary(const char *dir, struct bench_cell *cells, int n, int base)
+{
+	static const char *const names[] = {"total ms (engine)", "guest downtime ms",
+					    "MiB sent", "QEMU downtime ms", "passes"};
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/summary.md", dir);
+	f = fopen(path, "we");
+	if (!f)
+		die(EXIT_FAIL, "%s: cannot write", path);
+	fprintf(f, "# qmigrate bench summary\n\nMedians with [min-max] over the completed runs; "
+		   "ratios are to the baseline cell **%s**, measured in the same run.\n\n"
+		   "| cell | completed | verified |", cells[base].name);
+	for (int k = 0; k < 5; k++)
+		fprintf(f, " %s | ratio |", names[k]);
+	fprintf(f, "\n|---|---|---|");
+	for (int k = 0; k < 5; k++)
+		fprintf(f, "---|---|");
+	fprintf(f, "\n");
+	for (int i = 0; i < n; i++) {
+		int done = 0, ver = 0;
+
+		for (int k = 0; k < cells[i].nruns; k++) {
+			done += !strcmp(cells[i].runs[k].res.status, "completed");
+			ver += cells[i].runs[k].res.verified == 1;
+		}
+		fprintf(f, "| %s | %d/%d | %d/%d |", cells[i].name, done, cells[i].nruns, ver,
+			cells[i].nruns);
+		for (int k = 0; k < 5; k++) {
+			double med, lo, hi, bmed, blo, bhi;
+
+			stats(&cells[i], k, &med, &lo, &hi);
+			stats(&cells[base], k, &bmed, &blo, &bhi);
+			if (k < 3)
+				cells[i].median[k] = med;
+			fprintf(f, " %.0f [%.0f-%.0f] |", med, lo, hi);
+			if (bmed > 0)
+				fprintf(f, " %.2f |", med / bmed);
+			else
+				fprintf(f, " - |");
+		}
+		fprintf(f, "\n");
+	}
+	fprintf(f, "\nGuest downtime is the largest heartbeat gap across the move, timed "
+		   "on the host; guest slowdown during the migration is not measured yet.\n");
+	fclose(f);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option lo[] = {{"out", 1, 0, 'o'}, {"repeats", 1, 0, 'r'},
+					   {"baseline", 1, 0, 'b'}, {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
+	static struct bench_cell cells[BENCH_MAX_CELLS];
+	char dir[512] = "", baseline[64] = "", path[700] = "";
+	int repeats = 3, force_rep = 0, n, base = 0, c;
+	struct link l = {0};
+	time_t now = time(NULL);
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'o': snprintf(dir, sizeof(dir), "%s", optarg); break;
+		case 'r': force_rep = (int)parse_long("--repeats", optarg, 1, BENCH_MAX_REPEATS); break;
+		case 'b': snprintf(baseline, sizeof(baseline), "%s", optarg); break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1)
+		die(EXIT_USAGE, "give one SCENARIO-FILE (see 'qmigrate bench --help')");
+	n = parse_file(argv[optind], cells, &repeats, path, sizeof(path));
+	if (!baseline[0]) /* --baseline wins over the file's baseline= */
+		snprintf(baseline, sizeof(baseline), "%s", path);
+	if (force_rep)
+		repeats = force_rep;
+	for (int i = 0; baseline[0] && i < n; i++)
+		if (!strcmp(cells[i].name, baseline))
+			base = i;
+	if (!dir[0])
+		strftime(dir, sizeof(dir), "bench/results/%Y%m%d-%H%M%S", localtime(&now));
+	mkdir("bench/results", 0755);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		die(EXIT_SETUP, "%s: %s", dir, strerror(errno));
+	for (int i = 0; i < n; i++) {
+		if (cells[i].link[0] && link_up(&l, cells[i].link) < 0)
+			die(EXIT_SETUP, "cell %s: cannot shape a %s link (root, iproute2 needed)",
+			    cells[i].name, cells[i].link);
+		for (int k = 0; k < repeats; k++) {
+			run_one(&cells[i], &cells[i].runs[k], &l);
+			cells[i].nruns++;
+			fprintf(stderr, "bench: %s #%d: %s, %llu ms, guest downtime %lld ms\n",
+				cells[i].name, k + 1, cells[i].runs[k].res.status,
+				(unsigned long long)cells[i].runs[k].res.engine_total_ms,
+				(long long)cells[i].runs[k].res.guest_downtime_ms);
+		}
+		link_down(&l);
+		snprintf(path, sizeof(path), "%s/progress-%s.svg", dir, cells[i].name);
+		if (cells[i].runs[0].n)
+			bench_svg_progress(path, cells[i].name, &cells[i].runs[0]);
+	}
+	write_results(dir, cells, n);
+	write_summary(dir, cells, n, base);
+	snprintf(path, sizeof(path), "%s/compare.svg", dir);
+	bench_svg_compare(path, cells, n);
+	printf("%s\n", dir);
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < cells[i].nruns; k++)
+			free(cells[i].runs[k].pts);
+	return EXIT_OK;
+}
