@@ -7,7 +7,7 @@
 #include "bench.h"
 
 #define W 760
-#define H 360
+#define H 380
 #define L 70
 #define R 70
 #define T 40
@@ -47,7 +47,7 @@ static void axes(FILE *f, const char *title, const char *xl, const char *yl, dou
 				y + 4, y2max * i / 5);
 	}
 	fprintf(f, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>%s</text>\n",
-		(L + W - R) / 2, H - 12, xl);
+		(L + W - R) / 2, H - B + 32, xl);
 	fprintf(f, "<text x='16' y='%d' font-size='12' transform='rotate(-90 16 %d)' "
 		   "text-anchor='middle'>%s</text>\n", (T + H - B) / 2, (T + H - B) / 2, yl);
 	if (y2l)
@@ -119,8 +119,8 @@ int bench_svg_progress(const char *path, const char *cell, const struct bench_ru
 	series(f, r, 3, xmax, 100, colors[3], 1);
 	for (int s = 0; s < 4; s++)
 		fprintf(f, "<rect x='%d' y='%d' width='12' height='3' fill='%s'/><text x='%d' y='%d' "
-			   "font-size='11'>%s</text>\n", L + 10 + s * 165, H - B + 30, colors[s],
-			L + 26 + s * 165, H - B + 34, names[s]);
+			   "font-size='11'>%s</text>\n", L + 10 + s * 165, H - 12, colors[s],
+			L + 26 + s * 165, H - 8, names[s]);
 	fprintf(f, "</svg>\n");
 	return fclose(f);
 }
