@@ -8,19 +8,9 @@
 #include <string.h>
 #include <json-c/json.h>
 
+#include "guest_util.h"
 #include "qmigrate.h"
-#include "qmig_migrate.h"
 
-#define CHECK(cond, ...)                                                                 \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                    \
-			fputc('\n', stderr);                                             \
-			failed = 1;                                                      \
-			goto out;                                                        \
-		}                                                                        \
-	} while (0)
 
 struct counts {
 	int phases, samples, plans, results;
@@ -59,7 +49,7 @@ int main(void)
 	struct qmig_result res;
 	struct counts counts = {0};
 	char msg[512];
-	int r, failed = 0, loops = 0;
+	int r, loops = 0;
 
 	spec.guest = QMIG_GUEST_TINY;
 	spec.accel = "tcg";
