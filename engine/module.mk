@@ -20,3 +20,4 @@ ITEST_SCRIPTS += tests/integration/policy_live.sh
 LIB_SRCS += engine/doctor.c
 PUBLIC_HEADERS += engine/qmig_doctor.h
 ITEST_SCRIPTS += tests/integration/doctor.sh
+ITEST_SCRIPTS += tests/integration/preflight.sh

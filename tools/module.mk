@@ -7,3 +7,4 @@ TOOL_SRCS += tools/cmd_caps.c
 TOOL_SRCS += tools/cmd_simulate.c
 TOOL_SRCS += tools/cmd_doctor.c
 TOOL_SRCS += tools/cmd_bench.c tools/bench_svg.c
+TOOL_SRCS += tools/cmd_preflight.c
