@@ -217,6 +217,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->res.switchover_ms = -1;
 	m->res.guest_downtime_ms = -1;
 	m->res.memory_verified = -1;
+	m->res.guest_slowdown = -1;
 	m->phase = QMIG_PHASE_INIT;
 	*out = m;
 	return 0;
@@ -417,6 +418,8 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 	ADD_I("port", r->port);
 	json_object_object_add(o, "engine_cpu_ms", json_object_new_double(r->engine_cpu_ms));
 	ADD_I("premeasured_dirty_rate", r->premeasured_dirty_rate);
+	json_object_object_add(o, "guest_slowdown", r->guest_slowdown < 0 ? NULL
+					: json_object_new_double(r->guest_slowdown));
 	json_object_object_add(o, "postcopy", json_object_new_boolean(r->postcopy_started));
 	ADD_I("postcopy_requests", r->postcopy_requests);
 	ADD_I("recoveries", r->recoveries);

@@ -70,6 +70,9 @@ struct qmig_migration {
 	int epfd, tfd;
 	FILE *trace;
 	int hb_watched;
+	uint64_t slow_beats0;         /* source heartbeats when the migration began */
+	double slow_rate0;            /* beats/s before it */
+	int slow_done;
 	int64_t t_start_ns, t_migrate_ns, t_done_ns, t_phase_ns;
 	int64_t deadline_ns, next_sample_ns, wait_until_ns;
 

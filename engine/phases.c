@@ -31,10 +31,32 @@ static void watch_heartbeats(struct qmig_migration *m, enum qmig_phase p)
 	}
 }
 
+/* How much slower the guest ran while precopy went on: its heartbeat rate
+ * from the migrate command to the switchover, against the rate before. */
+static void measure_slowdown(struct qmig_migration *m)
+{
+	struct qmig_hb_stats hs;
+	double secs, rate;
+
+	if (m->slow_done || !m->side[SRC].hb || m->slow_rate0 <= 0 || !m->t_migrate_ns)
+		return;
+	m->slow_done = 1;
+	qmig_hb_process(m->side[SRC].hb);
+	qmig_hb_get(m->side[SRC].hb, &hs);
+	secs = ((m->side[SRC].stop_mono_ns ? m->side[SRC].stop_mono_ns : qm_now_ns()) -
+		m->t_migrate_ns) / 1e9;
+	if (secs < 0.2)
+		return; /* too short to say */
+	rate = (hs.beats - m->slow_beats0) / secs;
+	m->res.guest_slowdown = rate >= m->slow_rate0 ? 0 : 1 - rate / m->slow_rate0;
+}
+
 static void set_phase(struct qmig_migration *m, enum qmig_phase p)
 {
 	struct json_object *rec = json_object_new_object();
 
+	if (p == QMIG_PHASE_SWITCHOVER || p == QMIG_PHASE_POSTCOPY || p == QMIG_PHASE_CONFIRM)
+		measure_slowdown(m);
 	watch_heartbeats(m, p);
 
 	json_object_object_add(rec, "from", json_object_new_string(qmig_phase_name(m->phase)));
@@ -385,6 +407,15 @@ static int step_start(struct qmig_migration *m)
 		return m->error;
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
+	if (m->side[SRC].hb) {
+		struct qmig_hb_stats hs;
+
+		qmig_hb_process(m->side[SRC].hb);
+		qmig_hb_get(m->side[SRC].hb, &hs);
+		m->slow_beats0 = hs.beats;
+		if (hs.beats > 10 && hs.last_ns > hs.first_ns)
+			m->slow_rate0 = (hs.beats - 1) / ((hs.last_ns - hs.first_ns) / 1e9);
+	}
 	return STEP_NEXT;
 }
 

@@ -214,6 +214,9 @@ struct qmig_result {
 	double engine_cpu_ms;
 	/* The dirty rate measured before the migration, bytes/s (0: none). */
 	uint64_t premeasured_dirty_rate;
+	/* Test guests: heartbeats per second during precopy against before,
+	 * as 1 - during/before (0.3: 30% slower); -1 when not measured. */
+	double guest_slowdown;
 };
 
 struct qmig_migration;
