@@ -181,7 +181,7 @@ static void collect(const struct qmig_migration_event *ev, void *ud)
 	struct bench_run *r = ud;
 	struct bench_point *p;
 
-	if (strcmp(ev->type, "sample") || !ev->sample || strcmp(ev->sample->status, "active"))
+	if (strcmp(ev->type, "sample") || !ev->sample || !strcmp(ev->sample->status, "setup"))
 		return;
 	if (r->n == r->cap) {
 		int cap = r->cap ? r->cap * 2 : 256;
@@ -410,8 +410,7 @@ int cmd_bench(int argc, char **argv)
 		}
 		link_down(&l);
 		snprintf(path, sizeof(path), "%s/progress-%s.svg", dir, cells[i].name);
-		if (cells[i].runs[0].n)
-			bench_svg_progress(path, cells[i].name, &cells[i].runs[0]);
+		bench_svg_progress(path, cells[i].name, &cells[i].runs[0]);
 	}
 	write_results(dir, cells, n);
 	write_summary(dir, cells, n, base);
