@@ -28,6 +28,8 @@ struct bench_cell {
 	int64_t downtime_limit;
 	char policy[32];
 	char link[32];              /* "" unshaped, else a tc rate such as 1gbit */
+	int linux_guest;            /* guest=linux */
+	char tls[256];              /* tls=DIR: a certificate directory */
 	const char *caps[16], *params[16];
 	int ncaps, nparams;
 	char *strs[32];

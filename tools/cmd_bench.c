@@ -26,9 +26,11 @@ static void usage(FILE *f)
 		   "  NAME [mem=SIZE] [wss=SIZE] [dirty-rate=RATE] [max-bandwidth=RATE]\n"
 		   "       [multifd=N] [downtime-limit=MS] [policy=NAME] [postcopy=1]\n"
 		   "       [cap=NAME]... [param=NAME=VALUE]... [link=RATE] [timeout=SECS]\n"
+		   "       [guest=tiny|linux] [tls=DIR]\n"
 		   "and 'repeats=N', 'baseline=NAME' set the run; '#' starts a comment.\n"
 		   "link=1gbit shapes a veth link between two network namespaces with tc\n"
-		   "tbf (needs root). The baseline (default: the first cell) is the\n"
+		   "tbf (needs root); guest=linux needs 'make linux-guest'; tls=DIR migrates\n"
+		   "over TLS with certificates from qmigrate tls init. The baseline (default: the first cell) is the\n"
 		   "reference for the ratios; 'qemu-defaults' cells should set\n"
 		   "max-bandwidth=134217728, QEMU 7.2's own default.\n");
 }
@@ -62,6 +64,12 @@ static void parse_cell(struct bench_cell *c, char *line)
 		else if (!strcmp(w, "timeout")) c->timeout_s = (int)parse_long("timeout", eq, 1, 3600);
 		else if (!strcmp(w, "policy")) snprintf(c->policy, sizeof(c->policy), "%s", eq);
 		else if (!strcmp(w, "link")) snprintf(c->link, sizeof(c->link), "%s", strcmp(eq, "unshaped") ? eq : "");
+		else if (!strcmp(w, "tls")) snprintf(c->tls, sizeof(c->tls), "%s", eq);
+		else if (!strcmp(w, "guest")) {
+			if (strcmp(eq, "tiny") && strcmp(eq, "linux"))
+				die(EXIT_USAGE, "scenario: guest=%s is not tiny or linux", eq);
+			c->linux_guest = !strcmp(eq, "linux");
+		}
 		else if (!strcmp(w, "cap") && c->ncaps < 15) c->caps[c->ncaps++] = keep(c, eq);
 		else if (!strcmp(w, "param") && c->nparams < 15) c->params[c->nparams++] = keep(c, eq);
 		else die(EXIT_USAGE, "scenario: unknown key '%s' in cell %s", w, c->name);
@@ -203,7 +211,8 @@ static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m;
 
-	o.guest.guest = QMIG_GUEST_TINY;
+	o.guest.guest = c->linux_guest ? QMIG_GUEST_LINUX : QMIG_GUEST_TINY;
+	o.tls_dir = c->tls[0] ? c->tls : NULL;
 	o.guest.accel = "tcg";
 	o.guest.mem_bytes = c->mem;
 	o.guest.wss_bytes = c->wss;
