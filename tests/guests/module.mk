@@ -27,4 +27,4 @@ ITEST_PROGS += tests/integration/guest_tiny
 .PHONY: linux-guest
 linux-guest:
 	@sh tests/guests/linux/build.sh
-ITEST_SCRIPTS += tests/integration/linux_guest.sh
+ITEST_SCRIPTS += tests/integration/linux_boot.sh tests/integration/linux_guest.sh
