@@ -247,9 +247,7 @@ void qmig_migration_free(struct qmig_migration *m)
 	/* A handle freed mid-flight still leaves the source as it was. */
 	if (m->phase != QMIG_PHASE_INIT && !m->finished) {
 		qmig_migration_cancel(m);
-		for (int i = 0; i < 50 && !m->finished; i++)
-			if (qmig_migration_process(m) != 0)
-				break;
+		qmig_migration_run(m); /* the rollback is bounded (~20 s) */
 	}
 	side_release(&m->side[SRC]);
 	side_release(&m->side[DST]);

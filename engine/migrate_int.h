@@ -73,6 +73,8 @@ struct qmig_migration {
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */
 	double slow_rate0;            /* beats/s before it */
 	int slow_done;
+	uint64_t rb_beats0;           /* rollback: source heartbeats when resumed */
+	int64_t rb_t0;
 	int64_t t_start_ns, t_migrate_ns, t_done_ns, t_phase_ns;
 	int64_t deadline_ns, next_sample_ns, wait_until_ns;
 

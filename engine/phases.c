@@ -696,25 +696,16 @@ static int step_finish(struct qmig_migration *m)
 
 /* ---- rollback ------------------------------------------------------------ */
 
-static void cancel_source(struct qmig_migration *m)
+/* 1 while the source's migration is still winding down after a cancel. */
+static int source_still_migrating(struct qmig_migration *m)
 {
-	struct side *src = &m->side[SRC];
 	struct qmig_migrate_info mi;
-	int64_t until = qm_now_ns() + CANCEL_TIMEOUT_NS;
 
-	if (!src->qmp || !m->t_migrate_ns)
-		return;
-	qmig_cmd_migrate_cancel(src->qmp);
-	while (qm_now_ns() < until) {
-		if (qmig_cmd_query_migrate(src->qmp, &mi) < 0)
-			return;
-		if (strcmp(mi.status, "active") && strcmp(mi.status, "setup") &&
-		    strcmp(mi.status, "cancelling") && strcmp(mi.status, "device") &&
-		    strcmp(mi.status, "pre-switchover"))
-			return;
-		usleep(10000);
-	}
-	qm_log(m, QMIG_LOG_WARN, "source: migration still not cancelled after 15 s");
+	if (!m->side[SRC].qmp || qmig_cmd_query_migrate(m->side[SRC].qmp, &mi) < 0)
+		return 0;
+	return !strcmp(mi.status, "active") || !strcmp(mi.status, "setup") ||
+	       !strcmp(mi.status, "cancelling") || !strcmp(mi.status, "device") ||
+	       !strcmp(mi.status, "pre-switchover");
 }
 
 static void resume_source(struct qmig_migration *m)
@@ -756,10 +747,29 @@ static void stop_destination(struct qmig_migration *m)
 	}
 }
 
+static void rollback_result(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+
+	m->res.error = m->error;
+	m->res.failed_phase = m->failed_phase;
+	snprintf(m->res.status, sizeof(m->res.status), "%s",
+		 m->error == -ECANCELED ? "cancelled" : "failed");
+	snprintf(m->res.message, sizeof(m->res.message), "%.400s; %s", m->err,
+		 !src->qmp ? "the source could not be checked"
+		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
+							  : "the source guest is paused as before")
+				      : "the source guest could NOT be restored");
+}
+
+/* Rollback, in resumable steps like every phase: cancel and wait for the
+ * source to stop migrating (at most 15 s), put both sides back, then
+ * wait for the resumed guest's heartbeats (at most 5 s). */
 static int step_rollback(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
 	struct qmig_vm_status st;
+	struct qmig_hb_stats hs;
 
 	if (m->res.postcopy_started) {
 		/* The guest's memory is split between the two QEMUs: resuming
@@ -772,31 +782,47 @@ static int step_rollback(struct qmig_migration *m)
 		snprintf(m->res.message, sizeof(m->res.message), "%.500s", m->err);
 		return STEP_NEXT;
 	}
-	cancel_source(m);
-	stop_destination(m);
-	resume_source(m);
-	qm_restore_side(m, src);
-	if (m->side[DST].qmp && !m->side[DST].vm)
-		qm_restore_side(m, &m->side[DST]);
-	qmig_port_free(m->port);
-	m->port = NULL;
-	m->res.rolled_back = src->qmp && qmig_cmd_query_status(src->qmp, &st) == 0 &&
-			     st.running == src->was_running;
-	/* Trust the guest, not QEMU: a resumed test guest must heartbeat. */
-	if (m->res.rolled_back && src->was_running && src->hb &&
-	    qmig_hb_wait(src->hb, 2, 5000) < 0) {
-		m->res.rolled_back = 0;
-		qm_log(m, QMIG_LOG_ERROR, "source: running, but the guest sends no heartbeats");
+	switch (m->sub) {
+	case 0:
+		if (src->qmp && m->t_migrate_ns)
+			qmig_cmd_migrate_cancel(src->qmp);
+		m->sub = 1;
+		/* fall through */
+	case 1:
+		if (m->t_migrate_ns && source_still_migrating(m)) {
+			if (qm_now_ns() - m->t_phase_ns < CANCEL_TIMEOUT_NS)
+				return wait_ms(m, 10);
+			qm_log(m, QMIG_LOG_WARN, "source: migration still not cancelled after 15 s");
+		}
+		stop_destination(m);
+		resume_source(m);
+		qm_restore_side(m, src);
+		if (m->side[DST].qmp && !m->side[DST].vm)
+			qm_restore_side(m, &m->side[DST]);
+		qmig_port_free(m->port);
+		m->port = NULL;
+		m->res.rolled_back = src->qmp && qmig_cmd_query_status(src->qmp, &st) == 0 &&
+				     st.running == src->was_running;
+		m->sub = 3;
+		if (!(m->res.rolled_back && src->was_running && src->hb))
+			break;
+		qmig_hb_get(src->hb, &hs);
+		m->rb_beats0 = hs.beats;
+		m->rb_t0 = qm_now_ns();
+		m->sub = 2;
+		/* fall through */
+	case 2:
+		/* Trust the guest, not QEMU: a resumed test guest must heartbeat. */
+		qmig_hb_get(src->hb, &hs);
+		if (hs.beats < m->rb_beats0 + 2) {
+			if (qm_now_ns() - m->rb_t0 < 5000 * MS)
+				return wait_ms(m, 10);
+			m->res.rolled_back = 0;
+			qm_log(m, QMIG_LOG_ERROR, "source: running, but the guest sends no heartbeats");
+		}
+		break;
 	}
-	m->res.error = m->error;
-	m->res.failed_phase = m->failed_phase;
-	snprintf(m->res.status, sizeof(m->res.status), "%s",
-		 m->error == -ECANCELED ? "cancelled" : "failed");
-	snprintf(m->res.message, sizeof(m->res.message), "%.400s; %s", m->err,
-		 !src->qmp ? "the source could not be checked"
-		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
-							  : "the source guest is paused as before")
-				      : "the source guest could NOT be restored");
+	rollback_result(m);
 	return STEP_NEXT;
 }
 

@@ -12,9 +12,8 @@
  * Embedding: poll qmig_migration_get_fd() for POLLIN with the timeout from
  * qmig_migration_get_timeout(), then call qmig_migration_process(); repeat
  * until it returns 1 (finished). Each step does short, bounded QMP
- * exchanges over local sockets and never waits for the migration itself,
- * with one exception: a rollback waits in place (at most ~20 s) for QEMU
- * to cancel and for the resumed source guest to heartbeat.
+ * exchanges over local sockets and never waits for the migration itself
+ * (nor, in a rollback, for QEMU to cancel or the guest to heartbeat).
  *
  * Whatever fails, the engine rolls back: the source guest ends running as
  * it was, a destination it launched is gone, its port is released and the
