@@ -21,7 +21,8 @@ grep -q '"capability":"multifd","state":true' "$T/multifd.jsonl" || fail "multif
 
 # postcopy: a guest dirtying 300 MiB/s over a 50 MiB/s precopy would never
 # converge; after the first pass it switches and completes.
-run postcopy --mem 256M --wss 128M --dirty-rate 300M --max-bandwidth 50M --postcopy
+run postcopy --mem 256M --wss 128M --dirty-rate 300M --max-bandwidth 50M --postcopy \
+	--param max-postcopy-bandwidth=20971520
 [ "$(json_get postcopy "$res")" = true ] || fail "postcopy: never switched"
 [ "$(json_get postcopy_requests "$res")" -gt 0 ] || fail "postcopy: no page requests"
 grep -q '"action":"start-postcopy"' "$T/postcopy.jsonl" || fail "postcopy: no action record"
