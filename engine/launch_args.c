@@ -137,11 +137,28 @@ int qm_linux_dir(char *path, size_t len)
 	return 0;
 }
 
+/* Both test guests read the same words (the Linux one with a "qmig."
+ * prefix, after the kernel's own): rate, hb, wss, and net for Linux. */
+static void guest_cmdline(char *app, size_t len, const char *head, const char *pfx,
+			  const struct qmig_vm_spec *spec)
+{
+	size_t n = (size_t)snprintf(app, len, "%s%srate=%llu %shb=%u", head, pfx,
+				    (unsigned long long)spec->dirty_rate, pfx,
+				    spec->hb_ms ? spec->hb_ms : 1);
+
+	if (spec->wss_bytes && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %swss=%llu", pfx,
+				      (unsigned long long)spec->wss_bytes);
+	if (spec->net && *pfx && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %snet=1", pfx);
+	if (spec->guest_append && n < len)
+		snprintf(app + n, len - n, " %s", spec->guest_append);
+}
+
 static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
 		     size_t msg_len)
 {
 	char kernel[4096], app[512];
-	size_t n;
 
 	if (qm_find_tiny(kernel, sizeof(kernel)) < 0) {
 		snprintf(msg, msg_len,
@@ -150,15 +167,7 @@ static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *m
 			 QMIG_BUILD_GUESTDIR, QMIG_INSTALL_GUESTDIR);
 		return -ENOENT;
 	}
-	n = (size_t)snprintf(app, sizeof(app), "rate=%llu hb=%u",
-			     (unsigned long long)spec->dirty_rate, spec->hb_ms ? spec->hb_ms : 1);
-	if (spec->wss_bytes)
-		n += (size_t)snprintf(app + n, sizeof(app) - n, " wss=%llu",
-				      (unsigned long long)spec->wss_bytes);
-	if (spec->net && n < sizeof(app))
-		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.net=1");
-	if (spec->guest_append && n < sizeof(app))
-		snprintf(app + n, sizeof(app) - n, " %s", spec->guest_append);
+	guest_cmdline(app, sizeof(app), "", "", spec);
 	qm_argv_add(a, "-kernel");
 	qm_argv_add(a, kernel);
 	qm_argv_add(a, "-append");
@@ -170,7 +179,6 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 		      size_t msg_len)
 {
 	char dir[3072], kernel[4096], initrd[4096], app[512];
-	size_t n;
 
 	qm_linux_dir(dir, sizeof(dir));
 	snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
@@ -182,15 +190,7 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 			 file_ok(kernel) ? initrd : kernel);
 		return -ENOENT;
 	}
-	n = (size_t)snprintf(app, sizeof(app), "console=ttyS0 quiet qmig.rate=%llu qmig.hb=%u",
-			     (unsigned long long)spec->dirty_rate, spec->hb_ms ? spec->hb_ms : 1);
-	if (spec->wss_bytes)
-		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.wss=%llu",
-				      (unsigned long long)spec->wss_bytes);
-	if (spec->net && n < sizeof(app))
-		n += (size_t)snprintf(app + n, sizeof(app) - n, " qmig.net=1");
-	if (spec->guest_append && n < sizeof(app))
-		snprintf(app + n, sizeof(app) - n, " %s", spec->guest_append);
+	guest_cmdline(app, sizeof(app), "console=ttyS0 quiet ", "qmig.", spec);
 	qm_argv_add(a, "-kernel");
 	qm_argv_add(a, kernel);
 	qm_argv_add(a, "-initrd");
