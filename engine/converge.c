@@ -144,8 +144,6 @@ int qm_policy_step(struct qmig_migration *m)
 	if (!m->policy || strcmp(m->last.status, "active"))
 		return 0;
 	qm_policy_sample_of(m, &ps);
-	if (!ps.dirty_rate && ps.pass <= 1)
-		ps.dirty_rate = m->res.premeasured_dirty_rate;
 	n = m->policy->on_sample(m->policy_state, &ps, &m->pred, acts, 8);
 	for (int i = 0; i < n && i < 8; i++)
 		if (apply(m, &acts[i]) < 0)

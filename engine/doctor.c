@@ -316,7 +316,8 @@ int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 	}
 	if (d.o->same_host)
 		check_memory(&d, src);
-	check_ports(&d);
+	if (!d.o->skip_ports)
+		check_ports(&d);
 	*findings = d.f;
 	*n = d.n;
 	return 0;

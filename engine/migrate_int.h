@@ -128,6 +128,8 @@ void qm_plan_emit(struct qmig_migration *m);
 void qm_plan_clear(struct plan *p);
 struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s);
 int qm_alloc_port(struct qmig_migration *m);
+/* "tcp:HOST:PORT", brackets around an IPv6 host. */
+void qm_tcp_uri(char *buf, size_t len, const char *host, unsigned port);
 int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
 		struct json_object *args, const char *why);
 

@@ -38,6 +38,10 @@ void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_samp
 					  m->last.bandwidth, m->last.throttle_pct,
 					  m->downtime_limit, m->bandwidth_limit,
 					  (uint64_t)m->drain_ewma};
+	/* QEMU measures no dirty rate during the first pass: the rate
+	 * measured before the migration stands in for it. */
+	if (!ps->dirty_rate && ps->pass <= 1)
+		ps->dirty_rate = m->res.premeasured_dirty_rate;
 }
 
 static struct json_object *prediction_json(const struct qmig_prediction *p)
@@ -117,9 +121,6 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 		m->throttle_max = s.throttle_pct;
 	m->last = s;
 	qm_policy_sample_of(m, &ps);
-	/* QEMU measures no dirty rate during the first pass. */
-	if (!ps.dirty_rate && ps.pass <= 1)
-		ps.dirty_rate = m->res.premeasured_dirty_rate;
 	qmig_predict(&ps, &m->pred);
 	m->last.eta_ms = m->pred.time_left_ms;
 	rec = sample_json(&m->last);

@@ -290,11 +290,8 @@ static int run_doctor(struct qmig_migration *m)
 	const char *refused = NULL;
 	size_t n = 0;
 
-	d.listen_addr = m->o.listen_addr;
-	d.port_lo = m->o.port_lo;
-	d.port_hi = m->o.port_hi;
-	d.port_lock_dir = m->o.port_lock_dir;
-	d.dst_netns = m->o.dst_netns;
+	/* The plan reserves the port itself, with the same allocator. */
+	d.skip_ports = 1;
 	d.same_host = !m->o.src_qmp || m->o.dst_netns || !strncmp(m->o.dst_addr, "127.", 4) ||
 		      !strcmp(m->o.dst_addr, "localhost") || !strcmp(m->o.dst_addr, "::1");
 	if (qmig_doctor_run(m->side[SRC].qmp, m->side[DST].qmp, &d, &f, &n) < 0)

@@ -282,13 +282,20 @@ int qm_alloc_port(struct qmig_migration *m)
 	return 0;
 }
 
-static struct json_object *uri_args(const char *key, const char *host, unsigned port)
+void qm_tcp_uri(char *buf, size_t len, const char *host, unsigned port)
+{
+	int n = snprintf(buf, len, "tcp:");
+
+	qmig_addr_format(buf + n, len - (size_t)n, host, port);
+}
+
+static struct json_object *uri_args(const char *host, unsigned port)
 {
 	struct json_object *a = json_object_new_object();
-	char uri[QMIG_HOST_MAX + 32] = "tcp:";
+	char uri[QMIG_HOST_MAX + 32];
 
-	qmig_addr_format(uri + 4, sizeof(uri) - 4, host, port);
-	json_object_object_add(a, key, json_object_new_string(uri));
+	qm_tcp_uri(uri, sizeof(uri), host, port);
+	json_object_object_add(a, "uri", json_object_new_string(uri));
 	return a;
 }
 
@@ -342,7 +349,7 @@ int qm_plan_build(struct qmig_migration *m)
 		r = plan_params(m, &m->side[DST]);
 	if (!r)
 		r = add_step(&m->plan, DST, "migrate-incoming",
-			     uri_args("uri", m->o.listen_addr, m->res.port),
+			     uri_args(m->o.listen_addr, m->res.port),
 			     "listen for the stream");
 	if (!r)
 		r = plan_caps(m, &m->side[SRC], want);
@@ -351,7 +358,7 @@ int qm_plan_build(struct qmig_migration *m)
 	if (!r)
 		r = plan_params(m, &m->side[SRC]);
 	if (!r)
-		r = add_step(&m->plan, SRC, "migrate", uri_args("uri", m->o.dst_addr, m->res.port),
+		r = add_step(&m->plan, SRC, "migrate", uri_args(m->o.dst_addr, m->res.port),
 			     "start the migration");
 	json_object_put(want);
 	if (r < 0 && !m->error)
@@ -417,10 +424,10 @@ static int retry_incoming(struct qmig_migration *m, int i)
 	if (qm_alloc_port(m) < 0)
 		return m->error;
 	json_object_put(st->args);
-	st->args = uri_args("uri", m->o.listen_addr, m->res.port);
+	st->args = uri_args(m->o.listen_addr, m->res.port);
 	for (int k = 0; k < m->plan.n; k++)
 		if (!strcmp(m->plan.steps[k].command, "migrate"))
-			m->plan.steps[k].args = uri_args("uri", m->o.dst_addr, m->res.port);
+			m->plan.steps[k].args = uri_args(m->o.dst_addr, m->res.port);
 	qm_log(m, QMIG_LOG_WARN, "destination: could not listen, retrying on port %u",
 	       m->res.port);
 	return 0;

@@ -99,8 +99,7 @@ static int recover_attempt(struct qmig_migration *m)
 	if (!strcmp(dmi.status, "postcopy-paused") || !strcmp(dmi.status, "postcopy-active")) {
 		if (qm_alloc_port(m) < 0)
 			return m->error;
-		snprintf(uri, sizeof(uri), "tcp:");
-		qmig_addr_format(uri + 4, sizeof(uri) - 4, m->o.listen_addr, m->res.port);
+		qm_tcp_uri(uri, sizeof(uri), m->o.listen_addr, m->res.port);
 		r = qmig_cmd_migrate_recover(dst->qmp, uri);
 		if (r < 0) {
 			qm_log(m, QMIG_LOG_WARN, "destination: migrate-recover: %s",
@@ -110,8 +109,7 @@ static int recover_attempt(struct qmig_migration *m)
 		qm_action(m, "migrate-recover", m->res.port, "destination listens again");
 	}
 	if (!strcmp(smi.status, "postcopy-paused")) {
-		snprintf(uri, sizeof(uri), "tcp:");
-		qmig_addr_format(uri + 4, sizeof(uri) - 4, m->o.dst_addr, m->res.port);
+		qm_tcp_uri(uri, sizeof(uri), m->o.dst_addr, m->res.port);
 		r = qmig_cmd_migrate(src->qmp, uri, 1);
 		m->res.recovery_attempts++;
 		if (r < 0)

@@ -34,6 +34,7 @@ struct qmig_doctor_opts {
 	const char *port_lock_dir;
 	const char *dst_netns;
 	int same_host;              /* the destination runs here: check its files and memory */
+	int skip_ports;             /* the caller reserves the port itself (the engine does) */
 };
 
 #define QMIG_DOCTOR_OPTS_INIT {.version = QMIG_DOCTOR_OPTS_VERSION, .same_host = 1}

@@ -34,6 +34,8 @@ uint64_t parse_size(const char *what, const char *s);
 /* "50M" (bytes/s), "1gbit", "800mbit": bytes per second. */
 uint64_t parse_rate(const char *what, const char *s);
 long parse_long(const char *what, const char *s, long min, long max);
+/* "LO-HI", e.g. 49152-49215. Dies with a message naming what on error. */
+void parse_port_range(const char *what, const char *s, unsigned *lo, unsigned *hi);
 void format_size(char *buf, size_t len, double bytes);
 
 /* Subcommands: argv[0] is the subcommand's name. */

@@ -44,7 +44,6 @@ int cmd_doctor(int argc, char **argv)
 	struct qmig_finding *f;
 	size_t n;
 	int json = 0, refuse = 0, c, r;
-	char *dash;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -53,14 +52,7 @@ int cmd_doctor(int argc, char **argv)
 		case 'd': dst = optarg; break;
 		case 'n': o.dst_netns = optarg; break;
 		case 'l': o.listen_addr = optarg; break;
-		case 'p':
-			dash = strchr(optarg, '-');
-			if (!dash)
-				die(EXIT_USAGE, "--port-range: '%s' is not LO-HI", optarg);
-			*dash = 0;
-			o.port_lo = (unsigned)parse_long("--port-range", optarg, 1, 65535);
-			o.port_hi = (unsigned)parse_long("--port-range", dash + 1, o.port_lo, 65535);
-			break;
+		case 'p': parse_port_range("--port-range", optarg, &o.port_lo, &o.port_hi); break;
 		case 'r': o.same_host = 0; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;

@@ -226,19 +226,6 @@ static void add_cap(const char **caps, int *n, const char *name)
 	caps[(*n)++] = name;
 }
 
-static void parse_range(const char *s, unsigned *lo, unsigned *hi)
-{
-	char *dash = strchr(s, '-');
-	char buf[16];
-
-	if (!dash || (size_t)(dash - s) >= sizeof(buf))
-		die(EXIT_USAGE, "--port-range: '%s' is not LO-HI (e.g. 49152-49215)", s);
-	memcpy(buf, s, dash - s);
-	buf[dash - s] = 0;
-	*lo = (unsigned)parse_long("--port-range", buf, 1, 65535);
-	*hi = (unsigned)parse_long("--port-range", dash + 1, *lo, 65535);
-}
-
 /* The loop: the migration, signals, and the job's control socket. */
 static int drive(struct qmig_migration *m, struct job *job)
 {
@@ -346,7 +333,7 @@ int cmd_migrate(int argc, char **argv)
 		case O_KEEPD: o.keep_dest = 1; break;
 		case O_DADDR: o.dst_addr = optarg; break;
 		case O_LADDR: o.listen_addr = optarg; break;
-		case O_RANGE: parse_range(optarg, &o.port_lo, &o.port_hi); break;
+		case O_RANGE: parse_port_range("--port-range", optarg, &o.port_lo, &o.port_hi); break;
 		case O_BW: o.max_bandwidth = parse_rate("--max-bandwidth", optarg); break;
 		case O_DL: o.downtime_limit_ms = parse_long("--downtime-limit", optarg, 1, 2000000); break;
 		case O_MULTIFD: o.multifd_channels = (int)parse_long("--multifd", optarg, 1, 255); break;

@@ -111,6 +111,19 @@ long parse_long(const char *what, const char *s, long min, long max)
 	return v;
 }
 
+void parse_port_range(const char *what, const char *s, unsigned *lo, unsigned *hi)
+{
+	const char *dash = strchr(s, '-');
+	char buf[16];
+
+	if (!dash || (size_t)(dash - s) >= sizeof(buf))
+		die(EXIT_USAGE, "%s: '%s' is not LO-HI (e.g. 49152-49215)", what, s);
+	memcpy(buf, s, (size_t)(dash - s));
+	buf[dash - s] = 0;
+	*lo = (unsigned)parse_long(what, buf, 1, 65535);
+	*hi = (unsigned)parse_long(what, dash + 1, *lo, 65535);
+}
+
 void format_size(char *buf, size_t len, double b)
 {
 	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -42,7 +42,7 @@ $QMIGRATE migrate --launch --guest tiny --mem 256M --wss 128M --dirty-rate 20M -
 	fail "the recorded run failed"
 rec=$(tail -1 "$T/real.jsonl")
 sim=$($QMIGRATE replay "$T/real.jsonl" --policy passive --json)
-rp=$(json_get passes "$rec"); sp=$(echo "$sim" | sed 's/.*"recorded".*//; s/.*"passes":\([0-9]*\).*/\1/')
+rp=$(json_get passes "$rec")
 sp=$(echo "$sim" | grep -o '"passes":[0-9]*' | head -1 | cut -d: -f2)
 rb=$(json_get transferred_bytes "$rec"); sb=$(echo "$sim" | grep -o '"transferred_bytes":[0-9]*' | head -1 | cut -d: -f2)
 echo "replay: passes real $rp sim $sp; bytes real $rb sim $sb"
