@@ -11,6 +11,7 @@
 #include "qmig_commands.h"
 #include "qmig_doctor.h"
 #include "qmig_transport.h"
+#include "versions.h"
 
 struct doc {
 	struct qmig_finding *f;
@@ -308,6 +309,9 @@ int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 	check_states(&d, src, dst);
 	check_tcg_bitmap(&d, src, "source");
 	if (dst) {
+		struct qmig_finding vf[4]; /* versions.c: the pair's direction and known bugs */
+		for (size_t i = 0, k = qm_version_findings(src, dst, vf, 4); i < k; i++)
+			add(&d, vf[i].severity, vf[i].id, vf[i].fix, "%s", vf[i].problem);
 		check_tcg_bitmap(&d, dst, "destination");
 		check_ram(&d, src, dst);
 		check_machine(&d, src, dst);

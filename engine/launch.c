@@ -21,6 +21,7 @@
 
 #include "launch_int.h"
 #include "qmig_commands.h"
+#include "versions.h"
 
 #define QMP_WAIT_MS 10000
 #define TERM_GRACE_MS 1000
@@ -258,7 +259,7 @@ static uint64_t settle_mem(struct qmig_vm *vm, const struct qmig_vm_spec *spec)
 	uint64_t mem = spec->mem_bytes ? spec->mem_bytes : DEFAULT_MEM, out;
 
 	mem = (mem + 8191) & ~8191ull; /* QEMU rounds -m up to 8 KiB itself */
-	if (!spec->no_mem_workaround && qmig_vm_mem_workaround(mem, vm->accel, 0, &out)) {
+	if (!spec->no_mem_workaround && qmig_vm_mem_workaround(mem, vm->accel, qm_binary_version(spec->qemu_binary), &out)) {
 		vm_log(vm, QMIG_LOG_INFO,
 		       "RAM %llu KiB is a multiple of 256 KiB: launching with %llu KiB, because "
 		       "QEMU before 9.0 under TCG loses dirty pages during precopy on such RAM "

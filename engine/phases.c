@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "migrate_int.h"
+#include "versions.h"
 
 #define MS 1000000LL
 #define BOOT_TIMEOUT_NS (60000 * MS)
@@ -141,12 +142,15 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 		       const char *netns)
 {
 	struct qmig_vm_spec spec = m->o.guest;
+	struct qm_xver xv;
 	char msg[512] = "";
 	int r;
 
 	spec.incoming = incoming;
 	spec.netns = netns;
 	spec.userfaultfd = m->o.postcopy;
+	if (incoming)
+		qm_xver_dst_spec(m, &spec, &xv); /* versions.c: binary, machine type, RAM */
 	/* Both sides run on the accelerator chosen (and smoke-tested) for the source. */
 	if (incoming && m->side[SRC].vm)
 		spec.accel = qmig_vm_accel(m->side[SRC].vm);

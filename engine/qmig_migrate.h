@@ -175,6 +175,11 @@ struct qmig_migrate_opts {
 
 	/* Go ahead despite the doctor's refusals (they are logged and traced). */
 	int force;
+
+	/* Launch mode: the destination's QEMU binary when it is not the
+	 * source's (guest.qemu_binary); the destination then gets the source's
+	 * machine type and RAM size. Must outlive the handle. */
+	const char *dst_qemu_binary;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

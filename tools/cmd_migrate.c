@@ -48,6 +48,9 @@ static void usage(FILE *f)
 		"  --dirty-rate RATE       bytes/s the guest writes (e.g. 50M; default 0)\n"
 		"  --accel auto|tcg|kvm    accelerator (default auto)\n"
 		"  --qemu PATH             QEMU binary (default qemu-system-x86_64)\n"
+		"  --src-qemu PATH         the source's QEMU, when not --qemu\n"
+		"  --dst-qemu PATH         the destination's QEMU, when not --qemu; it gets\n"
+		"                          the source's machine type (e.g. pc-i440fx-7.2)\n"
 		"  --src-netns NS          run the source in network namespace NS\n"
 		"  --dst-netns NS          run the destination in network namespace NS\n"
 		"  --keep-dest             leave the destination running afterwards\n"
@@ -265,7 +268,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -292,6 +295,7 @@ int cmd_migrate(int argc, char **argv)
 		{"policy", 1, 0, O_POL},       {"policy-plugin", 1, 0, O_POLP},
 		{"max-downtime", 1, 0, O_MAXD}, {"max-pause", 1, 0, O_MAXP},
 		{"measure-dirty-rate", 1, 0, O_MEAS}, {"force", 0, 0, O_FORCE},
+		{"src-qemu", 1, 0, O_SQEMU},   {"dst-qemu", 1, 0, O_DQEMU},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -302,6 +306,7 @@ int cmd_migrate(int argc, char **argv)
 	char xbzrle[64];
 	int ncaps = 0, nparams = 0, launch = 0, c, r;
 	char jobmsg[256] = "";
+	const char *src_qemu = NULL, *dst_qemu = NULL;
 
 	o.guest.guest = QMIG_GUEST_TINY;
 	o.guest.mem_bytes = 256ull << 20;
@@ -395,6 +400,8 @@ int cmd_migrate(int argc, char **argv)
 		case O_MAXD: o.max_downtime_ms = parse_long("--max-downtime", optarg, 1, 2000000); break;
 		case O_MAXP: o.max_pause_ms = parse_long("--max-pause", optarg, 1, 86400000); break;
 		case O_NOWA: o.guest.no_mem_workaround = 1; break;
+		case O_SQEMU: src_qemu = optarg; break;
+		case O_DQEMU: dst_qemu = optarg; break;
 		case O_TLS: o.tls_dir = optarg; break;
 		case O_TLSD: o.tls_dst_dir = optarg; break;
 		case O_TLSH: o.tls_hostname = optarg; break;
@@ -409,6 +416,13 @@ int cmd_migrate(int argc, char **argv)
 		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate migrate --help')", argv[optind]);
 	if (launch && (o.src_qmp || o.dst_qmp))
 		die(EXIT_USAGE, "--launch starts both QEMUs: drop --src-qmp/--dst-qmp");
+	if (!launch && (src_qemu || dst_qemu))
+		die(EXIT_USAGE, "--src-qemu and --dst-qemu choose what --launch starts");
+	if (src_qemu || dst_qemu) { /* --qemu names both; these one side each */
+		const char *both = o.guest.qemu_binary ? o.guest.qemu_binary : "qemu-system-x86_64";
+		o.guest.qemu_binary = src_qemu ? src_qemu : both;
+		o.dst_qemu_binary = dst_qemu ? dst_qemu : both;
+	}
 	if (!launch && (!o.src_qmp || !o.dst_qmp))
 		die(EXIT_USAGE, "give --src-qmp and --dst-qmp (attach), or --launch");
 	if (o.dst_netns && !o.dst_addr)

@@ -1,0 +1,42 @@
+/* Internal to engine/: what differs between QEMU versions and binaries —
+ * the known bugs of each release (for the doctor and the launcher) and
+ * the destination of a launched cross-version migration. Nothing here is
+ * exported. Capabilities and parameters are never decided here: those are
+ * probed from each QEMU's own queries and schema. */
+#ifndef QMIG_VERSIONS_H
+#define QMIG_VERSIONS_H
+
+#include <stddef.h>
+
+#include "qmig_doctor.h"
+#include "qmig_launch.h"
+
+struct qmig_migration;
+
+/* QEMU's version as major*10000 + minor*100 + micro, from `BIN -version`
+ * (NULL: qemu-system-x86_64); 0 when it cannot be told. Only for known
+ * bugs fixed in a given release, which no query reveals. */
+unsigned qm_binary_version(const char *bin);
+
+/* 1 when `BIN -machine help` lists TYPE (a name or an alias), 0 when it
+ * does not, a negative errno when the binary could not be asked. */
+int qm_binary_has_machine(const char *bin, const char *type);
+
+/* The destination's launch spec in launch mode, once the source runs:
+ * its own binary (dst_qemu_binary), the source's exact RAM size and, when
+ * the destination QEMU has it, the source's concrete machine type (e.g.
+ * pc-i440fx-7.2) so that a newer QEMU builds the same devices. The
+ * storage behind the changed spec lives in X until the launch is done. */
+struct qm_xver {
+	const char *argv[40];
+	char machine[128];
+};
+void qm_xver_dst_spec(struct qmig_migration *m, struct qmig_vm_spec *spec, struct qm_xver *x);
+
+/* Findings that depend on the pair of QEMU versions: the unsupported
+ * direction (an older destination without the source's machine type) and
+ * the known cross-version bugs. Fills at most MAX, returns how many. */
+size_t qm_version_findings(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
+			   struct qmig_finding *out, size_t max);
+
+#endif
