@@ -13,3 +13,5 @@ ITEST_SCRIPTS += tests/integration/migrate_caps.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh
 # QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh
+ITEST_SCRIPTS += tests/integration/qemu10_verify.sh
+ITEST_FULL_SCRIPTS += tests/integration/qemu10_verify_full.sh
