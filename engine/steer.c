@@ -167,7 +167,7 @@ void qmig_migration_convergence(const struct qmig_migration *m, struct qmig_conv
 			 (unsigned long long)c.stalled_passes, d, w);
 		break;
 	case QMIG_VERDICT_CANNOT_CONVERGE:
-		snprintf(c.text, sizeof(c.text), "cannot converge: dirty %s >= wire %s", d, w);
+		snprintf(c.text, sizeof(c.text), "cannot converge: dirty %s, wire %s", d, w);
 		break;
 	default:
 		snprintf(c.text, sizeof(c.text), "measuring: wire %s", w);
