@@ -76,6 +76,8 @@ static int set_param(struct qmig_migration *m, const char *name, int64_t v)
 	json_object_object_add(a, name, json_object_new_int64(v));
 	r = qmig_cmd_migrate_set_parameters(m->side[SRC].qmp, a);
 	json_object_put(a);
+	if (!r)
+		qm_note_param(&m->side[SRC], name);
 	return r;
 }
 
@@ -141,7 +143,11 @@ int qm_policy_step(struct qmig_migration *m)
 	struct qmig_action acts[8];
 	int n;
 
-	if (!m->policy || strcmp(m->last.status, "active"))
+	if (strcmp(m->last.status, "active"))
+		return 0;
+	if (qm_converge_check(m) < 0)
+		return m->error;
+	if (!m->policy)
 		return 0;
 	qm_policy_sample_of(m, &ps);
 	n = m->policy->on_sample(m->policy_state, &ps, &m->pred, acts, 8);

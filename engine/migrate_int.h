@@ -106,6 +106,14 @@ struct qmig_migration {
 	int verify_state;
 	struct qmig_result res;
 	char err[512];
+
+	/* steer.c, monitor.c: the verdict, the completion bound, the operator. */
+	int64_t completion_bound_ms;  /* 0: not set yet, -1: none */
+	uint64_t wire_rate;           /* bytes/s, QEMU's mbps (else the EWMA) */
+	enum qmig_verdict verdict;
+	uint64_t low_remaining;       /* lowest remaining at a pass start so far */
+	uint64_t low_pass;            /* the pass it was seen at */
+	int hint_given;
 };
 
 /* migrate.c */
@@ -164,6 +172,12 @@ void qm_policy_close(struct qmig_migration *m);
 int qm_policy_plan(struct qmig_migration *m, struct json_object *want_caps);
 int qm_policy_step(struct qmig_migration *m);
 void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_sample *ps);
+
+/* steer.c */
+/* A parameter changed on a side after the plan: restored with the plan's. */
+void qm_note_param(struct side *s, const char *name);
+/* With each precopy sample: the verdict's hint (once) and the completion bound. */
+int qm_converge_check(struct qmig_migration *m);
 
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);

@@ -22,3 +22,5 @@ LIB_SRCS += engine/versions.c
 PUBLIC_HEADERS += engine/qmig_doctor.h
 ITEST_SCRIPTS += tests/integration/doctor.sh
 ITEST_SCRIPTS += tests/integration/preflight.sh
+# Steering a running migration, the convergence verdict, the completion bound.
+LIB_SRCS += engine/steer.c

@@ -58,6 +58,50 @@ static struct json_object *prediction_json(const struct qmig_prediction *p)
 	return o;
 }
 
+/* The verdict people see. The model's, per sample, except that a pass
+ * count growing while what is left at each pass start does not fall is
+ * "stalled" whatever the model says: a guest whose working set is dirtied
+ * again within every pass keeps the dirty rate just under the bandwidth
+ * (it cannot dirty more than its working set per pass), so the ratio
+ * hovers near 1 and the model flips between the two. The wire rate is
+ * QEMU's own (mbps: every byte written to the stream, headers and zero
+ * pages included, over its last bandwidth window). */
+#define STALL_PASSES 3
+static void judge(struct qmig_migration *m, double mbps)
+{
+	const struct qmig_sample *s = &m->last;
+	struct qmig_policy_sample ps;
+	struct qmig_prediction v;
+	double drain, done = 0;
+
+	m->wire_rate = mbps > 0 ? (uint64_t)(mbps * 1e6 / 8) : s->bandwidth;
+	/* The pages found dirty at the end of this pass are those dirtied
+	 * during all of it: predict from the pass's start, then take off the
+	 * part of it already done (from mid-pass, the model would see only
+	 * what is left and promise a switchover that the next dirty sync
+	 * takes back). */
+	qm_policy_sample_of(m, &ps);
+	if (s->pass > 1 && m->pass_start_remaining > ps.remaining) {
+		done = (double)(m->pass_start_remaining - ps.remaining);
+		ps.remaining = m->pass_start_remaining;
+		ps.transferred = ps.transferred > (uint64_t)done ? ps.transferred - (uint64_t)done : 0;
+	}
+	qmig_predict(&ps, &v);
+	drain = m->drain_ewma > (double)s->bandwidth ? m->drain_ewma : (double)s->bandwidth;
+	if (v.verdict == QMIG_VERDICT_CONVERGING && drain > 0) {
+		v.time_left_ms -= (int64_t)(done / drain * 1000.0);
+		if (v.time_left_ms < v.downtime_ms)
+			v.time_left_ms = v.downtime_ms;
+	}
+	if (m->low_pass && s->pass >= m->low_pass + STALL_PASSES)
+		m->verdict = QMIG_VERDICT_STALLED;
+	else if (v.verdict == QMIG_VERDICT_CANNOT_CONVERGE && s->pass < 2)
+		m->verdict = QMIG_VERDICT_UNKNOWN;
+	else
+		m->verdict = v.verdict;
+	m->last.eta_ms = m->verdict == QMIG_VERDICT_CONVERGING ? v.time_left_ms : -1;
+}
+
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 {
 	struct qmig_sample s = {0};
@@ -107,6 +151,14 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 				       json_object_new_int64((int64_t)s.dirty_rate));
 		qm_emit(m, "pass", prec, NULL);
 		m->pass_start_remaining = s.remaining;
+		/* Pass 1 drains zero pages at memory speed; later passes
+		 * carry dirtied pages only: start the drain estimate again. */
+		m->drain_ewma = 0;
+		/* Progress means a new low at a pass start, by a tenth at least. */
+		if (!m->low_remaining || s.remaining < m->low_remaining - m->low_remaining / 10) {
+			m->low_remaining = s.remaining;
+			m->low_pass = s.pass;
+		}
 	}
 	if (s.pass <= 1 && s.total)
 		s.percent = 100.0 * (double)(s.total - s.remaining) / (double)s.total;
@@ -122,8 +174,15 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 	m->last = s;
 	qm_policy_sample_of(m, &ps);
 	qmig_predict(&ps, &m->pred);
-	m->last.eta_ms = m->pred.time_left_ms;
+	judge(m, mi->ram_mbps);
+	/* A failed or cancelled migration still reports what it moved. */
+	if (s.pass > m->res.passes)
+		m->res.passes = s.pass;
+	if (s.transferred > m->res.transferred_bytes)
+		m->res.transferred_bytes = s.transferred;
 	rec = sample_json(&m->last);
+	json_object_object_add(rec, "wire_rate", json_object_new_int64((int64_t)m->wire_rate));
+	json_object_object_add(rec, "verdict", json_object_new_string(qmig_verdict_name(m->verdict)));
 	json_object_object_add(rec, "prediction", prediction_json(&m->pred));
 	qm_emit(m, "sample", rec, &m->last);
 	return 0;

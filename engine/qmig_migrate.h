@@ -22,6 +22,7 @@
 #ifndef QMIG_MIGRATE_H
 #define QMIG_MIGRATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "qmig_qmp.h"
@@ -180,6 +181,12 @@ struct qmig_migrate_opts {
 	 * source's (guest.qemu_binary); the destination then gets the source's
 	 * machine type and RAM size. Must outlive the handle. */
 	const char *dst_qemu_binary;
+	/* Completion bound, in the manner of KubeVirt's completionTimeoutPerGiB:
+	 * precopy must complete within this many seconds per GiB of guest RAM
+	 * (never less than 60 s), else the migration is rolled back with a
+	 * message naming what would make it converge. 0: the default, 150 s
+	 * per GiB; -1: no bound (wait as long as QEMU would). */
+	int completion_timeout_per_gib_s;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -250,6 +257,37 @@ void qmig_migration_result(const struct qmig_migration *m, struct qmig_result *o
 /* The result as a JSON object (new reference). */
 struct json_object *qmig_result_to_json(const struct qmig_result *r);
 const char *qmig_migration_error(const struct qmig_migration *m);
+
+/* Steering a running migration (engine/steer.c), like virsh's
+ * migrate-setmaxdowntime, migrate-setspeed and migrate-postcopy. Each
+ * change is applied to the source QEMU at once, restored afterwards like
+ * the plan's own, and recorded as an "action" record whose reason names
+ * the operator. 0 or a negative errno with msg set (why it was refused). */
+enum qmig_limit {
+	QMIG_LIMIT_DOWNTIME_MS = 1, /* downtime-limit, ms */
+	QMIG_LIMIT_BANDWIDTH        /* max-bandwidth, bytes/s */
+};
+int qmig_migration_set_limit(struct qmig_migration *m, enum qmig_limit which, int64_t value,
+			     char *msg, size_t len);
+/* Switch to postcopy now; refused unless postcopy was enabled (the
+ * postcopy option) and the migration is in precopy. */
+int qmig_migration_start_postcopy(struct qmig_migration *m, char *msg, size_t len);
+/* NULL when qmig_migration_cancel() would be carried out now, else why it
+ * would be ignored (after the hand-over, in postcopy, already ending). */
+const char *qmig_migration_cancel_ignored(const struct qmig_migration *m);
+
+/* The convergence verdict behind the latest sample: the model's, or
+ * stalled when what is left at each pass start stopped falling. */
+struct qmig_convergence {
+	enum qmig_verdict verdict;
+	uint64_t dirty_rate;        /* bytes/s the guest dirties */
+	uint64_t wire_rate;         /* bytes/s on the wire (QEMU's own count) */
+	int64_t time_left_ms;       /* -1 unless converging */
+	int64_t bound_left_ms;      /* until the completion bound, -1 none */
+	uint64_t stalled_passes;    /* passes since what is left last fell */
+	char text[200];             /* the verdict and the numbers, for people */
+};
+void qmig_migration_convergence(const struct qmig_migration *m, struct qmig_convergence *out);
 
 #ifdef __cplusplus
 }

@@ -52,5 +52,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_postcopy(int argc, char **argv);
 
 #endif

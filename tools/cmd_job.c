@@ -14,13 +14,31 @@ static void usage(FILE *f, const char *cmd)
 {
 	if (!strcmp(cmd, "status"))
 		fprintf(f, "usage: qmigrate status [--job PID | --qmp SOCK] [--json]\n\n"
-			   "Show a running migration: its phase, pass, bytes sent and left, rates\n"
-			   "and expected downtime. --qmp asks a QEMU directly (query-migrate) when\n"
-			   "no qmigrate job holds its socket.\n");
+			   "Show a running migration: its phase, pass, bytes sent and left, the\n"
+			   "convergence verdict (converging, stalled, cannot converge) with the\n"
+			   "dirty rate and the wire rate behind it, the time left until its\n"
+			   "completion bound, and the expected downtime. --qmp asks a QEMU\n"
+			   "directly (query-migrate) when no qmigrate job holds its socket.\n");
+	else if (!strcmp(cmd, "set"))
+		fprintf(f, "usage: qmigrate set [--job PID] [--json] NAME=VALUE\n\n"
+			   "Change a limit of a migration in precopy, from another shell (like\n"
+			   "virsh migrate-setmaxdowntime / migrate-setspeed):\n"
+			   "  downtime-limit=MS       the longest pause QEMU may plan at switchover\n"
+			   "  max-bandwidth=RATE      e.g. 500M, 1gbit\n"
+			   "The change is recorded as an action by the operator in the job's --json\n"
+			   "records and trace, and restored with the others when the job ends.\n");
+	else if (!strcmp(cmd, "postcopy"))
+		fprintf(f, "usage: qmigrate postcopy [--job PID] [--json]\n\n"
+			   "Switch a migration in precopy to postcopy now (like virsh\n"
+			   "migrate-postcopy). Only for a job started with --postcopy (e.g.\n"
+			   "--postcopy-after 3600 to decide by hand); refused otherwise.\n"
+			   "From then on the destination runs the guest: no rollback.\n");
 	else
-		fprintf(f, "usage: qmigrate cancel [--job PID]\n\n"
+		fprintf(f, "usage: qmigrate cancel [--job PID] [--json]\n\n"
 			   "Cancel a running migration. The job rolls back: the source guest keeps\n"
-			   "running, a destination it launched is stopped, its port is released.\n");
+			   "running, a destination it launched is stopped, its port is released.\n"
+			   "After the hand-over (postcopy, confirm, finish) a cancel is ignored,\n"
+			   "and the reply says so (exit 1).\n");
 }
 
 static void print_status(const char *line, int json)
@@ -37,7 +55,7 @@ static void print_status(const char *line, int json)
 #define S(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "")
 	format_size(a, sizeof(a), (double)I("transferred"));
 	format_size(b, sizeof(b), (double)I("remaining"));
-	format_size(c, sizeof(c), (double)I("bandwidth"));
+	format_size(c, sizeof(c), (double)I("wire_rate"));
 	printf("job:                %s (pid %lld)\n"
 	       "phase:              %s\n"
 	       "status:             %s\n"
@@ -45,10 +63,17 @@ static void print_status(const char *line, int json)
 	       "pass:               %lld\n"
 	       "transferred:        %s\n"
 	       "remaining:          %s\n"
-	       "bandwidth:          %s/s\n"
+	       "wire rate:          %s/s\n"
+	       "verdict:            %s\n"
 	       "expected downtime:  %lld ms\n",
 	       S("job"), (long long)I("pid"), S("phase"), S("status"), (long long)I("elapsed_ms"),
-	       (long long)I("pass"), a, b, c, (long long)I("expected_downtime_ms"));
+	       (long long)I("pass"), a, b, c, S("verdict_text"),
+	       (long long)I("expected_downtime_ms"));
+	if (I("eta_ms") >= 0)
+		printf("time left:          %.1f s\n", (double)I("eta_ms") / 1000.0);
+	if (I("completion_bound_left_ms") >= 0)
+		printf("completion bound:   %.0f s left\n",
+		       (double)I("completion_bound_left_ms") / 1000.0);
 #undef I
 #undef S
 	json_object_put(o);
@@ -76,14 +101,33 @@ static int status_qmp(const char *sock, int json)
 	return EXIT_OK;
 }
 
-static int job_cmd(int argc, char **argv, int cancel)
+enum { K_STATUS, K_CANCEL, K_SET, K_POSTCOPY };
+
+/* A reply's "error" or the cancel's "ignored" reason; NULL when it worked. */
+static const char *refusal(struct json_object *o, int kind)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, "error", &v))
+		return json_object_get_string(v);
+	if (kind == K_CANCEL && json_object_object_get_ex(o, "cancel", &v) &&
+	    !strcmp(json_object_get_string(v), "ignored"))
+		return json_object_object_get_ex(o, "reason", &v) ? json_object_get_string(v)
+								  : "ignored";
+	return NULL;
+}
+
+static int job_cmd(int argc, char **argv, int kind)
 {
 	static const struct option lo[] = {{"job", 1, 0, 'j'}, {"qmp", 1, 0, 'q'},
 					   {"json", 0, 0, 'J'}, {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *qmp = NULL;
-	int pid = 0, json = 0, c;
-	char msg[300];
+	static const char *const done[] = {"", "cancel requested; the job rolls back",
+					   "set", "switched to postcopy"};
+	const char *qmp = NULL, *why;
+	int pid = 0, json = 0, c, rc = EXIT_OK;
+	char msg[300], req[JOB_LINE_MAX];
+	struct json_object *o;
 	char *rep;
 
 	optind = 1;
@@ -96,29 +140,75 @@ static int job_cmd(int argc, char **argv, int cancel)
 		default: usage(stderr, argv[0]); return EXIT_USAGE;
 		}
 	}
+	if (kind == K_SET) {
+		const char *eq;
+		uint64_t v;
+
+		if (optind + 1 != argc)
+			die(EXIT_USAGE, "set takes one NAME=VALUE (see 'qmigrate set --help')");
+		eq = strchr(argv[optind], '=');
+		if (!eq)
+			die(EXIT_USAGE, "set: '%s' is not NAME=VALUE", argv[optind]);
+		if (!strncmp(argv[optind], "downtime-limit=", 15))
+			v = (uint64_t)parse_long("downtime-limit", eq + 1, 1, 2000000);
+		else if (!strncmp(argv[optind], "max-bandwidth=", 14))
+			v = parse_rate("max-bandwidth", eq + 1);
+		else
+			die(EXIT_USAGE, "set: '%.*s' is not downtime-limit or max-bandwidth",
+			    (int)(eq - argv[optind]), argv[optind]);
+		if (!v)
+			die(EXIT_USAGE, "set: %s must be more than 0", argv[optind]);
+		snprintf(req, sizeof(req), "set %.*s=%llu", (int)(eq - argv[optind]),
+			 argv[optind], (unsigned long long)v);
+		optind++;
+	} else {
+		snprintf(req, sizeof(req), "%s",
+			 kind == K_STATUS ? "status" : kind == K_CANCEL ? "cancel" : "postcopy");
+	}
 	if (optind < argc)
 		die(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-	if (qmp && !cancel)
+	if (qmp && kind == K_STATUS)
 		return status_qmp(qmp, json);
 	if (qmp)
-		die(EXIT_USAGE, "cancel works on jobs: use --job PID");
-	rep = job_request(pid, cancel ? "cancel" : "status", msg, sizeof(msg));
+		die(EXIT_USAGE, "%s works on jobs: use --job PID", argv[0]);
+	rep = job_request(pid, req, msg, sizeof(msg));
 	if (!rep)
 		die(EXIT_FAIL, "%s", msg);
-	if (cancel)
-		printf("%s\n", json ? rep : "cancel requested; the job rolls back");
-	else
-		print_status(rep, json);
+	o = json_tokener_parse(rep);
+	why = o ? refusal(o, kind) : "unreadable reply";
+	if (why) {
+		warnx("%s: %s", argv[0], why);
+		rc = EXIT_FAIL;
+	}
+	if (json)
+		puts(rep);
+	else if (kind == K_STATUS)
+		print_status(rep, 0);
+	else if (!why && kind == K_SET)
+		printf("%s set\n", req + 4);
+	else if (!why)
+		printf("%s\n", done[kind]);
+	json_object_put(o);
 	free(rep);
-	return EXIT_OK;
+	return rc;
 }
 
 int cmd_status(int argc, char **argv)
 {
-	return job_cmd(argc, argv, 0);
+	return job_cmd(argc, argv, K_STATUS);
 }
 
 int cmd_cancel(int argc, char **argv)
 {
-	return job_cmd(argc, argv, 1);
+	return job_cmd(argc, argv, K_CANCEL);
+}
+
+int cmd_set(int argc, char **argv)
+{
+	return job_cmd(argc, argv, K_SET);
+}
+
+int cmd_postcopy(int argc, char **argv)
+{
+	return job_cmd(argc, argv, K_POSTCOPY);
 }

@@ -23,6 +23,7 @@ struct ui {
 	int dry_run;
 	int tty;
 	int bar_shown;
+	int out_closed;             /* stdout's reader went away */
 	uint64_t pass;
 	struct qmig_migration *m;
 };
@@ -103,10 +104,20 @@ static void usage(FILE *f)
 		"                          none: only check the destination runs\n"
 		"  --no-verify             the same as --verify=none\n"
 		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
+		"  --completion-timeout-per-gib SECS  precopy must complete within SECS per\n"
+		"                          GiB of guest RAM, at least 60 s, else it is rolled\n"
+		"                          back with the verdict and what would make it\n"
+		"                          converge (default 150, as KubeVirt's\n"
+		"                          completionTimeoutPerGiB)\n"
+		"  --no-completion-timeout wait for convergence as long as QEMU would\n"
 		"  --interval MS           monitor sample interval (default 100)\n"
 		"  --json                  one JSON object per line; the last is the result\n"
 		"  --trace FILE            write every record, after the configuration, to FILE\n"
 		"                          (JSONL: for qmigrate replay and the simulator)\n"
+		"\nThe progress line shows the rate on the wire and the model's verdict\n"
+		"(eta when converging, STALLED or CANNOT CONVERGE with the dirty rate); a\n"
+		"one-time hint names the options that would make it converge. While it\n"
+		"runs, 'qmigrate status', 'cancel', 'set' and 'postcopy' reach the job.\n"
 		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
 		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
 		"cancelled, 6 the destination failed verification, 7 failed during postcopy.\n");
@@ -114,11 +125,15 @@ static void usage(FILE *f)
 
 static void bar(struct ui *ui, const struct qmig_sample *s)
 {
-	char rate[32], rem[32], line[160];
+	char rate[32], rem[32], dirty[32], line[200];
 	int width = 24, fill = (int)(s->percent * width / 100.0);
+	struct qmig_convergence cv;
 
-	format_size(rate, sizeof(rate), (double)s->bandwidth);
+	qmig_migration_convergence(ui->m, &cv);
+	/* The rate on the wire (QEMU's count of the stream's bytes). */
+	format_size(rate, sizeof(rate), (double)cv.wire_rate);
 	format_size(rem, sizeof(rem), (double)s->remaining);
+	format_size(dirty, sizeof(dirty), (double)cv.dirty_rate);
 	if (s->pass != ui->pass && ui->pass && ui->bar_shown) {
 		/* A new pass starts the bar again: say so rather than jump back. */
 		fputc('\n', stderr);
@@ -129,9 +144,17 @@ static void bar(struct ui *ui, const struct qmig_sample *s)
 	snprintf(line, sizeof(line), "  [%.*s%.*s] %5.1f%%  pass %llu  %s/s  %s left", fill,
 		 "########################", width - fill, "........................",
 		 s->percent, (unsigned long long)s->pass, rate, rem);
-	if (s->eta_ms >= 0)
+	/* The model's verdict, not a per-pass ETA that the next dirty sync
+	 * takes back. */
+	if (cv.verdict == QMIG_VERDICT_CONVERGING && cv.time_left_ms >= 0)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  eta %.1fs",
-			 s->eta_ms / 1000.0);
+			 cv.time_left_ms / 1000.0);
+	else if (cv.verdict == QMIG_VERDICT_STALLED)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line),
+			 "  STALLED (dirty %s/s)", dirty);
+	else if (cv.verdict == QMIG_VERDICT_CANNOT_CONVERGE)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line),
+			 "  CANNOT CONVERGE (dirty %s/s)", dirty);
 	if (s->throttle_pct)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  throttle %lld%%",
 			 (long long)s->throttle_pct);
@@ -145,8 +168,18 @@ static void on_event(const struct qmig_migration_event *ev, void *user_data)
 	struct json_object *v;
 
 	if (ui->json) {
-		puts(json_object_to_json_string_ext(ev->record, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		fflush(stdout);
+		/* A reader that went away (qmigrate migrate --json | head -1)
+		 * ends the printing, not the migration: SIGPIPE is ignored,
+		 * and EPIPE here only stops the output. */
+		if (ui->out_closed)
+			return;
+		if (puts(json_object_to_json_string_ext(ev->record, JSON_C_TO_STRING_PLAIN |
+							JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ||
+		    fflush(stdout) == EOF) {
+			ui->out_closed = 1;
+			warnx("standard output closed (%s): the migration goes on without it",
+			      strerror(errno));
+		}
 		return;
 	}
 	if (!strcmp(ev->type, "sample") && ui->tty) {
@@ -222,6 +255,113 @@ static int exit_code(const struct qmig_result *r)
 	return EXIT_ROLLEDBACK;
 }
 
+/* ---- the job's control socket: status, cancel, set, postcopy ---- */
+
+static void status_add(struct json_object *o, struct job_migration *jm)
+{
+	struct qmig_migration *m = jm->m;
+	struct qmig_convergence cv;
+	struct qmig_sample s;
+
+	qmig_migration_last_sample(m, &s);
+	qmig_migration_convergence(m, &cv);
+#define ADD_I(k, v) json_object_object_add(o, k, json_object_new_int64((int64_t)(v)))
+	ADD_I("pid", getpid());
+	json_object_object_add(o, "job", json_object_new_string(jm->label));
+	json_object_object_add(o, "phase",
+			       json_object_new_string(qmig_phase_name(qmig_migration_phase(m))));
+	json_object_object_add(o, "status", json_object_new_string(s.status));
+	ADD_I("elapsed_ms", s.t_ms);
+	ADD_I("pass", s.pass);
+	ADD_I("transferred", s.transferred);
+	ADD_I("remaining", s.remaining);
+	ADD_I("total", s.total);
+	ADD_I("dirty_rate", s.dirty_rate);
+	ADD_I("bandwidth", s.bandwidth);
+	ADD_I("wire_rate", cv.wire_rate);
+	ADD_I("expected_downtime_ms", s.expected_downtime_ms);
+	json_object_object_add(o, "verdict", json_object_new_string(qmig_verdict_name(cv.verdict)));
+	json_object_object_add(o, "verdict_text", json_object_new_string(cv.text));
+	ADD_I("eta_ms", cv.time_left_ms);
+	ADD_I("completion_bound_left_ms", cv.bound_left_ms);
+#undef ADD_I
+}
+
+/* A plain decimal number (the client converted units already). */
+static int plain_number(const char *v, int64_t *out)
+{
+	char *end;
+	long long x;
+
+	if (!*v || *v == '-' || *v == '+')
+		return -1;
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (*end || errno)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int answer_set(struct qmig_migration *m, const struct job_request *rq, char *msg,
+		      size_t len)
+{
+	enum qmig_limit which;
+	int64_t v;
+
+	if (!strcmp(rq->name, "downtime-limit"))
+		which = QMIG_LIMIT_DOWNTIME_MS;
+	else if (!strcmp(rq->name, "max-bandwidth"))
+		which = QMIG_LIMIT_BANDWIDTH;
+	else {
+		snprintf(msg, len, "cannot set '%s' (downtime-limit, max-bandwidth)", rq->name);
+		return -EINVAL;
+	}
+	if (plain_number(rq->value, &v) < 0) {
+		snprintf(msg, len, "%s: '%s' is not a number", rq->name, rq->value);
+		return -EINVAL;
+	}
+	return qmig_migration_set_limit(m, which, v, msg, len);
+}
+
+char *job_answer_migration(const struct job_request *rq, void *user_data)
+{
+	struct job_migration *jm = user_data;
+	struct json_object *o = json_object_new_object();
+	const char *why;
+	char msg[256] = "", *txt;
+	int r = 0;
+
+	switch (rq->kind) {
+	case JOB_REQ_STATUS:
+		break;
+	case JOB_REQ_CANCEL:
+		why = qmig_migration_cancel_ignored(jm->m);
+		json_object_object_add(o, "cancel",
+				       json_object_new_string(why ? "ignored" : "requested"));
+		if (why)
+			json_object_object_add(o, "reason", json_object_new_string(why));
+		else
+			qmig_migration_cancel(jm->m);
+		break;
+	case JOB_REQ_SET:
+		r = answer_set(jm->m, rq, msg, sizeof(msg));
+		break;
+	case JOB_REQ_POSTCOPY:
+		r = qmig_migration_start_postcopy(jm->m, msg, sizeof(msg));
+		break;
+	}
+	if (rq->kind == JOB_REQ_SET || rq->kind == JOB_REQ_POSTCOPY) {
+		json_object_object_add(o, "ok", json_object_new_boolean(!r));
+		if (r < 0)
+			json_object_object_add(o, "error", json_object_new_string(msg));
+	}
+	status_add(o, jm);
+	txt = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return txt;
+}
+
 static void add_cap(const char **caps, int *n, const char *name)
 {
 	if (*n == 32)
@@ -248,15 +388,24 @@ static int drive(struct qmig_migration *m, struct job *job)
 				      {sfd, POLLIN, 0},
 				      {job_fd(job), POLLIN, 0}};
 		struct signalfd_siginfo si;
+		int t = qmig_migration_get_timeout(m), tj = job_timeout(job);
 
-		if (poll(p, 3, qmig_migration_get_timeout(m)) < 0 && errno != EINTR)
+		if (tj >= 0 && (t < 0 || tj < t))
+			t = tj;
+		if (poll(p, 3, t) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents && read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			warnx("signal %u: cancelling, the source will keep running", si.ssi_signo);
+			const char *why = qmig_migration_cancel_ignored(m);
+
+			if (why)
+				warnx("signal %u: not cancelling: %s", si.ssi_signo, why);
+			else
+				warnx("signal %u: cancelling, the source will keep running",
+				      si.ssi_signo);
 			qmig_migration_cancel(m);
 		}
-		if (p[2].revents)
-			job_serve(job, m);
+		/* Deadlines too, not only readiness. */
+		job_serve(job);
 	}
 	close(sfd);
 	return r;
@@ -268,7 +417,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -296,12 +445,15 @@ int cmd_migrate(int argc, char **argv)
 		{"max-downtime", 1, 0, O_MAXD}, {"max-pause", 1, 0, O_MAXP},
 		{"measure-dirty-rate", 1, 0, O_MEAS}, {"force", 0, 0, O_FORCE},
 		{"src-qemu", 1, 0, O_SQEMU},   {"dst-qemu", 1, 0, O_DQEMU},
+		{"completion-timeout-per-gib", 1, 0, O_CTPG},
+		{"no-completion-timeout", 0, 0, O_NOCT},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
 	struct qmig_migration *m;
 	struct qmig_result res;
 	struct job *job = NULL;
+	struct job_migration jm = {0};
 	const char *caps[33] = {0}, *params[34] = {0};
 	char xbzrle[64];
 	int ncaps = 0, nparams = 0, launch = 0, c, r;
@@ -392,6 +544,11 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case O_POLP: o.policy_plugin = optarg; break;
 		case O_FORCE: o.force = 1; break;
+		case O_CTPG:
+			o.completion_timeout_per_gib_s =
+				(int)parse_long("--completion-timeout-per-gib", optarg, 1, 86400);
+			break;
+		case O_NOCT: o.completion_timeout_per_gib_s = -1; break;
 		case O_MEAS:
 			o.measure_dirty_s = (int)parse_long("--measure-dirty-rate", optarg, 0, 60);
 			if (!o.measure_dirty_s)
@@ -442,7 +599,9 @@ int cmd_migrate(int argc, char **argv)
 	if (r < 0)
 		die(EXIT_USAGE, "cannot start: %s", strerror(-r));
 	ui.m = m;
-	if (job_open(&job, o.src_qmp ? o.src_qmp : "launch", jobmsg, sizeof(jobmsg)) < 0)
+	jm.m = m;
+	snprintf(jm.label, sizeof(jm.label), "%s", o.src_qmp ? o.src_qmp : "launch");
+	if (job_open(&job, NULL, job_answer_migration, &jm, jobmsg, sizeof(jobmsg)) < 0)
 		warnx("no control socket (qmigrate status/cancel will not see this job): %s",
 		      jobmsg);
 	r = drive(m, job);

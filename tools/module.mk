@@ -8,3 +8,6 @@ TOOL_SRCS += tools/cmd_simulate.c
 TOOL_SRCS += tools/cmd_doctor.c
 TOOL_SRCS += tools/cmd_bench.c tools/bench_svg.c
 TOOL_SRCS += tools/cmd_preflight.c
+# The job control socket: its unit test links the server itself.
+UNIT_SRCS += tests/unit/test_job.c tools/job.c
+ITEST_SCRIPTS += tests/integration/migrate_steer.sh

@@ -1,5 +1,6 @@
 /* qmigrate: the command-line tool. Each subcommand is a thin layer over
  * libqmigrate in its own tools/cmd_*.c file. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ static const struct subcommand subcommands[] = {
 	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
 	{"launch", cmd_launch, "start a test guest (or QEMU) and say where its sockets are"},
 	{"verify", cmd_verify, "check the memory stamps of a tiny test guest"},
+	{"set", cmd_set, "change downtime-limit or max-bandwidth of a running migration"},
+	{"postcopy", cmd_postcopy, "switch a running migration to postcopy now"},
 	{NULL, NULL, NULL},
 };
 
@@ -46,6 +49,9 @@ int main(int argc, char **argv)
 {
 	int i = 1;
 
+	/* A closed pipe is an error return, never a silent death (qmigrate
+	 * migrate --json | head -1 must still roll back or finish). */
+	signal(SIGPIPE, SIG_IGN);
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
