@@ -21,3 +21,6 @@ LIB_SRCS += engine/doctor.c
 PUBLIC_HEADERS += engine/qmig_doctor.h
 ITEST_SCRIPTS += tests/integration/doctor.sh
 ITEST_SCRIPTS += tests/integration/preflight.sh
+# Ownership, the job journal and recovery of dead jobs.
+LIB_SRCS += engine/journal.c engine/recover.c
+PUBLIC_HEADERS += engine/qmig_journal.h
