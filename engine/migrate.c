@@ -2,6 +2,7 @@
  * epoll fd, a timeout, a non-blocking step), events and results. The
  * phases themselves are in phases.c. */
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 
 	if (!out || !opts || opts->version < 1 || opts->version > QMIG_MIGRATE_OPTS_VERSION)
 		return -EINVAL;
+	/* Version 1 callers' structs end before dst_qemu_binary. */
 	if (!opts->src_qmp != !opts->dst_qmp)
 		return -EINVAL; /* attach mode needs both sockets */
 	if (!opts->src_qmp && opts->guest.guest == QMIG_GUEST_NONE && !opts->guest.extra_args)
@@ -148,7 +150,10 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	m->o = *opts;
+	if (opts->version < 2)
+		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, dst_qemu_binary));
+	else
+		m->o = *opts;
 	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);
 	m->o.dst_qmp = dup_opt(m, 1, opts->dst_qmp);
 	m->o.src_netns = dup_opt(m, 2, opts->src_netns);
@@ -219,6 +224,20 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->res.memory_verified = -1;
 	m->res.guest_slowdown = -1;
 	m->phase = QMIG_PHASE_INIT;
+	{
+		int jr = qm_journal_init(m);
+
+		if (jr < 0) {
+			close(m->epfd);
+			close(m->tfd);
+			if (m->trace)
+				fclose(m->trace);
+			for (int i = 0; i < QM_NSTRS; i++)
+				free(m->strs[i]);
+			free(m);
+			return jr;
+		}
+	}
 	*out = m;
 	return 0;
 }
@@ -425,6 +444,8 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 	ADD_I("throttle_pct_max", r->throttle_pct_max);
 	json_object_object_add(o, "paused_to_finish", json_object_new_boolean(r->paused_to_finish));
 	json_object_object_add(o, "rolled_back", json_object_new_boolean(r->rolled_back));
+	json_object_object_add(o, "owner", json_object_new_string(r->owner));
+	json_object_object_add(o, "job", json_object_new_string(r->job_id));
 	if (r->error) {
 		ADD_I("error", r->error);
 		json_object_object_add(o, "failed_phase",

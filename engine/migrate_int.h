@@ -16,7 +16,9 @@
 enum side_id { SRC, DST };
 
 #define QM_NSTRS 20
-#define QM_TLS_ID "qmigrate-tls0"
+/* Object ids are unique per job (qmigrate-tls-JOB), so a crashed job's
+ * leftovers never collide with, or get adopted by, the next one. */
+#define QM_TLS_ID ((const char *)(m)->tls_id)
 
 /* One QEMU, as the engine sees it. */
 struct side {
@@ -38,7 +40,11 @@ struct side {
 	int touched;                  /* the plan changed something here */
 	int tls_object;               /* we added QM_TLS_ID */
 	int incoming_started;
+	int gone;                     /* its QMP connection was lost */
 };
+
+/* Who owns the guest: only the owner may ever be resumed. */
+enum qm_owner { OWNER_SOURCE, OWNER_DESTINATION };
 
 /* One QMP command of the plan, for one side. */
 struct plan_step {
@@ -104,6 +110,17 @@ struct qmig_migration {
 	int error;                    /* the failure being rolled back */
 	int finished;
 	int verify_state;
+	int completed;                /* QEMU said "completed" */
+
+	/* journal.c */
+	enum qm_owner owner;
+	char job[32];
+	char tls_id[64];
+	char jpath[4096];             /* "" when there is no journal */
+	char dump_dir[128];           /* a RAM dump directory that may exist */
+	int64_t pid_start;
+	int journal_failed;
+
 	struct qmig_result res;
 	char err[512];
 
@@ -163,8 +180,8 @@ struct qm_memcmp_report {
 	int nfirst;
 	char error[256];
 };
-int qm_memcmp_sides(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
-		    struct qm_memcmp_report *rep);
+int qm_memcmp_sides(struct qmig_migration *m, struct qmig_qmp_conn *src,
+		    struct qmig_qmp_conn *dst, struct qm_memcmp_report *rep);
 
 /* converge.c */
 int qm_policy_open(struct qmig_migration *m);
@@ -178,6 +195,25 @@ void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_samp
 void qm_note_param(struct side *s, const char *name);
 /* With each precopy sample: the verdict's hint (once) and the completion bound. */
 int qm_converge_check(struct qmig_migration *m);
+/* journal.c. qm_journal writes what is about to change (side, command,
+ * arguments) with the whole job's state; every function that changes a
+ * QEMU calls it first. Returns 0 or a negative errno (already logged). */
+int qm_journal_init(struct qmig_migration *m);
+int qm_journal(struct qmig_migration *m, const char *side, const char *command,
+	       struct json_object *args);
+void qm_journal_remove(struct qmig_migration *m);
+void qm_set_owner(struct qmig_migration *m, enum qm_owner owner, const char *why);
+/* Refuse a QEMU a dead job left behind: 0, or qm_fail with the job named. */
+int qm_journal_check_orphans(struct qmig_migration *m);
+int64_t qm_proc_start_time(int pid);
+int qm_job_alive(int pid, int64_t start);
+struct json_object *qm_journal_load(const char *path, int *err);
+const char *qm_jget_str(struct json_object *o, const char *k);
+int64_t qm_jget_int(struct json_object *o, const char *k, int64_t dflt);
+struct json_object *qm_jget_obj(struct json_object *o, const char *k, enum json_type t);
+/* Journaled QMP calls for the engine's own stop/cont. */
+int qm_stop(struct qmig_migration *m, struct side *s, const char *why);
+int qm_cont(struct qmig_migration *m, struct side *s, const char *why);
 
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);

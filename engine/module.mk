@@ -24,3 +24,6 @@ ITEST_SCRIPTS += tests/integration/doctor.sh
 ITEST_SCRIPTS += tests/integration/preflight.sh
 # Steering a running migration, the convergence verdict, the completion bound.
 LIB_SRCS += engine/steer.c
+# Ownership, the job journal and recovery of dead jobs.
+LIB_SRCS += engine/journal.c engine/recover.c
+PUBLIC_HEADERS += engine/qmig_journal.h

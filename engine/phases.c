@@ -66,6 +66,8 @@ static void set_phase(struct qmig_migration *m, enum qmig_phase p)
 	m->sub = 0;
 	m->t_phase_ns = qm_now_ns();
 	m->wait_until_ns = 0;
+	if (p > QMIG_PHASE_PREPARE && p != QMIG_PHASE_DONE && p != QMIG_PHASE_FAILED)
+		qm_journal(m, NULL, "phase", NULL);
 	qm_emit(m, "phase", rec, NULL);
 }
 
@@ -98,6 +100,8 @@ void qm_side_event(const char *event, struct json_object *data, int64_t sec, int
 		watch_heartbeats(s->m, QMIG_PHASE_SWITCHOVER);
 	} else if (!strcmp(event, "RESUME")) {
 		s->resume_us = us;
+		if (s == &s->m->side[DST])
+			qm_set_owner(s->m, OWNER_DESTINATION, "the destination guest resumed");
 	} else if (!strcmp(event, "MIGRATION")) {
 		if (data && json_object_object_get_ex(data, "status", &v))
 			snprintf(s->mig_status, sizeof(s->mig_status), "%s",
@@ -168,6 +172,30 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 	return open_qmp(m, s, qmig_vm_qmp_path(s->vm));
 }
 
+/* Objects a crashed job left (qmigrate-*): the next run neither trips
+ * over them nor takes a dirty QEMU's settings for the originals. */
+static int check_leftovers(struct qmig_migration *m, struct side *s)
+{
+	struct json_object *args = json_object_new_object(), *ret = NULL;
+	int r;
+
+	json_object_object_add(args, "path", json_object_new_string("/objects"));
+	r = qmig_qmp_conn_call(s->qmp, "qom-list", args, &ret, -1);
+	json_object_put(args);
+	for (size_t i = 0; r == 0 && json_object_is_type(ret, json_type_array) &&
+			   i < json_object_array_length(ret); i++) {
+		const char *name = qm_jget_str(json_object_array_get_idx(ret, i), "name");
+
+		if (name && !strncmp(name, "qmigrate-", 9)) {
+			qm_fail(m, -EBUSY, "%s: object '%s' was left by an earlier qmigrate job: run "
+					   "'qmigrate recover' (or object-del it) first", s->name, name);
+			break;
+		}
+	}
+	json_object_put(ret);
+	return m->error;
+}
+
 static int check_states(struct qmig_migration *m)
 {
 	struct qmig_vm_status st;
@@ -199,6 +227,8 @@ static int check_states(struct qmig_migration *m)
 			       "destination: QEMU is '%s', not waiting for a migration: start it "
 			       "with -incoming defer",
 			       st.status);
+	if (check_leftovers(m, &m->side[SRC]) < 0 || check_leftovers(m, &m->side[DST]) < 0)
+		return m->error;
 	return 0;
 }
 
@@ -251,6 +281,8 @@ static int step_prepare(struct qmig_migration *m)
 	int r;
 
 	if (m->sub == 0) {
+		if (qm_journal_check_orphans(m) < 0)
+			return m->error;
 		if (m->o.src_qmp) {
 			if (open_qmp(m, &m->side[SRC], m->o.src_qmp) < 0 ||
 			    open_qmp(m, &m->side[DST], m->o.dst_qmp) < 0 ||
@@ -265,6 +297,7 @@ static int step_prepare(struct qmig_migration *m)
 		r = check_states(m);
 		if (r < 0)
 			return r;
+		qm_journal(m, NULL, "attached", NULL);
 		m->sub = 1;
 	}
 	/* A guest we launched must be up (heartbeating) before it moves. */
@@ -340,6 +373,8 @@ static int step_negotiate(struct qmig_migration *m)
 	}
 	if (run_doctor(m) < 0 || qm_plan_build(m) < 0)
 		return m->error;
+	/* The originals and the whole plan, before the first change. */
+	qm_journal(m, NULL, "planned", NULL);
 	qm_plan_emit(m);
 	if (m->o.dry_run) {
 		snprintf(m->res.status, sizeof(m->res.status), "dry-run");
@@ -436,11 +471,14 @@ static int step_monitor(struct qmig_migration *m)
 	m->next_sample_ns = qm_now_ns() + (int64_t)m->o.sample_ms * MS;
 	qm_monitor_sample(m, &mi);
 	if (!strncmp(mi.status, "postcopy", 8)) {
+		m->res.postcopy_started = 1;
+		qm_set_owner(m, OWNER_DESTINATION, "switched to postcopy");
 		if (m->phase != QMIG_PHASE_POSTCOPY)
 			set_phase(m, QMIG_PHASE_POSTCOPY);
 		return qm_postcopy_step(m, &mi) < 0 ? m->error : STEP_WAIT;
 	}
 	if (!strcmp(mi.status, "completed")) {
+		m->completed = 1;
 		m->res.postcopy_requests = mi.ram_postcopy_requests;
 		m->t_done_ns = qm_now_ns();
 		m->res.total_ms = mi.total_time_ms;
@@ -477,12 +515,14 @@ static int confirm_running(struct qmig_migration *m)
 	r = qmig_cmd_query_status(dst->qmp, &st);
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "query-status");
+	if (st.running)
+		qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
 	if (st.running || ((m->o.verify_memory || m->offline) && strcmp(st.status, "inmigrate")))
 		return STEP_NEXT;
 	/* QEMU carries the source's run state over: a guest the engine paused
 	 * to finish arrives paused, and it is the engine's to resume. */
 	if (m->res.paused_to_finish && !strcmp(st.status, "paused")) {
-		r = qmig_cmd_cont(dst->qmp);
+		r = qm_cont(m, dst, "after pausing to finish");
 		if (r < 0)
 			return qm_qmp_fail(m, dst, r, "cont (after pausing to finish)");
 		return wait_ms(m, 1);
@@ -502,7 +542,7 @@ static int confirm_memory(struct qmig_migration *m)
 	int64_t t0 = qm_now_ns();
 	int r;
 
-	r = qm_memcmp_sides(m->side[SRC].qmp, dst->qmp, &rep);
+	r = qm_memcmp_sides(m, m->side[SRC].qmp, dst->qmp, &rep);
 	m->res.memory_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	m->res.pages_compared = rep.pages_checked;
 	m->res.pages_differ = rep.pages_bad;
@@ -522,10 +562,12 @@ static int confirm_memory(struct qmig_migration *m)
 			       (unsigned long long)rep.first[0]);
 	}
 	m->res.memory_verified = 1;
+	m->res.verified = 1;
+	snprintf(m->res.verify_method, sizeof(m->res.verify_method), "memory");
 	qm_log(m, QMIG_LOG_INFO, "--verify=memory: %llu pages identical (%llu ms)",
 	       (unsigned long long)rep.pages_checked,
 	       (unsigned long long)m->res.memory_verify_ms);
-	r = qmig_cmd_cont(dst->qmp);
+	r = qm_cont(m, dst, "after comparing memory");
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "cont (after comparing memory)");
 	return STEP_NEXT;
@@ -772,6 +814,31 @@ static int step_rollback(struct qmig_migration *m)
 	struct qmig_vm_status st;
 	struct qmig_hb_stats hs;
 
+	if (m->owner == OWNER_SOURCE && m->completed && m->side[DST].qmp) {
+		struct qmig_vm_status dst_st;
+
+		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) == 0 && dst_st.running)
+			qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
+	} else if (m->owner == OWNER_SOURCE && m->completed && !m->side[DST].qmp) {
+		/* It may have run: never risk a second running copy. */
+		qm_set_owner(m, OWNER_DESTINATION, "completed, destination unreachable");
+	}
+	if (m->owner == OWNER_DESTINATION && m->completed) {
+		/* After the hand-over: the destination keeps the guest, the
+		 * source is never resumed; finish as after a migration. */
+		finish_source(m);
+		if (m->side[DST].qmp && !m->side[DST].vm)
+			qm_restore_side(m, &m->side[DST]);
+		qmig_port_free(m->port);
+		m->port = NULL;
+		m->res.error = m->error;
+		m->res.failed_phase = m->failed_phase;
+		snprintf(m->res.status, sizeof(m->res.status), "completed-with-errors");
+		snprintf(m->res.message, sizeof(m->res.message),
+			 "%.380s; the destination had taken over the guest and keeps it, the "
+			 "source was not resumed", m->err);
+		return STEP_NEXT;
+	}
 	if (m->res.postcopy_started) {
 		/* The guest's memory is split between the two QEMUs: resuming
 		 * the source or killing the destination would lose it. */
@@ -852,6 +919,10 @@ static int finish(struct qmig_migration *m)
 	struct json_object *rec = qmig_result_to_json(&m->res);
 
 	m->finished = 1;
+	/* A postcopy left paused keeps its journal for qmigrate recover. */
+	if (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
+	      strcmp(m->res.status, "completed-with-errors")))
+		qm_journal_remove(m);
 	m->next_sample_ns = 0;
 	m->wait_until_ns = 0;
 	qm_emit(m, "result", rec, NULL);
@@ -866,13 +937,19 @@ int qm_phase_step(struct qmig_migration *m)
 		if (m->phase == QMIG_PHASE_DONE || m->phase == QMIG_PHASE_FAILED)
 			return finish(m);
 		if (m->phase < QMIG_PHASE_CONFIRM && !m->error) {
-			if (m->cancel_requested && m->res.postcopy_started) {
+			if (m->cancel_requested && m->owner == OWNER_DESTINATION) {
+				qm_log(m, QMIG_LOG_WARN, "cannot cancel: the destination already "
+							 "runs the guest");
+				m->cancel_requested = 0;
+			} else if (m->cancel_requested && m->res.postcopy_started) {
 				qm_log(m, QMIG_LOG_WARN, "cannot cancel during postcopy: the "
 							 "destination already runs the guest");
 				m->cancel_requested = 0;
 			} else if (m->cancel_requested)
 				qm_fail(m, -ECANCELED, "cancelled");
-			else if (qm_now_ns() > m->deadline_ns)
+			/* --timeout bounds precopy; postcopy has --recover-timeout. */
+			else if (qm_now_ns() > m->deadline_ns && m->owner == OWNER_SOURCE &&
+				 !m->res.postcopy_started)
 				qm_fail(m, -ETIMEDOUT, "timed out after %d s in %s",
 					m->o.timeout_ms / 1000, qmig_phase_name(m->phase));
 		}

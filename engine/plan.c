@@ -388,6 +388,13 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 	struct json_object *v;
 	int r;
 
+	/* Journaled first: a job that dies in the middle of this step is
+	 * recovered as if it had been taken. */
+	if (!strcmp(st->command, "migrate-incoming"))
+		s->incoming_started = 1;
+	r = qm_journal(m, s->name, st->command, st->args);
+	if (r < 0)
+		return r;
 	if (!strcmp(st->command, "migrate-set-capabilities") ||
 	    !strcmp(st->command, "migrate-set-parameters")) {
 		s->touched = 1;
@@ -395,8 +402,8 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 	} else if (!strcmp(st->command, "migrate-incoming")) {
 		json_object_object_get_ex(st->args, "uri", &v);
 		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
-		if (!r)
-			s->incoming_started = 1;
+		if (r < 0)
+			s->incoming_started = 0;
 	} else if (!strcmp(st->command, "object-add")) {
 		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
 		if (!r)
@@ -446,6 +453,9 @@ int qm_plan_exec(struct qmig_migration *m, int upto_migrate)
 				return m->error;
 			r = run_step(m, st);
 		}
+		if (r < 0 && m->journal_failed)
+			return qm_fail(m, r, "journal %s: %s: nothing more is changed without it",
+				       m->jpath, strerror(-r));
 		if (r < 0)
 			return qm_qmp_fail(m, &m->side[st->side], r, st->command);
 		if (!upto_migrate && !strcmp(st->command, "migrate"))

@@ -16,9 +16,43 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 4000
 
+/* Parameters an action changes, so the restore (and a recovery) puts
+ * them back even when the plan did not touch them. */
+static void note_param_change(struct qmig_migration *m, const char *action)
+{
+	static const struct {
+		const char *word, *params[3];
+	} map[] = {
+		{"downtime", {"downtime-limit"}},
+		{"bandwidth", {"max-bandwidth"}},
+		{"throttle", {"cpu-throttle-initial", "cpu-throttle-increment", "max-cpu-throttle"}},
+	};
+	struct side *src = &m->side[SRC];
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (!strstr(action, map[i].word))
+			continue;
+		if (!src->set_params)
+			src->set_params = json_object_new_object();
+		for (int k = 0; k < 3 && map[i].params[k]; k++)
+			if (!json_object_object_get_ex(src->set_params, map[i].params[k], NULL))
+				json_object_object_add(src->set_params, map[i].params[k],
+						       json_object_new_null());
+		src->touched = 1;
+	}
+}
+
+/* Every action by the engine, a policy or an operator passes here before
+ * it changes the source: it is journaled and recorded. */
 void qm_action(struct qmig_migration *m, const char *action, int64_t value, const char *why)
 {
-	struct json_object *rec = json_object_new_object();
+	struct json_object *rec = json_object_new_object(), *a = json_object_new_object();
+
+	note_param_change(m, action);
+	json_object_object_add(a, "value", json_object_new_int64(value));
+	json_object_object_add(a, "reason", json_object_new_string(why));
+	qm_journal(m, "source", action, a);
+	json_object_put(a);
 
 	json_object_object_add(rec, "action", json_object_new_string(action));
 	json_object_object_add(rec, "value", json_object_new_int64(value));
@@ -29,12 +63,15 @@ void qm_action(struct qmig_migration *m, const char *action, int64_t value, cons
 
 static int start_postcopy(struct qmig_migration *m, const char *why)
 {
-	int r = qmig_cmd_migrate_start_postcopy(m->side[SRC].qmp);
+	int r;
 
+	qm_action(m, "start-postcopy", 0, why);
+	r = qmig_cmd_migrate_start_postcopy(m->side[SRC].qmp);
 	if (r < 0)
 		return qm_qmp_fail(m, &m->side[SRC], r, "migrate-start-postcopy");
 	m->res.postcopy_started = 1;
-	qm_action(m, "start-postcopy", 0, why);
+	/* From the switch on the destination runs the guest. */
+	qm_set_owner(m, OWNER_DESTINATION, "switched to postcopy");
 	return 0;
 }
 
@@ -62,14 +99,15 @@ int qm_precopy_decide(struct qmig_migration *m, const struct qmig_migrate_info *
 	}
 	if (m->o.pause_after_ms > 0 && !m->res.paused_to_finish &&
 	    elapsed >= m->o.pause_after_ms) {
-		int r = qmig_cmd_stop(m->side[SRC].qmp);
+		int r;
 
-		if (r < 0)
-			return qm_qmp_fail(m, &m->side[SRC], r, "stop (pause to finish)");
-		m->res.paused_to_finish = 1;
 		snprintf(why, sizeof(why), "not converged after %lld ms: finish with the guest paused",
 			 (long long)elapsed);
 		qm_action(m, "pause-to-finish", elapsed, why);
+		r = qmig_cmd_stop(m->side[SRC].qmp);
+		if (r < 0)
+			return qm_qmp_fail(m, &m->side[SRC], r, "stop (pause to finish)");
+		m->res.paused_to_finish = 1;
 	}
 	return 0;
 }
@@ -100,6 +138,7 @@ static int recover_attempt(struct qmig_migration *m)
 		if (qm_alloc_port(m) < 0)
 			return m->error;
 		qm_tcp_uri(uri, sizeof(uri), m->o.listen_addr, m->res.port);
+		qm_journal(m, dst->name, "migrate-recover", NULL);
 		r = qmig_cmd_migrate_recover(dst->qmp, uri);
 		if (r < 0) {
 			qm_log(m, QMIG_LOG_WARN, "destination: migrate-recover: %s",

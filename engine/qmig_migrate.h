@@ -80,7 +80,7 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 1
+#define QMIG_MIGRATE_OPTS_VERSION 2
 
 struct qmig_migrate_opts {
 	unsigned int version;
@@ -177,6 +177,8 @@ struct qmig_migrate_opts {
 	/* Go ahead despite the doctor's refusals (they are logged and traced). */
 	int force;
 
+	/* Version 2 adds the fields from here on; a version-1 caller gets
+	 * their defaults. */
 	/* Launch mode: the destination's QEMU binary when it is not the
 	 * source's (guest.qemu_binary); the destination then gets the source's
 	 * machine type and RAM size. Must outlive the handle. */
@@ -187,6 +189,13 @@ struct qmig_migrate_opts {
 	 * message naming what would make it converge. 0: the default, 150 s
 	 * per GiB; -1: no bound (wait as long as QEMU would). */
 	int completion_timeout_per_gib_s;
+	/* The job journal: before every step that changes a QEMU
+	 * the engine writes JOURNAL_DIR/JOB.journal (atomically, 0600) with
+	 * the original values and who owns the guest, and removes it at the
+	 * end; qmig_recover_job() finishes or rolls back a job that died.
+	 * NULL: no journal. job_id NULL: the process id. */
+	const char *journal_dir;
+	const char *job_id;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -230,6 +239,18 @@ struct qmig_result {
 	/* Test guests: heartbeats per second during precopy against before,
 	 * as 1 - during/before (0.3: 30% slower); -1 when not measured. */
 	double guest_slowdown;
+	/* Who owns the guest at the end: "source" until the destination has
+	 * run (RESUME, status running, or the switch to postcopy), then
+	 * "destination". status "completed-with-errors": a failure after the
+	 * hand-over; the destination keeps the guest, the source was not
+	 * resumed. */
+	char owner[16];
+	/* What "verified" rests on: "stamps", "heartbeats", "memory",
+	 * "running" (a guest that is not one of our test guests), "none". */
+	char verify_method[16];
+	/* Why guest_downtime_ms is -1 (no heartbeats from this guest, ...). */
+	char guest_downtime_reason[96];
+	char job_id[32];
 };
 
 struct qmig_migration;

@@ -109,15 +109,17 @@ static int compare_range(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 	return 0;
 }
 
-int qm_memcmp_sides(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
-		    struct qm_memcmp_report *rep)
+int qm_memcmp_sides(struct qmig_migration *m, struct qmig_qmp_conn *src,
+		    struct qmig_qmp_conn *dst, struct qm_memcmp_report *rep)
 {
-	char dir[] = "/dev/shm/qmigrate-verify.XXXXXX";
-	char tmpl[] = "/tmp/qmigrate-verify.XXXXXX";
+	/* Named after the job, so that a recovery finds what a dead job left. */
+	char dir[96], tmpl[96];
 	uint64_t ssize = 0, dsize = 0;
 	const char *d;
 	int r;
 
+	snprintf(dir, sizeof(dir), "/dev/shm/qmigrate-verify-%s.XXXXXX", m->job);
+	snprintf(tmpl, sizeof(tmpl), "/tmp/qmigrate-verify-%s.XXXXXX", m->job);
 	memset(rep, 0, sizeof(*rep));
 	r = qmig_cmd_query_memory_size(src, &ssize);
 	if (!r)
@@ -148,7 +150,10 @@ int qm_memcmp_sides(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		return -errno;
 	}
 	rep->ram_bytes = ssize;
+	snprintf(m->dump_dir, sizeof(m->dump_dir), "%s", d);
+	qm_journal(m, NULL, "dump-ram", NULL);
 	r = compare_range(src, dst, d, 0, ssize, rep);
 	rmdir(d);
+	m->dump_dir[0] = 0;
 	return r < 0 ? r : rep->pages_bad ? 1 : 0;
 }

@@ -18,6 +18,8 @@ enum {
 	EXIT_CANCELLED = 5,  /* cancelled by the user or a signal; source restored */
 	EXIT_VERIFY = 6,     /* completed, but the destination failed verification */
 	EXIT_POSTCOPY = 7,   /* failed during postcopy: no rollback is possible */
+	EXIT_HANDOVER = 8,   /* completed with errors: a failure after the destination
+				took over; it keeps the guest, the source was not resumed */
 };
 
 extern const char *prog_name;

@@ -120,7 +120,9 @@ static void usage(FILE *f)
 		"runs, 'qmigrate status', 'cancel', 'set' and 'postcopy' reach the job.\n"
 		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
 		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
-		"cancelled, 6 the destination failed verification, 7 failed during postcopy.\n");
+		"cancelled, 6 the destination failed verification, 7 failed during postcopy,\n"
+		"8 completed with errors (the destination took over the guest, then a step\n"
+		"failed: it keeps running, the source is not resumed).\n");
 }
 
 static void bar(struct ui *ui, const struct qmig_sample *s)
@@ -244,6 +246,8 @@ static int exit_code(const struct qmig_result *r)
 {
 	if (!strcmp(r->status, "completed") || !strcmp(r->status, "dry-run"))
 		return EXIT_OK;
+	if (!strcmp(r->status, "completed-with-errors"))
+		return EXIT_HANDOVER;
 	if (r->error == -ECANCELED)
 		return EXIT_CANCELLED;
 	if (r->verified == 0)
