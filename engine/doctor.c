@@ -10,6 +10,7 @@
 
 #include "qmig_commands.h"
 #include "qmig_doctor.h"
+#include "qmp_reply.h"
 #include "qmig_transport.h"
 #include "versions.h"
 
@@ -17,6 +18,10 @@ struct doc {
 	struct qmig_finding *f;
 	size_t n, cap;
 	const struct qmig_doctor_opts *o;
+	/* The first failure that is not QEMU refusing a command: a reply of
+	 * the wrong shape, a broken or silent connection. It ends the run. */
+	int err;
+	char errmsg[512];
 };
 
 const char *qmig_finding_severity_name(enum qmig_finding_severity s)
@@ -50,21 +55,64 @@ __attribute__((format(printf, 5, 6))) static void add(struct doc *d,
 	va_end(ap);
 }
 
-static struct json_object *call(struct qmig_qmp_conn *c, const char *cmd, const char *args)
+/* r from a QMP call on c: 1 when it succeeded. An error reply (QEMU
+ * lacks the command, or refuses) only skips the check; anything else is
+ * remembered and stops the doctor. */
+static int ok(struct doc *d, struct qmig_qmp_conn *c, int r)
 {
-	struct json_object *a = args ? json_tokener_parse(args) : NULL, *ret = NULL;
-
-	if (qmig_qmp_conn_call(c, cmd, a, &ret, -1) < 0)
-		ret = NULL;
-	json_object_put(a);
-	return ret;
+	if (r == 0)
+		return 1;
+	if (r != -EREMOTEIO && !d->err) {
+		d->err = r;
+		snprintf(d->errmsg, sizeof(d->errmsg), "%s", qmig_qmp_conn_error(c));
+	}
+	return 0;
 }
 
-static const char *str_of(struct json_object *o, const char *k)
+/* A reader's failure, reported as the connection's. */
+static int rd_ok(struct doc *d, struct qmig_qmp_conn *c, const struct qm_rd *rd)
 {
-	struct json_object *v;
+	return ok(d, c, qm_call_rd(c, rd));
+}
 
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+/* qom-get PATH PROPERTY as a string; args built as JSON, never pasted. */
+static int qom_get_str(struct doc *d, struct qmig_qmp_conn *c, const char *path,
+		       const char *prop, char *buf, size_t len)
+{
+	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct qm_rd rd;
+	int r;
+
+	if (d->err)
+		return 0;
+	if (!args || json_object_object_add(args, "path", json_object_new_string(path)) ||
+	    json_object_object_add(args, "property", json_object_new_string(prop))) {
+		json_object_put(args);
+		return ok(d, c, -ENOMEM);
+	}
+	r = qm_call_get(c, "qom-get", args, json_type_string, &ret);
+	json_object_put(args);
+	if (!ok(d, c, r))
+		return 0;
+	qm_rd_init(&rd, "qom-get");
+	/* wrap the string so the reader can check its length */
+	args = json_object_new_object();
+	if (args && !json_object_object_add(args, prop, ret))
+		qm_rd_strcpy(&rd, args, prop, buf, len);
+	else
+		json_object_put(ret);
+	json_object_put(args);
+	return rd_ok(d, c, &rd) && buf[0];
+}
+
+/* A query whose return must be an array (NULL on any failure). */
+static struct json_object *query_arr(struct doc *d, struct qmig_qmp_conn *c, const char *cmd)
+{
+	struct json_object *ret = NULL;
+
+	if (d->err || !ok(d, c, qm_call_get(c, cmd, NULL, json_type_array, &ret)))
+		return NULL;
+	return ret;
 }
 
 /* QEMU < 9.0 under TCG: the dirty bitmap loses pages on RAM blocks whose
@@ -76,9 +124,10 @@ static void check_tcg_bitmap(struct doc *d, struct qmig_qmp_conn *c, const char 
 	int enabled = 0, present = 0;
 	uint64_t ram = 0;
 
-	if (qmig_cmd_query_kvm(c, &enabled, &present) < 0 || enabled || !ver || ver >= 90000)
+	if (d->err || !ok(d, c, qmig_cmd_query_kvm(c, &enabled, &present)) || enabled || !ver ||
+	    ver >= 90000)
 		return;
-	if (qmig_cmd_query_memory_size(c, &ram) < 0 || ram % (256 * 1024))
+	if (!ok(d, c, qmig_cmd_query_memory_size(c, &ram)) || ram % (256 * 1024))
 		return;
 	add(d, QMIG_FINDING_WARN, "tcg-dirty-bitmap-256k",
 	    "use postcopy, or a RAM size that is not a multiple of 256 KiB (e.g. -m 524296k "
@@ -89,18 +138,12 @@ static void check_tcg_bitmap(struct doc *d, struct qmig_qmp_conn *c, const char 
 	    side, ver / 10000, ver / 100 % 100, (unsigned long long)(ram >> 10));
 }
 
-static char *machine_type(struct qmig_qmp_conn *c, char *buf, size_t len)
+static char *machine_type(struct doc *d, struct qmig_qmp_conn *c, char *buf, size_t len)
 {
-	struct json_object *r = call(c, "qom-get", "{\"path\":\"/machine\",\"property\":\"type\"}");
-	const char *t = r ? json_object_get_string(r) : NULL;
 	char *suffix;
 
-	if (!t) {
-		json_object_put(r);
+	if (!qom_get_str(d, c, "/machine", "type", buf, len))
 		return NULL;
-	}
-	snprintf(buf, len, "%s", t);
-	json_object_put(r);
 	suffix = strstr(buf, "-machine");
 	if (suffix && !suffix[8])
 		*suffix = 0;
@@ -113,17 +156,25 @@ static void check_machine(struct doc *d, struct qmig_qmp_conn *src, struct qmig_
 	struct json_object *machines;
 	int found = 0;
 
-	if (!machine_type(src, sm, sizeof(sm)))
+	if (!machine_type(d, src, sm, sizeof(sm)))
 		return;
-	if (qmig_cmd_query_machines(dst, &machines) == 0) {
-		for (size_t i = 0; i < json_object_array_length(machines); i++) {
-			struct json_object *m = json_object_array_get_idx(machines, i);
-			const char *name = str_of(m, "name"), *alias = str_of(m, "alias");
+	if ((machines = query_arr(d, dst, "query-machines"))) {
+		struct qm_rd rd;
+		size_t n;
+
+		qm_rd_init(&rd, "query-machines");
+		n = qm_rd_len(&rd, machines);
+		for (size_t i = 0; i < n && !rd.err; i++) {
+			struct json_object *m = qm_rd_idx_obj(&rd, machines, i);
+			const char *name = qm_rd_str(&rd, m, "name");
+			const char *alias = qm_rd_opt_str(&rd, m, "alias", NULL);
 
 			if ((name && !strcmp(name, sm)) || (alias && !strcmp(alias, sm)))
 				found = 1;
 		}
 		json_object_put(machines);
+		if (!rd_ok(d, dst, &rd))
+			return;
 		if (!found)
 			add(d, QMIG_FINDING_REFUSE, "machine-type-missing",
 			    "run a destination QEMU that has this machine type (a newer QEMU keeps "
@@ -131,30 +182,27 @@ static void check_machine(struct doc *d, struct qmig_qmp_conn *src, struct qmig_
 			    "the source runs machine type %s, which the destination QEMU does not "
 			    "have", sm);
 	}
-	if (found && machine_type(dst, dm, sizeof(dm)) && strcmp(sm, dm))
+	if (found && machine_type(d, dst, dm, sizeof(dm)) && strcmp(sm, dm))
 		add(d, QMIG_FINDING_REFUSE, "machine-type-differs",
 		    "start the destination with the source's machine type (-M ...)",
 		    "the source runs machine type %s, the destination %s: the device state "
 		    "will not load", sm, dm);
 }
 
-static char *cpu_model(struct qmig_qmp_conn *c, char *buf, size_t len)
+static char *cpu_model(struct doc *d, struct qmig_qmp_conn *c, char *buf, size_t len)
 {
-	struct json_object *cpus = call(c, "query-cpus-fast", NULL), *t = NULL;
-	const char *path = cpus && json_object_array_length(cpus)
-				   ? str_of(json_object_array_get_idx(cpus, 0), "qom-path")
-				   : NULL;
-	char args[300], *suffix;
+	struct json_object *cpus = query_arr(d, c, "query-cpus-fast");
+	char path[1024] = "", *suffix;
+	struct qm_rd rd;
 
-	if (path) {
-		snprintf(args, sizeof(args), "{\"path\":\"%s\",\"property\":\"type\"}", path);
-		t = call(c, "qom-get", args);
-	}
-	json_object_put(cpus);
-	if (!t)
+	if (!cpus)
 		return NULL;
-	snprintf(buf, len, "%s", json_object_get_string(t));
-	json_object_put(t);
+	qm_rd_init(&rd, "query-cpus-fast");
+	if (qm_rd_len(&rd, cpus))
+		qm_rd_strcpy(&rd, qm_rd_idx_obj(&rd, cpus, 0), "qom-path", path, sizeof(path));
+	json_object_put(cpus);
+	if (!rd_ok(d, c, &rd) || !path[0] || !qom_get_str(d, c, path, "type", buf, len))
+		return NULL;
 	suffix = strstr(buf, "-x86_64-cpu");
 	if (suffix)
 		*suffix = 0;
@@ -165,19 +213,23 @@ static void check_cpu(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_
 {
 	struct json_object *defs;
 	char model[128];
+	struct qm_rd rd;
 	int found = 0;
+	size_t n;
 
-	if (!cpu_model(src, model, sizeof(model)) ||
-	    qmig_cmd_query_cpu_definitions(dst, &defs) < 0)
+	if (!cpu_model(d, src, model, sizeof(model)) ||
+	    !(defs = query_arr(d, dst, "query-cpu-definitions")))
 		return;
-	for (size_t i = 0; i < json_object_array_length(defs); i++) {
-		const char *n = str_of(json_object_array_get_idx(defs, i), "name");
+	qm_rd_init(&rd, "query-cpu-definitions");
+	n = qm_rd_len(&rd, defs);
+	for (size_t i = 0; i < n && !rd.err; i++) {
+		const char *name = qm_rd_str(&rd, qm_rd_idx_obj(&rd, defs, i), "name");
 
-		if (n && !strcmp(n, model))
+		if (name && !strcmp(name, model))
 			found = 1;
 	}
 	json_object_put(defs);
-	if (!found)
+	if (rd_ok(d, dst, &rd) && !found)
 		add(d, QMIG_FINDING_REFUSE, "cpu-model-missing",
 		    "start the source with a CPU model both QEMUs know (-cpu ...)",
 		    "the source's CPU model %s is not among the destination's CPU definitions",
@@ -186,40 +238,64 @@ static void check_cpu(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_
 
 /* Each source disk must exist on the destination, and (on this host) its
  * image file too. */
+/* query-block: each device's name, and its image file when a medium is in. */
+static int read_block(struct qm_rd *rd, struct json_object *arr, size_t i, const char **name,
+		      const char **file)
+{
+	struct json_object *dev = qm_rd_idx_obj(rd, arr, i), *ins;
+
+	*name = qm_rd_str(rd, dev, "device");
+	ins = qm_rd_opt_obj(rd, dev, "inserted");
+	*file = ins ? qm_rd_str(rd, ins, "file") : NULL;
+	return !rd->err && *name && **name;
+}
+
 static void check_disks(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst)
 {
-	struct json_object *sb = call(src, "query-block", NULL), *db = call(dst, "query-block", NULL);
+	struct json_object *sb = query_arr(d, src, "query-block");
+	struct json_object *db = sb ? query_arr(d, dst, "query-block") : NULL;
+	struct qm_rd rs, rdd;
+	size_t ns, nd;
 
-	for (size_t i = 0; sb && i < json_object_array_length(sb); i++) {
-		struct json_object *dev = json_object_array_get_idx(sb, i), *ins, *match = NULL;
-		const char *name = str_of(dev, "device"), *file;
+	qm_rd_init(&rs, "query-block");
+	qm_rd_init(&rdd, "query-block");
+	ns = sb && db ? qm_rd_len(&rs, sb) : 0;
+	nd = sb && db ? qm_rd_len(&rdd, db) : 0;
+	for (size_t i = 0; i < ns && !rs.err && !rdd.err; i++) {
+		const char *name, *sfile, *dn, *dfile = NULL;
+		int match = 0;
 		struct stat st;
 
-		if (!name || !*name || !json_object_object_get_ex(dev, "inserted", &ins))
+		if (!read_block(&rs, sb, i, &name, &sfile) || !sfile)
 			continue;
-		for (size_t j = 0; db && j < json_object_array_length(db); j++) {
-			const char *dn = str_of(json_object_array_get_idx(db, j), "device");
+		for (size_t j = 0; j < nd && !match && !rdd.err; j++) {
+			const char *f;
 
-			if (dn && !strcmp(dn, name))
-				match = json_object_array_get_idx(db, j);
+			if (read_block(&rdd, db, j, &dn, &f) && !strcmp(dn, name)) {
+				match = 1;
+				dfile = f;
+			}
 		}
+		if (rdd.err)
+			break;
 		if (!match) {
 			add(d, QMIG_FINDING_REFUSE, "disk-missing",
 			    "give the destination the same -drive/-blockdev (shared storage, or a copy)",
 			    "the source's disk %s (%s) has no counterpart on the destination", name,
-			    str_of(ins, "file") ? str_of(ins, "file") : "?");
+			    sfile);
 			continue;
 		}
-		if (!d->o->same_host || !json_object_object_get_ex(match, "inserted", &ins))
+		if (!d->o->same_host)
 			continue;
-		file = str_of(ins, "file");
-		if (file && file[0] == '/' && stat(file, &st) < 0)
+		if (dfile && dfile[0] == '/' && stat(dfile, &st) < 0)
 			add(d, QMIG_FINDING_REFUSE, "disk-missing",
 			    "restore the image file at that path, or point the destination's drive at "
 			    "the shared storage",
-			    "the destination's disk %s uses %s, which does not exist (%s)", name, file,
+			    "the destination's disk %s uses %s, which does not exist (%s)", name, dfile,
 			    strerror(errno));
 	}
+	rd_ok(d, src, &rs);
+	rd_ok(d, dst, &rdd);
 	json_object_put(sb);
 	json_object_put(db);
 }
@@ -236,7 +312,7 @@ static void check_memory(struct doc *d, struct qmig_qmp_conn *src)
 			break;
 	if (f)
 		fclose(f);
-	if (!kb || qmig_cmd_query_memory_size(src, &ram) < 0 || !ram)
+	if (!kb || d->err || !ok(d, src, qmig_cmd_query_memory_size(src, &ram)) || !ram)
 		return;
 	if ((uint64_t)kb * 1024 < ram)
 		add(d, QMIG_FINDING_REFUSE, "memory-low",
@@ -272,13 +348,14 @@ static void check_states(struct doc *d, struct qmig_qmp_conn *src, struct qmig_q
 	struct qmig_vm_status st;
 	struct qmig_migrate_info mi;
 
-	if (qmig_cmd_query_migrate(src, &mi) == 0 &&
+	if (ok(d, src, qmig_cmd_query_migrate(src, &mi)) &&
 	    (!strcmp(mi.status, "active") || !strcmp(mi.status, "setup") ||
 	     !strncmp(mi.status, "postcopy", 8)))
 		add(d, QMIG_FINDING_REFUSE, "source-migrating",
 		    "wait for it, or cancel it (qmigrate cancel / migrate_cancel)",
 		    "the source is already migrating (%s)", mi.status);
-	if (dst && qmig_cmd_query_status(dst, &st) == 0 && strcmp(st.status, "inmigrate"))
+	if (dst && !d->err && ok(d, dst, qmig_cmd_query_status(dst, &st)) &&
+	    strcmp(st.status, "inmigrate"))
 		add(d, QMIG_FINDING_REFUSE, "destination-not-incoming",
 		    "start the destination QEMU with -incoming defer",
 		    "the destination QEMU is '%s', not waiting for a migration", st.status);
@@ -288,8 +365,8 @@ static void check_ram(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_
 {
 	uint64_t a = 0, b = 0;
 
-	if (qmig_cmd_query_memory_size(src, &a) == 0 && qmig_cmd_query_memory_size(dst, &b) == 0 &&
-	    a != b)
+	if (!d->err && ok(d, src, qmig_cmd_query_memory_size(src, &a)) &&
+	    ok(d, dst, qmig_cmd_query_memory_size(dst, &b)) && a != b)
 		add(d, QMIG_FINDING_REFUSE, "ram-size-differs",
 		    "start the destination with the same -m as the source",
 		    "the source has %llu KiB of RAM, the destination %llu KiB: the destination "
@@ -303,7 +380,8 @@ int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 	struct qmig_doctor_opts dflt = QMIG_DOCTOR_OPTS_INIT;
 	struct doc d = {0};
 
-	if (!src || !findings || !n || (opts && opts->version != QMIG_DOCTOR_OPTS_VERSION))
+	if (!src || !findings || !n || (opts && (opts->version < 1 ||
+						     opts->version > QMIG_DOCTOR_OPTS_VERSION)))
 		return -EINVAL;
 	d.o = opts ? opts : &dflt;
 	check_states(&d, src, dst);
@@ -322,6 +400,12 @@ int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		check_memory(&d, src);
 	if (!d.o->skip_ports)
 		check_ports(&d);
+	if (d.err) {
+		if (opts && opts->version >= 2 && opts->err && opts->err_len)
+			snprintf(opts->err, opts->err_len, "%s", d.errmsg);
+		free(d.f);
+		return d.err;
+	}
 	*findings = d.f;
 	*n = d.n;
 	return 0;

@@ -25,7 +25,7 @@ struct qmig_finding {
 	char fix[256];
 };
 
-#define QMIG_DOCTOR_OPTS_VERSION 1
+#define QMIG_DOCTOR_OPTS_VERSION 2
 
 struct qmig_doctor_opts {
 	unsigned int version;
@@ -35,12 +35,19 @@ struct qmig_doctor_opts {
 	const char *dst_netns;
 	int same_host;              /* the destination runs here: check its files and memory */
 	int skip_ports;             /* the caller reserves the port itself (the engine does) */
+	/* version 2: where a failed run says why (may be NULL) */
+	char *err;
+	size_t err_len;
 };
 
 #define QMIG_DOCTOR_OPTS_INIT {.version = QMIG_DOCTOR_OPTS_VERSION, .same_host = 1}
 
 /* dst may be NULL (source-only checks). *findings is malloc'd (free with
- * qmig_findings_free), *n may be 0. Returns 0 or a negative errno. */
+ * qmig_findings_free), *n may be 0. Returns 0, or a negative errno when a
+ * QEMU could not be read: a reply of the wrong shape (-EPROTO), a broken
+ * or silent connection; then opts->err says which QEMU and what, and
+ * nothing is returned in *findings. A command QEMU refuses only skips the
+ * check that needed it. */
 int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		    const struct qmig_doctor_opts *opts, struct qmig_finding **findings, size_t *n);
 void qmig_findings_free(struct qmig_finding *f);

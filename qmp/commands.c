@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The QMP vocabulary of qmigrate: one short function per command, so what
- * we ask of QEMU is visible in one place. Replies are read tolerantly:
- * unknown keys are ignored, missing ones leave zeroes.
+ * we ask of QEMU is visible in one place. Each reply is read by a parser
+ * (qm_parse_*, no I/O, fuzzed alone) through the typed accessors of
+ * reply.c: unknown keys are ignored; a required member missing, null or
+ * of another type is -EPROTO naming the command and the member.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,39 +14,9 @@
 
 #include "qmig_commands.h"
 #include "qmp_int.h"
+#include "qmp_reply.h"
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static struct json_object *member(struct json_object *o, const char *key)
-{
-	struct json_object *v = NULL;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return NULL;
-	return v;
-}
-
-static uint64_t u64(struct json_object *o, const char *key)
-{
-	struct json_object *v = member(o, key);
-
-	return v && json_object_is_type(v, json_type_int) ? json_object_get_uint64(v) : 0;
-}
-
-static int64_t i64(struct json_object *o, const char *key)
-{
-	struct json_object *v = member(o, key);
-
-	return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
-}
-
-static void str(char *dst, size_t n, struct json_object *o, const char *key)
-{
-	struct json_object *v = member(o, key);
-
-	snprintf(dst, n, "%s",
-		 v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "");
-}
 
 /* Call with no arguments and no interesting return. */
 static int call0(struct qmig_qmp_conn *c, const char *cmd)
@@ -76,38 +48,40 @@ static struct json_object *arg_str(const char *key, const char *val)
 	return o;
 }
 
-/* Call and keep the return if it has the wanted type. */
-static int call_get(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args,
-		    enum json_type type, struct json_object **out)
-{
-	struct json_object *ret = NULL;
-	int r = qmig_qmp_conn_call(c, cmd, args, &ret, -1);
-
-	if (r < 0)
-		return r;
-	if (!json_object_is_type(ret, type)) {
-		json_object_put(ret);
-		return qm_qmp_conn_fail(c, -EPROTO, "%s returned %s, not %s", cmd,
-					json_type_to_name(json_object_get_type(ret)),
-					json_type_to_name(type));
-	}
-	*out = ret;
-	return 0;
-}
-
 /* ---- run state --------------------------------------------------------- */
+
+/* Call cmd and read its return with parse(rd, ret, out); on a wrong shape
+ * the connection's message names the command and member. out is written
+ * only on success. */
+#define CALL_PARSE(c, cmd, args, parse, out)                                         \
+	({                                                                           \
+		struct json_object *ret_ = NULL;                                     \
+		struct qm_rd rd_;                                                    \
+		__typeof__(*(out)) tmp_ = {0};                                           \
+		int r_ = qmig_qmp_conn_call(c, cmd, args, &ret_, -1);                \
+		if (r_ == 0) {                                                       \
+			qm_rd_init(&rd_, cmd);                                       \
+			r_ = parse(&rd_, ret_, &tmp_);                               \
+			json_object_put(ret_);                                       \
+			if (r_ < 0)                                                  \
+				r_ = qm_call_rd(c, &rd_);                            \
+			else                                                         \
+				*(out) = tmp_;                                       \
+		}                                                                    \
+		r_;                                                                  \
+	})
+
+int qm_parse_query_status(struct qm_rd *rd, struct json_object *ret, struct qmig_vm_status *out)
+{
+	qm_rd_as_obj(rd, ret);
+	out->running = qm_rd_bool(rd, ret, "running");
+	qm_rd_strcpy(rd, ret, "status", out->status, sizeof(out->status));
+	return rd->err;
+}
 
 int qmig_cmd_query_status(struct qmig_qmp_conn *c, struct qmig_vm_status *out)
 {
-	struct json_object *ret;
-	int r = call_get(c, "query-status", NULL, json_type_object, &ret);
-
-	if (r < 0)
-		return r;
-	out->running = json_object_get_boolean(member(ret, "running"));
-	str(out->status, sizeof(out->status), ret, "status");
-	json_object_put(ret);
-	return 0;
+	return CALL_PARSE(c, "query-status", NULL, qm_parse_query_status, out);
 }
 
 int qmig_cmd_stop(struct qmig_qmp_conn *c)
@@ -127,52 +101,56 @@ int qmig_cmd_quit(struct qmig_qmp_conn *c)
 
 /* ---- migration --------------------------------------------------------- */
 
-static void parse_ram(struct qmig_migrate_info *o, struct json_object *ram)
+/* Stable since QEMU 2.x: transferred, remaining, total. The rest came
+ * and went across versions: optional, but typed when present. */
+static void parse_ram(struct qm_rd *rd, struct qmig_migrate_info *o, struct json_object *ram)
 {
-	struct json_object *mbps = member(ram, "mbps");
-
 	o->has_ram = 1;
-	o->ram_transferred = u64(ram, "transferred");
-	o->ram_remaining = u64(ram, "remaining");
-	o->ram_total = u64(ram, "total");
-	o->ram_duplicate = u64(ram, "duplicate");
-	o->ram_normal = u64(ram, "normal");
-	o->ram_normal_bytes = u64(ram, "normal-bytes");
-	o->ram_dirty_pages_rate = u64(ram, "dirty-pages-rate");
-	o->ram_dirty_sync_count = u64(ram, "dirty-sync-count");
-	o->ram_postcopy_requests = u64(ram, "postcopy-requests");
-	o->ram_page_size = u64(ram, "page-size");
-	o->ram_multifd_bytes = u64(ram, "multifd-bytes");
-	o->ram_pages_per_second = u64(ram, "pages-per-second");
-	o->ram_precopy_bytes = u64(ram, "precopy-bytes");
-	o->ram_downtime_bytes = u64(ram, "downtime-bytes");
-	o->ram_postcopy_bytes = u64(ram, "postcopy-bytes");
+	o->ram_transferred = qm_rd_u64(rd, ram, "transferred");
+	o->ram_remaining = qm_rd_u64(rd, ram, "remaining");
+	o->ram_total = qm_rd_u64(rd, ram, "total");
+	o->ram_duplicate = qm_rd_opt_u64(rd, ram, "duplicate", 0);
+	o->ram_normal = qm_rd_opt_u64(rd, ram, "normal", 0);
+	o->ram_normal_bytes = qm_rd_opt_u64(rd, ram, "normal-bytes", 0);
+	o->ram_dirty_pages_rate = qm_rd_opt_u64(rd, ram, "dirty-pages-rate", 0);
+	o->ram_dirty_sync_count = qm_rd_opt_u64(rd, ram, "dirty-sync-count", 0);
+	o->ram_postcopy_requests = qm_rd_opt_u64(rd, ram, "postcopy-requests", 0);
+	o->ram_page_size = qm_rd_opt_u64(rd, ram, "page-size", 0);
+	o->ram_multifd_bytes = qm_rd_opt_u64(rd, ram, "multifd-bytes", 0);
+	o->ram_pages_per_second = qm_rd_opt_u64(rd, ram, "pages-per-second", 0);
+	o->ram_precopy_bytes = qm_rd_opt_u64(rd, ram, "precopy-bytes", 0);
+	o->ram_downtime_bytes = qm_rd_opt_u64(rd, ram, "downtime-bytes", 0);
+	o->ram_postcopy_bytes = qm_rd_opt_u64(rd, ram, "postcopy-bytes", 0);
 	/* An int when the rate is whole, a double otherwise. */
-	o->ram_mbps = mbps ? json_object_get_double(mbps) : 0;
+	o->ram_mbps = qm_rd_opt_num(rd, ram, "mbps", 0);
+}
+
+int qm_parse_query_migrate(struct qm_rd *rd, struct json_object *ret,
+			   struct qmig_migrate_info *out)
+{
+	struct json_object *ram;
+
+	memset(out, 0, sizeof(*out));
+	qm_rd_as_obj(rd, ret);
+	/* no migration ever: QEMU returns {} */
+	qm_rd_opt_strcpy(rd, ret, "status", out->status, sizeof(out->status), "none");
+	out->total_time_ms = qm_rd_opt_u64(rd, ret, "total-time", 0);
+	out->setup_time_ms = qm_rd_opt_u64(rd, ret, "setup-time", 0);
+	out->downtime_ms = qm_rd_opt_u64(rd, ret, "downtime", 0);
+	out->expected_downtime_ms = qm_rd_opt_u64(rd, ret, "expected-downtime", 0);
+	out->cpu_throttle_percentage = qm_rd_opt_i64(rd, ret, "cpu-throttle-percentage", 0);
+	/* QEMU's text, for people: cut to fit rather than refused. */
+	snprintf(out->error_desc, sizeof(out->error_desc), "%s",
+		 qm_rd_opt_str(rd, ret, "error-desc", ""));
+	ram = qm_rd_opt_obj(rd, ret, "ram");
+	if (ram)
+		parse_ram(rd, out, ram);
+	return rd->err;
 }
 
 int qmig_cmd_query_migrate(struct qmig_qmp_conn *c, struct qmig_migrate_info *out)
 {
-	struct json_object *ret, *ram;
-	int r = call_get(c, "query-migrate", NULL, json_type_object, &ret);
-
-	if (r < 0)
-		return r;
-	memset(out, 0, sizeof(*out));
-	str(out->status, sizeof(out->status), ret, "status");
-	if (!out->status[0]) /* no migration ever: QEMU returns {} */
-		snprintf(out->status, sizeof(out->status), "none");
-	out->total_time_ms = u64(ret, "total-time");
-	out->setup_time_ms = u64(ret, "setup-time");
-	out->downtime_ms = u64(ret, "downtime");
-	out->expected_downtime_ms = u64(ret, "expected-downtime");
-	out->cpu_throttle_percentage = i64(ret, "cpu-throttle-percentage");
-	str(out->error_desc, sizeof(out->error_desc), ret, "error-desc");
-	ram = member(ret, "ram");
-	if (ram)
-		parse_ram(out, ram);
-	json_object_put(ret);
-	return 0;
+	return CALL_PARSE(c, "query-migrate", NULL, qm_parse_query_migrate, out);
 }
 
 int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_object *caps)
@@ -197,28 +175,38 @@ int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_objec
 	return call_own(c, "migrate-set-capabilities", args);
 }
 
-int qmig_cmd_query_migrate_capabilities(struct qmig_qmp_conn *c, struct json_object **out)
+/* [{"capability": name, "state": bool}, ...] into {"name": bool, ...}. */
+int qm_parse_query_migrate_capabilities(struct qm_rd *rd, struct json_object *ret,
+					struct json_object **out)
 {
-	struct json_object *ret, *caps;
-	int r = call_get(c, "query-migrate-capabilities", NULL, json_type_array, &ret);
+	struct json_object *caps = json_object_new_object();
+	size_t n = qm_rd_len(rd, ret);
 
-	if (r < 0)
-		return r;
-	caps = json_object_new_object();
-	for (size_t i = 0; caps && i < json_object_array_length(ret); i++) {
-		struct json_object *e = json_object_array_get_idx(ret, i);
-		struct json_object *name = member(e, "capability");
-
-		if (name && json_object_is_type(name, json_type_string))
-			json_object_object_add(
-			    caps, json_object_get_string(name),
-			    json_object_new_boolean(json_object_get_boolean(member(e, "state"))));
-	}
-	json_object_put(ret);
 	if (!caps)
 		return -ENOMEM;
+	for (size_t i = 0; i < n && !rd->err; i++) {
+		struct json_object *e = qm_rd_idx_obj(rd, ret, i);
+		const char *name = qm_rd_str(rd, e, "capability");
+		int state = qm_rd_bool(rd, e, "state");
+
+		if (!rd->err &&
+		    json_object_object_add(caps, name, json_object_new_boolean(state))) {
+			json_object_put(caps);
+			return -ENOMEM;
+		}
+	}
+	if (rd->err) {
+		json_object_put(caps);
+		return rd->err;
+	}
 	*out = caps;
 	return 0;
+}
+
+int qmig_cmd_query_migrate_capabilities(struct qmig_qmp_conn *c, struct json_object **out)
+{
+	return CALL_PARSE(c, "query-migrate-capabilities", NULL,
+			  qm_parse_query_migrate_capabilities, out);
 }
 
 int qmig_cmd_migrate_set_parameters(struct qmig_qmp_conn *c, struct json_object *params)
@@ -230,7 +218,7 @@ int qmig_cmd_migrate_set_parameters(struct qmig_qmp_conn *c, struct json_object 
 
 int qmig_cmd_query_migrate_parameters(struct qmig_qmp_conn *c, struct json_object **out)
 {
-	return call_get(c, "query-migrate-parameters", NULL, json_type_object, out);
+	return qm_call_get(c, "query-migrate-parameters", NULL, json_type_object, out);
 }
 
 int qmig_cmd_migrate(struct qmig_qmp_conn *c, const char *uri, int resume)
@@ -285,16 +273,17 @@ int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, con
 	return call_own(c, "pmemsave", args);
 }
 
+int qm_parse_query_memory_size(struct qm_rd *rd, struct json_object *ret, uint64_t *base_memory)
+{
+	qm_rd_as_obj(rd, ret);
+	*base_memory = qm_rd_u64(rd, ret, "base-memory");
+	return rd->err;
+}
+
 int qmig_cmd_query_memory_size(struct qmig_qmp_conn *c, uint64_t *base_memory)
 {
-	struct json_object *ret;
-	int r = call_get(c, "query-memory-size-summary", NULL, json_type_object, &ret);
-
-	if (r < 0)
-		return r;
-	*base_memory = u64(ret, "base-memory");
-	json_object_put(ret);
-	return 0;
+	return CALL_PARSE(c, "query-memory-size-summary", NULL, qm_parse_query_memory_size,
+			  base_memory);
 }
 
 /* ---- file descriptors -------------------------------------------------- */
@@ -316,10 +305,20 @@ int qmig_cmd_closefd(struct qmig_qmp_conn *c, const char *fdname)
 	return call_own(c, "closefd", arg_str("fdname", fdname));
 }
 
+int qm_parse_add_fd(struct qm_rd *rd, struct json_object *ret, struct qm_add_fd *out)
+{
+	qm_rd_as_obj(rd, ret);
+	out->fdset_id = qm_rd_i64(rd, ret, "fdset-id");
+	out->fd = qm_rd_i64(rd, ret, "fd");
+	return rd->err;
+}
+
 int qmig_cmd_add_fd(struct qmig_qmp_conn *c, int fd, int64_t fdset_id, int64_t *fdset_out,
 		    int64_t *fd_out)
 {
 	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct qm_add_fd res;
+	struct qm_rd rd;
 	int r;
 
 	if (!args)
@@ -330,11 +329,15 @@ int qmig_cmd_add_fd(struct qmig_qmp_conn *c, int fd, int64_t fdset_id, int64_t *
 	json_object_put(args);
 	if (r < 0)
 		return r;
-	if (fdset_out)
-		*fdset_out = i64(ret, "fdset-id");
-	if (fd_out)
-		*fd_out = i64(ret, "fd");
+	qm_rd_init(&rd, "add-fd");
+	r = qm_parse_add_fd(&rd, ret, &res);
 	json_object_put(ret);
+	if (r < 0)
+		return qm_call_rd(c, &rd);
+	if (fdset_out)
+		*fdset_out = res.fdset_id;
+	if (fd_out)
+		*fd_out = res.fd;
 	return 0;
 }
 
@@ -375,44 +378,51 @@ int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const
 	return call_own(c, "calc-dirty-rate", args);
 }
 
+int qm_parse_query_dirty_rate(struct qm_rd *rd, struct json_object *ret,
+			      struct qmig_dirty_rate *out)
+{
+	qm_rd_as_obj(rd, ret);
+	qm_rd_strcpy(rd, ret, "status", out->status, sizeof(out->status));
+	out->dirty_rate_mib = qm_rd_opt_i64(rd, ret, "dirty-rate", -1);
+	out->calc_time_s = qm_rd_opt_i64(rd, ret, "calc-time", 0);
+	return rd->err;
+}
+
 int qmig_cmd_query_dirty_rate(struct qmig_qmp_conn *c, struct qmig_dirty_rate *out)
 {
-	struct json_object *ret, *rate;
-	int r = call_get(c, "query-dirty-rate", NULL, json_type_object, &ret);
-
-	if (r < 0)
-		return r;
-	str(out->status, sizeof(out->status), ret, "status");
-	rate = member(ret, "dirty-rate");
-	out->dirty_rate_mib = rate ? json_object_get_int64(rate) : -1;
-	out->calc_time_s = i64(ret, "calc-time");
-	json_object_put(ret);
-	return 0;
+	return CALL_PARSE(c, "query-dirty-rate", NULL, qm_parse_query_dirty_rate, out);
 }
 
 /* ---- host facts -------------------------------------------------------- */
 
+int qm_parse_query_kvm(struct qm_rd *rd, struct json_object *ret, struct qm_kvm *out)
+{
+	qm_rd_as_obj(rd, ret);
+	out->enabled = qm_rd_bool(rd, ret, "enabled");
+	out->present = qm_rd_bool(rd, ret, "present");
+	return rd->err;
+}
+
 int qmig_cmd_query_kvm(struct qmig_qmp_conn *c, int *enabled, int *present)
 {
-	struct json_object *ret;
-	int r = call_get(c, "query-kvm", NULL, json_type_object, &ret);
+	struct qm_kvm k = {0, 0};
+	int r = CALL_PARSE(c, "query-kvm", NULL, qm_parse_query_kvm, &k);
 
 	if (r < 0)
 		return r;
 	if (enabled)
-		*enabled = json_object_get_boolean(member(ret, "enabled"));
+		*enabled = k.enabled;
 	if (present)
-		*present = json_object_get_boolean(member(ret, "present"));
-	json_object_put(ret);
+		*present = k.present;
 	return 0;
 }
 
 int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out)
 {
-	return call_get(c, "query-machines", NULL, json_type_array, out);
+	return qm_call_get(c, "query-machines", NULL, json_type_array, out);
 }
 
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out)
 {
-	return call_get(c, "query-cpu-definitions", NULL, json_type_array, out);
+	return qm_call_get(c, "query-cpu-definitions", NULL, json_type_array, out);
 }

@@ -1,5 +1,5 @@
 # qmp/: the QMP protocol core, connection, schema and command vocabulary.
-LIB_SRCS += qmp/core.c qmp/conn.c qmp/schema.c qmp/commands.c
+LIB_SRCS += qmp/core.c qmp/conn.c qmp/schema.c qmp/commands.c qmp/reply.c
 PUBLIC_HEADERS += qmp/qmig_qmp.h qmp/qmig_commands.h
 # Canned-byte tests, schema lookups, and the malformed-input suite against
 # a scripted fake peer (run under ASan in unit-asan).

@@ -11,12 +11,14 @@
  * arrays and found with bsearch.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "qmig_qmp.h"
+#include "qmp_reply.h"
 
 struct qm_ent {
 	const char *name;
@@ -46,14 +48,38 @@ static int str_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Lookups run on a schema that passed validate(), so their readers never
+ * fail; they still go through the typed accessors. */
 static const char *get_str(struct json_object *o, const char *key)
 {
-	struct json_object *v;
+	struct qm_rd rd;
 
-	if (!o || !json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+	qm_rd_init(&rd, "query-qmp-schema");
+	return o ? qm_rd_opt_str(&rd, o, key, NULL) : NULL;
+}
+
+static struct json_object *get_arr(struct json_object *o, const char *key)
+{
+	struct qm_rd rd;
+
+	qm_rd_init(&rd, "query-qmp-schema");
+	return o ? qm_rd_opt_arr(&rd, o, key) : NULL;
+}
+
+static size_t arr_len(struct json_object *a)
+{
+	struct qm_rd rd;
+
+	qm_rd_init(&rd, "query-qmp-schema");
+	return a ? qm_rd_len(&rd, a) : 0;
+}
+
+static struct json_object *arr_obj(struct json_object *a, size_t i)
+{
+	struct qm_rd rd;
+
+	qm_rd_init(&rd, "query-qmp-schema");
+	return qm_rd_idx_obj(&rd, a, i);
 }
 
 static struct json_object *find(const struct qm_table *t, const char *name)
@@ -70,13 +96,10 @@ static struct json_object *find(const struct qm_table *t, const char *name)
 static struct json_object *member_type(const struct qmig_schema *s, struct json_object *obj,
 				       const char *name)
 {
-	struct json_object *members;
+	struct json_object *members = get_arr(obj, "members");
 
-	if (!obj || !json_object_object_get_ex(obj, "members", &members) ||
-	    !json_object_is_type(members, json_type_array))
-		return NULL;
-	for (size_t i = 0; i < json_object_array_length(members); i++) {
-		struct json_object *m = json_object_array_get_idx(members, i);
+	for (size_t i = 0; i < arr_len(members); i++) {
+		struct json_object *m = arr_obj(members, i);
 		const char *n = get_str(m, "name");
 
 		if (n && !strcmp(n, name))
@@ -105,43 +128,47 @@ static struct json_object *unarray(const struct qmig_schema *s, struct json_obje
 	return t;
 }
 
-/* An enum's values: "members" (objects with "name", QEMU 6.2 and later,
+/* Value i of an enum: "members" (objects with "name", QEMU 6.2 and later,
  * where "values" is deprecated) or the older "values" (strings). */
-static struct json_object *enum_list(struct json_object *t, const char **key)
+static const char *enum_value(struct json_object *t, size_t i)
 {
-	struct json_object *v;
+	struct json_object *m = get_arr(t, "members");
+	struct qm_rd rd;
 
-	*key = "name";
-	if (json_object_object_get_ex(t, "members", &v) && json_object_is_type(v, json_type_array))
-		return v;
-	*key = NULL;
-	if (json_object_object_get_ex(t, "values", &v) && json_object_is_type(v, json_type_array))
-		return v;
-	return NULL;
+	if (m)
+		return get_str(arr_obj(m, i), "name");
+	qm_rd_init(&rd, "query-qmp-schema");
+	return qm_rd_idx_str(&rd, get_arr(t, "values"), i);
+}
+
+static size_t enum_count(struct json_object *t)
+{
+	struct json_object *m = get_arr(t, "members");
+
+	return arr_len(m ? m : get_arr(t, "values"));
 }
 
 /* Does enum type t (or an enum branch of an alternate) have value? */
-static int enum_has(const struct qmig_schema *s, struct json_object *t, const char *value)
+static int enum_has(const struct qmig_schema *s, struct json_object *t, const char *value,
+		    int depth)
 {
-	struct json_object *vals, *members;
-	const char *key;
-
 	t = unarray(s, t);
-	if (is_meta(t, "alternate") && json_object_object_get_ex(t, "members", &members)) {
-		for (size_t i = 0; i < json_object_array_length(members); i++) {
-			struct json_object *bt =
-			    find(&s->types, get_str(json_object_array_get_idx(members, i), "type"));
+	if (depth < 4 && is_meta(t, "alternate")) {
+		struct json_object *members = get_arr(t, "members");
 
-			if (is_meta(bt, "enum") && enum_has(s, bt, value))
+		for (size_t i = 0; i < arr_len(members); i++) {
+			struct json_object *bt =
+			    find(&s->types, get_str(arr_obj(members, i), "type"));
+
+			if (is_meta(bt, "enum") && enum_has(s, bt, value, depth + 1))
 				return 1;
 		}
 		return 0;
 	}
-	if (!is_meta(t, "enum") || !(vals = enum_list(t, &key)))
+	if (!is_meta(t, "enum"))
 		return 0;
-	for (size_t i = 0; i < json_object_array_length(vals); i++) {
-		struct json_object *e = json_object_array_get_idx(vals, i);
-		const char *name = key ? get_str(e, key) : json_object_get_string(e);
+	for (size_t i = 0, n = enum_count(t); i < n; i++) {
+		const char *name = enum_value(t, i);
 
 		if (name && !strcmp(name, value))
 			return 1;
@@ -149,23 +176,20 @@ static int enum_has(const struct qmig_schema *s, struct json_object *t, const ch
 	return 0;
 }
 
-/* Collect string values (enum "values") or member names into a sorted,
+/* Collect an enum's values or an object's member names into a sorted,
  * NULL-terminated array pointing into the schema's JSON. */
-static int collect(struct json_object *list, const char *key, const char ***out, size_t *n)
+static int collect(struct json_object *t, int is_enum, const char ***out, size_t *n)
 {
-	size_t len =
-	    list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+	struct json_object *members = get_arr(t, "members");
+	size_t len = is_enum ? enum_count(t) : arr_len(members);
 	const char **v = calloc(len + 1, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
 	*n = 0;
 	for (size_t i = 0; i < len; i++) {
-		struct json_object *e = json_object_array_get_idx(list, i);
-		const char *name =
-		    key ? get_str(e, key)
-			: (json_object_is_type(e, json_type_string) ? json_object_get_string(e)
-								    : NULL);
+		const char *name = is_enum ? enum_value(t, i) : get_str(arr_obj(members, i), "name");
+
 		if (name)
 			v[(*n)++] = name;
 	}
@@ -176,48 +200,86 @@ static int collect(struct json_object *list, const char *key, const char ***out,
 
 static int index_caps(struct qmig_schema *s)
 {
-	struct json_object *t, *vals = NULL;
-	const char *key = NULL;
+	struct json_object *t;
 
 	t = unarray(s, member_type(s, arg_type(s, "migrate-set-capabilities"), "capabilities"));
 	t = member_type(s, t, "capability");
-	if (is_meta(t, "enum"))
-		vals = enum_list(t, &key);
-	return collect(vals, key, &s->caps, &s->ncaps);
+	return collect(is_meta(t, "enum") ? t : NULL, 1, &s->caps, &s->ncaps);
 }
 
 static int index_params(struct qmig_schema *s)
 {
-	struct json_object *t = arg_type(s, "migrate-set-parameters"), *members = NULL;
-
-	if (t)
-		json_object_object_get_ex(t, "members", &members);
-	return collect(members, "name", &s->params, &s->nparams);
+	return collect(arg_type(s, "migrate-set-parameters"), 0, &s->params, &s->nparams);
 }
 
-static int table_add(struct qm_table *t, const char *name, struct json_object *obj)
+static void table_add(struct qm_table *t, const char *name, struct json_object *obj)
 {
 	t->v[t->n].name = name;
 	t->v[t->n].obj = obj;
 	t->n++;
-	return 0;
 }
 
-static int index_all(struct qmig_schema *s)
+/* The shape of one entity (SchemaInfo in QEMU's qapi/introspect.json), as
+ * far as the lookups above read it: every member they touch must have its
+ * type, so a hostile schema is refused once, here, naming the entity. */
+static void validate(struct qm_rd *rd, struct json_object *e, const char *meta)
 {
-	size_t len = json_object_array_length(s->root);
+	struct json_object *list;
+	size_t n;
+
+	if (!strcmp(meta, "command")) {
+		qm_rd_str(rd, e, "arg-type");
+	} else if (!strcmp(meta, "array")) {
+		qm_rd_str(rd, e, "element-type");
+	} else if (!strcmp(meta, "object") || !strcmp(meta, "alternate")) {
+		list = qm_rd_arr(rd, e, "members");
+		n = qm_rd_len(rd, list);
+		for (size_t i = 0; i < n && !rd->err; i++) {
+			struct json_object *m = qm_rd_idx_obj(rd, list, i);
+
+			if (!strcmp(meta, "object"))
+				qm_rd_str(rd, m, "name");
+			qm_rd_str(rd, m, "type");
+		}
+	} else if (!strcmp(meta, "enum")) {
+		int has_members = qm_rd_has(rd, e, "members");
+
+		list = has_members ? qm_rd_arr(rd, e, "members") : qm_rd_arr(rd, e, "values");
+		n = qm_rd_len(rd, list);
+		for (size_t i = 0; i < n && !rd->err; i++) {
+			if (has_members)
+				qm_rd_str(rd, qm_rd_idx_obj(rd, list, i), "name");
+			else
+				qm_rd_idx_str(rd, list, i);
+		}
+	}
+}
+
+static int index_all(struct qmig_schema *s, struct qm_rd *rd)
+{
+	size_t len = qm_rd_len(rd, s->root);
 
 	s->cmds.v = calloc(len + 1, sizeof(struct qm_ent));
 	s->events.v = calloc(len + 1, sizeof(struct qm_ent));
 	s->types.v = calloc(len + 1, sizeof(struct qm_ent));
 	if (!s->cmds.v || !s->events.v || !s->types.v)
 		return -ENOMEM;
-	for (size_t i = 0; i < len; i++) {
-		struct json_object *e = json_object_array_get_idx(s->root, i);
-		const char *name = get_str(e, "name"), *meta = get_str(e, "meta-type");
+	for (size_t i = 0; i < len && !rd->err; i++) {
+		struct json_object *e = qm_rd_idx_obj(rd, s->root, i);
+		const char *name = qm_rd_str(rd, e, "name"), *meta = qm_rd_str(rd, e, "meta-type");
 
-		if (!name || !meta)
-			continue; /* tolerate what we do not understand */
+		if (rd->err)
+			break;
+		validate(rd, e, meta);
+		if (rd->err) {
+			char why[sizeof(rd->msg)];
+
+			/* say which entity, keeping the member's own message */
+			snprintf(why, sizeof(why), "%s", rd->msg + strlen(rd->cmd) + 2);
+			rd->err = 0;
+			qm_rd_fail(rd, "entity '%.64s' (%s): %s", name, meta, why);
+			break;
+		}
 		if (!strcmp(meta, "command"))
 			table_add(&s->cmds, name, e);
 		else if (!strcmp(meta, "event"))
@@ -225,24 +287,27 @@ static int index_all(struct qmig_schema *s)
 		else
 			table_add(&s->types, name, e);
 	}
+	if (rd->err)
+		return rd->err;
 	qsort(s->cmds.v, s->cmds.n, sizeof(struct qm_ent), ent_cmp);
 	qsort(s->events.v, s->events.n, sizeof(struct qm_ent), ent_cmp);
 	qsort(s->types.v, s->types.n, sizeof(struct qm_ent), ent_cmp);
 	return 0;
 }
 
-int qmig_schema_from_json(struct qmig_schema **out, struct json_object *schema_array)
+int qm_schema_from_json_rd(struct qmig_schema **out, struct json_object *schema_array,
+			   struct qm_rd *rd)
 {
 	struct qmig_schema *s;
 	int r;
 
-	if (!out || !json_object_is_type(schema_array, json_type_array))
-		return -EINVAL;
+	if (!qm_rd_as_arr(rd, schema_array))
+		return rd->err;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->root = json_object_get(schema_array);
-	r = index_all(s);
+	r = index_all(s, rd);
 	if (!r)
 		r = index_caps(s);
 	if (!r)
@@ -255,16 +320,32 @@ int qmig_schema_from_json(struct qmig_schema **out, struct json_object *schema_a
 	return 0;
 }
 
+int qmig_schema_from_json(struct qmig_schema **out, struct json_object *schema_array)
+{
+	struct qm_rd rd;
+
+	if (!out || !json_object_is_type(schema_array, json_type_array))
+		return -EINVAL;
+	qm_rd_init(&rd, "query-qmp-schema");
+	return qm_schema_from_json_rd(out, schema_array, &rd);
+}
+
 int qmig_schema_probe(struct qmig_schema **out, struct qmig_qmp_conn *conn)
 {
 	struct json_object *ret = NULL;
+	struct qm_rd rd;
 	int r = qmig_qmp_conn_call(conn, "query-qmp-schema", NULL, &ret, -1);
 
 	if (r < 0)
 		return r;
-	r = qmig_schema_from_json(out, ret);
+	if (!out) {
+		json_object_put(ret);
+		return -EINVAL;
+	}
+	qm_rd_init(&rd, "query-qmp-schema");
+	r = qm_schema_from_json_rd(out, ret, &rd);
 	json_object_put(ret);
-	return r == -EINVAL ? -EPROTO : r;
+	return rd.err ? qm_call_rd(conn, &rd) : r;
 }
 
 void qmig_schema_free(struct qmig_schema *s)
@@ -297,13 +378,12 @@ int qmig_schema_has_event(const struct qmig_schema *s, const char *event)
 
 int qmig_schema_has_arg(const struct qmig_schema *s, const char *command, const char *arg)
 {
-	struct json_object *t, *members;
+	struct json_object *members;
 
-	if (!s || !arg || !(t = arg_type(s, command)) ||
-	    !json_object_object_get_ex(t, "members", &members))
+	if (!s || !arg || !(members = get_arr(arg_type(s, command), "members")))
 		return 0;
-	for (size_t i = 0; i < json_object_array_length(members); i++) {
-		const char *n = get_str(json_object_array_get_idx(members, i), "name");
+	for (size_t i = 0; i < arr_len(members); i++) {
+		const char *n = get_str(arr_obj(members, i), "name");
 
 		if (n && !strcmp(n, arg))
 			return 1;
@@ -326,7 +406,7 @@ int qmig_schema_has_enum_value(const struct qmig_schema *s, const char *command,
 {
 	if (!s || !arg || !value)
 		return 0;
-	return enum_has(s, member_type(s, arg_type(s, command), arg), value);
+	return enum_has(s, member_type(s, arg_type(s, command), arg), value, 0);
 }
 
 const char *const *qmig_schema_capabilities(const struct qmig_schema *s)

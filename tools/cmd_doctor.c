@@ -18,7 +18,8 @@ static void usage(FILE *f)
 		   "too little memory on the destination host, a full or blocked port range,\n"
 		   "QEMUs in the wrong state. --remote: the destination is on another host (do\n"
 		   "not check files and memory here). Exit 0 when nothing refuses, 1 when\n"
-		   "something does, 3 when a QEMU cannot be reached. The same checks run\n"
+		   "something does, 3 when a QEMU cannot be reached or answers with a reply\n"
+		   "of the wrong shape. The same checks run\n"
 		   "before every qmigrate migrate (--force overrides the refusals).\n");
 }
 
@@ -42,6 +43,7 @@ int cmd_doctor(int argc, char **argv)
 	const char *src = NULL, *dst = NULL;
 	struct qmig_qmp_conn *sc, *dc = NULL;
 	struct qmig_finding *f;
+	char err[512] = "";
 	size_t n;
 	int json = 0, refuse = 0, c, r;
 
@@ -64,9 +66,16 @@ int cmd_doctor(int argc, char **argv)
 	sc = open_or_die(src);
 	if (dst)
 		dc = open_or_die(dst);
+	o.err = err;
+	o.err_len = sizeof(err);
 	r = qmig_doctor_run(sc, dc, &o, &f, &n);
-	if (r < 0)
-		die(EXIT_FAIL, "doctor: %s", strerror(-r));
+	if (r < 0) {
+		qmig_qmp_conn_close(sc);
+		qmig_qmp_conn_close(dc);
+		/* a QEMU answered with the wrong shape or went away: it cannot
+		 * be checked, like one that cannot be reached */
+		die(EXIT_SETUP, "doctor: %s", err[0] ? err : strerror(-r));
+	}
 	for (size_t i = 0; i < n; i++) {
 		refuse |= f[i].severity == QMIG_FINDING_REFUSE;
 		if (json) {

@@ -100,8 +100,7 @@ static const char mini[] =
     " {\"name\": \"7\", \"meta-type\": \"enum\", \"values\": [\"fast\", \"slow\"]},"
     " {\"name\": \"bool\", \"meta-type\": \"builtin\", \"json-type\": \"boolean\"},"
     " {\"name\": \"MIGRATION\", \"meta-type\": \"event\", \"arg-type\": \"0\"},"
-    " {\"name\": \"99\", \"meta-type\": \"from-the-future\"},"
-    " {\"no-name\": 1}]";
+    " {\"name\": \"99\", \"meta-type\": \"from-the-future\"}]";
 
 static void test_mini(void)
 {
@@ -142,6 +141,31 @@ static void test_empty_and_bad(void)
 	qmig_schema_free(s);
 	qmig_schema_free(NULL);
 	CU_ASSERT(!qmig_schema_has_command(NULL, "x"));
+	/* a wrong shape anywhere an entity is read is refused, not skipped */
+	static const char *const bad[] = {
+	    "[{\"no-name\": 1}]",
+	    "[1]",
+	    "[{\"name\": \"x\", \"meta-type\": null}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"object\", \"members\": {}}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"object\", \"members\": [{\"name\": 1}]}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"enum\", \"values\": [null]}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"enum\", \"members\": [\"a\"]}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"alternate\", \"members\": 7}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"command\"}]",
+	    "[{\"name\": \"x\", \"meta-type\": \"array\", \"element-type\": []}]",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct json_object *b = json_tokener_parse(bad[i]);
+
+		s = NULL;
+		CU_ASSERT_FATAL(b != NULL);
+		if (qmig_schema_from_json(&s, b) != -EPROTO) {
+			fprintf(stderr, "\n    accepted: %s\n", bad[i]);
+			CU_FAIL("bad schema accepted");
+		}
+		CU_ASSERT(s == NULL);
+		json_object_put(b);
+	}
 	json_object_put(arr);
 	json_object_put(obj);
 }
