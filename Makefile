@@ -18,6 +18,7 @@ TOOL_SRCS =
 UNIT_SRCS =
 ITEST_PROGS =
 ITEST_SCRIPTS =
+ITEST_FULL_SCRIPTS =
 GUEST_TARGETS =
 BENCH_PROGS =
 BENCH_SCRIPTS =
@@ -63,7 +64,7 @@ STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
-.PHONY: all lib guests check check-run unit itest headertest demo demo-run deps \
+.PHONY: all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
 	bench bench-run bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -124,7 +125,10 @@ headertest:
 		printf '#include "%s"\nint main(void) { return 0; }\n' "$$h" | \
 		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror $(INCLUDES) -x c -o /dev/null - \
 		|| { echo "headertest: $$h is not ISO C99 clean"; exit 1; }; \
-	done; echo "  HDRTEST $(words $(PUBLIC_HEADERS)) public headers"
+		printf '#include "%s"\nint main() { return 0; }\n' "$$h" | \
+		$(CXX) -std=c++17 -Wall -Wextra -Werror $(INCLUDES) -x c++ -o /dev/null - \
+		|| { echo "headertest: $$h does not compile as C++17"; exit 1; }; \
+	done; echo "  HDRTEST $(words $(PUBLIC_HEADERS)) public headers (C99, C++17)"
 
 deps:
 	@sh tools/deps.sh
@@ -135,8 +139,15 @@ check: deps
 
 check-run: all headertest build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS) \
 		$(HELPER_BINS)
-	@sh tests/run-tests.sh build/tests/unit/unit build/tests/unit/unit-asan \
+	@bash tests/run-tests.sh build/tests/unit/unit build/tests/unit/unit-asan \
 		$(ITEST_BINS) $(ITEST_SCRIPTS)
+
+# The long matrices (repeats, every QEMU pair): run before resolving an issue.
+check-full: deps
+	@$(MAKE) --no-print-directory check-full-run
+
+check-full-run: check-run
+	@bash tests/run-tests.sh $(ITEST_FULL_SCRIPTS)
 
 # The README's main job: a real live migration of the built-in test guest.
 demo: deps

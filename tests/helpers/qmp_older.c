@@ -3,6 +3,7 @@
  * at a time, and drops that capability from query-migrate-capabilities
  * replies. Everything else is the real QEMU's. Prints "ready". */
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ static int unix_sock(const char *path, int listen_)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (listen_) {
 		unlink(path);
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0)
 			return -1;
 	} else if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		return -1;
@@ -104,6 +105,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: qmp_older LISTEN-PATH QEMU-QMP-PATH CAPABILITY\n");
 		return 2;
 	}
+	/* A client that hangs up while QEMU is still talking must not take the
+	 * relay down with it: the next client would find nobody listening. */
+	signal(SIGPIPE, SIG_IGN);
 	lfd = unix_sock(argv[1], 1);
 	if (lfd < 0) {
 		perror("qmp_older");
