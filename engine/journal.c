@@ -46,7 +46,7 @@ int64_t qm_proc_start_time(int pid)
 		return -1;
 	p++;
 	/* Field 3 (state) follows; start time is field 22. */
-	for (int field = 2; field < 22 && p; field++)
+	for (int field = 2; field < 21 && p; field++)
 		p = strchr(p + 1, ' ');
 	if (!p || sscanf(p, " %lld", &v) != 1)
 		return -1;

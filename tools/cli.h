@@ -56,5 +56,6 @@ int cmd_simulate(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_postcopy(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
 
 #endif

@@ -462,6 +462,7 @@ int cmd_migrate(int argc, char **argv)
 	char xbzrle[64];
 	int ncaps = 0, nparams = 0, launch = 0, c, r;
 	char jobmsg[256] = "";
+	char jdir[200];
 	const char *src_qemu = NULL, *dst_qemu = NULL;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -597,6 +598,15 @@ int cmd_migrate(int argc, char **argv)
 	ui.dry_run = o.dry_run;
 	o.on_event = (struct qmig_migration_event_cb){on_event, &ui, NULL};
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	/* The job journal lives beside the control sockets: if this process
+	 * dies, `qmigrate recover` finds it there. */
+	if (!o.dry_run) {
+		if (job_prepare_dir(jdir, sizeof(jdir), jobmsg, sizeof(jobmsg)) == 0)
+			o.journal_dir = jdir;
+		else
+			warnx("no job journal (qmigrate recover could not repair a crash): %s",
+			      jobmsg);
+	}
 	r = qmig_migration_new(&m, &o);
 	if (r < 0 && o.trace_path)
 		die(EXIT_USAGE, "cannot start: --trace %s: %s", o.trace_path, strerror(-r));

@@ -170,6 +170,12 @@ static int make_private_dir(const char *dir, char *msg, size_t len)
 	return 0;
 }
 
+int job_prepare_dir(char *buf, size_t len, char *msg, size_t msglen)
+{
+	job_dir(buf, len);
+	return make_private_dir(buf, msg, msglen);
+}
+
 /* ---- the server ---- */
 
 int job_open(struct job **out, const char *path, job_answer_fn answer, void *user_data,

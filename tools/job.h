@@ -44,6 +44,9 @@ typedef char *(*job_answer_fn)(const struct job_request *req, void *user_data);
 /* The directory of job sockets: /run/qmigrate/jobs as root, else
  * $XDG_RUNTIME_DIR/qmigrate-jobs or /tmp/qmigrate-jobs-UID. */
 const char *job_dir(char *buf, size_t len);
+/* job_dir(), created private (0700, ours) when missing: where control
+ * sockets and job journals live. 0, or a negative errno with msg set. */
+int job_prepare_dir(char *buf, size_t len, char *msg, size_t msglen);
 /* Create the control socket for this process (JOBDIR/<pid>.sock, or path
  * when not NULL). The directory is created private (0700) or must already
  * be ours and private; the socket is 0600. Only root and our own uid are

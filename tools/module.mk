@@ -11,3 +11,5 @@ TOOL_SRCS += tools/cmd_preflight.c
 # The job control socket: its unit test links the server itself.
 UNIT_SRCS += tests/unit/test_job.c tools/job.c
 ITEST_SCRIPTS += tests/integration/migrate_steer.sh
+# Recovery of migrations whose qmigrate died, from their journals.
+TOOL_SRCS += tools/cmd_recover.c

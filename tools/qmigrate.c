@@ -18,6 +18,7 @@ static const struct subcommand subcommands[] = {
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"preflight", cmd_preflight, "measure the dirty rate, predict, recommend a strategy"},
 	{"doctor", cmd_doctor, "known QEMU migration bugs and traps for a pair of QEMUs"},
+	{"recover", cmd_recover, "finish or roll back migrations whose qmigrate died (journals)"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
 	{"bench", cmd_bench, "run a matrix of migrations; JSONL, CSV, summary and SVG plots"},
 	{"simulate", cmd_simulate, "run precopy offline through a convergence policy"},
@@ -42,7 +43,9 @@ static void usage(FILE *f)
 	fprintf(f, "\n'qmigrate COMMAND --help' describes each command; see qmigrate(1).\n"
 		   "Exit codes: 0 ok, 1 failed, 2 usage, 3 setup failed, 4 migration failed and\n"
 		   "rolled back, 5 cancelled and rolled back, 6 destination failed verification,\n"
-		   "7 failed during postcopy (no rollback possible).\n");
+		   "7 failed during postcopy (no rollback possible), 8 completed with errors\n"
+		   "(a failure after the destination took the guest over: it keeps it, the source\n"
+		   "is never resumed).\n");
 }
 
 int main(int argc, char **argv)
