@@ -2,6 +2,7 @@
  * epoll fd, a timeout, a non-blocking step), events and results. The
  * phases themselves are in phases.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "migrate_int.h"
+#include "qm_wait.h"
 
 static const char *const phase_names[] = {
 	[QMIG_PHASE_INIT] = "init",           [QMIG_PHASE_PREPARE] = "prepare",
@@ -259,6 +261,9 @@ static void side_release(struct side *s)
 	s->orig_caps = s->orig_params = s->set_caps = s->set_params = NULL;
 }
 
+static void unwatch_fiber(struct qmig_migration *m);
+static void engine_turn(void *arg);
+
 void qmig_migration_free(struct qmig_migration *m)
 {
 	if (!m)
@@ -268,6 +273,15 @@ void qmig_migration_free(struct qmig_migration *m)
 		qmig_migration_cancel(m);
 		qmig_migration_run(m); /* the rollback is bounded (~20 s) */
 	}
+	/* Still suspended (the run above failed): unwind it, every wait now
+	 * failing at once, before its stack goes. */
+	if (qm_fiber_waiting(m->fiber)) {
+		qm_fiber_cancel(m->fiber);
+		while (qm_fiber_run(m->fiber, engine_turn, m) == 0)
+			;
+	}
+	unwatch_fiber(m);
+	qm_fiber_free(m->fiber);
 	side_release(&m->side[SRC]);
 	side_release(&m->side[DST]);
 	qm_policy_close(m);
@@ -295,6 +309,13 @@ static int64_t next_due_ns(const struct qmig_migration *m)
 {
 	int64_t due = m->deadline_ns;
 
+	if (m->kick)
+		return qm_now_ns();
+	/* A suspended step runs again when its wait is over, and only then:
+	 * samples and deadlines wait for it (0: no deadline, only its fd). */
+	if (qm_fiber_waiting(m->fiber))
+		return m->fiber_due_ns;
+
 	if (m->next_sample_ns && m->next_sample_ns < due)
 		due = m->next_sample_ns;
 	if (m->wait_until_ns && m->wait_until_ns < due)
@@ -306,7 +327,7 @@ int qmig_migration_get_timeout(const struct qmig_migration *m)
 {
 	int64_t left;
 
-	if (m->finished)
+	if (m->finished || !next_due_ns(m))
 		return -1;
 	left = next_due_ns(m) - qm_now_ns();
 	if (left <= 0)
@@ -357,6 +378,65 @@ static int64_t thread_cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* One turn of the engine, run on the fiber: every wait inside it (a QMP
+ * round trip, a launch, a RAM comparison's pauses) suspends the fiber and
+ * returns from process() instead of blocking the caller. */
+static void engine_turn(void *arg)
+{
+	struct qmig_migration *m = arg;
+
+	m->step_r = qm_phase_step(m);
+}
+
+static void unwatch_fiber(struct qmig_migration *m)
+{
+	if (m->fiber && m->fiber_wfd >= 0) {
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->fiber_wfd, NULL);
+		close(m->fiber_wfd);
+	}
+	m->fiber_wfd = -1;
+	m->fiber_due_ns = 0;
+}
+
+/* The fiber waits: put what it waits for into the caller's view (the epoll
+ * fd and the timer). A dup of its fd gets a registration of its own, with
+ * the events it wants, whatever else watches the same socket. */
+static int watch_fiber(struct qmig_migration *m)
+{
+	int fd;
+	short events;
+	int64_t due;
+
+	qm_fiber_wants(m->fiber, &fd, &events, &due);
+	m->fiber_due_ns = due;
+	if (fd >= 0) {
+		struct epoll_event ev = {.events = (events & POLLIN ? EPOLLIN : 0) |
+						   (events & POLLOUT ? EPOLLOUT : 0)};
+
+		m->fiber_wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (m->fiber_wfd < 0)
+			return -errno;
+		ev.data.fd = m->fiber_wfd;
+		if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->fiber_wfd, &ev) < 0) {
+			int err = -errno;
+
+			close(m->fiber_wfd);
+			m->fiber_wfd = -1;
+			return err;
+		}
+	}
+	return 0;
+}
+
+void qm_kick(struct qmig_migration *m)
+{
+	if (qm_fiber_waiting(m->fiber)) {
+		qm_fiber_kick(m->fiber);
+		m->kick = 1;
+		arm_timer(m);
+	}
+}
+
 int qmig_migration_process(struct qmig_migration *m)
 {
 	int64_t cpu0 = thread_cpu_ns();
@@ -364,15 +444,30 @@ int qmig_migration_process(struct qmig_migration *m)
 
 	if (m->finished)
 		return 1;
+	if (!m->fiber) {
+		r = qm_fiber_new(&m->fiber, 0);
+		if (r < 0)
+			return r;
+		m->fiber_wfd = -1;
+	}
+	/* Outside the fiber, so that a suspended step does not hold up the
+	 * heartbeats or the other side's events (a connection with a call in
+	 * progress is left to that call). */
 	drain_side(m, &m->side[SRC]);
 	drain_side(m, &m->side[DST]);
 	/* Before the step: the result record is emitted from inside it. */
 	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
 	cpu0 = thread_cpu_ns();
-	r = qm_phase_step(m);
-	arm_timer(m);
+	unwatch_fiber(m);
+	m->kick = 0;
+	r = qm_fiber_run(m->fiber, engine_turn, m);
+	if (r < 0)
+		return r; /* called from inside one of our own callbacks */
+	if (r == 0 && (r = watch_fiber(m)) < 0)
+		return r;
 	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
-	return r;
+	arm_timer(m);
+	return qm_fiber_waiting(m->fiber) ? 0 : m->step_r;
 }
 
 int qmig_migration_run(struct qmig_migration *m)

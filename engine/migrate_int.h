@@ -74,6 +74,11 @@ struct qmig_migration {
 	char uri[128];
 
 	int epfd, tfd;
+	struct qm_fiber *fiber;       /* process() runs drain + step on it (qm_wait.h) */
+	int fiber_wfd;                /* a dup of the fd it waits on, in epfd (-1: none) */
+	int64_t fiber_due_ns;         /* when its wait times out (0: not waiting) */
+	int step_r;                   /* what the step returned */
+	int kick;                     /* something a waiting fiber needs came in */
 	FILE *trace;
 	int hb_watched;
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */
@@ -135,6 +140,9 @@ struct qmig_migration {
 
 /* migrate.c */
 int64_t qm_now_ns(void);
+/* Make the next process() call run at once (a reply that a waiting step
+ * needs was read by a call made outside process(), e.g. from steer.c). */
+void qm_kick(struct qmig_migration *m);
 int64_t qm_realtime_to_mono_ns(int64_t realtime_us);
 void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec,
 	     const struct qmig_sample *s);

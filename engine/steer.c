@@ -81,6 +81,7 @@ int qmig_migration_set_limit(struct qmig_migration *m, enum qmig_limit which, in
 	json_object_object_add(a, name, json_object_new_int64(value));
 	r = qmig_cmd_migrate_set_parameters(src->qmp, a);
 	json_object_put(a);
+	qm_kick(m); /* a suspended step's reply may have been read by this call */
 	if (r < 0) {
 		say(msg, len, "source QEMU refused: %s", qmig_qmp_conn_error(src->qmp));
 		return r;
@@ -113,6 +114,7 @@ int qmig_migration_start_postcopy(struct qmig_migration *m, char *msg, size_t le
 		return -EAGAIN;
 	}
 	r = qmig_cmd_migrate_start_postcopy(src->qmp);
+	qm_kick(m);
 	if (r < 0) {
 		say(msg, len, "source QEMU refused: %s", qmig_qmp_conn_error(src->qmp));
 		return r;

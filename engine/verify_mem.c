@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qm_wait.h"
 #include "migrate_int.h"
 
 #define CHUNK (128ull << 20)
@@ -84,6 +85,9 @@ static int compare_chunk(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		if (memcmp((const char *)pa + off, (const char *)pb + off, n))
 			note_bad(rep, gpa + off);
 		rep->pages_checked++;
+		/* Let an embedder's loop breathe every 4 MiB compared. */
+		if (!((off + PAGE) % (4u << 20)) && (r = qm_yield()) < 0)
+			break;
 	}
 out:
 	if (pa)

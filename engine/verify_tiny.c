@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "qm_wait.h"
 #include "launch_int.h"
 #include "qmig_commands.h"
 
@@ -137,6 +138,12 @@ static int check(const struct tiny_hdr *h, const void *ws, uint64_t ws_len,
 		const uint32_t *p = (const uint32_t *)((const char *)ws + (uint64_t)i * TINY_PAGE);
 		uint32_t gen = tiny_expected_gen(h, i);
 		int w;
+
+		/* Let an embedder's loop breathe every 4 MiB checked. */
+		if (i && !(i % 1024) && qm_yield() < 0) {
+			snprintf(rep->detail, sizeof(rep->detail), "abandoned");
+			return -ECANCELED;
+		}
 
 		/* Stopped mid-rewrite: the expected generation or the next. */
 		if (i == h->inflight)

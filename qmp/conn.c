@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "qmig_qmp.h"
+#include "qm_wait.h"
 #include "qmp_int.h"
 
 /* Calls may nest (an event callback may issue a command); replies for an
@@ -91,17 +92,17 @@ static int set_broken(struct qmig_qmp_conn *c, int err)
 
 /* ---- connecting -------------------------------------------------------- */
 
+/* Waits go through qm_wait_fd: blocking on a plain stack, a suspension
+ * inside the engine's fiber (qm_wait.h). */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
-	struct pollfd p = {fd, events, 0};
-	int64_t left = deadline - now_ms();
 	int r;
 
-	if (left <= 0)
+	if (deadline - now_ms() <= 0)
 		return -ETIMEDOUT;
-	r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+	r = qm_wait_fd(fd, events, deadline * 1000000);
 	if (r < 0)
-		return errno == EINTR ? 0 : -errno;
+		return r;
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
@@ -127,7 +128,9 @@ static int connect_unix(struct qmig_qmp_conn *c, const char *path, int64_t deadl
 		if (now_ms() >= deadline)
 			return set_err(c, -ETIMEDOUT, "QMP socket %s: backlog full until timeout",
 				       path);
-		poll(NULL, 0, 10);
+		r = qm_sleep_until((now_ms() + 10) * 1000000);
+		if (r < 0)
+			return set_err(c, r, "QMP socket %s: %s", path, strerror(-r));
 	}
 	return 0;
 }
@@ -267,11 +270,14 @@ static int step(struct qmig_qmp_conn *c, int64_t deadline)
 		p.events |= POLLOUT;
 	if (left <= 0)
 		return -ETIMEDOUT;
-	r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+	r = qm_wait_fd(c->fd, p.events, deadline * 1000000);
+	if (r == -ECANCELED)
+		return set_err(c, r, "%s: abandoned (the migration handle was freed)", c->addr);
 	if (r < 0)
-		return errno == EINTR ? 0 : set_err(c, -errno, "poll: %s", strerror(errno));
+		return set_err(c, r, "poll: %s", strerror(-r));
 	if (r == 0)
 		return -ETIMEDOUT;
+	p.revents = (short)r;
 	if (p.revents & POLLOUT) {
 		r = send_some(c, -1);
 		if (r < 0)
@@ -515,6 +521,9 @@ int qmig_qmp_conn_process(struct qmig_qmp_conn *c)
 		return -EINVAL;
 	if (c->broken)
 		return c->broken;
+	/* A call in progress (suspended in a fiber) owns the input. */
+	if (c->nwaiting)
+		return 0;
 	if (send_some(c, -1) < 0)
 		return c->broken;
 	/* Bounded, so a flooding peer cannot keep the caller's loop here. */
