@@ -64,7 +64,7 @@ STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
-.PHONY: all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
+.PHONY: abicheck all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
 	bench bench-run bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -130,6 +130,17 @@ headertest:
 		|| { echo "headertest: $$h does not compile as C++17"; exit 1; }; \
 	done; echo "  HDRTEST $(words $(PUBLIC_HEADERS)) public headers (C99, C++17)"
 
+# The shared library exports exactly the committed list: an accidental
+# export (or a public function gone) fails the build until the list, and
+# docs/API.md's rules for changing it, are dealt with.
+abicheck: $(SHARED_LIB)
+	$(Q)nm -D --defined-only $(SHARED_LIB) | awk '$$3 != "QMIGRATE_0" {print $$3}' | sort \
+		> build/symbols.txt
+	$(Q)diff -u libqmigrate.symbols build/symbols.txt > build/symbols.diff || \
+		{ echo "abicheck: the exported symbols differ from libqmigrate.symbols:"; \
+		  cat build/symbols.diff; exit 1; }
+	@echo "  ABICHECK $$(wc -l < libqmigrate.symbols) exported symbols as listed"
+
 deps:
 	@sh tools/deps.sh
 
@@ -137,7 +148,7 @@ deps:
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-check-run: all headertest build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS) \
+check-run: all headertest abicheck build/tests/unit/unit build/tests/unit/unit-asan $(ITEST_BINS) \
 		$(HELPER_BINS)
 	@bash tests/run-tests.sh build/tests/unit/unit build/tests/unit/unit-asan \
 		$(ITEST_BINS) $(ITEST_SCRIPTS)
