@@ -176,7 +176,9 @@ int qm_journal(struct qmig_migration *m, const char *side, const char *command,
 	j = json_object_new_object();
 	json_object_object_add(j, "format", json_object_new_int(QMIG_JOURNAL_FORMAT));
 	json_object_object_add(j, "job", json_object_new_string(m->job));
-	json_object_object_add(j, "pid", json_object_new_int((int)getpid()));
+	/* An abandoned job (its handle freed mid-flight) has no live process:
+	 * `qmigrate recover` takes it over at once. */
+	json_object_object_add(j, "pid", json_object_new_int(m->abandoned ? 0 : (int)getpid()));
 	json_object_object_add(j, "pid_start", json_object_new_int64(m->pid_start));
 	json_object_object_add(j, "updated_us",
 			       json_object_new_int64((int64_t)tv.tv_sec * 1000000 + tv.tv_usec));

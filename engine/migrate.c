@@ -69,7 +69,7 @@ void qm_emit(struct qmig_migration *m, const char *type, struct json_object *rec
 		if (!strcmp(type, "result"))
 			fflush(m->trace);
 	}
-	if (m->o.on_event.fn)
+	if (m->o.on_event.fn && !m->abandoned) /* never into a caller freeing us */
 		m->o.on_event.fn(&ev, m->o.on_event.user_data);
 	json_object_put(rec);
 }
@@ -82,7 +82,7 @@ void qm_log(struct qmig_migration *m, enum qmig_log_level lvl, const char *fmt, 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	if (m->o.log.fn)
+	if (m->o.log.fn && !m->abandoned)
 		m->o.log.fn(lvl, buf, m->o.log.user_data);
 }
 
@@ -264,22 +264,35 @@ static void side_release(struct side *s)
 static void unwatch_fiber(struct qmig_migration *m);
 static void engine_turn(void *arg);
 
-void qmig_migration_free(struct qmig_migration *m)
+/* Freed before the end. No rollback here: it can take many seconds and
+ * would call back into a caller that is tearing us down. A step suspended
+ * mid-command is unwound (every wait fails at once), and the journal is
+ * marked abandoned so that `qmigrate recover` (or qmig_recover_job) puts
+ * things right by the ownership rule. Launched QEMUs die with the handle,
+ * so their job leaves nothing to recover. An embedder who wants the
+ * rollback calls qmig_migration_cancel() and drives process() to the end
+ * before freeing (docs/API.md). */
+static void abandon(struct qmig_migration *m)
 {
-	if (!m)
-		return;
-	/* A handle freed mid-flight still leaves the source as it was. */
-	if (m->phase != QMIG_PHASE_INIT && !m->finished) {
-		qmig_migration_cancel(m);
-		qmig_migration_run(m); /* the rollback is bounded (~20 s) */
-	}
-	/* Still suspended (the run above failed): unwind it, every wait now
-	 * failing at once, before its stack goes. */
+	m->abandoned = 1;
 	if (qm_fiber_waiting(m->fiber)) {
 		qm_fiber_cancel(m->fiber);
 		while (qm_fiber_run(m->fiber, engine_turn, m) == 0)
 			;
 	}
+	if (!m->o.src_qmp) {
+		qm_journal_remove(m);
+		return;
+	}
+	qm_journal(m, NULL, "abandoned", NULL);
+}
+
+void qmig_migration_free(struct qmig_migration *m)
+{
+	if (!m)
+		return;
+	if (m->phase != QMIG_PHASE_INIT && !m->finished)
+		abandon(m);
 	unwatch_fiber(m);
 	qm_fiber_free(m->fiber);
 	side_release(&m->side[SRC]);

@@ -79,6 +79,7 @@ struct qmig_migration {
 	int64_t fiber_due_ns;         /* when its wait times out (0: not waiting) */
 	int step_r;                   /* what the step returned */
 	int kick;                     /* something a waiting fiber needs came in */
+	int abandoned;                /* freed unfinished: left to `qmigrate recover` */
 	FILE *trace;
 	int hb_watched;
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */

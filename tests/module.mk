@@ -3,7 +3,8 @@ UNIT_SRCS += tests/unit/unit_main.c
 # Programs the shell tests use; built by check, never run as tests.
 TEST_HELPERS += tests/helpers/holdports
 # Migration end to end (engine/ + tools/), against real QEMU.
-ITEST_PROGS += tests/integration/migrate_embed tests/integration/embed_delay
+ITEST_PROGS += tests/integration/migrate_embed tests/integration/embed_delay \
+	tests/integration/embed_abandon
 ITEST_SCRIPTS += tests/integration/migrate_basic.sh tests/integration/migrate_fail.sh \
 	tests/integration/migrate_concurrent.sh tests/integration/migrate_netns.sh
 ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate_recover.sh
