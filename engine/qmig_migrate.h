@@ -257,12 +257,23 @@ struct qmig_migration;
 
 /* On error *out is untouched, on_event/log free callbacks never run. */
 int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_opts *opts);
+/* Frees at once and never rolls back. A migration freed before it finished
+ * is abandoned: nothing more is sent to either QEMU, no callback runs
+ * (except the free callbacks), and its journal (when journal_dir is set)
+ * is marked abandoned for qmig_recover_job() / `qmigrate recover`, which
+ * restores the guest by the ownership rule. Launched QEMUs are killed with
+ * the handle. To roll back in-process instead: qmig_migration_cancel(), then
+ * drive qmig_migration_process() until it returns 1, then free. */
 void qmig_migration_free(struct qmig_migration *m);
 
+/* One fd to poll for input (an epoll fd with a timer inside it). */
 int qmig_migration_get_fd(const struct qmig_migration *m);
 /* Milliseconds until the next step is due, -1 for none. */
 int qmig_migration_get_timeout(const struct qmig_migration *m);
-/* Do what is due. 0 keep going, 1 finished (see result), <0 internal error. */
+/* Do what is due, and never wait: a step that needs a QMP reply (or any
+ * other wait) is suspended and continues in a later call, when the fd or
+ * the timeout says so. 0 keep going, 1 finished (see result), <0 internal
+ * error (-EBUSY: called from inside one of this handle's callbacks). */
 int qmig_migration_process(struct qmig_migration *m);
 /* Blocking helper built on the three calls above. Returns the result's error. */
 int qmig_migration_run(struct qmig_migration *m);
