@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <json-c/json.h>
 
+#include "qm_wait.h"
 #include "migrate_int.h"
 #include "versions.h"
 
@@ -65,7 +66,7 @@ static int ask_binary(const char *bin, const char *arg1, const char *arg2, char 
 		char scratch[4096];
 		ssize_t r;
 
-		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+		if (left <= 0 || qm_wait_fd(pfd.fd, POLLIN, deadline * 1000000) <= 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			close(p[0]);
@@ -84,8 +85,11 @@ static int ask_binary(const char *bin, const char *arg1, const char *arg2, char 
 	}
 	close(p[0]);
 	buf[got] = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
+	if (qm_wait_pid(pid, &st, 0) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -ECHILD;
+	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return -ENOEXEC;
 	return (int)got;

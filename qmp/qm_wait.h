@@ -35,6 +35,11 @@ int qm_sleep_until(int64_t deadline_ns);
  * -ECANCELED. */
 int qm_yield(void);
 
+/* Reap child pid, waiting (as above) until it exits or the deadline passes
+ * (0: none). Returns 0 with *status filled, -ETIMEDOUT (the child is left
+ * running; the caller kills it), -ECANCELED, or -errno. */
+int qm_wait_pid(int pid, int *status, int64_t deadline_ns);
+
 /* Inside a fiber? (Code that must not suspend can check.) */
 int qm_in_fiber(void);
 

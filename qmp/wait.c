@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -272,4 +274,34 @@ int qm_yield(void)
 	to_caller(f, 0);
 	f->state = FIBER_RUNNING;
 	return f->cancelled ? -ECANCELED : 0;
+}
+
+int qm_wait_pid(int pid, int *status, int64_t deadline_ns)
+{
+	int st = 0, r, pfd;
+	pid_t w;
+
+	/* A pidfd becomes readable when the child exits: wait on it like on
+	 * any other fd. */
+	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		return -errno;
+	for (;;) {
+		w = waitpid(pid, &st, WNOHANG);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w != 0) {
+			r = w < 0 ? -errno : 0;
+			break;
+		}
+		r = qm_wait_fd(pfd, POLLIN, deadline_ns);
+		if (r == 0)
+			r = -ETIMEDOUT;
+		if (r < 0)
+			break;
+	}
+	close(pfd);
+	if (r == 0 && status)
+		*status = st;
+	return r;
 }

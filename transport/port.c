@@ -7,6 +7,7 @@
  * release while still locked; a locker that raced with the removal notices
  * that its file is no longer the one at the path and tries again. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qm_wait.h"
 #include "qmig_transport.h"
 #include "transport_int.h"
 
@@ -202,9 +204,14 @@ static int try_bind_netns(const struct port_ctx *c, unsigned port)
 		r = try_bind(c, port);
 		_exit(-r & 0xff);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
+	/* Reaped through qm_wait_pid: inside the engine this suspends its step
+	 * instead of blocking the caller's loop. */
+	r = qm_wait_pid(pid, &status, 0);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return r;
+	}
 	if (!WIFEXITED(status))
 		return -ECHILD;
 	return -WEXITSTATUS(status);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "qm_wait.h"
@@ -175,8 +176,64 @@ static void t_blocking(void)
 	close(p[1]);
 }
 
+struct reap {
+	int pid, status, result;
+};
+
+static void reap_job(void *arg)
+{
+	struct reap *r = arg;
+
+	r->result = qm_wait_pid(r->pid, &r->status, qm_wait_now_ns() + 60000 * MS);
+}
+
+static void t_wait_pid(void)
+{
+	struct qm_fiber *f;
+	struct reap r = {0};
+	int p[2], st = 0, runs = 0;
+	char c;
+
+	/* Blocking form. */
+	r.pid = fork();
+	CU_ASSERT_FATAL(r.pid >= 0);
+	if (r.pid == 0)
+		_exit(3);
+	CU_ASSERT_EQUAL(qm_wait_pid(r.pid, &st, 0), 0);
+	CU_ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+	/* In a fiber: suspended on the child's pidfd until it exits. */
+	CU_ASSERT_FATAL(pipe(p) == 0);
+	r.pid = fork();
+	CU_ASSERT_FATAL(r.pid >= 0);
+	if (r.pid == 0) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 7 : 1);
+	}
+	close(p[0]);
+	CU_ASSERT_FATAL(qm_fiber_new(&f, 0) == 0);
+	CU_ASSERT_EQUAL(qm_fiber_run(f, reap_job, &r), 0);
+	CU_ASSERT_EQUAL(write(p[1], "x", 1), 1);
+	while (qm_fiber_run(f, reap_job, &r) == 0) {
+		int fd;
+		short ev;
+		int64_t due;
+
+		qm_fiber_wants(f, &fd, &ev, &due);
+		CU_ASSERT_TRUE(fd >= 0);
+		/* As an event loop would: wait for what the fiber waits for. */
+		CU_ASSERT_TRUE(qm_wait_fd(fd, ev, due) >= 0);
+		runs++;
+	}
+	CU_ASSERT_EQUAL(r.result, 0);
+	CU_ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 7);
+	CU_ASSERT_TRUE(runs <= 2);
+	qm_fiber_free(f);
+	close(p[1]);
+}
+
 UNIT_SUITE(wait, NULL, NULL, {"a fiber suspends on its fd and resumes", t_suspend_resume},
 	   {"a wait ends at its deadline", t_deadline},
 	   {"kick and cancel end a wait with no deadline", t_cancel_kick},
 	   {"yields, no nesting", t_yield_nest},
-	   {"waits block outside a fiber", t_blocking})
+	   {"waits block outside a fiber", t_blocking},
+	   {"a child reaped through its pidfd, blocking and in a fiber", t_wait_pid})
