@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "migrate_int.h"
+#include "qm_abi.h"
 #include "qm_wait.h"
 
 static const char *const phase_names[] = {
@@ -138,43 +139,48 @@ static char *dup_opt(struct qmig_migration *m, int i, const char *s)
 	return m->strs[i];
 }
 
+/* Where each version of struct qmig_migrate_opts ends (docs/API.md). */
+static const size_t opts_ends[] = {
+	offsetof(struct qmig_migrate_opts, dst_qemu_binary), /* 1 */
+	sizeof(struct qmig_migrate_opts),                    /* 2 */
+};
+_Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,
+	       "a new version of qmig_migrate_opts needs its end in opts_ends");
+
 int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_opts *opts)
 {
+	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m;
 
-	if (!out || !opts || opts->version < 1 || opts->version > QMIG_MIGRATE_OPTS_VERSION)
+	if (!out || !opts || QM_OPTS_IMPORT(&o, opts, opts_ends) < 0)
 		return -EINVAL;
-	/* Version 1 callers' structs end before dst_qemu_binary. */
-	if (!opts->src_qmp != !opts->dst_qmp)
+	if (!o.src_qmp != !o.dst_qmp)
 		return -EINVAL; /* attach mode needs both sockets */
-	if (!opts->src_qmp && opts->guest.guest == QMIG_GUEST_NONE && !opts->guest.extra_args)
+	if (!o.src_qmp && o.guest.guest == QMIG_GUEST_NONE && !o.guest.extra_args)
 		return -EINVAL; /* launch mode needs something to launch */
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	if (opts->version < 2)
-		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, dst_qemu_binary));
-	else
-		m->o = *opts;
-	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);
-	m->o.dst_qmp = dup_opt(m, 1, opts->dst_qmp);
-	m->o.src_netns = dup_opt(m, 2, opts->src_netns);
-	m->o.dst_netns = dup_opt(m, 3, opts->dst_netns);
-	m->o.dst_addr = dup_opt(m, 4, opts->dst_addr ? opts->dst_addr : "127.0.0.1");
-	m->o.listen_addr = dup_opt(m, 5, opts->listen_addr ? opts->listen_addr : m->o.dst_addr);
-	m->o.port_lock_dir = dup_opt(m, 6, opts->port_lock_dir);
-	m->o.guest.qemu_binary = dup_opt(m, 7, opts->guest.qemu_binary);
-	m->o.guest.accel = dup_opt(m, 8, opts->guest.accel);
-	m->o.src_serial = dup_opt(m, 9, opts->src_serial);
-	m->o.dst_serial = dup_opt(m, 10, opts->dst_serial);
-	m->o.tls_dir = dup_opt(m, 11, opts->tls_dir);
-	m->o.tls_dst_dir = dup_opt(m, 12, opts->tls_dst_dir ? opts->tls_dst_dir : opts->tls_dir);
-	m->o.tls_hostname = dup_opt(m, 13, opts->tls_hostname ? opts->tls_hostname
+	m->o = o;
+	m->o.src_qmp = dup_opt(m, 0, o.src_qmp);
+	m->o.dst_qmp = dup_opt(m, 1, o.dst_qmp);
+	m->o.src_netns = dup_opt(m, 2, o.src_netns);
+	m->o.dst_netns = dup_opt(m, 3, o.dst_netns);
+	m->o.dst_addr = dup_opt(m, 4, o.dst_addr ? o.dst_addr : "127.0.0.1");
+	m->o.listen_addr = dup_opt(m, 5, o.listen_addr ? o.listen_addr : m->o.dst_addr);
+	m->o.port_lock_dir = dup_opt(m, 6, o.port_lock_dir);
+	m->o.guest.qemu_binary = dup_opt(m, 7, o.guest.qemu_binary);
+	m->o.guest.accel = dup_opt(m, 8, o.guest.accel);
+	m->o.src_serial = dup_opt(m, 9, o.src_serial);
+	m->o.dst_serial = dup_opt(m, 10, o.dst_serial);
+	m->o.tls_dir = dup_opt(m, 11, o.tls_dir);
+	m->o.tls_dst_dir = dup_opt(m, 12, o.tls_dst_dir ? o.tls_dst_dir : o.tls_dir);
+	m->o.tls_hostname = dup_opt(m, 13, o.tls_hostname ? o.tls_hostname
 							   : m->o.dst_addr);
-	m->o.tls_authz = dup_opt(m, 14, opts->tls_authz);
-	m->o.trace_path = dup_opt(m, 15, opts->trace_path);
-	m->o.policy = dup_opt(m, 16, opts->policy);
-	m->o.policy_plugin = dup_opt(m, 17, opts->policy_plugin);
+	m->o.tls_authz = dup_opt(m, 14, o.tls_authz);
+	m->o.trace_path = dup_opt(m, 15, o.trace_path);
+	m->o.policy = dup_opt(m, 16, o.policy);
+	m->o.policy_plugin = dup_opt(m, 17, o.policy_plugin);
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
