@@ -109,10 +109,7 @@ static int apply(struct qmig_migration *m, const struct qmig_action *a)
 		json_object_put(args);
 		break;
 	case QMIG_ACT_DIRTY_LIMIT:
-		args = json_object_new_object();
-		json_object_object_add(args, "dirty-rate", json_object_new_int64(a->value));
-		r = qmig_qmp_conn_call(src->qmp, "set-vcpu-dirty-limit", args, NULL, -1);
-		json_object_put(args);
+		r = qmig_cmd_set_vcpu_dirty_limit(src->qmp, a->value);
 		break;
 	case QMIG_ACT_POSTCOPY:
 		if (!m->o.postcopy)

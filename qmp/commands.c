@@ -378,6 +378,15 @@ int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const
 	return call_own(c, "calc-dirty-rate", args);
 }
 
+int qmig_cmd_set_vcpu_dirty_limit(struct qmig_qmp_conn *c, int64_t dirty_rate_mib)
+{
+	struct json_object *args = json_object_new_object();
+
+	if (args)
+		json_object_object_add(args, "dirty-rate", json_object_new_int64(dirty_rate_mib));
+	return call_own(c, "set-vcpu-dirty-limit", args);
+}
+
 int qm_parse_query_dirty_rate(struct qm_rd *rd, struct json_object *ret,
 			      struct qmig_dirty_rate *out)
 {
