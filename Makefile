@@ -64,11 +64,21 @@ STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
-.PHONY: abicheck all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
+.PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
 	bench bench-run bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
-all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS)
+MAN3_PAGES = $(filter-out build/man/qmigrate.3,$(patsubst %.h,build/man/%.3,$(notdir $(PUBLIC_HEADERS))))
+
+all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS) man3
+
+# Section 3: one page per public header, made from the header itself
+# (tools/gen-man3.sh), and the overview docs/qmigrate.3.
+man3: $(MAN3_PAGES)
+
+build/man/%.3: tools/gen-man3.sh $(PUBLIC_HEADERS)
+	@mkdir -p $(dir $@)
+	$(Q)sh tools/gen-man3.sh $(filter %/$*.h,$(PUBLIC_HEADERS)) $(VERSION) > $@.tmp && mv $@.tmp $@
 
 lib: $(STATIC_LIB) $(SHARED_LIB)
 
@@ -120,7 +130,7 @@ build/%: %.c $(STATIC_LIB)
 	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
 
 # Every public header must stand alone as strict ISO C99.
-headertest:
+headertest: man3
 	$(Q)for h in $(PUBLIC_HEADERS); do \
 		printf '#include "%s"\nint main(void) { return 0; }\n' "$$h" | \
 		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror $(INCLUDES) -x c -o /dev/null - \
@@ -129,6 +139,10 @@ headertest:
 		$(CXX) -std=c++17 -Wall -Wextra -Werror $(INCLUDES) -x c++ -o /dev/null - \
 		|| { echo "headertest: $$h does not compile as C++17"; exit 1; }; \
 	done; echo "  HDRTEST $(words $(PUBLIC_HEADERS)) public headers (C99, C++17)"
+	$(Q)for m in docs/qmigrate.3 $(MAN3_PAGES); do \
+		w=$$(LC_ALL=C groff -man -ww -z $$m 2>&1); \
+		[ -z "$$w" ] || { echo "man page $$m: $$w"; exit 1; }; \
+	done; echo "  MANTEST $(words $(MAN3_PAGES)) generated section-3 pages and qmigrate(3)"
 
 # The shared library exports exactly the committed list: an accidental
 # export (or a public function gone) fails the build until the list, and
@@ -192,6 +206,8 @@ install: all
 	install -m 644 libqmigrate.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/
 	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/; done
+	install -d $(DESTDIR)$(MANPREFIX)/man3
+	for m in docs/qmigrate.3 $(MAN3_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man3/; done
 	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
 
 uninstall:
@@ -200,6 +216,7 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/qmigrate
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(DATADIR)/qmigrate
 	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
+	for m in docs/qmigrate.3 $(MAN3_PAGES); do rm -f $(DESTDIR)$(MANPREFIX)/man3/$$(basename $$m); done
 
 clean:
 	rm -rf build $(STATIC_LIB) $(SHARED_LIB) libqmigrate.so libqmigrate.pc $(TOOL) \

@@ -7,6 +7,8 @@ PKGS="gcc make pkg-config binutils libc6-dev libjson-c-dev liburing-dev libcap-n
 libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 procps cpio xz-utils zstd"
 # make check compiles every public header as C++17 too.
 PKGS="$PKGS g++"
+# make check renders the section-3 man pages with groff (no warnings allowed).
+PKGS="$PKGS groff-base"
 
 missing=""
 for p in $PKGS; do
