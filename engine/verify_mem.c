@@ -85,8 +85,8 @@ static int compare_chunk(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		if (memcmp((const char *)pa + off, (const char *)pb + off, n))
 			note_bad(rep, gpa + off);
 		rep->pages_checked++;
-		/* Let an embedder's loop breathe every 4 MiB compared. */
-		if (!((off + PAGE) % (4u << 20)) && (r = qm_yield()) < 0)
+		/* Let an embedder's loop breathe every 1 MiB compared. */
+		if (!((off + PAGE) % (1u << 20)) && (r = qm_yield()) < 0)
 			break;
 	}
 out:
