@@ -42,7 +42,6 @@ static int rm_dir(const char *dir)
 
 int main(void)
 {
-	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_recover_opts ro = QMIG_RECOVER_OPTS_INIT;
@@ -61,21 +60,8 @@ int main(void)
 
 	skip_without_qemu();
 	CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
-	spec.guest = QMIG_GUEST_TINY;
-	spec.accel = "tcg";
-	spec.mem_bytes = 128ull << 20;
-	spec.wss_bytes = 96ull << 20;
-	spec.dirty_rate = 200ull << 20; /* more than the bandwidth below: stays in precopy */
-	r = qmig_vm_launch(&src, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "source launch: %s (%s)", strerror(-r), msg);
-	spec.incoming = 1;
-	r = qmig_vm_launch(&dst, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "destination launch: %s (%s)", strerror(-r), msg);
-
-	o.src_qmp = qmig_vm_qmp_path(src);
-	o.dst_qmp = qmig_vm_qmp_path(dst);
-	o.src_serial = qmig_vm_serial_path(src);
-	o.dst_serial = qmig_vm_serial_path(dst);
+	r = launch_pair(&src, &dst, 128ull << 20, 96ull << 20, 200ull << 20, &o, msg, sizeof(msg));
+	CHECK(r == 0, "launch: %s (%s)", strerror(-r), msg);
 	o.max_bandwidth = 8ull << 20;
 	o.journal_dir = dir;
 	o.job_id = "abandon";

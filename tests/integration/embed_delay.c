@@ -214,7 +214,6 @@ static int cmp_i64(const void *a, const void *b)
 
 int main(void)
 {
-	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m = NULL;
@@ -234,16 +233,8 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
 	CHECK(pipe2(stop, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
 
-	spec.guest = QMIG_GUEST_TINY;
-	spec.accel = "tcg";
-	spec.mem_bytes = 128ull << 20;
-	spec.wss_bytes = 32ull << 20;
-	spec.dirty_rate = 20ull << 20;
-	r = qmig_vm_launch(&src, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "source launch: %s (%s)", strerror(-r), msg);
-	spec.incoming = 1;
-	r = qmig_vm_launch(&dst, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "destination launch: %s (%s)", strerror(-r), msg);
+	r = launch_pair(&src, &dst, 128ull << 20, 32ull << 20, 20ull << 20, &o, msg, sizeof(msg));
+	CHECK(r == 0, "launch: %s (%s)", strerror(-r), msg);
 
 	r = link_start(&ls, &ts, dir, "src.qmp", qmig_vm_qmp_path(src),
 		       (int64_t)delay_ms * 1000000, stop[0]);
@@ -254,10 +245,8 @@ int main(void)
 	CHECK(r == 0, "destination relay: %s", strerror(-r));
 	started |= 2;
 
-	o.src_qmp = ls.listen_path;
+	o.src_qmp = ls.listen_path; /* through the slow links */
 	o.dst_qmp = ld.listen_path;
-	o.src_serial = qmig_vm_serial_path(src);
-	o.dst_serial = qmig_vm_serial_path(dst);
 	o.timeout_ms = 240000;
 	r = qmig_migration_new(&m, &o);
 	CHECK(r == 0, "qmig_migration_new: %s", strerror(-r));

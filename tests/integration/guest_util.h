@@ -14,6 +14,7 @@
 
 #include "qmig_commands.h"
 #include "qmig_launch.h"
+#include "qmig_migrate.h"
 
 static int failed;
 
@@ -42,6 +43,35 @@ static inline void skip_without_qemu(void)
 		printf("skipped: qemu-system-x86_64 not installed\n");
 		exit(77);
 	}
+}
+
+/* A tiny-guest source and a destination waiting with -incoming, launched by
+ * the library, and the attach-mode options that point at them. 0, or fails
+ * with the launch's message in msg. */
+static inline int launch_pair(struct qmig_vm **src, struct qmig_vm **dst, uint64_t mem,
+			      uint64_t wss, uint64_t rate, struct qmig_migrate_opts *o,
+			      char *msg, size_t len)
+{
+	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
+	int r;
+
+	spec.guest = QMIG_GUEST_TINY;
+	spec.accel = "tcg";
+	spec.mem_bytes = mem;
+	spec.wss_bytes = wss;
+	spec.dirty_rate = rate;
+	r = qmig_vm_launch(src, &spec, msg, len);
+	if (r < 0)
+		return r;
+	spec.incoming = 1;
+	r = qmig_vm_launch(dst, &spec, msg, len);
+	if (r < 0)
+		return r;
+	o->src_qmp = qmig_vm_qmp_path(*src);
+	o->dst_qmp = qmig_vm_qmp_path(*dst);
+	o->src_serial = qmig_vm_serial_path(*src);
+	o->dst_serial = qmig_vm_serial_path(*dst);
+	return 0;
 }
 
 /* The host virtual address of a guest-physical one, from HMP's gpa2hva

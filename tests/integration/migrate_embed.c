@@ -42,7 +42,6 @@ static void count_free(void *ud)
 
 int main(void)
 {
-	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m = NULL;
@@ -51,21 +50,8 @@ int main(void)
 	char msg[512];
 	int r, loops = 0;
 
-	spec.guest = QMIG_GUEST_TINY;
-	spec.accel = "tcg";
-	spec.mem_bytes = 128ull << 20;
-	spec.wss_bytes = 32ull << 20;
-	spec.dirty_rate = 20ull << 20;
-	r = qmig_vm_launch(&src, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "source launch: %s (%s)", strerror(-r), msg);
-	spec.incoming = 1;
-	r = qmig_vm_launch(&dst, &spec, msg, sizeof(msg));
-	CHECK(r == 0, "destination launch: %s (%s)", strerror(-r), msg);
-
-	o.src_qmp = qmig_vm_qmp_path(src);
-	o.dst_qmp = qmig_vm_qmp_path(dst);
-	o.src_serial = qmig_vm_serial_path(src);
-	o.dst_serial = qmig_vm_serial_path(dst);
+	r = launch_pair(&src, &dst, 128ull << 20, 32ull << 20, 20ull << 20, &o, msg, sizeof(msg));
+	CHECK(r == 0, "launch: %s (%s)", strerror(-r), msg);
 	o.timeout_ms = 120000;
 	o.on_event = (struct qmig_migration_event_cb){on_event, &counts, count_free};
 	r = qmig_migration_new(&m, &o);
