@@ -225,27 +225,73 @@ static void log_free(void *ud)
 	*(int *)ud += 1000;
 }
 
+/* A reply that answers no command in flight (never sent, answered
+ * already, no id, an id that is not a number) breaks the stream at once:
+ * waiting for the right one would only end in a timeout. */
 static void test_unknown_ids(void)
 {
-	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
-	int calls = 0;
-	struct qmig_log_cb log = {log_fn, &calls, log_free};
-	struct qmig_qmp_stats st;
-	struct qmig_qmp_msg m;
+	static const char *const bad[] = {
+	    "{\"return\": {}, \"id\": 999}\r\n",
+	    "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+	    "{\"return\": {}, \"id\": \"text\"}\r\n",
+	    "{\"return\": {}, \"id\": -1}\r\n",
+	};
+	static const char *const why[] = {"id 999, which answers no command",
+					   "without an id: JSON parse error",
+					   "'id' is a string, not an integer", "'id' is negative"};
 
-	qmig_qmp_set_log(q, &log);
-	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 999}\r\n") == 0);
-	CU_ASSERT(feed(q, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
-			  "error\"}}\r\n") == 0);
-	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": \"text\"}\r\n") == 0);
-	CU_ASSERT(qmig_qmp_next(q, &m) == 0);
-	qmig_qmp_get_stats(q, &st);
-	CU_ASSERT(st.unknown_ids == 3);
-	CU_ASSERT(calls >= 3);
-	CU_ASSERT(strstr(logged, "unknown id") != NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+		int calls = 0;
+		struct qmig_log_cb log = {log_fn, &calls, log_free};
+		struct qmig_qmp_msg m;
+
+		qmig_qmp_set_log(q, &log);
+		CU_ASSERT(feed(q, bad[i]) == -EPROTO);
+		CU_ASSERT(strstr(qmig_qmp_error(q), why[i]) != NULL);
+		CU_ASSERT(strstr(logged, why[i]) != NULL);
+		CU_ASSERT(qmig_qmp_next(q, &m) == 0);
+		CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_BROKEN);
+		qmig_qmp_free(q);
+		CU_ASSERT(calls >= 1001); /* free ran exactly once */
+		CU_ASSERT(calls < 2000);
+	}
+}
+
+/* An id we sent whose reply came already: the answer to another command. */
+static void test_answered_id(void)
+{
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	struct qmig_qmp_msg m;
+	uint64_t id;
+	char reply[96];
+
+	CU_ASSERT(qmig_qmp_command(q, "query-status", NULL, 0, &id) == 0);
+	snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": %llu}\r\n", (unsigned long long)id);
+	CU_ASSERT(feed(q, reply) == 0);
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	qmig_qmp_msg_clear(&m);
+	CU_ASSERT(qmig_qmp_command(q, "query-migrate", NULL, 0, &id) == 0);
+	CU_ASSERT(feed(q, reply) == -EPROTO);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "answers no command in flight") != NULL);
 	qmig_qmp_free(q);
-	CU_ASSERT(calls >= 1003); /* free ran exactly once */
-	CU_ASSERT(calls < 2000);
+}
+
+/* Both "return" and "error": which one did QEMU mean? Neither is trusted. */
+static void test_return_and_error(void)
+{
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	uint64_t id;
+	char reply[160];
+
+	CU_ASSERT(qmig_qmp_command(q, "query-status", NULL, 0, &id) == 0);
+	snprintf(reply, sizeof(reply),
+		 "{\"return\": {}, \"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}, "
+		 "\"id\": %llu}\r\n",
+		 (unsigned long long)id);
+	CU_ASSERT(feed(q, reply) == -EPROTO);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "both 'return' and 'error'") != NULL);
+	qmig_qmp_free(q);
 }
 
 static void test_events(void)
@@ -423,7 +469,9 @@ UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"oob command", test_oob_command},
 	   {"split byte by byte", test_split_bytes},
 	   {"several messages per feed", test_several_per_feed},
-	   {"unknown ids dropped and logged", test_unknown_ids},
+	   {"unknown ids break the stream", test_unknown_ids},
+   {"a reply with the id of an answered command", test_answered_id},
+   {"a reply with both return and error", test_return_and_error},
 	   {"events with timestamps", test_events},
 	   {"error replies", test_error_reply},
 	   {"limit: message size", test_limit_size},
