@@ -216,9 +216,36 @@ int qmig_cmd_migrate_set_parameters(struct qmig_qmp_conn *c, struct json_object 
 	return qmig_qmp_conn_call(c, "migrate-set-parameters", params, NULL, -1);
 }
 
+/* The engine reads these as numbers, strings and flags (and saves them to
+ * restore them on rollback): no null, no negative or non-finite number. */
+int qm_parse_query_migrate_parameters(struct qm_rd *rd, struct json_object *ret,
+				      struct json_object **out)
+{
+	struct qm_rd_iter it;
+	struct json_object *v;
+	const char *k;
+
+	if (!qm_rd_as_obj(rd, ret))
+		return rd->err;
+	qm_rd_iter_init(rd, ret, &it);
+	while (!rd->err && qm_rd_iter_next(&it, &k, &v)) {
+		if (!v)
+			qm_rd_fail(rd, "member '%s' is null", k);
+		else if (json_object_is_type(v, json_type_int))
+			qm_rd_u64(rd, ret, k);
+		else if (json_object_is_type(v, json_type_double))
+			qm_rd_num(rd, ret, k);
+	}
+	if (rd->err)
+		return rd->err;
+	*out = json_object_get(ret);
+	return 0;
+}
+
 int qmig_cmd_query_migrate_parameters(struct qmig_qmp_conn *c, struct json_object **out)
 {
-	return qm_call_get(c, "query-migrate-parameters", NULL, json_type_object, out);
+	return CALL_PARSE(c, "query-migrate-parameters", NULL, qm_parse_query_migrate_parameters,
+			  out);
 }
 
 int qmig_cmd_migrate(struct qmig_qmp_conn *c, const char *uri, int resume)

@@ -109,6 +109,8 @@ int qm_parse_query_migrate(struct qm_rd *rd, struct json_object *ret,
 			   struct qmig_migrate_info *out);
 int qm_parse_query_migrate_capabilities(struct qm_rd *rd, struct json_object *ret,
 					struct json_object **out);
+int qm_parse_query_migrate_parameters(struct qm_rd *rd, struct json_object *ret,
+				      struct json_object **out);
 int qm_parse_query_memory_size(struct qm_rd *rd, struct json_object *ret, uint64_t *base_memory);
 int qm_parse_add_fd(struct qm_rd *rd, struct json_object *ret, struct qm_add_fd *out);
 int qm_parse_query_dirty_rate(struct qm_rd *rd, struct json_object *ret,
