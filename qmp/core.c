@@ -355,7 +355,8 @@ int qmig_qmp_command(struct qmig_qmp *qmp, const char *name, struct json_object 
 const void *qmig_qmp_output(struct qmig_qmp *qmp, size_t *len)
 {
 	*len = qmp->out.len - qmp->out.off;
-	return qmp->out.data + qmp->out.off;
+	/* Nothing queued yet: no buffer either (NULL + 0 is undefined). */
+	return qmp->out.data ? qmp->out.data + qmp->out.off : "";
 }
 
 void qmig_qmp_output_done(struct qmig_qmp *qmp, size_t n)

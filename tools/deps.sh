@@ -7,6 +7,8 @@ PKGS="gcc make pkg-config binutils libc6-dev libjson-c-dev liburing-dev libcap-n
 libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 procps cpio xz-utils zstd"
 # make check compiles every public header as C++17 too.
 PKGS="$PKGS g++"
+# make check and make fuzz run the libFuzzer targets (tests/fuzz/).
+PKGS="$PKGS clang"
 
 missing=""
 for p in $PKGS; do

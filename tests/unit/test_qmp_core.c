@@ -277,6 +277,20 @@ static void test_answered_id(void)
 	qmig_qmp_free(q);
 }
 
+/* Found by fuzz_qmp_core: the output of a core that never queued a byte
+ * (no greeting yet, nothing held) was NULL + 0. */
+static void test_output_empty(void)
+{
+	struct qmig_qmp *q;
+	size_t len = 1;
+
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	CU_ASSERT(qmig_qmp_output(q, &len) != NULL);
+	CU_ASSERT(len == 0);
+	qmig_qmp_output_done(q, 0);
+	qmig_qmp_free(q);
+}
+
 /* Both "return" and "error": which one did QEMU mean? Neither is trusted. */
 static void test_return_and_error(void)
 {
@@ -472,6 +486,7 @@ UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"unknown ids break the stream", test_unknown_ids},
    {"a reply with the id of an answered command", test_answered_id},
    {"a reply with both return and error", test_return_and_error},
+   {"output of a core with nothing queued", test_output_empty},
 	   {"events with timestamps", test_events},
 	   {"error replies", test_error_reply},
 	   {"limit: message size", test_limit_size},
