@@ -217,7 +217,7 @@ int cmd_caps(int argc, char **argv)
 			die(EXIT_SETUP, "%s: cannot connect: %s", path, strerror(-r));
 		if (qmig_cmd_query_migrate_capabilities(q, &caps[i]) < 0 ||
 		    qmig_cmd_query_migrate_parameters(q, &params[i]) < 0)
-			die(EXIT_SETUP, "%s: %s", path, qmig_qmp_conn_error(q));
+			die(EXIT_SETUP, "%s", qmig_qmp_conn_error(q)); /* names the socket */
 		qmig_qmp_conn_close(q); /* the dry run opens its own */
 	}
 	dry_plan(src, dst, &pv);
