@@ -155,23 +155,31 @@ int qmig_cmd_query_migrate(struct qmig_qmp_conn *c, struct qmig_migrate_info *ou
 
 int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_object *caps)
 {
-	struct json_object *args = json_object_new_object(), *list = json_object_new_array();
+	struct json_object *args = json_object_new_object(), *list = json_object_new_array(), *val;
+	struct qm_rd_iter it;
+	struct qm_rd rd;
+	const char *name;
 
 	if (!args || !list || !json_object_is_type(caps, json_type_object)) {
 		json_object_put(args);
 		json_object_put(list);
 		return caps ? -ENOMEM : -EINVAL;
 	}
-	json_object_object_foreach(caps, name, val)
-	{
+	qm_rd_init(&rd, "migrate-set-capabilities");
+	qm_rd_iter_init(&rd, caps, &it);
+	while (qm_rd_iter_next(&it, &name, &val)) {
 		struct json_object *e = json_object_new_object();
+		int state = qm_rd_bool(&rd, caps, name);
 
 		json_object_object_add(e, "capability", json_object_new_string(name));
-		json_object_object_add(e, "state",
-				       json_object_new_boolean(json_object_get_boolean(val)));
+		json_object_object_add(e, "state", json_object_new_boolean(state));
 		json_object_array_add(list, e);
 	}
 	json_object_object_add(args, "capabilities", list);
+	if (rd.err) { /* the caller's object: each value must be a boolean */
+		json_object_put(args);
+		return -EINVAL;
+	}
 	return call_own(c, "migrate-set-capabilities", args);
 }
 

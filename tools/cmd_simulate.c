@@ -67,7 +67,14 @@ static void print_result(const struct qmig_sim_result *r, const char *policy, in
 	char b[32];
 
 	if (extra) {
-		json_object_object_foreach(extra, k, v)
+		struct qm_rd rd;
+		struct qm_rd_iter it;
+		struct json_object *v;
+		const char *k;
+
+		qm_rd_init(&rd, "result");
+		qm_rd_iter_init(&rd, extra, &it);
+		while (qm_rd_iter_next(&it, &k, &v))
 			json_object_object_add(o, k, json_object_get(v));
 	}
 	if (json) {
