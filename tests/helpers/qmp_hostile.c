@@ -1,14 +1,16 @@
-/* qmp_hostile LISTEN-PATH SHAPE [--only CMD] [--qemu QMP-PATH] [--count N] [--group G]
+/* qmp_hostile LISTEN-PATH SHAPE [--only CMD] [--skip N] [--qemu QMP-PATH]
+ *             [--count N] [--group G] [--log FILE]
  *
  * A hostile QMP peer for the CLI tests: what a compromised or broken QEMU
  * could send, which a real one never does. It serves one client at a
  * time on LISTEN-PATH, forever, and prints "ready" once it listens.
  *
- * Every command (or only CMD) is answered with SHAPE instead of its real
- * reply; qmp_capabilities is always answered properly so the handshake
+ * Every command (or only CMD, and only after the first N of them with
+ * --skip N) is answered with SHAPE instead of its real reply; qmp_capabilities is always answered properly so the handshake
  * completes (except for SHAPE greeting). Other commands go to the real
  * QEMU at QMP-PATH with --qemu (descriptors passed along with them), or
- * are answered {"return": {}} without it.
+ * are answered {"return": {}} without it. --log FILE: every command's name,
+ * one a line, with " *" after the ones answered with SHAPE.
  *
  * SHAPE:
  *   obj      {"return": {}}            arr     {"return": []}
@@ -43,7 +45,8 @@
 	"\"package\": \"hostile\"}, \"capabilities\": [\"oob\"]}}\r\n"
 
 static const char *shape, *only;
-static long count = 1000, group;
+static long count = 1000, group, skip;
+static FILE *cmdlog;
 
 static int unix_sock(const char *path, int listen_)
 {
@@ -216,7 +219,13 @@ static int on_line(int cfd, int qfd, char *line, size_t n, int pass, long *prev_
 		cmd = json_object_get_string(v);
 	if (o && json_object_object_get_ex(o, "id", &v))
 		id = (long)json_object_get_int64(v);
-	if (strcmp(cmd, "qmp_capabilities") && (!only || !strcmp(cmd, only))) {
+	int hit = strcmp(cmd, "qmp_capabilities") && (!only || !strcmp(cmd, only)) && skip-- <= 0;
+
+	if (cmdlog) {
+		fprintf(cmdlog, "%s%s\n", cmd, hit ? " *" : "");
+		fflush(cmdlog);
+	}
+	if (hit) {
 		r = answer(cfd, id, *prev_id);
 	} else if (qfd >= 0) {
 		line[n] = '\n';
@@ -339,6 +348,10 @@ int main(int argc, char **argv)
 			count = atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "--group"))
 			group = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--skip"))
+			skip = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--log"))
+			cmdlog = fopen(argv[i + 1], "we");
 	}
 	signal(SIGPIPE, SIG_IGN);
 	lfd = unix_sock(argv[1], 1);

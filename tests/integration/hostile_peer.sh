@@ -117,6 +117,40 @@ for case in "migrate-set-capabilities both" "migrate-incoming otherid" \
 	stop_peer r
 	kill "$d2_pid"
 done
+
+# After the migration completed: the destination's query-status (its third)
+# answered wrongly. The destination may run: it keeps the guest (8), the
+# source is never resumed.
+launch_guest s3 --guest tiny --mem 256M --dirty-rate 5M --accel tcg
+launch_guest d3 --guest tiny --mem 256M --incoming --accel tcg
+peer r both --only query-status --skip 2 --qemu "$d3_qmp" --log "$T/r.log"
+run $QMIGRATE migrate --src-qmp "$s3_qmp" --dst-qmp "$T/r.sock" --port-range $PR
+expect "migrate, destination answers query-status after completion with both" 8 \
+	"reply carries both 'return' and 'error'; the destination had taken over"
+[ "$(status_of "$d3_qmp")" = running ] || fail "after completion: the destination is not running"
+[ "$(status_of "$s3_qmp" 2>/dev/null)" = running ] && fail "after completion: the source runs too"
+stop_peer r
+kill "$s3_pid" "$d3_pid"
+
+# The source's connection breaks while it migrates (its second
+# query-migrate answered wrongly): the engine can no longer cancel on the
+# source; whatever it can still do, never two running copies.
+launch_guest s4 --guest tiny --mem 256M --dirty-rate 20M --accel tcg
+launch_guest d4 --guest tiny --mem 256M --incoming --accel tcg
+peer r both --only query-migrate --skip 1 --qemu "$s4_qmp"
+run $QMIGRATE migrate --src-qmp "$T/r.sock" --dst-qmp "$d4_qmp" --port-range $PR --max-bandwidth 200M
+stop_peer r
+[ "$rc" -gt 128 ] && fail "source breaks mid-migration: killed by signal $((rc - 128))"
+grep -q "reply carries both 'return' and 'error'" "$T/err" ||
+	{ cat "$T/err"; fail "source breaks mid-migration: no clear error"; }
+# The destination first: QEMU may still finish the migration on its own
+# (nothing could cancel it), and a destination seen running means the
+# source has stopped for good, unless something resumed it.
+d4=$(status_of "$d4_qmp"); s4=$(status_of "$s4_qmp")
+echo "source breaks mid-migration: exit $rc, source $s4, destination $d4"
+[ "$s4" = running ] && [ "$d4" = running ] && fail "two running copies"
+kill "$s4_pid" "$d4_pid"
+
 no_leftover_ports 49216 49231 || fail "a port of $PR is still listening"
 
 # Memory: the worst message under the limits (47600 empty objects in
