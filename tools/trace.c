@@ -58,6 +58,12 @@ static int add_sample(struct trace *tr, struct qm_rd *rd, struct json_object *o)
 	total = qm_rd_opt_u64(rd, o, "total", 0);
 	if (!rd->err && (t < 0 || t > TRACE_T_MAX))
 		qm_rd_fail(rd, "member 't_ms' is out of range (%lld)", (long long)t);
+	if (!rd->err && (dirty > TRACE_RATE_MAX || bw > TRACE_RATE_MAX))
+		qm_rd_fail(rd, "a rate is out of range (dirty_rate %llu, bandwidth %llu, at most %llu)",
+			   (unsigned long long)dirty, (unsigned long long)bw,
+			   (unsigned long long)TRACE_RATE_MAX);
+	if (!rd->err && total > TRACE_BYTES_MAX)
+		qm_rd_fail(rd, "member 'total' is out of range (%llu)", (unsigned long long)total);
 	if (rd->err)
 		return rd->err;
 	if (tr->n == tr->cap && (r = grow(tr)) < 0)
@@ -175,7 +181,7 @@ int64_t trace_cfg_int(const struct trace *tr, const char *key)
 		return 0;
 	qm_rd_init(&rd, "config");
 	v = qm_rd_opt_i64(&rd, tr->config, key, 0);
-	return rd.err || v < 0 ? 0 : v;
+	return rd.err || v < 0 || (uint64_t)v > TRACE_BYTES_MAX ? 0 : v;
 }
 
 void trace_free(struct trace *tr)

@@ -10,6 +10,10 @@
 
 #define TRACE_LINE_MAX 65536      /* longest line, newline included */
 #define TRACE_T_MAX (1LL << 40)   /* t_ms beyond ~35 years is a lie */
+/* Bytes (64 TiB) and bytes/s (1 TiB/s) beyond any real migration: the
+ * simulator's arithmetic is only defined below them. */
+#define TRACE_BYTES_MAX (1ULL << 46)
+#define TRACE_RATE_MAX (1ULL << 40)
 
 struct json_object;
 
@@ -33,7 +37,8 @@ int trace_add_line(struct trace *tr, const char *line, size_t len, char *err, si
 int trace_finish(struct trace *tr, char *err, size_t errlen);
 /* Both, from a file. */
 int trace_read(struct trace *tr, const char *path, char *err, size_t errlen);
-/* A non-negative integer of the config, 0 when absent or not one. */
+/* A non-negative integer of the config up to TRACE_BYTES_MAX, 0 when
+ * absent, not one, or larger. */
 int64_t trace_cfg_int(const struct trace *tr, const char *key);
 void trace_free(struct trace *tr);
 

@@ -1,9 +1,11 @@
 /* libFuzzer: the trace reader of `qmigrate replay`, a --trace file in
- * (JSON lines), then what replay takes from it. */
+ * (JSON lines), then what replay does with it: the simulator fed its
+ * rates (bounded to 60 simulated seconds so that a run stays short). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../tools/trace.h"
+#include "qmig_policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,9 +29,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < tr.n; i++)
 			if (tr.t[i] < -TRACE_T_MAX || tr.t[i] > TRACE_T_MAX)
 				abort();
-		trace_cfg_int(&tr, "mem_bytes");
-		trace_cfg_int(&tr, "downtime_limit_ms");
-		trace_cfg_int(&tr, "postcopy");
+		struct qmig_sim_opts o = QMIG_SIM_OPTS_INIT;
+		struct qmig_sim_result res;
+
+		o.policy = (struct qmig_policy_config)QMIG_POLICY_CONFIG_INIT;
+		o.env_t_ms = tr.t;
+		o.env_dirty = tr.dirty;
+		o.env_bandwidth = tr.bw;
+		o.env_n = tr.n;
+		o.mem_bytes = trace_cfg_int(&tr, "mem_bytes") ? (uint64_t)trace_cfg_int(&tr, "mem_bytes")
+							      : tr.mem;
+		o.wss_bytes = (uint64_t)trace_cfg_int(&tr, "wss_bytes");
+		o.downtime_limit_ms = trace_cfg_int(&tr, "downtime_limit_ms");
+		o.policy.postcopy_allowed = trace_cfg_int(&tr, "postcopy") != 0;
+		o.max_time_ms = 60000;
+		qmig_sim_run(&o, qmig_policy_builtin(data[0] & 1 ? "predictive" : "passive"), &res);
 	}
 	trace_free(&tr);
 	return 0;

@@ -61,6 +61,16 @@ expect() {
 	echo "ok: $1: exit $rc: $(grep -Eo "$3" "$T/err" | head -1)"
 }
 
+# A hostile --trace for replay: refused naming the line and the member.
+run $QMIGRATE replay tests/fuzz/regress/trace/sim-float-cast-overflow.jsonl
+expect "replay of a trace with a rate out of range" 2 "line 2: a rate is out of range"
+printf '{"type":"sample","status":"active","t_ms":"soon"}\n' > "$T/bad.jsonl"
+run $QMIGRATE replay "$T/bad.jsonl"
+expect "replay of a trace with a string for a number" 2 "line 1: member 't_ms' is a string, not an integer"
+head -c 70000 /dev/zero | tr '\0' x > "$T/long.jsonl"
+run $QMIGRATE replay "$T/long.jsonl"
+expect "replay of a trace with an endless line" 2 "line 1 is longer than 65535 bytes"
+
 PR=49216-49231 # a slice of our own, checked empty at the end
 launch_guest src --guest tiny --mem 64M --dirty-rate 5M --accel tcg
 launch_guest dst --guest tiny --mem 64M --incoming --accel tcg
