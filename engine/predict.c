@@ -19,19 +19,24 @@ const char *qmig_verdict_name(enum qmig_verdict v)
 }
 
 /* The samples come from a QEMU (or a trace): a number too large for the
- * result saturates; converting it would be undefined. */
+ * result saturates, at 2^60 ms or bytes, which leaves the policies room
+ * for their own arithmetic (converting it would be undefined). */
+#define QM_SAT_MAX 1152921504606846976.0 /* 2^60 */
+
 static int64_t sat_i64(double x)
 {
-	if (!(x > -9.2e18))
-		return x != x ? 0 : INT64_MIN;
-	return x < 9.2e18 ? (int64_t)x : INT64_MAX;
+	if (x != x)
+		return 0;
+	if (x <= -QM_SAT_MAX)
+		return -(int64_t)QM_SAT_MAX;
+	return x < QM_SAT_MAX ? (int64_t)x : (int64_t)QM_SAT_MAX;
 }
 
 static uint64_t sat_u64(double x)
 {
 	if (!(x > 0))
 		return 0;
-	return x < 1.8e19 ? (uint64_t)x : UINT64_MAX;
+	return x < QM_SAT_MAX ? (uint64_t)x : (uint64_t)QM_SAT_MAX;
 }
 
 void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)

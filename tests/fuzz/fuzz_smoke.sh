@@ -3,7 +3,7 @@
 # corpus, then fuzzes for a few seconds (FUZZ_CHECK_SECONDS, default 4).
 # The long runs are `make fuzz`.
 secs=${FUZZ_CHECK_SECONDS:-4}
-targets="qmp_core qmp_reply qmp_schema tls_check trace job_request"
+targets="qmp_core qmp_reply qmp_schema tls_check trace job_request policy"
 for t in $targets; do
 	[ -x "build/fuzz/fuzz_$t" ] || {
 		echo "skipped: build/fuzz/fuzz_$t is missing: clang is not installed" \
@@ -33,4 +33,4 @@ for t in $targets; do
 	fi
 done
 [ "$fail" = 0 ] || { echo "FAIL: a fuzzer crashed (make fuzz reproduces; fix, and add the input to tests/fuzz/regress/)"; exit 1; }
-echo "ok: 6 fuzzers, no crashes"
+echo "ok: 7 fuzzers, no crashes"

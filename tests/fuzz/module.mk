@@ -4,7 +4,7 @@
 # traffic) after replaying its regression inputs (tests/fuzz/regress/TARGET);
 # `make check` runs each for a few seconds (tests/fuzz/fuzz_smoke.sh), or
 # skips them when clang is missing.
-FUZZ_TARGETS = qmp_core qmp_reply qmp_schema tls_check trace job_request
+FUZZ_TARGETS = qmp_core qmp_reply qmp_schema tls_check trace job_request policy
 FUZZ_CC = clang
 FUZZ_SECONDS = 60
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
