@@ -833,7 +833,11 @@ static int step_rollback(struct qmig_migration *m)
 	if (m->owner == OWNER_SOURCE && m->completed && m->side[DST].qmp) {
 		struct qmig_vm_status dst_st;
 
-		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) == 0 && dst_st.running)
+		/* A destination that cannot tell (its connection broke, its
+		 * reply was of the wrong shape) may run: treat it as running. */
+		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) < 0)
+			qm_set_owner(m, OWNER_DESTINATION, "completed, destination cannot be asked");
+		else if (dst_st.running)
 			qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
 	} else if (m->owner == OWNER_SOURCE && m->completed && !m->side[DST].qmp) {
 		/* It may have run: never risk a second running copy. */

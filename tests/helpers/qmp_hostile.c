@@ -1,5 +1,5 @@
 /* qmp_hostile LISTEN-PATH SHAPE [--only CMD] [--skip N] [--qemu QMP-PATH]
- *             [--count N] [--group G] [--log FILE]
+ *             [--drop-events] [--count N] [--group G] [--log FILE]
  *
  * A hostile QMP peer for the CLI tests: what a compromised or broken QEMU
  * could send, which a real one never does. It serves one client at a
@@ -9,7 +9,8 @@
  * --skip N) is answered with SHAPE instead of its real reply; qmp_capabilities is always answered properly so the handshake
  * completes (except for SHAPE greeting). Other commands go to the real
  * QEMU at QMP-PATH with --qemu (descriptors passed along with them), or
- * are answered {"return": {}} without it. --log FILE: every command's name,
+ * are answered {"return": {}} without it; --drop-events keeps QEMU's events
+ * from the client (a peer whose events are late or lost). --log FILE: every command's name,
  * one a line, with " *" after the ones answered with SHAPE.
  *
  * SHAPE:
@@ -46,6 +47,7 @@
 
 static const char *shape, *only;
 static long count = 1000, group, skip;
+static int drop_events;
 static FILE *cmdlog;
 
 static int unix_sock(const char *path, int listen_)
@@ -241,12 +243,51 @@ static int on_line(int cfd, int qfd, char *line, size_t n, int pass, long *prev_
 	return r;
 }
 
+struct linebuf {
+	char *p;
+	size_t len, cap;
+};
+
+/* --drop-events: QEMU's lines to the client, its events left out. */
+static int forward_lines(int cfd, struct linebuf *b, const char *in, size_t n)
+{
+	char *s, *nl;
+
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *p = realloc(b->p, cap);
+
+		if (!p)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, in, n);
+	b->len += n;
+	b->p[b->len] = 0;
+	for (s = b->p; (nl = strchr(s, '\n')); s = nl + 1) {
+		struct json_object *o;
+		int ev;
+
+		*nl = 0;
+		o = json_tokener_parse(s);
+		ev = o && json_object_object_get_ex(o, "event", NULL);
+		json_object_put(o);
+		if (!ev && (put(cfd, s, strlen(s)) < 0 || put(cfd, "\n", 1) < 0))
+			return -1;
+	}
+	b->len -= (size_t)(s - b->p);
+	memmove(b->p, s, b->len);
+	return 0;
+}
+
 static void serve(int cfd, const char *qemu)
 {
 	size_t cap = 1 << 20, used = 0;
 	char *in = malloc(cap), buf[65536];
 	int qfd = -1, pass = -1;
 	long prev_id = -1;
+	struct linebuf qin = {0};
 
 	if (!strcmp(shape, "greeting")) {
 		endless_greeting(cfd);
@@ -270,8 +311,14 @@ static void serve(int cfd, const char *qemu)
 		if (qfd >= 0 && p[1].revents) {
 			ssize_t n = read(qfd, buf, sizeof(buf));
 
-			if (n <= 0 || put(cfd, buf, (size_t)n) < 0)
+			if (n <= 0)
 				break;
+			if (!drop_events) {
+				if (put(cfd, buf, (size_t)n) < 0)
+					break;
+			} else if (forward_lines(cfd, &qin, buf, (size_t)n) < 0) {
+				break;
+			}
 		}
 		if (p[0].revents) {
 			char ctl[CMSG_SPACE(sizeof(int))];
@@ -320,6 +367,7 @@ static void serve(int cfd, const char *qemu)
 		}
 	}
 out:
+	free(qin.p);
 	if (pass >= 0)
 		close(pass);
 	if (qfd >= 0)
@@ -335,23 +383,35 @@ int main(int argc, char **argv)
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: qmp_hostile LISTEN-PATH SHAPE [--only CMD] "
-				"[--qemu QMP-PATH] [--count N]\n");
+				"[--skip N] [--qemu QMP-PATH] [--drop-events] [--count N] "
+				"[--group G] [--log FILE]\n");
 		return 2;
 	}
 	shape = argv[2];
-	for (int i = 3; i + 1 < argc; i += 2) {
+	for (int i = 3; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : "";
+
+		if (!strcmp(argv[i], "--drop-events")) {
+			drop_events = 1;
+			continue;
+		}
 		if (!strcmp(argv[i], "--only"))
-			only = argv[i + 1];
+			only = v;
 		else if (!strcmp(argv[i], "--qemu"))
-			qemu = argv[i + 1];
+			qemu = v;
 		else if (!strcmp(argv[i], "--count"))
-			count = atol(argv[i + 1]);
+			count = atol(v);
 		else if (!strcmp(argv[i], "--group"))
-			group = atol(argv[i + 1]);
+			group = atol(v);
 		else if (!strcmp(argv[i], "--skip"))
-			skip = atol(argv[i + 1]);
+			skip = atol(v);
 		else if (!strcmp(argv[i], "--log"))
-			cmdlog = fopen(argv[i + 1], "we");
+			cmdlog = fopen(v, "we");
+		else {
+			fprintf(stderr, "qmp_hostile: unknown option %s\n", argv[i]);
+			return 2;
+		}
+		i++;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	lfd = unix_sock(argv[1], 1);
