@@ -34,6 +34,7 @@ include tests/guests/module.mk
 include tests/module.mk
 include bench/module.mk
 include examples/module.mk
+include tests/fuzz/module.mk
 
 # Evaluated lazily: `make check` and `make demo` install missing packages first.
 DEP_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(DEPS))

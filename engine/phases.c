@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "migrate_int.h"
+#include "qmp_reply.h"
 #include "versions.h"
 
 #define MS 1000000LL
@@ -82,8 +83,16 @@ void qm_side_event(const char *event, struct json_object *data, int64_t sec, int
 		   void *user_data)
 {
 	struct side *s = user_data;
-	struct json_object *v, *rec = json_object_new_object();
-	int64_t us = sec * 1000000 + usec;
+	struct json_object *rec = json_object_new_object();
+	struct qm_rd rd;
+	int64_t us;
+
+	/* The QMP core bounds QEMU's timestamps; still, no overflow here
+	 * whatever a caller passes (QEMU sends -1/-1 when it has no clock). */
+	if (__builtin_mul_overflow(sec, 1000000, &us) || __builtin_add_overflow(us, usec, &us) ||
+	    us < 0)
+		us = 0;
+	qm_rd_init(&rd, event);
 
 	/* Every QEMU event goes into the record stream with QEMU's own
 	 * timestamp: traces and benchmarks time the migration by them. */
@@ -103,13 +112,20 @@ void qm_side_event(const char *event, struct json_object *data, int64_t sec, int
 		if (s == &s->m->side[DST])
 			qm_set_owner(s->m, OWNER_DESTINATION, "the destination guest resumed");
 	} else if (!strcmp(event, "MIGRATION")) {
-		if (data && json_object_object_get_ex(data, "status", &v))
-			snprintf(s->mig_status, sizeof(s->mig_status), "%s",
-				 json_object_get_string(v));
+		/* A status of the wrong shape is not a status: query-migrate,
+		 * polled anyway, has the last word. */
+		const char *st = data ? qm_rd_opt_str(&rd, data, "status", NULL) : NULL;
+
+		if (st)
+			snprintf(s->mig_status, sizeof(s->mig_status), "%s", st);
 	} else if (!strcmp(event, "MIGRATION_PASS")) {
-		if (data && json_object_object_get_ex(data, "pass", &v))
-			s->passes = (uint64_t)json_object_get_int64(v);
+		uint64_t pass = data ? qm_rd_opt_u64(&rd, data, "pass", s->passes) : s->passes;
+
+		if (!rd.err)
+			s->passes = pass;
 	}
+	if (rd.err)
+		qm_log(s->m, QMIG_LOG_WARN, "%s: %s (ignored)", s->name, rd.msg);
 }
 
 static int open_qmp(struct qmig_migration *m, struct side *s, const char *path)
@@ -817,7 +833,11 @@ static int step_rollback(struct qmig_migration *m)
 	if (m->owner == OWNER_SOURCE && m->completed && m->side[DST].qmp) {
 		struct qmig_vm_status dst_st;
 
-		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) == 0 && dst_st.running)
+		/* A destination that cannot tell (its connection broke, its
+		 * reply was of the wrong shape) may run: treat it as running. */
+		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) < 0)
+			qm_set_owner(m, OWNER_DESTINATION, "completed, destination cannot be asked");
+		else if (dst_st.running)
 			qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
 	} else if (m->owner == OWNER_SOURCE && m->completed && !m->side[DST].qmp) {
 		/* It may have run: never risk a second running copy. */

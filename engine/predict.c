@@ -18,6 +18,27 @@ const char *qmig_verdict_name(enum qmig_verdict v)
 	}
 }
 
+/* The samples come from a QEMU (or a trace): a number too large for the
+ * result saturates, at 2^60 ms or bytes, which leaves the policies room
+ * for their own arithmetic (converting it would be undefined). */
+#define QM_SAT_MAX 1152921504606846976.0 /* 2^60 */
+
+static int64_t sat_i64(double x)
+{
+	if (x != x)
+		return 0;
+	if (x <= -QM_SAT_MAX)
+		return -(int64_t)QM_SAT_MAX;
+	return x < QM_SAT_MAX ? (int64_t)x : (int64_t)QM_SAT_MAX;
+}
+
+static uint64_t sat_u64(double x)
+{
+	if (!(x > 0))
+		return 0;
+	return x < QM_SAT_MAX ? (uint64_t)x : (uint64_t)QM_SAT_MAX;
+}
+
 void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
 {
 	double bw = (double)s->bandwidth, rem = (double)s->remaining;
@@ -31,10 +52,10 @@ void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
 	if (bw <= 0)
 		return;
 	p->dirty_ratio = dirty / bw;
-	p->needed_downtime_ms = (int64_t)ceil(rem / bw * 1000.0);
+	p->needed_downtime_ms = sat_i64(ceil(rem / bw * 1000.0));
 	if (rem <= fits) {
 		p->verdict = QMIG_VERDICT_CONVERGING;
-		p->time_left_ms = (int64_t)(rem / bw * 1000.0);
+		p->time_left_ms = sat_i64(rem / bw * 1000.0);
 		p->downtime_ms = p->time_left_ms;
 		p->total_bytes = s->transferred + s->remaining;
 		return;
@@ -61,7 +82,7 @@ void qmig_predict(const struct qmig_policy_sample *s, struct qmig_prediction *p)
 	}
 	p->verdict = QMIG_VERDICT_CONVERGING;
 	p->passes_left = k;
-	p->downtime_ms = (int64_t)(next / bw * 1000.0);
-	p->time_left_ms = (int64_t)(time_s * 1000.0) + p->downtime_ms;
-	p->total_bytes = s->transferred + (uint64_t)(bytes + next);
+	p->downtime_ms = sat_i64(next / bw * 1000.0);
+	p->time_left_ms = sat_i64(time_s * 1000.0 + (double)p->downtime_ms);
+	p->total_bytes = sat_u64((double)s->transferred + bytes + next);
 }

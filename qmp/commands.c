@@ -155,23 +155,31 @@ int qmig_cmd_query_migrate(struct qmig_qmp_conn *c, struct qmig_migrate_info *ou
 
 int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_object *caps)
 {
-	struct json_object *args = json_object_new_object(), *list = json_object_new_array();
+	struct json_object *args = json_object_new_object(), *list = json_object_new_array(), *val;
+	struct qm_rd_iter it;
+	struct qm_rd rd;
+	const char *name;
 
 	if (!args || !list || !json_object_is_type(caps, json_type_object)) {
 		json_object_put(args);
 		json_object_put(list);
 		return caps ? -ENOMEM : -EINVAL;
 	}
-	json_object_object_foreach(caps, name, val)
-	{
+	qm_rd_init(&rd, "migrate-set-capabilities");
+	qm_rd_iter_init(&rd, caps, &it);
+	while (qm_rd_iter_next(&it, &name, &val)) {
 		struct json_object *e = json_object_new_object();
+		int state = qm_rd_bool(&rd, caps, name);
 
 		json_object_object_add(e, "capability", json_object_new_string(name));
-		json_object_object_add(e, "state",
-				       json_object_new_boolean(json_object_get_boolean(val)));
+		json_object_object_add(e, "state", json_object_new_boolean(state));
 		json_object_array_add(list, e);
 	}
 	json_object_object_add(args, "capabilities", list);
+	if (rd.err) { /* the caller's object: each value must be a boolean */
+		json_object_put(args);
+		return -EINVAL;
+	}
 	return call_own(c, "migrate-set-capabilities", args);
 }
 
@@ -216,9 +224,36 @@ int qmig_cmd_migrate_set_parameters(struct qmig_qmp_conn *c, struct json_object 
 	return qmig_qmp_conn_call(c, "migrate-set-parameters", params, NULL, -1);
 }
 
+/* The engine reads these as numbers, strings and flags (and saves them to
+ * restore them on rollback): no null, no negative or non-finite number. */
+int qm_parse_query_migrate_parameters(struct qm_rd *rd, struct json_object *ret,
+				      struct json_object **out)
+{
+	struct qm_rd_iter it;
+	struct json_object *v;
+	const char *k;
+
+	if (!qm_rd_as_obj(rd, ret))
+		return rd->err;
+	qm_rd_iter_init(rd, ret, &it);
+	while (!rd->err && qm_rd_iter_next(&it, &k, &v)) {
+		if (!v)
+			qm_rd_fail(rd, "member '%s' is null", k);
+		else if (json_object_is_type(v, json_type_int))
+			qm_rd_u64(rd, ret, k);
+		else if (json_object_is_type(v, json_type_double))
+			qm_rd_num(rd, ret, k);
+	}
+	if (rd->err)
+		return rd->err;
+	*out = json_object_get(ret);
+	return 0;
+}
+
 int qmig_cmd_query_migrate_parameters(struct qmig_qmp_conn *c, struct json_object **out)
 {
-	return qm_call_get(c, "query-migrate-parameters", NULL, json_type_object, out);
+	return CALL_PARSE(c, "query-migrate-parameters", NULL, qm_parse_query_migrate_parameters,
+			  out);
 }
 
 int qmig_cmd_migrate(struct qmig_qmp_conn *c, const char *uri, int resume)

@@ -86,6 +86,10 @@ static int set_broken(struct qmig_qmp_conn *c, int err)
 		c->broken = err;
 		snprintf(c->err, sizeof(c->err), "%s: %s", c->addr, qmig_qmp_error(c->core));
 		c->err_class[0] = 0;
+		/* Nothing more is read from a peer that broke the protocol or a
+		 * limit, and the monitor is handed back at once. */
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
 	}
 	return c->broken;
 }

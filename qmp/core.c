@@ -8,6 +8,13 @@
  * know how large it is and whether the peer stopped half way. A message
  * must start with '{' (QMP has nothing else), which rejects garbage at its
  * first byte instead of after buffering it.
+ *
+ * Memory: before json-c sees a byte, a scanner counts what the message
+ * will cost (containers, elements, nesting) and finds where it ends, so
+ * a message over a limit is refused before json-c builds it; json-c
+ * turns 3 bytes of "{}," into ~790 bytes of objects, so a byte limit
+ * alone bounds nothing. Messages are read with the typed accessors of
+ * qmp_reply.h like every reply.
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +26,13 @@
 
 #include "qmig_qmp.h"
 #include "qmp_int.h"
+#include "qmp_reply.h"
+
+/* Parse cost (qmig_qmp_limits.max_nodes) of what the scanner sees,
+ * measured with json-c 0.16: ~790 bytes per empty object, ~150 per
+ * array, ~80 per scalar or member. */
+#define QM_COST_OBJECT 10
+#define QM_COST_ARRAY 2
 
 struct qm_buf {
 	char *data;
@@ -27,7 +41,16 @@ struct qm_buf {
 
 struct qm_entry {
 	struct qm_entry *next;
+	size_t cost;
 	struct qmig_qmp_msg msg;
+};
+
+/* The scanner's view of the current message. */
+struct qm_scan {
+	int depth;
+	int str, esc;   /* inside a string, after a backslash */
+	size_t cost;
+	size_t *commas; /* per nesting level, [0..max_depth] */
 };
 
 struct qm_pending {
@@ -45,6 +68,7 @@ struct qmig_qmp {
 	struct json_tokener *tok;
 	int in_msg;	  /* the tokener holds part of a message */
 	size_t msg_bytes; /* bytes of the current message so far */
+	struct qm_scan scan;
 
 	struct qm_buf out, held;
 	uint64_t next_id;
@@ -55,6 +79,7 @@ struct qmig_qmp {
 
 	struct qm_entry *head, **tail;
 	size_t queued_events;
+	size_t queued_cost; /* of the events queued */
 
 	int oob_offered, oob_enabled;
 	unsigned version;
@@ -131,14 +156,20 @@ int qmig_qmp_new(struct qmig_qmp **out, const struct qmig_qmp_limits *limits)
 	if (!limits)
 		limits = &def;
 	if (limits->version != QMIG_QMP_LIMITS_VERSION || !limits->max_message ||
-	    limits->max_depth < 2)
+	    limits->max_depth < 2 || limits->max_depth > 4096 || !limits->max_elements ||
+	    !limits->max_nodes || !limits->max_greeting)
 		return -EINVAL;
 	qmp = calloc(1, sizeof(*qmp));
 	if (!qmp)
 		return -ENOMEM;
 	qmp->limits = *limits;
-	qmp->tok = json_tokener_new_ex(limits->max_depth);
-	if (!qmp->tok) {
+	qmp->scan.commas = calloc((size_t)limits->max_depth + 1, sizeof(*qmp->scan.commas));
+	/* One level more than ours, so that the scanner names the limit. */
+	qmp->tok = json_tokener_new_ex(limits->max_depth + 1);
+	if (!qmp->tok || !qmp->scan.commas) {
+		if (qmp->tok)
+			json_tokener_free(qmp->tok);
+		free(qmp->scan.commas);
 		free(qmp);
 		return -ENOMEM;
 	}
@@ -176,6 +207,7 @@ void qmig_qmp_free(struct qmig_qmp *qmp)
 	free(qmp->out.data);
 	free(qmp->held.data);
 	free(qmp->pend);
+	free(qmp->scan.commas);
 	free(qmp);
 }
 
@@ -323,7 +355,8 @@ int qmig_qmp_command(struct qmig_qmp *qmp, const char *name, struct json_object 
 const void *qmig_qmp_output(struct qmig_qmp *qmp, size_t *len)
 {
 	*len = qmp->out.len - qmp->out.off;
-	return qmp->out.data + qmp->out.off;
+	/* Nothing queued yet: no buffer either (NULL + 0 is undefined). */
+	return qmp->out.data ? qmp->out.data + qmp->out.off : "";
 }
 
 void qmig_qmp_output_done(struct qmig_qmp *qmp, size_t n)
@@ -354,53 +387,59 @@ int qmig_qmp_next(struct qmig_qmp *qmp, struct qmig_qmp_msg *msg)
 	qmp->head = e->next;
 	if (!qmp->head)
 		qmp->tail = &qmp->head;
-	if (e->msg.kind == QMIG_QMP_MSG_EVENT)
+	if (e->msg.kind == QMIG_QMP_MSG_EVENT) {
 		qmp->queued_events--;
+		qmp->queued_cost -= e->cost;
+	}
 	*msg = e->msg;
 	free(e);
 	return 1;
 }
 
-static const char *get_str(struct json_object *o, const char *key)
+/* A message of the wrong shape breaks the stream with the reader's words. */
+static int fail_rd(struct qmig_qmp *qmp, struct qm_rd *rd)
 {
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+	return fail(qmp, rd->err, "%s", rd->msg);
 }
 
-static int64_t get_int(struct json_object *o, const char *key)
+/* major*10000 + minor*100 + micro, 0 when a part is out of its range
+ * (the number is informational; a peer's huge numbers must not overflow). */
+static unsigned greeting_version(struct qm_rd *rd, struct json_object *qemu)
 {
-	struct json_object *v;
+	int64_t ma, mi, mc;
 
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+	if (!qemu)
 		return 0;
-	return json_object_get_int64(v);
+	ma = qm_rd_opt_i64(rd, qemu, "major", 0);
+	mi = qm_rd_opt_i64(rd, qemu, "minor", 0);
+	mc = qm_rd_opt_i64(rd, qemu, "micro", 0);
+	if (ma < 0 || ma > 9999 || mi < 0 || mi > 99 || mc < 0 || mc > 99)
+		return 0;
+	return (unsigned)(ma * 10000 + mi * 100 + mc);
 }
 
 static int on_greeting(struct qmig_qmp *qmp, struct json_object *root)
 {
-	struct json_object *qmpo, *ver = NULL, *caps = NULL, *args;
+	struct json_object *qmpo, *ver, *caps, *args;
+	struct qm_rd rd;
 	int r;
 
-	json_object_object_get_ex(root, "QMP", &qmpo);
 	if (qmp->state != QMIG_QMP_WAIT_GREETING)
 		return fail(qmp, -EPROTO, "second greeting from the peer");
-	if (json_object_object_get_ex(qmpo, "version", &ver) &&
-	    json_object_object_get_ex(ver, "qemu", &ver))
-		qmp->version = (unsigned)(get_int(ver, "major") * 10000 +
-					  get_int(ver, "minor") * 100 + get_int(ver, "micro"));
-	if (json_object_object_get_ex(qmpo, "capabilities", &caps) &&
-	    json_object_is_type(caps, json_type_array)) {
-		for (size_t i = 0; i < json_object_array_length(caps); i++) {
-			struct json_object *c = json_object_array_get_idx(caps, i);
+	qm_rd_init(&rd, "greeting");
+	qmpo = qm_rd_obj(&rd, root, "QMP");
+	ver = qm_rd_opt_obj(&rd, qmpo, "version");
+	if (ver)
+		qmp->version = greeting_version(&rd, qm_rd_opt_obj(&rd, ver, "qemu"));
+	caps = qm_rd_opt_arr(&rd, qmpo, "capabilities");
+	for (size_t i = 0; i < qm_rd_len(&rd, caps); i++) {
+		const char *c = qm_rd_idx_str(&rd, caps, i);
 
-			if (json_object_is_type(c, json_type_string) &&
-			    !strcmp(json_object_get_string(c), "oob"))
-				qmp->oob_offered = 1;
-		}
+		if (c && !strcmp(c, "oob"))
+			qmp->oob_offered = 1;
 	}
+	if (rd.err)
+		return fail_rd(qmp, &rd);
 	qm_qmp_log(qmp, QMIG_LOG_DEBUG, "qmp: greeting from QEMU %u%s", qmp->version,
 		   qmp->oob_offered ? ", oob offered" : "");
 	qmp->state = QMIG_QMP_NEGOTIATING;
@@ -423,11 +462,10 @@ static int on_greeting(struct qmig_qmp *qmp, struct json_object *root)
 	return r < 0 ? fail(qmp, r, "cannot queue qmp_capabilities") : 0;
 }
 
-static int on_caps_reply(struct qmig_qmp *qmp, struct json_object *err)
+static int on_caps_reply(struct qmig_qmp *qmp, const char *err_desc)
 {
-	if (err)
-		return fail(qmp, -EPROTO, "qmp_capabilities refused: %s",
-			    get_str(err, "desc") ? get_str(err, "desc") : "(no description)");
+	if (err_desc)
+		return fail(qmp, -EPROTO, "qmp_capabilities refused: %s", err_desc);
 	qmp->state = QMIG_QMP_READY;
 	qmp->oob_enabled = qmp->oob_offered && !qmp->caps_manual;
 	if (qmp->held.len > qmp->held.off) {
@@ -440,64 +478,99 @@ static int on_caps_reply(struct qmig_qmp *qmp, struct json_object *err)
 	return 0;
 }
 
-static int on_event(struct qmig_qmp *qmp, struct json_object *root, const char *name)
-{
-	struct json_object *ts = NULL;
-	struct qm_entry *e;
+/* QEMU's timestamps are the wall clock in seconds and microseconds; a
+ * value a caller cannot turn into microseconds without overflow is a lie. */
+#define QM_MAX_TS_SEC (INT64_MAX / 1000000 - 1)
 
+static int on_event(struct qmig_qmp *qmp, struct json_object *root, const char *name,
+		    size_t cost)
+{
+	struct json_object *ts;
+	struct qm_entry *e;
+	struct qm_rd rd;
+	char what[96];
+
+	snprintf(what, sizeof(what), "event %.64s", name);
+	qm_rd_init(&rd, what);
 	qmp->stats.events++;
-	if (qmp->queued_events >= qmp->limits.max_pending_events) {
-		qmp->stats.events_dropped++;
-		qm_qmp_log(qmp, QMIG_LOG_WARN, "qmp: %zu events not taken, dropping %s",
-			   qmp->queued_events, name);
-		json_object_put(root);
-		return 0;
-	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		json_object_put(root);
 		return fail(qmp, -ENOMEM, "out of memory");
 	}
+	e->cost = cost;
 	e->msg.kind = QMIG_QMP_MSG_EVENT;
 	e->msg.event = name;
 	e->msg.root = root;
-	json_object_object_get_ex(root, "data", &e->msg.data);
-	if (json_object_object_get_ex(root, "timestamp", &ts)) {
-		e->msg.ts_sec = get_int(ts, "seconds");
-		e->msg.ts_usec = get_int(ts, "microseconds");
+	if (qm_rd_has(&rd, root, "data"))
+		e->msg.data = qm_rd_obj(&rd, root, "data");
+	ts = qm_rd_opt_obj(&rd, root, "timestamp");
+	if (ts) {
+		e->msg.ts_sec = qm_rd_i64(&rd, ts, "seconds");
+		e->msg.ts_usec = qm_rd_i64(&rd, ts, "microseconds");
+		/* QEMU sends -1/-1 when its clock failed. */
+		if (!rd.err && !(e->msg.ts_sec == -1 && e->msg.ts_usec == -1) &&
+		    (e->msg.ts_sec < 0 || e->msg.ts_sec > QM_MAX_TS_SEC || e->msg.ts_usec < 0 ||
+		     e->msg.ts_usec > 999999))
+			qm_rd_fail(&rd, "timestamp %lld.%06lld is out of range",
+				   (long long)e->msg.ts_sec, (long long)e->msg.ts_usec);
+	}
+	if (rd.err) {
+		qmig_qmp_msg_clear(&e->msg);
+		free(e);
+		return fail_rd(qmp, &rd);
+	}
+	/* Events wait for the caller: bounded in number and in what they cost. */
+	if (qmp->queued_events >= qmp->limits.max_pending_events ||
+	    qmp->queued_cost + cost > qmp->limits.max_nodes) {
+		qmp->stats.events_dropped++;
+		qm_qmp_log(qmp, QMIG_LOG_WARN, "qmp: %zu events not taken, dropping %s",
+			   qmp->queued_events, what);
+		qmig_qmp_msg_clear(&e->msg);
+		free(e);
+		return 0;
 	}
 	qmp->queued_events++;
+	qmp->queued_cost += cost;
 	enqueue(qmp, e);
 	return 0;
 }
 
-static int reply_id(struct json_object *root, uint64_t *id)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(root, "id", &v) || !json_object_is_type(v, json_type_int))
-		return -1;
-	*id = json_object_get_uint64(v);
-	return 0;
-}
-
-static int on_reply(struct qmig_qmp *qmp, struct json_object *root, struct json_object *ret,
-		    struct json_object *err)
+static int on_reply(struct qmig_qmp *qmp, struct json_object *root, int is_error)
 {
 	struct qm_pending *p = NULL;
+	struct json_object *err = NULL, *ret = NULL;
+	const char *cls = NULL, *desc = NULL;
 	struct qm_entry *e;
+	struct qm_rd rd;
 	uint64_t id = 0;
 
-	if (reply_id(root, &id) == 0)
-		p = pend_find(qmp, id);
-	if (!p) {
-		qmp->stats.unknown_ids++;
-		qm_qmp_log(qmp, QMIG_LOG_WARN, "qmp: dropping a reply with unknown id: %.200s",
-			   json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
-		goto drop;
+	qm_rd_init(&rd, is_error ? "error reply" : "reply");
+	if (is_error) {
+		err = qm_rd_obj(&rd, root, "error");
+		cls = qm_rd_opt_str(&rd, err, "class", "GenericError");
+		desc = qm_rd_opt_str(&rd, err, "desc", "(no description)");
+	} else {
+		qm_rd_has(&rd, root, "return"); /* present: checked by the caller */
 	}
-	if (err && !json_object_is_type(err, json_type_object))
-		return fail(qmp, -EPROTO, "error reply is not an object");
+	if (!qm_rd_has(&rd, root, "id") && !rd.err) {
+		qmp->stats.unknown_ids++;
+		if (is_error)
+			return fail(qmp, -EPROTO, "error reply without an id: %.200s", desc);
+		return fail(qmp, -EPROTO, "reply without an id");
+	}
+	id = qm_rd_u64(&rd, root, "id");
+	if (rd.err)
+		return fail_rd(qmp, &rd);
+	p = pend_find(qmp, id);
+	if (!p) {
+		/* Not in flight: answered already, or never sent. QEMU answers
+		 * each command once, with its id; a peer that does not is lying
+		 * about what it ran, and nothing it says can be trusted. */
+		qmp->stats.unknown_ids++;
+		return fail(qmp, -EPROTO, "reply with id %llu, which answers no command in flight",
+			    (unsigned long long)id);
+	}
 	if (p->abandoned) {
 		qm_qmp_log(qmp, QMIG_LOG_DEBUG, "qmp: late reply to id %llu dropped",
 			   (unsigned long long)id);
@@ -506,59 +579,68 @@ static int on_reply(struct qmig_qmp *qmp, struct json_object *root, struct json_
 	}
 	pend_remove(qmp, p);
 	if (id == qmp->caps_id && qmp->state == QMIG_QMP_NEGOTIATING) {
-		int r = on_caps_reply(qmp, err);
+		int r = on_caps_reply(qmp, desc);
 
 		if (r < 0 || !qmp->caps_manual)
 			goto drop_r;
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e) {
-		json_object_put(root);
+	if (!e)
 		return fail(qmp, -ENOMEM, "out of memory");
-	}
 	e->msg.id = id;
 	e->msg.root = root;
-	if (err) {
+	if (is_error) {
 		e->msg.kind = QMIG_QMP_MSG_ERROR;
-		e->msg.err_class = get_str(err, "class") ? get_str(err, "class") : "GenericError";
-		e->msg.err_desc = get_str(err, "desc") ? get_str(err, "desc") : "(no description)";
+		e->msg.err_class = cls;
+		e->msg.err_desc = desc;
 	} else {
+		/* The value itself may be anything: its reader checks it. */
+		ret = qm_rd_any(&rd, root, "return");
 		e->msg.kind = QMIG_QMP_MSG_REPLY;
 		e->msg.data = ret;
 	}
 	enqueue(qmp, e);
-	return 0;
+	return 1;
 drop:
-	json_object_put(root);
 	return 0;
 drop_r:
-	json_object_put(root);
 	return qmp->err;
 }
 
-/* One complete message; takes the reference to root. */
-static int dispatch(struct qmig_qmp *qmp, struct json_object *root)
+/* One complete message of the given parse cost; takes the reference to root. */
+static int dispatch(struct qmig_qmp *qmp, struct json_object *root, size_t cost)
 {
-	struct json_object *v, *ret = NULL, *err = NULL;
+	struct qm_rd rd;
 	const char *ev;
-	int r;
+	int has_ret, has_err, r;
 
 	qmp->stats.messages++;
-	if (json_object_object_get_ex(root, "QMP", &v)) {
+	qm_rd_init(&rd, "message");
+	if (qm_rd_has(&rd, root, "QMP")) {
 		r = on_greeting(qmp, root);
 		json_object_put(root);
 		return r;
 	}
-	ev = get_str(root, "event");
+	ev = qm_rd_opt_str(&rd, root, "event", NULL);
+	if (rd.err) {
+		json_object_put(root);
+		return fail_rd(qmp, &rd);
+	}
 	if (ev)
-		return on_event(qmp, root, ev);
-	if (json_object_object_get_ex(root, "return", &ret) ||
-	    json_object_object_get_ex(root, "error", &err))
-		return on_reply(qmp, root, ret, err);
-	r = fail(qmp, -EPROTO, "message is neither a reply, an event nor a greeting: %.120s",
-		 json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
-	json_object_put(root);
-	return r;
+		return on_event(qmp, root, ev, cost);
+	has_ret = qm_rd_has(&rd, root, "return");
+	has_err = qm_rd_has(&rd, root, "error");
+	if (has_ret && has_err)
+		r = fail(qmp, -EPROTO, "reply carries both 'return' and 'error'");
+	else if (has_ret || has_err)
+		r = on_reply(qmp, root, has_err);
+	else
+		r = fail(qmp, -EPROTO,
+			 "message is neither a reply, an event nor a greeting: %.120s",
+			 json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+	if (r <= 0)
+		json_object_put(root);
+	return r < 0 ? r : 0;
 }
 
 static int is_ws(char c)
@@ -566,40 +648,137 @@ static int is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* The limit on bytes of the current message: the greeting has its own. */
+static size_t msg_limit(const struct qmig_qmp *qmp, const char **name)
+{
+	if (qmp->state == QMIG_QMP_WAIT_GREETING) {
+		*name = "max_greeting";
+		return qmp->limits.max_greeting;
+	}
+	*name = "max_message";
+	return qmp->limits.max_message;
+}
+
+static void scan_reset(struct qm_scan *s)
+{
+	s->depth = 0;
+	s->str = s->esc = 0;
+	s->cost = 0;
+}
+
+/* Look at the next n bytes of the current message before json-c does:
+ * count their cost and find where the message ends. Returns how many
+ * bytes belong to it (n, or up to and including its closing brace with
+ * *done set), or a negative errno when a limit is exceeded. Malformed
+ * JSON is json-c's to reject; the scanner only has to agree with it on
+ * strings, which it does in strict mode. */
+static long scan(struct qmig_qmp *qmp, const char *p, size_t n, int *done)
+{
+	const struct qmig_qmp_limits *lim = &qmp->limits;
+	struct qm_scan *s = &qmp->scan;
+
+	*done = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+
+		if (s->str) {
+			if (s->esc)
+				s->esc = 0;
+			else if (ch == '\\')
+				s->esc = 1;
+			else if (ch == '"')
+				s->str = 0;
+			continue;
+		}
+		switch (ch) {
+		case '"':
+			s->str = 1;
+			break;
+		case '{':
+		case '[':
+			if (s->depth >= lim->max_depth)
+				return fail(qmp, -ELOOP,
+					    "message nested deeper than %d levels (limit max_depth)",
+					    lim->max_depth);
+			s->commas[++s->depth] = 0;
+			s->cost += ch == '{' ? QM_COST_OBJECT : QM_COST_ARRAY;
+			break;
+		case '}':
+		case ']':
+			if (s->depth > 0 && --s->depth == 0) {
+				*done = 1;
+				return (long)(i + 1);
+			}
+			break;
+		case ',':
+			/* elements = commas + 1 */
+			if (++s->commas[s->depth] >= lim->max_elements)
+				return fail(qmp, -EMSGSIZE,
+					    "message has an array or object of more than %zu "
+					    "elements (limit max_elements)",
+					    lim->max_elements);
+			s->cost++;
+			break;
+		case ':':
+			s->cost++;
+			break;
+		}
+		if (s->cost > lim->max_nodes)
+			return fail(qmp, -EMSGSIZE,
+				    "message would cost more than %zu parse nodes (limit "
+				    "max_nodes; an object counts %d, an array %d, a member 1-2)",
+				    lim->max_nodes, QM_COST_OBJECT, QM_COST_ARRAY);
+	}
+	return (long)n;
+}
+
 /* Parse from p; returns bytes consumed or a negative errno. */
 static long parse_some(struct qmig_qmp *qmp, const char *p, size_t n)
 {
-	size_t room = qmp->limits.max_message - qmp->msg_bytes;
+	const char *lname;
+	size_t limit = msg_limit(qmp, &lname), room;
 	struct json_object *obj;
 	enum json_tokener_error jerr;
 	size_t used;
+	long m;
+	int done;
 
+	room = limit > qmp->msg_bytes ? limit - qmp->msg_bytes : 0;
 	if (n > room)
 		n = room;
 	if (n > INT_MAX / 2)
 		n = INT_MAX / 2;
-	obj = json_tokener_parse_ex(qmp->tok, p, (int)n);
+	m = scan(qmp, p, n, &done);
+	if (m < 0)
+		return m;
+	if (!done && qmp->msg_bytes + (size_t)m >= limit)
+		return fail(qmp, -EMSGSIZE, "%s larger than %zu bytes (limit %s)",
+			    qmp->state == QMIG_QMP_WAIT_GREETING ? "greeting" : "message", limit,
+			    lname);
+	obj = json_tokener_parse_ex(qmp->tok, p, (int)m);
 	jerr = json_tokener_get_error(qmp->tok);
 	if (obj) {
+		size_t cost = qmp->scan.cost;
+
 		used = json_tokener_get_parse_end(qmp->tok);
 		json_tokener_reset(qmp->tok);
+		scan_reset(&qmp->scan);
 		qmp->in_msg = 0;
 		qmp->msg_bytes = 0;
-		if (dispatch(qmp, obj) < 0)
+		if (dispatch(qmp, obj, cost) < 0)
 			return qmp->err;
 		return (long)used;
 	}
-	if (jerr == json_tokener_continue) {
-		qmp->msg_bytes += n;
-		if (qmp->msg_bytes >= qmp->limits.max_message)
-			return fail(qmp, -EMSGSIZE, "message larger than %zu bytes",
-				    qmp->limits.max_message);
-		return (long)n;
+	if (jerr == json_tokener_continue && !done) {
+		qmp->msg_bytes += (size_t)m;
+		return m;
 	}
 	if (jerr == json_tokener_error_depth)
-		return fail(qmp, -ELOOP, "message nested deeper than %d levels",
+		return fail(qmp, -ELOOP, "message nested deeper than %d levels (limit max_depth)",
 			    qmp->limits.max_depth);
-	return fail(qmp, -EPROTO, "bad JSON from the peer: %s", json_tokener_error_desc(jerr));
+	return fail(qmp, -EPROTO, "bad JSON from the peer: %s",
+		    jerr == json_tokener_continue ? "unbalanced brackets"
+						  : json_tokener_error_desc(jerr));
 }
 
 int qmig_qmp_feed(struct qmig_qmp *qmp, const void *buf, size_t len)
@@ -624,6 +803,7 @@ int qmig_qmp_feed(struct qmig_qmp *qmp, const void *buf, size_t len)
 					    "should start",
 					    (unsigned char)*p);
 			qmp->in_msg = 1;
+			scan_reset(&qmp->scan);
 		}
 		n = parse_some(qmp, p, (size_t)(end - p));
 		if (n < 0)

@@ -45,7 +45,8 @@ struct qmig_migrate_info {
 };
 int qmig_cmd_query_migrate(struct qmig_qmp_conn *c, struct qmig_migrate_info *out);
 
-/* migrate-set-capabilities: caps is a json object {"name": bool, ...}. */
+/* migrate-set-capabilities: caps is a json object {"name": bool, ...}
+ * (-EINVAL when a value is not a boolean). */
 int qmig_cmd_migrate_set_capabilities(struct qmig_qmp_conn *c, struct json_object *caps);
 /* query-migrate-capabilities as {"name": bool, ...}; *out is a new reference. */
 int qmig_cmd_query_migrate_capabilities(struct qmig_qmp_conn *c, struct json_object **out);

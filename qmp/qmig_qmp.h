@@ -38,17 +38,29 @@ struct qmig_log_cb {
 
 /* ---- the protocol core --------------------------------------------- */
 
-#define QMIG_QMP_LIMITS_VERSION 1
+#define QMIG_QMP_LIMITS_VERSION 2
 
-/* Defences against a misbehaving peer. */
+/* Defences against a misbehaving peer: what one connection may cost.
+ * The bytes of a message are counted before json-c sees them, so a
+ * message over a limit is refused before it is built. Exceeding any
+ * limit breaks the stream (-EMSGSIZE, -ELOOP) with a message naming it.
+ * Defaults (see docs/ARCHITECTURE.md, "Input from peers", for the
+ * measurements): the largest real reply, query-qmp-schema, is 236 KB,
+ * 1172 elements in its largest array and 63641 nodes on QEMU 10.0. */
 struct qmig_qmp_limits {
 	unsigned int version;
 	size_t max_message;        /* bytes in one JSON message */
 	int max_depth;             /* nesting of arrays/objects */
 	size_t max_pending_events; /* queued, not yet taken by the caller */
+	size_t max_elements;       /* members of one object or elements of one array */
+	size_t max_nodes;          /* parse cost of one message: 10 per object (json-c
+				    * allocates a hash table for each), 2 per array,
+				    * 1 per ',' and ':'; also bounds queued events */
+	size_t max_greeting;       /* bytes of the greeting */
 };
 
-#define QMIG_QMP_LIMITS_INIT {QMIG_QMP_LIMITS_VERSION, 64u << 20, 64, 4096}
+#define QMIG_QMP_LIMITS_INIT \
+	{QMIG_QMP_LIMITS_VERSION, 4u << 20, 64, 4096, 16384, 512u << 10, 16384}
 
 enum qmig_qmp_state {
 	QMIG_QMP_WAIT_GREETING, /* nothing received yet */
@@ -80,7 +92,7 @@ struct qmig_qmp_stats {
 	uint64_t messages;          /* parsed */
 	uint64_t events;            /* received */
 	uint64_t events_dropped;    /* over max_pending_events */
-	uint64_t unknown_ids;       /* replies to ids we never sent, dropped */
+	uint64_t unknown_ids;       /* replies to no command in flight (break the stream) */
 	uint64_t bytes_in, bytes_out;
 };
 
@@ -93,8 +105,9 @@ void qmig_qmp_set_log(struct qmig_qmp *qmp, const struct qmig_log_cb *log);
 /* Feed received bytes. The greeting is consumed internally and answered
  * by queueing qmp_capabilities (with "oob" when the server offers it).
  * Returns 0, or a negative errno once the stream is broken (-EPROTO bad
- * JSON or shape, -EMSGSIZE too large, -ELOOP too deep); after that every
- * call fails the same way. */
+ * JSON or shape, a reply with both "return" and "error", a reply whose id
+ * answers no command in flight; -EMSGSIZE over a size, element or node
+ * limit; -ELOOP too deep); after that every call fails the same way. */
 int qmig_qmp_feed(struct qmig_qmp *qmp, const void *buf, size_t len);
 
 /* Tell the core the peer closed. Fails with -ECONNRESET if a message was
@@ -125,7 +138,7 @@ const char *qmig_qmp_error(const struct qmig_qmp *qmp);
 
 /* ---- the connection ------------------------------------------------- */
 
-#define QMIG_QMP_CONN_OPTS_VERSION 1
+#define QMIG_QMP_CONN_OPTS_VERSION 2
 
 struct qmig_qmp_conn_opts {
 	unsigned int version;

@@ -57,6 +57,8 @@ void qm_rd_strcpy(struct qm_rd *rd, struct json_object *o, const char *key, char
 /* Optional members: absent gives def (and *present = 0 where asked);
  * present but null or of another type fails. */
 int qm_rd_has(struct qm_rd *rd, struct json_object *o, const char *key);
+/* A member of any type, NULL when absent or null (the caller checks it). */
+struct json_object *qm_rd_any(struct qm_rd *rd, struct json_object *o, const char *key);
 struct json_object *qm_rd_opt_obj(struct qm_rd *rd, struct json_object *o, const char *key);
 struct json_object *qm_rd_opt_arr(struct qm_rd *rd, struct json_object *o, const char *key);
 const char *qm_rd_opt_str(struct qm_rd *rd, struct json_object *o, const char *key,
@@ -107,6 +109,8 @@ int qm_parse_query_migrate(struct qm_rd *rd, struct json_object *ret,
 			   struct qmig_migrate_info *out);
 int qm_parse_query_migrate_capabilities(struct qm_rd *rd, struct json_object *ret,
 					struct json_object **out);
+int qm_parse_query_migrate_parameters(struct qm_rd *rd, struct json_object *ret,
+				      struct json_object **out);
 int qm_parse_query_memory_size(struct qm_rd *rd, struct json_object *ret, uint64_t *base_memory);
 int qm_parse_add_fd(struct qm_rd *rd, struct json_object *ret, struct qm_add_fd *out);
 int qm_parse_query_dirty_rate(struct qm_rd *rd, struct json_object *ret,

@@ -241,6 +241,16 @@ void qm_rd_strcpy(struct qm_rd *rd, struct json_object *o, const char *key, char
 
 /* ---- optional ----------------------------------------------------------- */
 
+struct json_object *qm_rd_any(struct qm_rd *rd, struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!qm_rd_has(rd, o, key))
+		return NULL;
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
 int qm_rd_has(struct qm_rd *rd, struct json_object *o, const char *key)
 {
 	struct json_object *v;

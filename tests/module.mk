@@ -9,8 +9,9 @@ ITEST_SCRIPTS += tests/integration/migrate_basic.sh tests/integration/migrate_fa
 	tests/integration/migrate_concurrent.sh tests/integration/migrate_netns.sh
 ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate_recover.sh
 ITEST_SCRIPTS += tests/integration/migrate_tls.sh
-TEST_HELPERS += tests/helpers/qmp_older
+TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
+ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh
 # QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh

@@ -9,33 +9,55 @@
 
 #include "cli.h"
 #include "qmigrate.h"
+#include "qmp_reply.h"
+
+/* Control characters replaced in place. */
+static char *printable(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return s;
+}
 
 struct plan_values {
 	struct json_object *src, *dst; /* name -> value the plan sets */
 };
 
+/* The plan's records are the engine's own, but the names and values in
+ * them came from the QEMUs: read them like a reply. */
 static void collect(const struct qmig_migration_event *ev, void *ud)
 {
 	struct plan_values *pv = ud;
-	struct json_object *side, *cmd, *args, *list, *target;
+	struct json_object *args, *list, *target, *v;
+	const char *side, *cmd, *k;
+	struct qm_rd_iter it;
+	struct qm_rd rd;
 
-	if (strcmp(ev->type, "plan") || !json_object_object_get_ex(ev->record, "command", &cmd) ||
-	    !json_object_object_get_ex(ev->record, "arguments", &args))
+	qm_rd_init(&rd, "plan");
+	if (strcmp(ev->type, "plan") || !qm_rd_has(&rd, ev->record, "command") ||
+	    !qm_rd_has(&rd, ev->record, "arguments"))
 		return;
-	json_object_object_get_ex(ev->record, "side", &side);
-	target = !strcmp(json_object_get_string(side), "source") ? pv->src : pv->dst;
-	if (!strcmp(json_object_get_string(cmd), "migrate-set-parameters")) {
-		json_object_object_foreach(args, k, v)
+	cmd = qm_rd_str(&rd, ev->record, "command");
+	args = qm_rd_obj(&rd, ev->record, "arguments");
+	side = qm_rd_opt_str(&rd, ev->record, "side", "");
+	if (rd.err)
+		return;
+	target = !strcmp(side, "source") ? pv->src : pv->dst;
+	if (!strcmp(cmd, "migrate-set-parameters")) {
+		qm_rd_iter_init(&rd, args, &it);
+		while (qm_rd_iter_next(&it, &k, &v))
 			json_object_object_add(target, k, json_object_get(v));
-	} else if (!strcmp(json_object_get_string(cmd), "migrate-set-capabilities") &&
-		   json_object_object_get_ex(args, "capabilities", &list)) {
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			struct json_object *c = json_object_array_get_idx(list, i), *n, *st;
+	} else if (!strcmp(cmd, "migrate-set-capabilities") &&
+		   (list = qm_rd_opt_arr(&rd, args, "capabilities"))) {
+		for (size_t i = 0; i < qm_rd_len(&rd, list); i++) {
+			struct json_object *c = qm_rd_idx_obj(&rd, list, i);
+			const char *n = qm_rd_str(&rd, c, "capability");
+			int st = qm_rd_bool(&rd, c, "state");
 
-			if (json_object_object_get_ex(c, "capability", &n) &&
-			    json_object_object_get_ex(c, "state", &st))
-				json_object_object_add(target, json_object_get_string(n),
-						       json_object_get(st));
+			if (rd.err)
+				break;
+			json_object_object_add(target, n, json_object_new_boolean(st));
 		}
 	}
 }
@@ -63,14 +85,22 @@ static int dry_plan(const char *src, const char *dst, struct plan_values *pv)
 	return r;
 }
 
+/* A value for the table: its JSON text, printable characters only (a
+ * name or value from a QEMU must not reach the terminal as escapes). */
 static const char *val_str(struct json_object *o, const char *k, char *buf, size_t len)
 {
 	struct json_object *v;
+	struct qm_rd rd;
 
-	if (!o || !json_object_object_get_ex(o, k, &v))
+	qm_rd_init(&rd, "caps");
+	if (!o || !qm_rd_has(&rd, o, k))
 		return "-";
-	snprintf(buf, len, "%s", json_object_get_string(v));
-	return buf;
+	v = qm_rd_any(&rd, o, k);
+	snprintf(buf, len, "%s",
+		 v && json_object_is_type(v, json_type_string)
+		     ? qm_rd_str(&rd, o, k)
+		     : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	return printable(buf);
 }
 
 static void usage(FILE *f)
@@ -85,53 +115,62 @@ static void usage(FILE *f)
 static void table(const char *what, struct json_object *s, struct json_object *d,
 		  struct json_object *ps, struct json_object *pd, struct json_object *out)
 {
-	char a[64], b[64], c[64], e[64];
-	struct json_object *arr = json_object_new_array();
+	char a[64], b[64], c[64], e[64], nm[64];
+	struct json_object *arr = json_object_new_array(), *sv, *dv;
+	struct qm_rd_iter it;
+	struct qm_rd rd;
+	const char *name;
 
+	qm_rd_init(&rd, what);
 	if (!out)
 		printf("\n%-32s %-12s %-12s %-6s %s\n", what, "source", "destination", "both",
 		       "qmigrate sets (src/dst)");
-	json_object_object_foreach(s, name, sv)
-	{
-		int both = json_object_object_get_ex(d, name, NULL);
+	qm_rd_iter_init(&rd, s, &it);
+	while (qm_rd_iter_next(&it, &name, &sv)) {
+		int both = qm_rd_has(&rd, d, name);
 		struct json_object *row;
 
-		(void)sv;
 		if (!out) {
 			char set[140];
 
 			snprintf(set, sizeof(set), "%s/%s", val_str(ps, name, c, sizeof(c)),
 				 val_str(pd, name, e, sizeof(e)));
-			printf("%-32s %-12.12s %-12.12s %-6s %s\n", name, val_str(s, name, a, sizeof(a)),
-			       val_str(d, name, b, sizeof(b)), both ? "yes" : "NO",
-			       strcmp(set, "-/-") ? set : "");
+			snprintf(nm, sizeof(nm), "%s", name);
+			printf("%-32s %-12.12s %-12.12s %-6s %s\n", printable(nm),
+			       val_str(s, name, a, sizeof(a)), val_str(d, name, b, sizeof(b)),
+			       both ? "yes" : "NO", strcmp(set, "-/-") ? set : "");
 			continue;
 		}
 		row = json_object_new_object();
 		json_object_object_add(row, "name", json_object_new_string(name));
 		json_object_object_add(row, "source", json_object_get(sv));
-		if (json_object_object_get_ex(d, name, &sv))
-			json_object_object_add(row, "destination", json_object_get(sv));
+		if (both)
+			json_object_object_add(row, "destination",
+					       json_object_get(qm_rd_any(&rd, d, name)));
 		json_object_object_add(row, "both", json_object_new_boolean(both));
-		if (json_object_object_get_ex(ps, name, &sv))
-			json_object_object_add(row, "set_source", json_object_get(sv));
-		if (json_object_object_get_ex(pd, name, &sv))
-			json_object_object_add(row, "set_destination", json_object_get(sv));
+		if (ps && qm_rd_has(&rd, ps, name))
+			json_object_object_add(row, "set_source",
+					       json_object_get(qm_rd_any(&rd, ps, name)));
+		if (pd && qm_rd_has(&rd, pd, name))
+			json_object_object_add(row, "set_destination",
+					       json_object_get(qm_rd_any(&rd, pd, name)));
 		json_object_array_add(arr, row);
 	}
 	/* Names only the destination has. */
-	json_object_object_foreach(d, dname, dv)
-	{
-		if (json_object_object_get_ex(s, dname, NULL))
+	qm_rd_iter_init(&rd, d, &it);
+	while (qm_rd_iter_next(&it, &name, &dv)) {
+		struct json_object *row;
+
+		if (qm_rd_has(&rd, s, name))
 			continue;
 		if (!out) {
-			printf("%-32s %-12s %-12.12s %-6s\n", dname, "-", val_str(d, dname, b, sizeof(b)),
-			       "NO");
+			snprintf(nm, sizeof(nm), "%s", name);
+			printf("%-32s %-12s %-12.12s %-6s\n", printable(nm), "-",
+			       val_str(d, name, b, sizeof(b)), "NO");
 			continue;
 		}
-		struct json_object *row = json_object_new_object();
-
-		json_object_object_add(row, "name", json_object_new_string(dname));
+		row = json_object_new_object();
+		json_object_object_add(row, "name", json_object_new_string(name));
 		json_object_object_add(row, "destination", json_object_get(dv));
 		json_object_object_add(row, "both", json_object_new_boolean(0));
 		json_object_array_add(arr, row);
@@ -166,14 +205,19 @@ int cmd_caps(int argc, char **argv)
 		die(EXIT_USAGE, "give --src-qmp and --dst-qmp");
 	for (int i = 0; i < 2; i++) {
 		const char *path = i ? dst : src;
+		struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
 		struct qmig_qmp_conn *q;
-		int r = qmig_qmp_conn_open(&q, path, NULL);
+		int r;
 
+		/* The reason a connection failed (a limit, a bad greeting) is
+		 * only told to the log: print it. */
+		co.log.fn = cli_log;
+		r = qmig_qmp_conn_open(&q, path, &co);
 		if (r < 0)
-			die(EXIT_SETUP, "%s: %s", path, strerror(-r));
+			die(EXIT_SETUP, "%s: cannot connect: %s", path, strerror(-r));
 		if (qmig_cmd_query_migrate_capabilities(q, &caps[i]) < 0 ||
 		    qmig_cmd_query_migrate_parameters(q, &params[i]) < 0)
-			die(EXIT_SETUP, "%s: %s", path, qmig_qmp_conn_error(q));
+			die(EXIT_SETUP, "%s", qmig_qmp_conn_error(q)); /* names the socket */
 		qmig_qmp_conn_close(q); /* the dry run opens its own */
 	}
 	dry_plan(src, dst, &pv);

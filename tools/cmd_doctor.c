@@ -25,9 +25,12 @@ static void usage(FILE *f)
 
 static struct qmig_qmp_conn *open_or_die(const char *path)
 {
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
 	struct qmig_qmp_conn *c;
-	int r = qmig_qmp_conn_open(&c, path, NULL);
+	int r;
 
+	co.log.fn = cli_log; /* why the handshake failed (a limit, a bad greeting) */
+	r = qmig_qmp_conn_open(&c, path, &co);
 	if (r < 0)
 		die(EXIT_SETUP, "%s: %s", path, strerror(-r));
 	return c;

@@ -8,6 +8,8 @@
 
 #include "cli.h"
 #include "qmigrate.h"
+#include "qmp_reply.h"
+#include "trace.h"
 
 static void usage(FILE *f, int replay)
 {
@@ -65,7 +67,14 @@ static void print_result(const struct qmig_sim_result *r, const char *policy, in
 	char b[32];
 
 	if (extra) {
-		json_object_object_foreach(extra, k, v)
+		struct qm_rd rd;
+		struct qm_rd_iter it;
+		struct json_object *v;
+		const char *k;
+
+		qm_rd_init(&rd, "result");
+		qm_rd_iter_init(&rd, extra, &it);
+		while (qm_rd_iter_next(&it, &k, &v))
 			json_object_object_add(o, k, json_object_get(v));
 	}
 	if (json) {
@@ -102,85 +111,6 @@ static const struct qmig_policy_ops *pick(const char *name, const char *plugin, 
 	if (!ops)
 		die(EXIT_USAGE, "--policy: '%s' is not one of %s", name, qmig_policy_names());
 	return ops;
-}
-
-/* The environment of a recorded run: its samples' rates over time, and
- * the configuration it recorded first. */
-struct trace {
-	int64_t *t;
-	uint64_t *dirty, *bw;
-	size_t n, cap;
-	struct json_object *config, *result;
-	uint64_t mem;
-};
-
-static void trace_read(struct trace *tr, const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char line[65536];
-
-	if (!f)
-		die(EXIT_USAGE, "%s: cannot open the trace", path);
-	while (fgets(line, sizeof(line), f)) {
-		struct json_object *o = json_tokener_parse(line), *type, *v;
-
-		if (!o || !json_object_object_get_ex(o, "type", &type)) {
-			json_object_put(o);
-			continue;
-		}
-		if (!strcmp(json_object_get_string(type), "config")) {
-			tr->config = o;
-			continue;
-		}
-		if (!strcmp(json_object_get_string(type), "result")) {
-			json_object_put(tr->result);
-			tr->result = o;
-			continue;
-		}
-		if (!strcmp(json_object_get_string(type), "sample") &&
-		    json_object_object_get_ex(o, "status", &v) &&
-		    !strcmp(json_object_get_string(v), "active")) {
-			if (tr->n == tr->cap) {
-				tr->cap = tr->cap ? tr->cap * 2 : 256;
-				tr->t = realloc(tr->t, tr->cap * sizeof(*tr->t));
-				tr->dirty = realloc(tr->dirty, tr->cap * sizeof(*tr->dirty));
-				tr->bw = realloc(tr->bw, tr->cap * sizeof(*tr->bw));
-				if (!tr->t || !tr->dirty || !tr->bw)
-					die(EXIT_FAIL, "out of memory");
-			}
-			json_object_object_get_ex(o, "t_ms", &v);
-			tr->t[tr->n] = json_object_get_int64(v);
-			json_object_object_get_ex(o, "dirty_rate", &v);
-			tr->dirty[tr->n] = (uint64_t)json_object_get_int64(v);
-			json_object_object_get_ex(o, "bandwidth", &v);
-			tr->bw[tr->n] = (uint64_t)json_object_get_int64(v);
-			if (json_object_object_get_ex(o, "total", &v) && !tr->mem)
-				tr->mem = (uint64_t)json_object_get_int64(v);
-			tr->n++;
-		}
-		json_object_put(o);
-	}
-	fclose(f);
-	if (!tr->n)
-		die(EXIT_USAGE, "%s: no precopy samples in this trace (written with --trace?)", path);
-	/* Times from the start of the migration; QEMU measures no dirty rate
-	 * during the first pass, so the first one measured stands for it. */
-	for (size_t i = 1; i < tr->n; i++)
-		tr->t[i] -= tr->t[0];
-	tr->t[0] = 0;
-	for (size_t i = 0; i < tr->n && !tr->dirty[i]; i++)
-		for (size_t j = i; j < tr->n; j++)
-			if (tr->dirty[j]) {
-				tr->dirty[i] = tr->dirty[j];
-				break;
-			}
-}
-
-static int64_t cfg_int(struct json_object *c, const char *k)
-{
-	struct json_object *v;
-
-	return c && json_object_object_get_ex(c, k, &v) ? json_object_get_int64(v) : 0;
 }
 
 static int sim_cmd(int argc, char **argv, int replay)
@@ -226,26 +156,34 @@ static int sim_cmd(int argc, char **argv, int replay)
 	if (replay) {
 		if (optind != argc - 1)
 			die(EXIT_USAGE, "give one TRACE file (see 'qmigrate replay --help')");
-		trace_read(&tr, argv[optind]);
+		char err[256];
+
+		if (trace_read(&tr, argv[optind], err, sizeof(err)) < 0)
+			die(EXIT_USAGE, "%s: %s", argv[optind], err);
 		o.env_t_ms = tr.t;
 		o.env_dirty = tr.dirty;
 		o.env_bandwidth = tr.bw;
 		o.env_n = tr.n;
-		o.mem_bytes = cfg_int(tr.config, "mem_bytes") ? (uint64_t)cfg_int(tr.config, "mem_bytes")
-							       : tr.mem;
-		o.wss_bytes = (uint64_t)cfg_int(tr.config, "wss_bytes");
+		o.mem_bytes = trace_cfg_int(&tr, "mem_bytes") ? (uint64_t)trace_cfg_int(&tr, "mem_bytes")
+							      : tr.mem;
+		o.wss_bytes = (uint64_t)trace_cfg_int(&tr, "wss_bytes");
 		if (!o.downtime_limit_ms)
-			o.downtime_limit_ms = cfg_int(tr.config, "downtime_limit_ms");
-		o.policy.postcopy_allowed |= (int)cfg_int(tr.config, "postcopy");
+			o.downtime_limit_ms = trace_cfg_int(&tr, "downtime_limit_ms");
+		o.policy.postcopy_allowed |= trace_cfg_int(&tr, "postcopy") != 0;
 		extra = json_object_new_object();
 		if (tr.result) {
-			json_object_object_foreach(tr.result, k, val)
-			{
+			struct qm_rd rd;
+			struct qm_rd_iter it;
+			struct json_object *val;
+			const char *k;
+
+			qm_rd_init(&rd, "result");
+			qm_rd_iter_init(&rd, tr.result, &it);
+			while (qm_rd_iter_next(&it, &k, &val))
 				if (!strcmp(k, "passes") || !strcmp(k, "transferred_bytes") ||
 				    !strcmp(k, "total_ms") || !strcmp(k, "engine_total_ms") ||
 				    !strcmp(k, "status"))
 					json_object_object_add(extra, k, json_object_get(val));
-			}
 		}
 		v = extra;
 		extra = json_object_new_object();
@@ -261,11 +199,7 @@ static int sim_cmd(int argc, char **argv, int replay)
 		die(EXIT_USAGE, "the simulation could not start: check --mem, --bandwidth");
 	print_result(&r, ops->name, json, extra);
 	json_object_put(extra);
-	json_object_put(tr.config);
-	json_object_put(tr.result);
-	free(tr.t);
-	free(tr.dirty);
-	free(tr.bw);
+	trace_free(&tr);
 	qmig_policy_unload(dl);
 	return r.converged ? EXIT_OK : EXIT_FAIL;
 }

@@ -9,6 +9,8 @@ libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 procps cpio xz-util
 PKGS="$PKGS g++"
 # make check renders the section-3 man pages with groff (no warnings allowed).
 PKGS="$PKGS groff-base"
+# make check and make fuzz run the libFuzzer targets (tests/fuzz/).
+PKGS="$PKGS clang"
 
 missing=""
 for p in $PKGS; do

@@ -217,7 +217,29 @@ static void test_plugin_errors(void)
 	CU_ASSERT(strstr(msg, "qmig_policy_entry") != NULL);
 }
 
-UNIT_SUITE(policy, NULL, NULL, {"model", test_model}, {"passive", test_passive},
+/* Found by fuzz_trace and fuzz_policy: numbers a hostile QEMU can report
+ * (a huge remaining count at 1 B/s) saturate at 2^60 instead of
+ * overflowing a conversion, or the policies' arithmetic on the result. */
+static void test_model_huge(void)
+{
+	struct qmig_policy_sample s = {0};
+	struct qmig_prediction p;
+
+	s.pass = 2;
+	s.remaining = UINT64_MAX / 2;
+	s.bandwidth = 1;
+	s.dirty_rate = 1;
+	qmig_predict(&s, &p);
+	CU_ASSERT(p.needed_downtime_ms == (int64_t)1 << 60);
+	s.dirty_rate = 0;
+	s.remaining = 1000;
+	s.transferred = UINT64_MAX - 10;
+	s.downtime_limit_ms = 1;
+	qmig_predict(&s, &p);
+	CU_ASSERT(p.total_bytes == (uint64_t)1 << 60);
+}
+
+UNIT_SUITE(policy, NULL, NULL, {"model with huge numbers", test_model_huge}, {"model", test_model}, {"passive", test_passive},
 	   {"nova", test_nova}, {"kubevirt", test_kubevirt}, {"proxmox", test_proxmox},
 	   {"predictive", test_predictive}, {"simulator", test_sim},
 	   {"plugin errors", test_plugin_errors})

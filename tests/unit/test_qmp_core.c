@@ -225,27 +225,87 @@ static void log_free(void *ud)
 	*(int *)ud += 1000;
 }
 
+/* A reply that answers no command in flight (never sent, answered
+ * already, no id, an id that is not a number) breaks the stream at once:
+ * waiting for the right one would only end in a timeout. */
 static void test_unknown_ids(void)
 {
-	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
-	int calls = 0;
-	struct qmig_log_cb log = {log_fn, &calls, log_free};
-	struct qmig_qmp_stats st;
-	struct qmig_qmp_msg m;
+	static const char *const bad[] = {
+	    "{\"return\": {}, \"id\": 999}\r\n",
+	    "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+	    "{\"return\": {}, \"id\": \"text\"}\r\n",
+	    "{\"return\": {}, \"id\": -1}\r\n",
+	};
+	static const char *const why[] = {"id 999, which answers no command",
+					   "without an id: JSON parse error",
+					   "'id' is a string, not an integer", "'id' is negative"};
 
-	qmig_qmp_set_log(q, &log);
-	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 999}\r\n") == 0);
-	CU_ASSERT(feed(q, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
-			  "error\"}}\r\n") == 0);
-	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": \"text\"}\r\n") == 0);
-	CU_ASSERT(qmig_qmp_next(q, &m) == 0);
-	qmig_qmp_get_stats(q, &st);
-	CU_ASSERT(st.unknown_ids == 3);
-	CU_ASSERT(calls >= 3);
-	CU_ASSERT(strstr(logged, "unknown id") != NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+		int calls = 0;
+		struct qmig_log_cb log = {log_fn, &calls, log_free};
+		struct qmig_qmp_msg m;
+
+		qmig_qmp_set_log(q, &log);
+		CU_ASSERT(feed(q, bad[i]) == -EPROTO);
+		CU_ASSERT(strstr(qmig_qmp_error(q), why[i]) != NULL);
+		CU_ASSERT(strstr(logged, why[i]) != NULL);
+		CU_ASSERT(qmig_qmp_next(q, &m) == 0);
+		CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_BROKEN);
+		qmig_qmp_free(q);
+		CU_ASSERT(calls >= 1001); /* free ran exactly once */
+		CU_ASSERT(calls < 2000);
+	}
+}
+
+/* An id we sent whose reply came already: the answer to another command. */
+static void test_answered_id(void)
+{
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	struct qmig_qmp_msg m;
+	uint64_t id;
+	char reply[96];
+
+	CU_ASSERT(qmig_qmp_command(q, "query-status", NULL, 0, &id) == 0);
+	snprintf(reply, sizeof(reply), "{\"return\": {}, \"id\": %llu}\r\n", (unsigned long long)id);
+	CU_ASSERT(feed(q, reply) == 0);
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	qmig_qmp_msg_clear(&m);
+	CU_ASSERT(qmig_qmp_command(q, "query-migrate", NULL, 0, &id) == 0);
+	CU_ASSERT(feed(q, reply) == -EPROTO);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "answers no command in flight") != NULL);
 	qmig_qmp_free(q);
-	CU_ASSERT(calls >= 1003); /* free ran exactly once */
-	CU_ASSERT(calls < 2000);
+}
+
+/* Found by fuzz_qmp_core: the output of a core that never queued a byte
+ * (no greeting yet, nothing held) was NULL + 0. */
+static void test_output_empty(void)
+{
+	struct qmig_qmp *q;
+	size_t len = 1;
+
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	CU_ASSERT(qmig_qmp_output(q, &len) != NULL);
+	CU_ASSERT(len == 0);
+	qmig_qmp_output_done(q, 0);
+	qmig_qmp_free(q);
+}
+
+/* Both "return" and "error": which one did QEMU mean? Neither is trusted. */
+static void test_return_and_error(void)
+{
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	uint64_t id;
+	char reply[160];
+
+	CU_ASSERT(qmig_qmp_command(q, "query-status", NULL, 0, &id) == 0);
+	snprintf(reply, sizeof(reply),
+		 "{\"return\": {}, \"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}, "
+		 "\"id\": %llu}\r\n",
+		 (unsigned long long)id);
+	CU_ASSERT(feed(q, reply) == -EPROTO);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "both 'return' and 'error'") != NULL);
+	qmig_qmp_free(q);
 }
 
 static void test_events(void)
@@ -337,6 +397,152 @@ static void test_limit_depth(void)
 	qmig_qmp_free(q);
 }
 
+/* A reply {"return": [EL,EL,...], "id": 2} with n elements, fed at once. */
+static int feed_array(struct qmig_qmp *q, const char *el, size_t n)
+{
+	size_t el_n = strlen(el), len = 0;
+	char *b = malloc(64 + n * (el_n + 1));
+	int r;
+
+	len += (size_t)sprintf(b, "{\"return\": [");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			b[len++] = ',';
+		memcpy(b + len, el, el_n);
+		len += el_n;
+	}
+	len += (size_t)sprintf(b + len, "], \"id\": 2}\r\n");
+	r = qmig_qmp_feed(q, b, len);
+	free(b);
+	return r;
+}
+
+static void test_limit_elements(void)
+{
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	struct qmig_qmp_msg m;
+
+	CU_ASSERT(qmig_qmp_command(q, "x", NULL, 0, NULL) == 0);
+	CU_ASSERT(feed_array(q, "1", 16384) == 0); /* the limit itself is allowed */
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	qmig_qmp_msg_clear(&m);
+	CU_ASSERT(qmig_qmp_command(q, "x", NULL, 0, NULL) == 0);
+	CU_ASSERT(feed_array(q, "1", 16385) == -EMSGSIZE);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "more than 16384 elements (limit max_elements)") != NULL);
+	qmig_qmp_free(q);
+}
+
+/* Objects are what json-c makes big: the node budget counts them 10. */
+static void test_limit_nodes(void)
+{
+	struct qmig_qmp_limits lim = QMIG_QMP_LIMITS_INIT;
+	struct qmig_qmp *q;
+	struct qmig_qmp_msg m;
+
+	lim.max_nodes = 1000;
+	q = ready_core(GREETING_OOB, &lim);
+	CU_ASSERT(qmig_qmp_command(q, "x", NULL, 0, NULL) == 0);
+	CU_ASSERT(feed_array(q, "{}", 80) == 0); /* 10+1+2 + 80*10 + 79 + 2 = 894 */
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	qmig_qmp_msg_clear(&m);
+	CU_ASSERT(qmig_qmp_command(q, "x", NULL, 0, NULL) == 0);
+	CU_ASSERT(feed_array(q, "{}", 90) == -EMSGSIZE);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "(limit max_nodes") != NULL);
+	qmig_qmp_free(q);
+}
+
+static void test_limit_greeting(void)
+{
+	struct qmig_qmp *q;
+	char x[1024];
+	int r = 0;
+
+	memset(x, 'x', sizeof(x));
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	CU_ASSERT(feed(q, "{\"QMP\": {\"version\": {}, \"package\": \"") == 0);
+	for (int i = 0; i < 100 && r == 0; i++)
+		r = qmig_qmp_feed(q, x, sizeof(x));
+	CU_ASSERT(r == -EMSGSIZE);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "greeting larger than 16384 bytes (limit max_greeting)") !=
+		  NULL);
+	qmig_qmp_free(q);
+}
+
+/* The largest real reply passes the default limits with room to spare. */
+static void test_limit_schema_fits(void)
+{
+	struct json_object *o =
+	    json_object_from_file(QMIG_BUILD_GUESTDIR "/../data/qmp-schema-7.2.json");
+	struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+	struct qmig_qmp_msg m;
+	const char *s;
+	char *b;
+
+	CU_ASSERT_FATAL(o != NULL);
+	CU_ASSERT(qmig_qmp_command(q, "query-qmp-schema", NULL, 0, NULL) == 0);
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	CU_ASSERT_FATAL(asprintf(&b, "{\"return\": %s, \"id\": 2}\r\n", s) > 0);
+	/* in odd chunks, as a socket would deliver it */
+	for (size_t off = 0, n = strlen(b); off < n; off += 4093)
+		CU_ASSERT_FATAL(qmig_qmp_feed(q, b + off, n - off < 4093 ? n - off : 4093) == 0);
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	CU_ASSERT(m.kind == QMIG_QMP_MSG_REPLY && json_object_is_type(m.data, json_type_array));
+	qmig_qmp_msg_clear(&m);
+	free(b);
+	json_object_put(o);
+	qmig_qmp_free(q);
+}
+
+/* Queued events are bounded by what they cost too, not only by number. */
+static void test_limit_event_cost(void)
+{
+	struct qmig_qmp_limits lim = QMIG_QMP_LIMITS_INIT;
+	struct qmig_qmp *q;
+	struct qmig_qmp_stats st;
+	struct qmig_qmp_msg m;
+	int n = 0;
+
+	lim.max_nodes = 120;
+	q = ready_core(GREETING_OOB, &lim);
+	for (int i = 0; i < 5; i++) /* each costs 3 objects, 4 ':' and 4 ',' = 38 */
+		CU_ASSERT(feed(q, "{\"event\": \"X\", \"data\": {}, \"timestamp\": {\"seconds\": 1, "
+				  "\"microseconds\": 2}}\r\n") == 0);
+	qmig_qmp_get_stats(q, &st);
+	CU_ASSERT(st.events == 5);
+	CU_ASSERT(st.events_dropped == 2);
+	while (qmig_qmp_next(q, &m) == 1) {
+		n++;
+		qmig_qmp_msg_clear(&m);
+	}
+	CU_ASSERT(n == 3);
+	/* taken: room again */
+	CU_ASSERT(feed(q, "{\"event\": \"X\"}\r\n") == 0);
+	CU_ASSERT(qmig_qmp_next(q, &m) == 1);
+	qmig_qmp_msg_clear(&m);
+	qmig_qmp_free(q);
+}
+
+/* A timestamp a caller cannot turn into microseconds is a lie. */
+static void test_event_bad_timestamp(void)
+{
+	static const char *const bad[] = {
+	    "{\"event\": \"X\", \"timestamp\": {\"seconds\": 9223372036854775807, "
+	    "\"microseconds\": 0}}\r\n",
+	    "{\"event\": \"X\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 1000000}}\r\n",
+	    "{\"event\": \"X\", \"timestamp\": {\"seconds\": \"1\", \"microseconds\": 0}}\r\n",
+	    "{\"event\": \"X\", \"data\": [], \"timestamp\": {\"seconds\": 1, "
+	    "\"microseconds\": 0}}\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct qmig_qmp *q = ready_core(GREETING_OOB, NULL);
+
+		CU_ASSERT(feed(q, bad[i]) == -EPROTO);
+		CU_ASSERT(strstr(qmig_qmp_error(q), "event X: ") != NULL);
+		qmig_qmp_free(q);
+	}
+}
+
 static void test_garbage(void)
 {
 	static const char *bad[] = {
@@ -423,11 +629,20 @@ UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"oob command", test_oob_command},
 	   {"split byte by byte", test_split_bytes},
 	   {"several messages per feed", test_several_per_feed},
-	   {"unknown ids dropped and logged", test_unknown_ids},
+	   {"unknown ids break the stream", test_unknown_ids},
+   {"a reply with the id of an answered command", test_answered_id},
+   {"a reply with both return and error", test_return_and_error},
+   {"output of a core with nothing queued", test_output_empty},
 	   {"events with timestamps", test_events},
 	   {"error replies", test_error_reply},
 	   {"limit: message size", test_limit_size},
 	   {"limit: nesting depth", test_limit_depth},
+	   {"limit: elements of one array", test_limit_elements},
+	   {"limit: parse nodes", test_limit_nodes},
+	   {"limit: an endless greeting", test_limit_greeting},
+	   {"limit: the QEMU 7.2 schema fits", test_limit_schema_fits},
+	   {"limit: the cost of queued events", test_limit_event_cost},
+	   {"events with timestamps out of range", test_event_bad_timestamp},
 	   {"garbage", test_garbage},
 	   {"limit: pending events", test_event_limit},
 	   {"eof", test_eof},
