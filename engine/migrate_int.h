@@ -116,6 +116,8 @@ struct qmig_migration {
 	enum qm_owner owner;
 	char job[32];
 	char tls_id[64];
+	char authz_id[64];            /* tls.c: our authz-list on the destination, "" none */
+	char authz_dn[256];           /* the source certificate's subject it allows */
 	char jpath[4096];             /* "" when there is no journal */
 	char dump_dir[128];           /* a RAM dump directory that may exist */
 	int64_t pid_start;

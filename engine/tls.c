@@ -2,7 +2,13 @@
  * directories are checked with OpenSSL first, so a wrong CA, host name,
  * key or date is a clear refusal before any QMP command touches a guest,
  * not QEMU's "failed" halfway through. The objects are removed again
- * after the migration or its rollback. */
+ * after the migration or its rollback.
+ *
+ * verify-peer only says the source's certificate comes from the CA; with
+ * one CA for many hosts, any host could then migrate into this one. So
+ * when the source's certificate carries a name, the destination also gets
+ * an authz-list that allows exactly that certificate's subject (tls-authz),
+ * unless the caller names its own authz object or "none". */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +22,53 @@ static const char *param_str(struct json_object *params, const char *name)
 	if (!params || !json_object_object_get_ex(params, name, &v))
 		return NULL;
 	return json_object_get_string(v);
+}
+
+/* Decide on our own authz-list: m->authz_id set when there is to be one. */
+static int plan_authz(struct qmig_migration *m)
+{
+	const char *want = m->o.tls_authz;
+	struct qmig_schema *schema = qm_side_schema(m, &m->side[DST]);
+	char msg[512] = "";
+	int r;
+
+	m->authz_id[0] = 0;
+	if (want && strcmp(want, "auto"))
+		return 0; /* "none", or the caller's own object */
+	r = qmig_tls_client_subject(m->o.tls_dir, m->authz_dn, sizeof(m->authz_dn), msg,
+				    sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "TLS: source certificate: %s", msg);
+	if (r == 0) {
+		qm_log(m, QMIG_LOG_WARN, "TLS: the source's certificate has no common name: the "
+		       "destination accepts any certificate from the CA (no authz rule)");
+		return 0;
+	}
+	if (!param_str(m->side[DST].orig_params, "tls-authz") ||
+	    !qmig_schema_has_enum_value(schema, "object-add", "qom-type", "authz-list")) {
+		qm_log(m, QMIG_LOG_WARN, "TLS: the destination QEMU has no authz-list or "
+		       "tls-authz: it accepts any certificate from the CA");
+		return 0;
+	}
+	snprintf(m->authz_id, sizeof(m->authz_id), "qmigrate-authz-%s", m->job);
+	return 0;
+}
+
+/* Only the source's certificate subject, exactly. */
+static struct json_object *authz_object(struct qmig_migration *m)
+{
+	struct json_object *obj = json_object_new_object(), *rules = json_object_new_array(),
+			   *rule = json_object_new_object();
+
+	json_object_object_add(rule, "match", json_object_new_string(m->authz_dn));
+	json_object_object_add(rule, "policy", json_object_new_string("allow"));
+	json_object_object_add(rule, "format", json_object_new_string("exact"));
+	json_object_array_add(rules, rule);
+	json_object_object_add(obj, "qom-type", json_object_new_string("authz-list"));
+	json_object_object_add(obj, "id", json_object_new_string(m->authz_id));
+	json_object_object_add(obj, "policy", json_object_new_string("deny"));
+	json_object_object_add(obj, "rules", rules);
+	return obj;
 }
 
 int qm_tls_check(struct qmig_migration *m)
@@ -47,7 +100,7 @@ int qm_tls_check(struct qmig_migration *m)
 	r = qmig_tls_validate_pair(m->o.tls_dir, m->o.tls_dst_dir, msg, sizeof(msg));
 	if (r < 0)
 		return qm_fail(m, r, "TLS: %s", msg);
-	return 0;
+	return plan_authz(m);
 }
 
 /* The object-add step for one side, and the parameters that use it. */
@@ -55,6 +108,7 @@ int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *pa
 {
 	int dst = s == &m->side[DST];
 	struct json_object *obj;
+	int r;
 
 	if (!m->o.tls_dir)
 		return 0;
@@ -67,14 +121,21 @@ int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *pa
 		json_object_object_add(obj, "endpoint",
 				       json_object_new_string(dst ? "server" : "client"));
 		json_object_object_add(obj, "verify-peer", json_object_new_boolean(1));
-		return qm_plan_add(m, dst ? DST : SRC, "object-add", obj,
-				   "TLS credentials for the stream (removed afterwards)");
+		r = qm_plan_add(m, dst ? DST : SRC, "object-add", obj,
+				"TLS credentials for the stream (removed afterwards)");
+		if (r == 0 && dst && m->authz_id[0])
+			r = qm_plan_add(m, DST, "object-add", authz_object(m),
+					"accept only the source's certificate (removed afterwards)");
+		return r;
 	}
 	json_object_object_add(params, "tls-creds", json_object_new_string(QM_TLS_ID));
 	if (!dst)
 		json_object_object_add(params, "tls-hostname",
 				       json_object_new_string(m->o.tls_hostname));
-	if (dst && m->o.tls_authz)
+	if (dst && m->authz_id[0])
+		json_object_object_add(params, "tls-authz", json_object_new_string(m->authz_id));
+	else if (dst && m->o.tls_authz && strcmp(m->o.tls_authz, "none") &&
+		 strcmp(m->o.tls_authz, "auto"))
 		json_object_object_add(params, "tls-authz", json_object_new_string(m->o.tls_authz));
 	return 0;
 }
@@ -89,6 +150,11 @@ void qm_tls_cleanup(struct qmig_migration *m, struct side *s)
 	if (r < 0)
 		qm_log(m, QMIG_LOG_WARN, "%s: could not remove the TLS object: %s", s->name,
 		       qmig_qmp_conn_error(s->qmp));
-	else
+	if (s == &m->side[DST] && m->authz_id[0] && qmig_cmd_object_del(s->qmp, m->authz_id) < 0) {
+		qm_log(m, QMIG_LOG_WARN, "%s: could not remove the authz object: %s", s->name,
+		       qmig_qmp_conn_error(s->qmp));
+		r = -EIO;
+	}
+	if (r == 0)
 		s->tls_object = 0;
 }

@@ -162,7 +162,7 @@ int qmig_tls_ca_init(const char *ca_dir, const struct qmig_tls_init_opts *opts, 
  * ca_dir: a copy of ca-cert.pem, and a new key and certificate for each
  * endpoint. hosts[] (n >= 1) are host names and IP addresses, all put in
  * the subjectAltName of both certificates; the first is the common name
- * (so the client certificate's subject is "CN=hosts[0],O=qmigrate", what
+ * (so the client certificate's subject is "O=qmigrate,CN=hosts[0]", what
  * the other side's authz rule allows). Private keys are written mode
  * 0600, files are written to a temporary name and renamed, so a failure
  * leaves no partial file behind. dir may not be ca_dir.
@@ -215,8 +215,8 @@ int qmig_tls_validate_pair(const char *src_dir, const char *dst_dir, char *msg,
 			   size_t msg_len);
 
 /*
- * The subject of dir/client-cert.pem as GnuTLS prints it (RFC 4514, e.g.
- * "CN=src.example,O=qmigrate"): what a destination's authz-list allows.
+ * The subject of dir/client-cert.pem as GnuTLS prints it (e.g.
+ * "O=qmigrate,CN=src.example"): what a destination's authz-list allows.
  * Returns 1 and fills buf when the certificate carries a common name, 0
  * when it has none (nothing to authorize by), or a negative errno.
  */

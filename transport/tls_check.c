@@ -448,9 +448,11 @@ int qmig_tls_client_subject(const char *dir, char *buf, size_t len, char *msg, s
 		X509_free(cert);
 		return 0;
 	}
-	/* RFC 4514, most specific first, as GnuTLS (and so QEMU) prints it. */
+	/* RFC 4514 escaping, in the certificate's own order: what GnuTLS's
+	 * gnutls_x509_crt_get_dn() gives QEMU's authz check (seen from QEMU
+	 * 7.2: "TLS x509 authz check for O=qmigrate,CN=src.example"). */
 	b = BIO_new(BIO_s_mem());
-	if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0)
+	if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0)
 		k = BIO_read(b, buf, (int)len - 1);
 	BIO_free(b);
 	X509_free(cert);

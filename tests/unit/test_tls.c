@@ -281,7 +281,7 @@ static void test_ca_and_issue(void)
 	CU_ASSERT(na > 0 && nb > 0 && (na != nb || memcmp(a, b, na)));
 	CU_ASSERT_EQUAL(qmig_tls_client_subject(path("h-src", ""), subj, sizeof(subj), msg,
 						sizeof(msg)), 1);
-	CU_ASSERT_STRING_EQUAL(subj, "CN=src.example,O=qmigrate");
+	CU_ASSERT_STRING_EQUAL(subj, "O=qmigrate,CN=src.example");
 	/* Never into the CA's own directory; an existing CA is kept. */
 	CU_ASSERT_EQUAL(qmig_tls_issue(path("pki", ""), path("pki", ""), src, 1, NULL, msg,
 				       sizeof(msg)), -EINVAL);
