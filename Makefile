@@ -182,6 +182,7 @@ install: all
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/
 	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/; done
 	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
+	[ -n "$(DESTDIR)" ] || sh tools/deps.sh --user
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(STATIC_LIB) $(DESTDIR)$(LIBDIR)/$(SHARED_LIB) \

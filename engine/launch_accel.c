@@ -75,6 +75,9 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 		return 0;
 	}
 	s.argv = (const char *const *)a.v;
+	s.change_id = spec->change_id;
+	s.uid = spec->uid;
+	s.gid = spec->gid;
 	s.out_path = out;
 	r = qm_spawn(&s, &pid, &pidfd, msg, sizeof(msg));
 	qm_argv_free(&a);

@@ -2,6 +2,7 @@
  * epoll fd, a timeout, a non-blocking step), events and results. The
  * phases themselves are in phases.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
@@ -152,6 +153,8 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 		return -ENOMEM;
 	if (opts->version < 2)
 		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, dst_qemu_binary));
+	else if (opts->version < 3)
+		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, trace_overwrite));
 	else
 		m->o = *opts;
 	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);
@@ -203,10 +206,19 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 		return err;
 	}
 	if (m->o.trace_path) {
-		m->trace = fopen(m->o.trace_path, "we");
+		/* A new file, never through a link; an existing one only
+		 * when asked (it may be another run's trace, or not a trace). */
+		int fd = open(m->o.trace_path,
+			      O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+				      (m->o.trace_overwrite ? O_TRUNC : O_EXCL),
+			      0644);
+
+		m->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
 		if (!m->trace) {
 			int err = -errno;
 
+			if (fd >= 0)
+				close(fd);
 			close(m->epfd);
 			close(m->tfd);
 			for (int i = 0; i < QM_NSTRS; i++)
