@@ -121,9 +121,46 @@ static void remove_runtime_dir(struct qmig_vm *vm)
 	}
 }
 
+static int in_groups(const struct qmig_vm *vm, gid_t gid)
+{
+	if (gid == vm->gid)
+		return 1;
+	for (int i = 0; i < vm->ngroups; i++)
+		if (vm->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* Can QEMU's user search every directory above path? NULL, or the first
+ * one it cannot (in buf). */
+static const char *blocked_for(const struct qmig_vm *vm, const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(buf, len, "%s", path);
+	while ((slash = strrchr(buf, '/'))) {
+		mode_t need;
+
+		if (slash == buf)
+			slash[1] = 0;
+		else
+			*slash = 0;
+		if (stat(buf, &st) < 0)
+			return buf;
+		need = st.st_uid == vm->uid ? S_IXUSR : in_groups(vm, st.st_gid) ? S_IXGRP : S_IXOTH;
+		if (!(st.st_mode & need))
+			return buf;
+		if (slash == buf)
+			break;
+	}
+	return NULL;
+}
+
 static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
 			    size_t msg_len)
 {
+	char blocked[256];
 	const char *base = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 
@@ -145,8 +182,15 @@ static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec,
 			return -e;
 		}
 	} else {
+		char probe[128];
+
 		if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 ||
 		    !S_ISDIR(st.st_mode))
+			base = "/tmp";
+		/* QEMU's user must reach its directory: root's own runtime
+		 * directory (e.g. /run/user/0, 0700) will not do. */
+		snprintf(probe, sizeof(probe), "%s/x", base);
+		if (vm->change_id && blocked_for(vm, probe, blocked, sizeof(blocked)))
 			base = "/tmp";
 		qm_launch_gc(base);
 		snprintf(vm->dir, sizeof(vm->dir), "%s/qmig-vm-XXXXXX", base);
@@ -159,6 +203,11 @@ static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec,
 			return -e;
 		}
 		vm->own_dir = 1;
+	}
+	if (vm->change_id && blocked_for(vm, vm->dir, blocked, sizeof(blocked))) {
+		snprintf(msg, msg_len, "QEMU's user (uid %u) cannot reach %s: %s is closed to it",
+			 (unsigned)vm->uid, vm->dir, blocked);
+		return -EACCES;
 	}
 	if (vm->change_id && chown(vm->dir, vm->uid, vm->gid) < 0) {
 		int e = errno;
