@@ -77,8 +77,11 @@ refused "key mismatch" "does not match" --tls "$T/mismatch"
 # A client without a certificate while the destination requires one.
 cp -r "$C" "$T/noclient"; rm "$T/noclient/client-cert.pem"
 refused "no client certificate" "client-cert.pem" --tls "$T/noclient"
-# A plain-TCP source talking to a TLS destination.
-$QMIGRATE qmp "$dst_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t0\",\"dir\":\"$C\",\"endpoint\":\"server\"}" > /dev/null
+# A plain-TCP source talking to a TLS destination (QEMU's own copy).
+mkdir -m 711 "$T/q" && cp -r "$C" "$T/q/c" && chown -R "$(stat -c %u:%g "$dst_qmp")" "$T/q/c"
+chmod 711 "$T"
+$QMIGRATE qmp "$dst_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t0\",\"dir\":\"$T/q/c\",\"endpoint\":\"server\"}" > /dev/null ||
+	fail "object-add t0"
 $QMIGRATE qmp "$dst_qmp" migrate-set-parameters '{"tls-creds":"t0"}' > /dev/null
 refused "plain to TLS" "expects TLS"
 
@@ -88,14 +91,24 @@ refused "plain to TLS" "expects TLS"
 $QMIGRATE tls issue --ca "$T/ca" --host rogue.example --out "$T/rogue" > /dev/null
 launch_guest s2 --guest tiny --mem 128M --accel tcg
 launch_guest d2 --guest tiny --mem 128M --incoming --accel tcg
+# The QEMUs run as qmigrate's unprivileged user: like qmigrate itself,
+# give them copies they own, in a directory they can reach.
+QD=$(mktemp -d /tmp/qmig-tlsq.XXXXXX)
+rm_qd() { rm -rf "$QD"; }
+CLEANUP_HOOKS="$CLEANUP_HOOKS rm_qd"
+chmod 711 "$QD"
+cp -r "$T/dst" "$QD/dst"; cp -r "$T/rogue" "$QD/rogue"
+chown -R "$(stat -c %u:%g "$d2_qmp")" "$QD/dst"
+chown -R "$(stat -c %u:%g "$s2_qmp")" "$QD/rogue"
+chown "$(stat -c %u:%g "$d2_qmp")" "$QD" # the destination listens there
 qq() { $QMIGRATE qmp "$@" > /dev/null || fail "qmp $*"; }
-qq "$d2_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"dir\":\"$T/dst\",\"endpoint\":\"server\",\"verify-peer\":true}"
+qq "$d2_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"dir\":\"$QD/dst\",\"endpoint\":\"server\",\"verify-peer\":true}"
 qq "$d2_qmp" object-add '{"qom-type":"authz-list","id":"a1","policy":"deny","rules":[{"match":"O=qmigrate,CN=src.example","policy":"allow","format":"exact"}]}'
 qq "$d2_qmp" migrate-set-parameters '{"tls-creds":"t1","tls-authz":"a1"}'
-qq "$d2_qmp" migrate-incoming "{\"uri\":\"unix:$T/authz.sock\"}"
-qq "$s2_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"dir\":\"$T/rogue\",\"endpoint\":\"client\"}"
+qq "$d2_qmp" migrate-incoming "{\"uri\":\"unix:$QD/authz.sock\"}"
+qq "$s2_qmp" object-add "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t1\",\"dir\":\"$QD/rogue\",\"endpoint\":\"client\"}"
 qq "$s2_qmp" migrate-set-parameters '{"tls-creds":"t1","tls-hostname":"127.0.0.1"}'
-qq "$s2_qmp" migrate "{\"uri\":\"unix:$T/authz.sock\"}"
+qq "$s2_qmp" migrate "{\"uri\":\"unix:$QD/authz.sock\"}"
 i=0
 until $QMIGRATE qmp "$s2_qmp" query-migrate | grep -q '"status": *"failed"'; do
 	i=$((i + 1)); [ $i -gt 200 ] && fail "rogue migration did not fail"
