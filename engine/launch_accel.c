@@ -59,6 +59,11 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 	qm_argv_add(&a, "none");
 	qm_argv_add(&a, "-nodefaults");
 	qm_argv_add(&a, "-no-user-config");
+	if (!spec->no_sandbox) {
+		qm_argv_add(&a, "-sandbox");
+		qm_argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+				"resourcecontrol=deny");
+	}
 	qm_argv_add(&a, "-accel");
 	qm_argv_add(&a, "kvm");
 	qm_argv_add(&a, "-m");

@@ -28,7 +28,7 @@ RAM=$(mktemp "$SHM/qmig-linux-ram.XXXXXX")
 rm_ram() { rm -f "$RAM"; }
 CLEANUP_HOOKS="rm_ram"
 LOG=$QDIR/serial.log
-# QEMU runs as qmigrate's unprivileged user (as_qemu): its RAM file and
+# QEMU runs as qmigrate's unprivileged user ($AS_QEMU): its RAM file and
 # serial log are that user's; the kernel and initrd come as open files.
 mine() { [ "$QDIR" = "$T" ] || chown "$QEMU_USER:" "$@"; }
 mine "$RAM"
@@ -36,7 +36,7 @@ mine "$RAM"
 boot() { # PORT: start QEMU; QEMU_PID
 	: > "$LOG"
 	mine "$LOG"
-	as_qemu qemu-system-x86_64 -machine pc,memory-backend=ram0 -accel tcg -smp 1 -m 262152k \
+	$AS_QEMU qemu-system-x86_64 -machine pc,memory-backend=ram0 -accel tcg -smp 1 -m 262152k \
 		-object memory-backend-file,id=ram0,size=262152k,mem-path="$RAM",share=on \
 		-nodefaults -display none -no-reboot -serial "file:$LOG" \
 		-kernel /proc/self/fd/3 -initrd /proc/self/fd/4 \

@@ -6,7 +6,7 @@
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
 [ -x "$QMIGRATE" ] || fail "$QMIGRATE not built"
 
-as_qemu qemu-system-x86_64 -M none -display none -nodefaults -name cli-test \
+$AS_QEMU qemu-system-x86_64 -M none -display none -nodefaults -name cli-test \
 	-qmp "unix:$QDIR/qmp.sock,server=on,wait=off" </dev/null >"$T/qemu.log" 2>&1 &
 PIDS="$PIDS $!"
 i=0
