@@ -210,6 +210,7 @@ install: all
 	install -d $(DESTDIR)$(MANPREFIX)/man3
 	for m in docs/qmigrate.3 $(MAN3_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man3/; done
 	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
+	[ -n "$(DESTDIR)" ] || sh tools/deps.sh --user
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(STATIC_LIB) $(DESTDIR)$(LIBDIR)/$(SHARED_LIB) \

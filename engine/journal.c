@@ -112,6 +112,8 @@ static struct json_object *side_json(struct qmig_migration *m, struct side *s, i
 	json_object_object_add(o, "set_params", json_object_get(s->set_params));
 	if (m->o.tls_dir)
 		json_object_array_add(objs, json_object_new_string(m->tls_id));
+	if (m->authz_id[0] && i == DST)
+		json_object_array_add(objs, json_object_new_string(m->authz_id));
 	json_object_object_add(o, "objects", objs);
 	json_object_object_add(o, "incoming_started", json_object_new_boolean(s->incoming_started));
 	return o;

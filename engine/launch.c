@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,12 @@ struct qmig_vm {
 	char qmp[300], serial[300], log[300], err_path[300];
 	char accel[64];
 	uint64_t mem_bytes;
+	/* Who QEMU runs as: change_id set when not as ourselves. */
+	int change_id;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[32];
+	int ngroups;
 	char *stderr_text;
 	struct qmig_log_cb log_cb;
 	/* Log lines of the launch itself, delivered only once it succeeded
@@ -64,9 +72,11 @@ static void vm_log(struct qmig_vm *vm, enum qmig_log_level lvl, const char *fmt,
 	vm->pending_lvl[vm->n_pending++] = lvl;
 }
 
+/* QEMU's user owns the runtime directory: never follow a link it put
+ * there, nor block on a FIFO. */
 char *qm_launch_read_tail(const char *path, size_t max)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	struct stat st;
 	char *buf;
 	ssize_t n;
@@ -74,7 +84,11 @@ char *qm_launch_read_tail(const char *path, size_t max)
 
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) == 0 && (size_t)st.st_size > max)
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
+	if ((size_t)st.st_size > max)
 		off = st.st_size - (off_t)max;
 	buf = malloc(max + 1);
 	if (!buf) {
@@ -107,9 +121,46 @@ static void remove_runtime_dir(struct qmig_vm *vm)
 	}
 }
 
+static int in_groups(const struct qmig_vm *vm, gid_t gid)
+{
+	if (gid == vm->gid)
+		return 1;
+	for (int i = 0; i < vm->ngroups; i++)
+		if (vm->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* Can QEMU's user search every directory above path? NULL, or the first
+ * one it cannot (in buf). */
+static const char *blocked_for(const struct qmig_vm *vm, const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(buf, len, "%s", path);
+	while ((slash = strrchr(buf, '/'))) {
+		mode_t need;
+
+		if (slash == buf)
+			slash[1] = 0;
+		else
+			*slash = 0;
+		if (stat(buf, &st) < 0)
+			return buf;
+		need = st.st_uid == vm->uid ? S_IXUSR : in_groups(vm, st.st_gid) ? S_IXGRP : S_IXOTH;
+		if (!(st.st_mode & need))
+			return buf;
+		if (slash == buf)
+			break;
+	}
+	return NULL;
+}
+
 static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
 			    size_t msg_len)
 {
+	char blocked[256];
 	const char *base = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 
@@ -131,8 +182,15 @@ static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec,
 			return -e;
 		}
 	} else {
+		char probe[128];
+
 		if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 ||
 		    !S_ISDIR(st.st_mode))
+			base = "/tmp";
+		/* QEMU's user must reach its directory: root's own runtime
+		 * directory (e.g. /run/user/0, 0700) will not do. */
+		snprintf(probe, sizeof(probe), "%s/x", base);
+		if (vm->change_id && blocked_for(vm, probe, blocked, sizeof(blocked)))
 			base = "/tmp";
 		qm_launch_gc(base);
 		snprintf(vm->dir, sizeof(vm->dir), "%s/qmig-vm-XXXXXX", base);
@@ -146,10 +204,15 @@ static int make_runtime_dir(struct qmig_vm *vm, const struct qmig_vm_spec *spec,
 		}
 		vm->own_dir = 1;
 	}
-	if (spec->change_id && chown(vm->dir, spec->uid, spec->gid) < 0) {
+	if (vm->change_id && blocked_for(vm, vm->dir, blocked, sizeof(blocked))) {
+		snprintf(msg, msg_len, "QEMU's user (uid %u) cannot reach %s: %s is closed to it",
+			 (unsigned)vm->uid, vm->dir, blocked);
+		return -EACCES;
+	}
+	if (vm->change_id && chown(vm->dir, vm->uid, vm->gid) < 0) {
 		int e = errno;
 
-		snprintf(msg, msg_len, "cannot hand %s to uid %u: %s", vm->dir, spec->uid,
+		snprintf(msg, msg_len, "cannot hand %s to uid %u: %s", vm->dir, (unsigned)vm->uid,
 			 strerror(e));
 		return -e;
 	}
@@ -270,18 +333,91 @@ static uint64_t settle_mem(struct qmig_vm *vm, const struct qmig_vm_spec *spec)
 	return mem;
 }
 
+/* "UID" or "UID:GID". */
+static int numeric_ids(const char *s, uid_t *uid, gid_t *gid)
+{
+	unsigned long u, g;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return 0;
+	u = strtoul(s, &end, 10);
+	g = u;
+	if (*end == ':' && end[1] >= '0' && end[1] <= '9')
+		g = strtoul(end + 1, &end, 10);
+	if (*end || u > 0x7fffffff || g > 0x7fffffff)
+		return 0;
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
+	return 1;
+}
+
+/* Who QEMU runs as: see runas in qmig_launch.h. */
+static int resolve_user(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
+			size_t msg_len)
+{
+	const char *name = spec->runas ? spec->runas : QMIG_RUNAS_DEFAULT;
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int n, r;
+
+	if (spec->change_id) {
+		vm->change_id = 1;
+		vm->uid = spec->uid;
+		vm->gid = spec->gid;
+		return 0;
+	}
+	vm->uid = geteuid();
+	vm->gid = getegid();
+	if (geteuid() != 0 || !strcmp(name, "root") || !*name)
+		return 0;
+	if (numeric_ids(name, &vm->uid, &vm->gid)) {
+		vm->change_id = vm->uid != 0;
+		return 0;
+	}
+	r = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (r || !res) {
+		if (spec->runas) {
+			snprintf(msg, msg_len, "cannot run QEMU as '%s': no such user", name);
+			return -ENOENT;
+		}
+		vm_log(vm, QMIG_LOG_WARN,
+		       "no user '%s': QEMU runs as root (without capabilities); create it with "
+		       "'make install' or tools/deps.sh, or choose one with --runas",
+		       QMIG_RUNAS_DEFAULT);
+		return 0;
+	}
+	vm->uid = pw.pw_uid;
+	vm->gid = pw.pw_gid;
+	vm->change_id = vm->uid != 0;
+	/* Its groups (e.g. kvm), looked up here: the child only calls setgroups. */
+	n = (int)(sizeof(vm->groups) / sizeof(vm->groups[0]));
+	if (getgrouplist(name, pw.pw_gid, vm->groups, &n) < 0)
+		n = 0;
+	vm->ngroups = n;
+	return 0;
+}
+
 static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg,
 		  size_t msg_len)
 {
 	struct qm_argv a = {0};
 	struct qm_spawn s = {0};
+	struct qmig_vm_spec eff = *spec;
 	char why[768];
 	int r;
 
+	r = resolve_user(vm, spec, msg, msg_len);
+	if (r < 0)
+		return r;
 	r = make_runtime_dir(vm, spec, msg, msg_len);
 	if (r < 0)
 		return r;
-	r = qm_choose_accel(spec, vm->dir, vm->accel, sizeof(vm->accel), why, sizeof(why));
+	/* The KVM smoke test runs as the same user as QEMU will. */
+	eff.change_id = vm->change_id;
+	eff.uid = vm->uid;
+	eff.gid = vm->gid;
+	r = qm_choose_accel(&eff, vm->dir, vm->accel, sizeof(vm->accel), why, sizeof(why));
 	if (r < 0) {
 		snprintf(msg, msg_len, "%s", why);
 		return r;
@@ -290,6 +426,7 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 		vm_log(vm, QMIG_LOG_INFO, "%s", why);
 	vm->mem_bytes = settle_mem(vm, spec);
 	vm->has_serial = spec->guest != QMIG_GUEST_NONE;
+	a.by_fd = vm->change_id;
 	r = qm_build_argv(&a, spec, vm->dir, vm->accel, vm->mem_bytes, msg, msg_len);
 	if (r < 0)
 		goto out;
@@ -297,10 +434,14 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 	s.out_path = vm->err_path;
 	s.netns = spec->netns;
 	s.detach = spec->detach;
-	s.change_id = spec->change_id;
+	s.change_id = vm->change_id;
 	s.userfaultfd = spec->userfaultfd;
-	s.uid = spec->uid;
-	s.gid = spec->gid;
+	s.uid = vm->uid;
+	s.gid = vm->gid;
+	s.groups = vm->groups;
+	s.ngroups = vm->ngroups;
+	s.keep_fds = a.fds;
+	s.nkeep = a.nfds;
 	r = qm_spawn(&s, &vm->pid, &vm->pidfd, msg, msg_len);
 	if (r < 0)
 		goto out;
@@ -408,6 +549,14 @@ const char *qmig_vm_serial_log(const struct qmig_vm *vm)
 const char *qmig_vm_runtime_dir(const struct qmig_vm *vm)
 {
 	return vm ? vm->dir : NULL;
+}
+
+void qmig_vm_ids(const struct qmig_vm *vm, unsigned int *uid, unsigned int *gid)
+{
+	if (uid)
+		*uid = vm ? (unsigned int)vm->uid : 0;
+	if (gid)
+		*gid = vm ? (unsigned int)vm->gid : 0;
 }
 
 const char *qmig_vm_accel(const struct qmig_vm *vm)

@@ -59,6 +59,11 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 	qm_argv_add(&a, "none");
 	qm_argv_add(&a, "-nodefaults");
 	qm_argv_add(&a, "-no-user-config");
+	if (!spec->no_sandbox) {
+		qm_argv_add(&a, "-sandbox");
+		qm_argv_add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+				"resourcecontrol=deny");
+	}
 	qm_argv_add(&a, "-accel");
 	qm_argv_add(&a, "kvm");
 	qm_argv_add(&a, "-m");
@@ -75,6 +80,9 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 		return 0;
 	}
 	s.argv = (const char *const *)a.v;
+	s.change_id = spec->change_id;
+	s.uid = spec->uid;
+	s.gid = spec->gid;
 	s.out_path = out;
 	r = qm_spawn(&s, &pid, &pidfd, msg, sizeof(msg));
 	qm_argv_free(&a);

@@ -4,6 +4,7 @@
  * the RAM-size workaround for QEMU < 9.0 under TCG.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ void qm_argv_addf(struct qm_argv *a, const char *fmt, ...)
 
 void qm_argv_free(struct qm_argv *a)
 {
+	for (int i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
 	for (size_t i = 0; i < a->n; i++)
 		free(a->v[i]);
 	free(a->v);
@@ -99,6 +102,27 @@ int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_versi
 static int file_ok(const char *path)
 {
 	return access(path, R_OK) == 0;
+}
+
+/* A file QEMU reads: its path, or with by_fd an fd we opened, which QEMU
+ * reopens through /proc/self/fd (no directory on the way to be searched
+ * by QEMU's uid; the file itself must be readable by it). */
+static void add_file(struct qm_argv *a, const char *opt, const char *path)
+{
+	int fd;
+
+	qm_argv_add(a, opt);
+	if (!a->by_fd || a->nfds == (int)(sizeof(a->fds) / sizeof(a->fds[0]))) {
+		qm_argv_add(a, path);
+		return;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		qm_argv_add(a, path); /* QEMU says why it cannot read it */
+		return;
+	}
+	a->fds[a->nfds++] = fd;
+	qm_argv_addf(a, "/proc/self/fd/%d", fd);
 }
 
 int qm_find_tiny(char *path, size_t len)
@@ -168,8 +192,7 @@ static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *m
 		return -ENOENT;
 	}
 	guest_cmdline(app, sizeof(app), "", "", spec);
-	qm_argv_add(a, "-kernel");
-	qm_argv_add(a, kernel);
+	add_file(a, "-kernel", kernel);
 	qm_argv_add(a, "-append");
 	qm_argv_add(a, app);
 	return 0;
@@ -191,10 +214,8 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 		return -ENOENT;
 	}
 	guest_cmdline(app, sizeof(app), "console=ttyS0 quiet ", "qmig.", spec);
-	qm_argv_add(a, "-kernel");
-	qm_argv_add(a, kernel);
-	qm_argv_add(a, "-initrd");
-	qm_argv_add(a, initrd);
+	add_file(a, "-kernel", kernel);
+	add_file(a, "-initrd", initrd);
 	qm_argv_add(a, "-append");
 	qm_argv_add(a, app);
 	if (spec->net) {
@@ -224,6 +245,14 @@ int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char
 	qm_argv_add(a, accel);
 	qm_argv_add(a, "-m");
 	qm_argv_addf(a, "%lluk", (unsigned long long)(mem_bytes / KIB));
+	if (!spec->no_sandbox) {
+		/* QEMU's own seccomp filter, as libvirt asks for it: no
+		 * obsolete system calls, no setuid, no fork/exec, no
+		 * scheduler or affinity changes. */
+		qm_argv_add(a, "-sandbox");
+		qm_argv_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+			       "resourcecontrol=deny");
+	}
 	qm_argv_add(a, "-qmp");
 	qm_argv_addf(a, "unix:%s/qmp.sock,server=on,wait=off", opt_escape(dir, esc, sizeof(esc)));
 	if (spec->guest != QMIG_GUEST_NONE) {

@@ -54,30 +54,42 @@ static unsigned long long start_time(pid_t pid)
 	return t;
 }
 
-void qm_launch_rm_tree(const char *dir)
+/* Remove what dfd holds, by fd all the way down: QEMU's user owns the
+ * directory and may swap a subdirectory for a link while we work. */
+static void rm_at(int dfd, int depth)
 {
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct dirent *e;
-	DIR *d;
+	DIR *d = fdopendir(dfd);
 
-	if (dfd < 0)
-		return;
-	d = fdopendir(dfd);
 	if (!d) {
 		close(dfd);
 		return;
 	}
 	while ((e = readdir(d))) {
+		int sub;
+
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (unlinkat(dirfd(d), e->d_name, 0) < 0 && (errno == EISDIR || errno == EPERM)) {
-			char sub[4096];
-
-			snprintf(sub, sizeof(sub), "%.3800s/%.255s", dir, e->d_name);
-			qm_launch_rm_tree(sub);
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+			continue;
+		if (depth >= 16)
+			continue;
+		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0) {
+			rm_at(sub, depth + 1);
+			unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
 		}
 	}
 	closedir(d);
+}
+
+void qm_launch_rm_tree(const char *dir)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (dfd < 0)
+		return;
+	rm_at(dfd, 0);
 	rmdir(dir);
 }
 
@@ -85,27 +97,40 @@ void qm_launch_mark_owner(const char *dir, pid_t qemu)
 {
 	char path[4096];
 	FILE *f;
+	int fd;
 
 	snprintf(path, sizeof(path), "%.4000s/" OWNER_FILE, dir);
-	f = fopen(path, "we");
-	if (!f)
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return;
+	}
 	fprintf(f, "%d %llu %d %llu\n", (int)getpid(), start_time(getpid()), (int)qemu,
 		start_time(qemu));
 	fclose(f);
 }
 
+/* The owner file is ours (we wrote it) even in a directory handed to
+ * QEMU's user, who could not have made a file of our uid there. */
 static int orphaned(const char *dir)
 {
 	char path[4096];
 	unsigned long long ot, qt;
-	int opid, qpid, n;
+	int opid, qpid, n, fd;
+	struct stat st;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "%.4000s/" OWNER_FILE, dir);
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
 		return 0;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    st.st_nlink != 1 || !(f = fdopen(fd, "r"))) {
+		close(fd);
+		return 0;
+	}
 	n = fscanf(f, "%d %llu %d %llu", &opid, &ot, &qpid, &qt);
 	fclose(f);
 	if (n != 4 || opid <= 0 || qpid <= 0)
@@ -127,7 +152,8 @@ void qm_launch_gc(const char *base)
 		if (strncmp(e->d_name, "qmig-vm-", 8))
 			continue;
 		snprintf(dir, sizeof(dir), "%.3000s/%.255s", base, e->d_name);
-		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		/* Ours, or handed to QEMU's user by us (the owner file says). */
+		if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
 			continue;
 		if (orphaned(dir))
 			qm_launch_rm_tree(dir);

@@ -14,6 +14,11 @@ struct qm_argv {
 	char **v;
 	size_t n, cap;
 	int oom;
+	/* by_fd: the guest's files are opened here and named to QEMU as
+	 * /proc/self/fd/N, so a QEMU of another uid needs no path to them. */
+	int by_fd;
+	int fds[4];
+	int nfds;
 };
 
 void qm_argv_add(struct qm_argv *a, const char *s);
@@ -29,12 +34,19 @@ struct qm_spawn {
 	int change_id;
 	int userfaultfd;
 	unsigned int uid, gid;
+	const gid_t *groups;    /* supplementary groups with change_id */
+	int ngroups;
+	const int *keep_fds;    /* fds QEMU inherits (by number) */
+	int nkeep;
 };
 
 /* Fork and exec. On success *pid and *pidfd (-1 if the kernel has no
  * pidfd_open) are set. A failure between fork and exec is reported with
  * the step that failed in msg, and the child is reaped. */
 int qm_spawn(const struct qm_spawn *s, pid_t *pid, int *pidfd, char *msg, size_t msg_len);
+/* The uid and gid of the process at the other end of a QMP connection
+ * (SO_PEERCRED): 0, or a negative errno. */
+int qm_qemu_cred(struct qmig_qmp_conn *conn, uid_t *uid, gid_t *gid);
 /* Wait up to timeout_ms for the child to exit; 1 exited (reaped, status
  * in *wstatus), 0 still running. */
 int qm_wait_exit(pid_t pid, int pidfd, int timeout_ms, int *wstatus);

@@ -1,20 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Starting QEMU as a child process, safely: fork, then in the child a death
- * signal (unless detached), a session of its own (a terminal's ^C reaches
- * the engine, which rolls back, not QEMU), stdio to a file, the network
- * namespace, no new privileges, every capability dropped with libcap-ng
- * (bounding set too, so exec as root does not hand them back), all other
- * fds closed at exec. A failed step is reported back through a CLOEXEC pipe.
+ * Starting QEMU as a child process, safely: fork, then in the child a
+ * session of its own (a terminal's ^C reaches the engine, which rolls
+ * back, not QEMU), stdio to a file, the network namespace, no new
+ * privileges, QEMU's own user and groups, every capability dropped with
+ * libcap-ng (bounding set too, so exec as root does not hand them back)
+ * except CAP_SYS_PTRACE where userfaultfd needs it, then a death signal
+ * (unless detached; set last, because changing the uid clears it), all
+ * other fds closed at exec. A failed step is reported back through a
+ * CLOEXEC pipe.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -67,16 +72,32 @@ static int join_netns(const char *netns)
 
 /* QEMU needs no capability for what we ask of it (TCG or KVM through
  * /dev/kvm, unix sockets in our directory, user networking, ports above
- * 1023), so it gets none. */
+ * 1023), so it gets none; except that a postcopy destination needs
+ * userfaultfd, which vm.unprivileged_userfaultfd=0 reserves to
+ * CAP_SYS_PTRACE: that one it keeps, as an ambient capability when it
+ * runs as another user (so that it survives exec). */
 static int drop_caps(const struct qm_spawn *s)
 {
+	const capng_type_t keep = CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET;
+
 	capng_clear(CAPNG_SELECT_ALL);
 	if (s->userfaultfd)
-		capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
-			     CAP_SYS_PTRACE);
-	if (s->change_id)
-		return capng_change_id((int)s->uid, (int)s->gid,
-				       CAPNG_DROP_SUPP_GRP | CAPNG_CLEAR_BOUNDING);
+		capng_update(CAPNG_ADD, keep, CAP_SYS_PTRACE);
+	if (s->change_id) {
+		if (setgroups((size_t)s->ngroups, s->groups) < 0)
+			return -1;
+		if (s->userfaultfd) {
+			capng_update(CAPNG_ADD, CAPNG_INHERITABLE | CAPNG_AMBIENT, CAP_SYS_PTRACE);
+			/* The bounding set now, while we may still change it;
+			 * capng_change_id() then applies the rest. */
+			if (capng_apply(CAPNG_SELECT_BOUNDS) < 0)
+				return -1;
+			if (capng_change_id((int)s->uid, (int)s->gid, CAPNG_NO_FLAG) < 0)
+				return -1;
+			return capng_apply(CAPNG_SELECT_AMBIENT) < 0 ? -1 : 0;
+		}
+		return capng_change_id((int)s->uid, (int)s->gid, CAPNG_CLEAR_BOUNDING);
+	}
 	if (capng_apply(CAPNG_SELECT_ALL) == 0)
 		return 0;
 	/* Unprivileged callers cannot touch the bounding set, and have
@@ -90,12 +111,6 @@ static void child(const struct qm_spawn *s, pid_t parent, int out_fd, int err_fd
 {
 	int nul;
 
-	if (!s->detach) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-			child_fail(err_fd, "prctl(PR_SET_PDEATHSIG)");
-		if (getppid() != parent)
-			_exit(127); /* the parent died before we could ask */
-	}
 	if (setsid() < 0)
 		child_fail(err_fd, "setsid");
 	nul = open("/dev/null", O_RDONLY);
@@ -106,9 +121,19 @@ static void child(const struct qm_spawn *s, pid_t parent, int out_fd, int err_fd
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(err_fd, "prctl(PR_SET_NO_NEW_PRIVS)");
 	if (drop_caps(s) < 0)
-		child_fail(err_fd, "dropping capabilities");
+		child_fail(err_fd, s->change_id ? "changing to QEMU's user" : "dropping capabilities");
+	/* After the uid change, which clears the death signal. */
+	if (!s->detach) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			child_fail(err_fd, "prctl(PR_SET_PDEATHSIG)");
+		if (getppid() != parent)
+			_exit(127); /* the parent died before we could ask */
+	}
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		child_fail(err_fd, "close_range");
+	for (int i = 0; i < s->nkeep; i++)
+		if (fcntl(s->keep_fds[i], F_SETFD, 0) < 0)
+			child_fail(err_fd, "passing the guest's files");
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	{
@@ -121,6 +146,23 @@ static void child(const struct qm_spawn *s, pid_t parent, int out_fd, int err_fd
 	child_fail(err_fd, "exec");
 }
 
+int qm_qemu_cred(struct qmig_qmp_conn *conn, uid_t *uid, gid_t *gid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = qmig_qmp_conn_fd(conn);
+
+	if (fd < 0)
+		return -EBADF;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	if (uid)
+		*uid = cred.uid;
+	if (gid)
+		*gid = cred.gid;
+	return 0;
+}
+
 int qm_spawn(const struct qm_spawn *s, pid_t *pid_out, int *pidfd_out, char *msg,
 	     size_t msg_len)
 {
@@ -129,7 +171,13 @@ int qm_spawn(const struct qm_spawn *s, pid_t *pid_out, int *pidfd_out, char *msg
 	int pfd[2], out_fd, status;
 	ssize_t n;
 
-	out_fd = open(s->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* In a directory QEMU's user may write to: a file of our own, never
+	 * a link (symbolic or hard) to something else truncated. */
+	if (unlink(s->out_path) < 0 && errno != ENOENT) {
+		snprintf(msg, msg_len, "cannot replace %s: %s", s->out_path, strerror(errno));
+		return -errno;
+	}
+	out_fd = open(s->out_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out_fd < 0) {
 		snprintf(msg, msg_len, "cannot create %s: %s", s->out_path, strerror(errno));
 		return -errno;

@@ -142,7 +142,8 @@ static char *dup_opt(struct qmig_migration *m, int i, const char *s)
 /* Where each version of struct qmig_migrate_opts ends (docs/API.md). */
 static const size_t opts_ends[] = {
 	offsetof(struct qmig_migrate_opts, dst_qemu_binary), /* 1 */
-	sizeof(struct qmig_migrate_opts),                    /* 2 */
+	offsetof(struct qmig_migrate_opts, trace_overwrite), /* 2 */
+	sizeof(struct qmig_migrate_opts),                    /* 3 */
 };
 _Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,
 	       "a new version of qmig_migrate_opts needs its end in opts_ends");
@@ -181,6 +182,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.trace_path = dup_opt(m, 15, o.trace_path);
 	m->o.policy = dup_opt(m, 16, o.policy);
 	m->o.policy_plugin = dup_opt(m, 17, o.policy_plugin);
+	m->o.guest.runas = dup_opt(m, 18, o.guest.runas);
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -211,10 +213,19 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 		return err;
 	}
 	if (m->o.trace_path) {
-		m->trace = fopen(m->o.trace_path, "we");
+		/* A new file, never through a link; an existing one only
+		 * when asked (it may be another run's trace, or not a trace). */
+		int fd = open(m->o.trace_path,
+			      O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+				      (m->o.trace_overwrite ? O_TRUNC : O_EXCL),
+			      0644);
+
+		m->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
 		if (!m->trace) {
 			int err = -errno;
 
+			if (fd >= 0)
+				close(fd);
 			close(m->epfd);
 			close(m->tfd);
 			for (int i = 0; i < QM_NSTRS; i++)

@@ -122,6 +122,9 @@ struct qmig_migration {
 	enum qm_owner owner;
 	char job[32];
 	char tls_id[64];
+	char authz_id[64];            /* tls.c: our authz-list on the destination, "" none */
+	char authz_dn[256];           /* the source certificate's subject it allows */
+	char tls_copy[2][160];        /* tls.c: credentials copied for a QEMU of another uid */
 	char jpath[4096];             /* "" when there is no journal */
 	char dump_dir[128];           /* a RAM dump directory that may exist */
 	int64_t pid_start;
@@ -176,6 +179,7 @@ int qm_restore_side(struct qmig_migration *m, struct side *s);
 int qm_tls_check(struct qmig_migration *m);
 int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *params);
 void qm_tls_cleanup(struct qmig_migration *m, struct side *s);
+void qm_tls_remove_copies(struct qmig_migration *m);
 
 /* monitor.c */
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);

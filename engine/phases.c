@@ -168,7 +168,9 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 
 	spec.incoming = incoming;
 	spec.netns = netns;
-	spec.userfaultfd = m->o.postcopy;
+	/* Only the postcopy destination uses userfaultfd; the source gets no
+	 * capability at all. */
+	spec.userfaultfd = m->o.postcopy && incoming;
 	if (incoming)
 		qm_xver_dst_spec(m, &spec, &xv); /* versions.c: binary, machine type, RAM */
 	/* Both sides run on the accelerator chosen (and smoke-tested) for the source. */
@@ -181,8 +183,13 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 	if (r < 0)
 		return qm_fail(m, r, "%s: QEMU did not start: %s", s->name,
 			       *msg ? msg : strerror(-r));
-	qm_log(m, QMIG_LOG_INFO, "%s: QEMU pid %d, QMP %s", s->name, qmig_vm_pid(s->vm),
-	       qmig_vm_qmp_path(s->vm));
+	{
+		unsigned int uid, gid;
+
+		qmig_vm_ids(s->vm, &uid, &gid);
+		qm_log(m, QMIG_LOG_INFO, "%s: QEMU pid %d (uid %u), QMP %s", s->name,
+		       qmig_vm_pid(s->vm), uid, qmig_vm_qmp_path(s->vm));
+	}
 	if (spec.guest != QMIG_GUEST_NONE)
 		qmig_hb_open(&s->hb, qmig_vm_serial_path(s->vm));
 	return open_qmp(m, s, qmig_vm_qmp_path(s->vm));
@@ -939,6 +946,7 @@ static int finish(struct qmig_migration *m)
 	struct json_object *rec = qmig_result_to_json(&m->res);
 
 	m->finished = 1;
+	qm_tls_remove_copies(m);
 	/* A postcopy left paused keeps its journal for qmigrate recover. */
 	if (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
 	      strcmp(m->res.status, "completed-with-errors")))

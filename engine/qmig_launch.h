@@ -4,7 +4,8 @@
  *
  * A launched VM lives in a private runtime directory (mode 0700) holding
  * its QMP socket, its serial socket and serial log, and QEMU's stderr.
- * QEMU is started from an argv array (never a shell), with capabilities
+ * QEMU is started from an argv array (never a shell), as an unprivileged
+ * user (runas below) under its own seccomp sandbox, with capabilities
  * reduced by libcap-ng, tracked by a pidfd, and killed when its owner dies.
  */
 #ifndef QMIG_LAUNCH_H
@@ -54,7 +55,18 @@ struct qmig_vm_spec {
 	int userfaultfd;             /* keep CAP_SYS_PTRACE: a postcopy destination needs
 					userfaultfd, which vm.unprivileged_userfaultfd=0
 					reserves to it */
+	/* Who QEMU runs as when the caller is root (and change_id is 0):
+	 * a user name or "UID[:GID]"; NULL: QMIG_RUNAS_DEFAULT when that
+	 * user exists, else root without capabilities (logged as a warning);
+	 * "root": no change. The runtime directory is handed to that user;
+	 * the guest's kernel and initrd are passed as open files. Ignored
+	 * when the caller is not root (QEMU runs as the caller). */
+	const char *runas;
+	int no_sandbox;              /* leave out "-sandbox on,...": QEMU's seccomp filter */
 };
+
+/* The system user launched QEMUs run as (tools/deps.sh, make install). */
+#define QMIG_RUNAS_DEFAULT "qmigrate-qemu"
 
 #define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}
 
@@ -78,6 +90,8 @@ const char *qmig_vm_qmp_path(const struct qmig_vm *vm);
 const char *qmig_vm_serial_path(const struct qmig_vm *vm);     /* socket, for live readers */
 const char *qmig_vm_serial_log(const struct qmig_vm *vm);      /* file with all output */
 const char *qmig_vm_runtime_dir(const struct qmig_vm *vm);
+/* The uid and gid QEMU runs as. */
+void qmig_vm_ids(const struct qmig_vm *vm, unsigned int *uid, unsigned int *gid);
 const char *qmig_vm_accel(const struct qmig_vm *vm);           /* "tcg" or "kvm", as chosen */
 uint64_t qmig_vm_mem_bytes(const struct qmig_vm *vm);          /* as launched, after workaround */
 /* QEMU's stderr so far (for error messages). */

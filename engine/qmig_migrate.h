@@ -80,7 +80,7 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 2
+#define QMIG_MIGRATE_OPTS_VERSION 3
 
 struct qmig_migrate_opts {
 	unsigned int version;
@@ -157,8 +157,9 @@ struct qmig_migrate_opts {
 				       NULL: dst_addr */
 	const char *tls_authz;      /* id of an authz object on the destination, optional */
 
-	/* Append every record (phase, plan, sample, pass, event, action,
-	 * result), after one "config" record, to this JSONL file. */
+	/* Write every record (phase, plan, sample, pass, event, action,
+	 * result), after one "config" record, to this new JSONL file (see
+	 * trace_overwrite). */
 	const char *trace_path;
 
 	/* Convergence policy: a built-in by name (qmig_policy_names()), or a
@@ -196,6 +197,11 @@ struct qmig_migrate_opts {
 	 * NULL: no journal. job_id NULL: the process id. */
 	const char *journal_dir;
 	const char *job_id;
+
+	/* Version 3. trace_path is created (never through a symbolic link);
+	 * an existing file is an error (-EEXIST) unless this is set, then it
+	 * is replaced. */
+	int trace_overwrite;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

@@ -195,15 +195,18 @@ static void rm_tree_flat(const char *dir)
 	rmdir(dir);
 }
 
-/* RAM dumps: the job's dump directories qmigrate-verify-JOB.* in /dev/shm
- * and /tmp (verify_mem.c and the stamp check make them). */
+/* What a dead job left in /dev/shm and /tmp: RAM dump directories
+ * qmigrate-verify-JOB.* (verify_mem.c) and copies of TLS credentials made
+ * for a QEMU of another uid, qmigrate-tls-JOB-{src,dst}.* (tls.c). */
 static void remove_dumps(struct rec *r, const char *job)
 {
-	static const char *const bases[] = {"/dev/shm", "/tmp"};
+	static const char *const bases[] = {"/dev/shm", "/tmp", "/tmp"};
+	static const char *const kinds[] = {"verify", "verify", "tls"};
 	char prefix[64], p[PATH_MAX];
 
-	snprintf(prefix, sizeof(prefix), "qmigrate-verify-%s.", job);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
+		snprintf(prefix, sizeof(prefix), "qmigrate-%s-%s%s", kinds[i], job,
+			 i == 2 ? "-" : ".");
 		struct dirent *de;
 		DIR *d = opendir(bases[i]);
 
@@ -217,7 +220,8 @@ static void remove_dumps(struct rec *r, const char *job)
 			snprintf(p, sizeof(p), "%s/%s", bases[i], de->d_name);
 			if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid()) {
 				rm_tree_flat(p);
-				rlog(r, QMIG_LOG_INFO, "removed RAM dumps %s", p);
+				rlog(r, QMIG_LOG_INFO, "removed %s %s",
+				     i == 2 ? "TLS credentials copied for QEMU" : "RAM dumps", p);
 			}
 		}
 		closedir(d);

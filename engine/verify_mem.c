@@ -3,7 +3,10 @@
  * source in postmigrate, the destination kept paused). Each QEMU writes a
  * chunk of its guest-physical memory with pmemsave into a private file on
  * tmpfs; we compare the two chunks and remove them, so at most two chunks
- * exist at a time. */
+ * exist at a time. QEMU may run as another user (runas): the directory is
+ * ours and only searchable by others (0711), and each chunk's file is made
+ * by us (never a link) and handed to the uid of the QEMU that writes it,
+ * as its QMP socket's peer credentials tell. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "launch_int.h"
 #include "qm_wait.h"
 #include "migrate_int.h"
 
@@ -23,9 +27,24 @@
  * PCI hole falls, which QMP does not tell us. */
 #define LOWMEM_ALWAYS 0xb0000000ull
 
+/* An empty file for QEMU's pmemsave, owned by that QEMU's user. */
+static int make_dump_file(struct qmig_qmp_conn *c, const char *path)
+{
+	uid_t uid;
+	gid_t gid;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (qm_qemu_cred(c, &uid, &gid) == 0 && uid != geteuid() && fchown(fd, uid, gid) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static int map_file(const char *path, uint64_t len, const void **out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	void *p;
 
@@ -59,6 +78,14 @@ static int compare_chunk(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 
 	snprintf(a, sizeof(a), "%s/src.ram", dir);
 	snprintf(b, sizeof(b), "%s/dst.ram", dir);
+	r = make_dump_file(src, a);
+	if (!r)
+		r = make_dump_file(dst, b);
+	if (r < 0) {
+		snprintf(rep->error, sizeof(rep->error), "creating the RAM dump files in %s: %s", dir,
+			 strerror(-r));
+		goto out;
+	}
 	r = qmig_cmd_pmemsave(src, gpa, len, a);
 	if (r < 0) {
 		snprintf(rep->error, sizeof(rep->error), "source: pmemsave: %s",
@@ -152,6 +179,13 @@ int qm_memcmp_sides(struct qmig_migration *m, struct qmig_qmp_conn *src,
 		snprintf(rep->error, sizeof(rep->error), "no private directory for RAM dumps: %s",
 			 strerror(errno));
 		return -errno;
+	}
+	/* QEMU of another uid must reach its file, not list or add any. */
+	if (chmod(d, 0711) < 0) {
+		r = -errno;
+		rmdir(d);
+		snprintf(rep->error, sizeof(rep->error), "chmod %s: %s", d, strerror(-r));
+		return r;
 	}
 	rep->ram_bytes = ssize;
 	snprintf(m->dump_dir, sizeof(m->dump_dir), "%s", d);

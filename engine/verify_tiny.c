@@ -190,21 +190,27 @@ int qmig_tiny_verify_buf(const void *ram, uint64_t len, struct qmig_verify_repor
 	return check(&h, (const char *)ram + TINY_WS_GPA, len - TINY_WS_GPA, report, -1);
 }
 
-/* pmemsave into a file only we could have created (mkstemp), handed to the
- * directory's owner when QEMU runs as another user. */
+/* pmemsave into a file only we could have created (mkstemp), handed to
+ * QEMU's user (its QMP socket's peer credentials) when that is not us. */
 static int dump(struct qmig_qmp_conn *conn, const char *dir, uint64_t gpa, uint64_t size,
 		int *fd_out)
 {
 	char path[4096];
 	struct json_object *args;
 	struct stat st;
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
 	int fd, r, timeout_ms;
 
 	snprintf(path, sizeof(path), "%s/qmig-verify-XXXXXX", dir);
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (stat(dir, &st) == 0 && st.st_uid != geteuid() && fchown(fd, st.st_uid, st.st_gid) < 0) {
+	if (qm_qemu_cred(conn, &uid, &gid) < 0 && stat(dir, &st) == 0) {
+		uid = st.st_uid;
+		gid = st.st_gid;
+	}
+	if (uid != geteuid() && fchown(fd, uid, gid) < 0) {
 		r = -errno;
 		goto fail;
 	}

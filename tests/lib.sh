@@ -18,6 +18,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM  # the EXIT trap cleans up
 
+# QEMUs a test starts itself run as qmigrate's unprivileged user, like the
+# ones qmigrate launches (as root, when that user exists): `$AS_QEMU CMD...`
+# runs CMD as that user (setpriv execs it: $! of `$AS_QEMU qemu... &` is
+# QEMU's pid); QDIR is a directory of the test it may write in.
+QEMU_USER=qmigrate-qemu
+AS_QEMU=""
+QDIR=$T
+if [ "$(id -u)" = 0 ] && id "$QEMU_USER" > /dev/null 2>&1 && command -v setpriv > /dev/null; then
+	chmod 711 "$T"
+	QDIR=$T/qemu
+	mkdir -m 700 "$QDIR" && chown "$QEMU_USER:" "$QDIR"
+	AS_QEMU="setpriv --reuid=$QEMU_USER --regid=$QEMU_USER --clear-groups --no-new-privs"
+fi
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "skipped: $*"; exit 77; }
 ok() { echo "ok: $*"; }

@@ -20,10 +20,16 @@ static void usage(FILE *f)
 		"                       [--guest-args WORDS] [--incoming] [--paused]\n"
 		"                       [--netns NS] [--accel auto|tcg|kvm] [--net]\n"
 		"                       [--host-port PORT] [--qemu BINARY] [--runtime-dir DIR]\n"
-		"                       [--no-mem-workaround] [--json] [-- QEMU-ARGS...]\n\n"
+		"                       [--no-mem-workaround] [--runas USER] [--json]\n"
+		"                       [-- QEMU-ARGS...]\n\n"
 		"Starts QEMU detached, in a private runtime directory, with capabilities\n"
-		"dropped, and prints its pid, QMP socket, serial socket and serial log\n"
-		"(--json: one JSON object with pid, qmp, serial, serial_socket, runtime_dir,\n"
+		"dropped, under QEMU's seccomp sandbox (-sandbox on), as an unprivileged\n"
+		"user when run as root: --runas USER (a name or UID[:GID]; default\n"
+		"qmigrate-qemu, made by 'make install' or tools/deps.sh; when it does not\n"
+		"exist, root without capabilities, with a warning; 'root' keeps root). The\n"
+		"runtime directory belongs to that user. It prints QEMU's pid, QMP socket,\n"
+		"serial socket and serial log (--json: one JSON object with pid, qmp,\n"
+		"serial, serial_socket, runtime_dir,\n"
 		"accel, mem_bytes, stderr). The guest runs until it is told to quit (QMP\n"
 		"'quit') or killed; the runtime directory is then the caller's to remove.\n\n"
 		"--guest tiny is the freestanding test guest: it writes --wss bytes at\n"
@@ -110,6 +116,7 @@ int cmd_launch(int argc, char **argv)
 		{"qemu", required_argument, 0, 'q'},
 		{"runtime-dir", required_argument, 0, 'd'},
 		{"no-mem-workaround", no_argument, 0, 'W'},
+		{"runas", required_argument, 0, 'u'},
 		{"json", no_argument, 0, 'j'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
@@ -140,6 +147,7 @@ int cmd_launch(int argc, char **argv)
 		case 'q': spec.qemu_binary = optarg; break;
 		case 'd': spec.runtime_dir = optarg; break;
 		case 'W': spec.no_mem_workaround = 1; break;
+		case 'u': spec.runas = optarg; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;

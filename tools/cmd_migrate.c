@@ -64,11 +64,13 @@ static void usage(FILE *f)
 		"  --listen-addr ADDR      address the destination listens on (default --dst-addr)\n"
 		"  --port-range LO-HI      incoming port range (default 49152-49215)\n"
 		"  --tls DIR               TLS with QEMU's tls-creds-x509 from DIR (see\n"
-		"                          'qmigrate tls init'); checked before anything changes\n"
+		"                          'qmigrate tls issue'); checked before anything changes\n"
 		"  --tls-dst-dir DIR       the destination's directory, if not the same\n"
 		"  --tls-hostname NAME     name the destination's certificate must carry\n"
 		"                          (default --dst-addr)\n"
-		"  --tls-authz ID          an authz object on the destination to check clients\n"
+		"  --tls-authz ID|none     an authz object on the destination to check clients\n"
+		"                          (default: one that allows only the source's\n"
+		"                          certificate subject)\n"
 		"Tuning:\n"
 		"  --max-bandwidth RATE    e.g. 1gbit, 500M (default: unlimited)\n"
 		"  --downtime-limit MS     longest pause QEMU may plan for at switchover\n"
@@ -113,7 +115,12 @@ static void usage(FILE *f)
 		"  --interval MS           monitor sample interval (default 100)\n"
 		"  --json                  one JSON object per line; the last is the result\n"
 		"  --trace FILE            write every record, after the configuration, to FILE\n"
-		"                          (JSONL: for qmigrate replay and the simulator)\n"
+		"                          (JSONL: for qmigrate replay and the simulator); a\n"
+		"                          new file: an existing one is refused unless\n"
+		"  --trace-overwrite       replace an existing --trace FILE\n"
+		"  --runas USER            launched QEMUs run as USER (default qmigrate-qemu,\n"
+		"                          or root without capabilities if it does not exist;\n"
+		"                          'root' keeps root)\n"
 		"\nThe progress line shows the rate on the wire and the model's verdict\n"
 		"(eta when converging, STALLED or CANNOT CONVERGE with the dirty rate); a\n"
 		"one-time hint names the options that would make it converge. While it\n"
@@ -421,7 +428,8 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
+	       O_RUNAS, O_TROVER };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -451,6 +459,7 @@ int cmd_migrate(int argc, char **argv)
 		{"src-qemu", 1, 0, O_SQEMU},   {"dst-qemu", 1, 0, O_DQEMU},
 		{"completion-timeout-per-gib", 1, 0, O_CTPG},
 		{"no-completion-timeout", 0, 0, O_NOCT},
+		{"runas", 1, 0, O_RUNAS},      {"trace-overwrite", 0, 0, O_TROVER},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -541,6 +550,8 @@ int cmd_migrate(int argc, char **argv)
 		case O_PAUSE: o.pause_after_ms = (int)parse_long("--pause-after", optarg, 0, 86400) * 1000; break;
 		case O_GARGS: o.guest.guest_append = optarg; break;
 		case O_TRACE: o.trace_path = optarg; break;
+		case O_TROVER: o.trace_overwrite = 1; break;
+		case O_RUNAS: o.guest.runas = optarg; break;
 		case O_POL:
 			if (!qmig_policy_builtin(optarg))
 				die(EXIT_USAGE, "--policy: '%s' is not one of %s", optarg,
@@ -608,6 +619,9 @@ int cmd_migrate(int argc, char **argv)
 			      jobmsg);
 	}
 	r = qmig_migration_new(&m, &o);
+	if (r == -EEXIST && o.trace_path)
+		die(EXIT_USAGE, "cannot start: --trace %s already exists (--trace-overwrite "
+			       "replaces it)", o.trace_path);
 	if (r < 0 && o.trace_path)
 		die(EXIT_USAGE, "cannot start: --trace %s: %s", o.trace_path, strerror(-r));
 	if (r < 0)

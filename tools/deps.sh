@@ -1,7 +1,34 @@
 #!/bin/sh
 # Install the Debian packages qmigrate needs to build, test and run its
 # guests. As root it installs what is missing; otherwise it names the command.
+# It also makes the system user launched QEMUs run as (qmigrate-qemu: no
+# login, no home, a group of its own); `deps.sh --user` does only that
+# (make install).
 set -e
+
+QEMU_USER=qmigrate-qemu
+
+make_user() {
+	getent passwd "$QEMU_USER" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "qmigrate: no user $QEMU_USER; as root: useradd --system --user-group" \
+			"--no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin" \
+			"$QEMU_USER" >&2
+		return 0
+	fi
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin --comment "QEMU launched by qmigrate" "$QEMU_USER"
+	# KVM where /dev/kvm is for the kvm group (it is root's alone on some hosts).
+	if getent group kvm >/dev/null 2>&1; then
+		usermod -a -G kvm "$QEMU_USER"
+	fi
+	echo "qmigrate: created system user $QEMU_USER for launched QEMUs"
+}
+
+if [ "${1:-}" = --user ]; then
+	make_user
+	exit 0
+fi
 
 PKGS="gcc make pkg-config binutils libc6-dev libjson-c-dev liburing-dev libcap-ng-dev \
 libssl-dev libcunit1-dev qemu-system-x86 qemu-utils iproute2 procps cpio xz-utils zstd"
@@ -24,6 +51,7 @@ if [ -z "$missing" ] || [ "$(id -u)" = 0 ]; then
 	sh "$(dirname "$0")/qemu-cache.sh" 10.0 >/dev/null ||
 		echo "qmigrate: QEMU 10.0 unavailable: cross-version tests will be skipped" >&2
 fi
+make_user
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

@@ -28,6 +28,13 @@ case "$ver" in
 esac
 
 base=${QMIGRATE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qmigrate}
+old=""
+if [ -z "${QMIGRATE_CACHE:-}" ] && [ -z "${XDG_CACHE_HOME:-}" ] && [ "$(id -u)" = 0 ]; then
+	# Launched QEMUs run as an unprivileged user (qmigrate launch --runas),
+	# which cannot reach into root's 0700 home: root's cache is here.
+	old=${HOME:-/root}/.cache/qmigrate/qemu-$ver
+	base=/var/cache/qmigrate
+fi
 dir=$base/qemu-$ver
 wrapper=$dir/qemu-system-x86_64
 if [ -x "$wrapper" ] && [ -f "$dir/.complete" ]; then
@@ -38,6 +45,7 @@ fi
 command -v apt-get >/dev/null 2>&1 || die "apt-get not found (Debian needed)"
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb not found"
 mkdir -p "$base"
+chmod 755 "$base"
 
 # One fetch at a time per cache (tests run in parallel).
 exec 9>"$base/.qemu-$ver.lock"
@@ -47,6 +55,20 @@ fi
 if [ -x "$wrapper" ] && [ -f "$dir/.complete" ]; then
 	echo "$wrapper"
 	exit 0
+fi
+# An earlier cache in root's home: moved over (copied), not fetched again.
+if [ -n "$old" ] && [ -f "$old/.complete" ] && [ -x "$old/qemu-system-x86_64" ]; then
+	rm -rf "$dir.tmp"
+	cp -a "$old" "$dir.tmp"
+	sed "s|$old|$dir|g" "$old/qemu-system-x86_64" > "$dir.tmp/qemu-system-x86_64"
+	chmod 755 "$dir.tmp" "$dir.tmp/qemu-system-x86_64"
+	rm -rf "$dir"
+	mv "$dir.tmp" "$dir"
+	if "$wrapper" -version >/dev/null 2>&1; then
+		echo "$wrapper"
+		exit 0
+	fi
+	rm -rf "$dir"
 fi
 
 # The archive host the machine's apt uses (first Debian "debian" URI),

@@ -111,11 +111,13 @@ int qmig_tcp_connect(const char *host, unsigned port, int timeout_ms, char *msg,
 /* ---- TLS certificates (QEMU tls-creds-x509 layout) ------------------- */
 
 /*
- * A directory for QEMU's tls-creds-x509 object holds:
+ * A host's credentials directory, what QEMU's tls-creds-x509 object reads
+ * and the only thing a host gets:
  *   ca-cert.pem                        the CA both sides trust
- *   server-cert.pem, server-key.pem    the destination (endpoint=server)
- *   client-cert.pem, client-key.pem    the source (endpoint=client)
- * qmig_tls_init() also keeps ca-key.pem there so more hosts can be added.
+ *   server-cert.pem, server-key.pem    this host as a destination (endpoint=server)
+ *   client-cert.pem, client-key.pem    this host as a source (endpoint=client)
+ * The CA's own directory (ca-cert.pem, ca-key.pem; 0700) is kept apart:
+ * its key never goes to QEMU or to another host.
  */
 
 enum qmig_tls_key_type {
@@ -123,7 +125,7 @@ enum qmig_tls_key_type {
 	QMIG_TLS_KEY_RSA3072
 };
 
-#define QMIG_TLS_INIT_OPTS_VERSION 1
+#define QMIG_TLS_INIT_OPTS_VERSION 2
 
 struct qmig_tls_init_opts {
 	unsigned int version;
@@ -137,24 +139,46 @@ struct qmig_tls_init_opts {
 	int64_t valid_secs;
 	enum qmig_tls_key_type key_type;
 	int overwrite;           /* replace existing files (else -EEXIST) */
-	int reuse_ca;            /* keep an existing ca-cert.pem/ca-key.pem */
+	int reuse_ca;            /* qmig_tls_init: keep the existing CA */
 	int no_client;           /* make no client certificate */
-	const char *ca_name;     /* CA common name; NULL: "qmigrate CA" */
+	const char *ca_name;     /* CA common name; NULL: "qmigrate CA XXXXXXXX" */
+	/* Version 2. qmig_tls_init: the CA's directory; NULL: DIR.ca. */
+	const char *ca_dir;
 };
 
 #define QMIG_TLS_INIT_OPTS_INIT {QMIG_TLS_INIT_OPTS_VERSION, 0, 0, -3600, 0, \
-				 QMIG_TLS_KEY_EC_P256, 0, 0, 0, NULL}
+				 QMIG_TLS_KEY_EC_P256, 0, 0, 0, NULL, NULL}
 
 /*
- * Create dir (0700 if it does not exist), a CA (unless reuse_ca) and the
- * server and client certificates. hosts[] (n >= 1) are host names and IP
- * addresses, all put in the subjectAltName of both host certificates; the
- * first is the common name. Private keys are written mode 0600, files are
- * written to a temporary name and renamed, so a failure leaves no partial
- * file behind. opts may be NULL.
+ * Make a CA in ca_dir (created 0700; refused when it is open to group or
+ * others): ca-cert.pem and ca-key.pem (0600). Uses ca_days, key_type,
+ * overwrite and ca_name of opts (may be NULL).
+ */
+int qmig_tls_ca_init(const char *ca_dir, const struct qmig_tls_init_opts *opts, char *msg,
+		     size_t msg_len);
+
+/*
+ * Issue one host's credentials into dir (0700 if created) from the CA in
+ * ca_dir: a copy of ca-cert.pem, and a new key and certificate for each
+ * endpoint. hosts[] (n >= 1) are host names and IP addresses, all put in
+ * the subjectAltName of both certificates; the first is the common name
+ * (so the client certificate's subject is "O=qmigrate,CN=hosts[0]", what
+ * the other side's authz rule allows). Private keys are written mode
+ * 0600, files are written to a temporary name and renamed, so a failure
+ * leaves no partial file behind. dir may not be ca_dir.
+ */
+int qmig_tls_issue(const char *ca_dir, const char *dir, const char *const *hosts, size_t n,
+		   const struct qmig_tls_init_opts *opts, char *msg, size_t msg_len);
+
+/*
+ * For one host that plays both sides (development, tests): a CA in
+ * opts->ca_dir (default DIR.ca; kept when reuse_ca) and this host's
+ * credentials in dir, as qmig_tls_ca_init() + qmig_tls_issue().
  */
 int qmig_tls_init(const char *dir, const char *const *hosts, size_t n,
 		  const struct qmig_tls_init_opts *opts, char *msg, size_t msg_len);
+/* The CA directory qmig_tls_init() uses for dir when none is given: "DIR.ca". */
+void qmig_tls_default_ca_dir(char *buf, size_t len, const char *dir);
 
 enum qmig_tls_role {
 	QMIG_TLS_SERVER, /* the destination: server-cert.pem, names peer_host */
@@ -164,6 +188,8 @@ enum qmig_tls_role {
 
 /*
  * Check dir before QEMU loads it, for the role this host plays:
+ * no file in dir is the CA's private key (a key whose public key is
+ * ca-cert.pem's), and no private key file is open to group or others;
  * ca-cert.pem is a CA; the certificate chains to it; it is within its
  * validity period (now); its private key matches; key usage and extended
  * key usage fit the role (QEMU rejects a critical keyUsage without
@@ -171,7 +197,8 @@ enum qmig_tls_role {
  * subjectAltName (or, with no SAN, its common name) names peer_host, the
  * name or IP address the source will use (NULL: not checked).
  *
- * Returns 0, or: -ENOENT a file is missing; -EBADMSG a file is not PEM of
+ * Returns 0, or: -EPERM the CA's key is in dir; -EACCES a key file is
+ * readable by others; -ENOENT a file is missing; -EBADMSG a file is not PEM of
  * the right kind; -EKEYREJECTED untrusted chain, key mismatch or wrong
  * usage; -EKEYEXPIRED expired or not yet valid; -EADDRNOTAVAIL the
  * certificate does not name peer_host. msg names the file and the problem.
@@ -186,6 +213,14 @@ int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role
  */
 int qmig_tls_validate_pair(const char *src_dir, const char *dst_dir, char *msg,
 			   size_t msg_len);
+
+/*
+ * The subject of dir/client-cert.pem as GnuTLS prints it (e.g.
+ * "O=qmigrate,CN=src.example"): what a destination's authz-list allows.
+ * Returns 1 and fills buf when the certificate carries a common name, 0
+ * when it has none (nothing to authorize by), or a negative errno.
+ */
+int qmig_tls_client_subject(const char *dir, char *buf, size_t len, char *msg, size_t msg_len);
 
 #ifdef __cplusplus
 }

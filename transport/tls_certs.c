@@ -1,5 +1,10 @@
 /* Certificates for QEMU's tls-creds-x509 objects, made with OpenSSL.
  *
+ * The CA lives in a directory of its own (0700): its key signs what every
+ * host trusts, so it never goes into a directory that QEMU reads or that
+ * is copied to a host. Each host gets its own key pair and certificates
+ * (qmig_tls_issue), so one compromised host or QEMU holds only its own.
+ *
  * The extensions follow what QEMU (crypto/tlscredsx509.c) checks when it
  * loads a directory: the CA has basicConstraints CA:TRUE and may sign
  * certificates; host certificates are not CAs, their critical keyUsage
@@ -28,16 +33,11 @@
 #include "qmig_transport.h"
 #include "transport_int.h"
 
-enum { F_CA_CERT, F_CA_KEY, F_SRV_CERT, F_SRV_KEY, F_CLI_CERT, F_CLI_KEY, F_COUNT };
-
-static const char *const file_names[F_COUNT] = {
-	"ca-cert.pem", "ca-key.pem", "server-cert.pem", "server-key.pem",
-	"client-cert.pem", "client-key.pem",
-};
-
-struct tls_set {
-	EVP_PKEY *key[3];  /* CA, server, client */
-	X509 *cert[3];
+/* One file to write: a certificate or a private key. */
+struct out_file {
+	const char *name;
+	X509 *cert;
+	EVP_PKEY *key;
 };
 
 /* The first queued OpenSSL error as text, for messages; clears the queue. */
@@ -194,40 +194,45 @@ static int build_san(char **out, const char *const *hosts, size_t n)
 	return 0;
 }
 
-static void set_free(struct tls_set *t)
+static void free_files(struct out_file *f, int n)
 {
-	for (int i = 0; i < 3; i++) {
-		EVP_PKEY_free(t->key[i]);
-		X509_free(t->cert[i]);
+	for (int i = 0; i < n; i++) {
+		X509_free(f[i].cert);
+		EVP_PKEY_free(f[i].key);
+		f[i].cert = NULL;
+		f[i].key = NULL;
 	}
 }
 
-static int load_ca(struct tls_set *t, const char *dir, char *msg, size_t len)
+static int read_pem(const char *dir, const char *name, X509 **cert, EVP_PKEY **key)
 {
 	char path[PATH_MAX];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/ca-cert.pem", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	f = fopen(path, "re");
-	if (f) {
-		t->cert[0] = PEM_read_X509(f, NULL, NULL, NULL);
-		fclose(f);
-	}
-	snprintf(path, sizeof(path), "%s/ca-key.pem", dir);
-	f = fopen(path, "re");
-	if (f) {
-		t->key[0] = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-		fclose(f);
-	}
-	if (!t->cert[0] || !t->key[0]) {
-		qm_tp_msg(msg, len, "cannot reuse the CA in %s: ca-cert.pem and ca-key.pem "
-			  "must both be readable PEM", dir);
+	if (!f)
+		return -errno;
+	if (cert)
+		*cert = PEM_read_X509(f, NULL, NULL, NULL);
+	else
+		*key = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+	fclose(f);
+	ERR_clear_error();
+	return (cert ? *cert != NULL : *key != NULL) ? 0 : -EBADMSG;
+}
+
+static int load_ca(const char *ca_dir, X509 **cert, EVP_PKEY **key, char *msg, size_t len)
+{
+	if (read_pem(ca_dir, "ca-cert.pem", cert, NULL) < 0 ||
+	    read_pem(ca_dir, "ca-key.pem", NULL, key) < 0) {
+		qm_tp_msg(msg, len, "no CA in %s: ca-cert.pem and ca-key.pem must both be "
+			  "readable PEM ('qmigrate tls init --ca %s' makes them)", ca_dir, ca_dir);
 		return -ENOENT;
 	}
-	if (X509_check_private_key(t->cert[0], t->key[0]) != 1) {
+	if (X509_check_private_key(*cert, *key) != 1) {
 		ERR_clear_error();
-		qm_tp_msg(msg, len, "cannot reuse the CA in %s: ca-key.pem does not match "
-			  "ca-cert.pem", dir);
+		qm_tp_msg(msg, len, "%s/ca-key.pem does not match %s/ca-cert.pem", ca_dir, ca_dir);
 		return -EKEYREJECTED;
 	}
 	return 0;
@@ -243,75 +248,77 @@ static const char *ca_default_name(char *buf, size_t len)
 	return buf;
 }
 
-static int make_all(struct tls_set *t, const char *dir, const char *const *hosts, size_t n,
-		    const struct qmig_tls_init_opts *o, char *msg, size_t len)
+static int make_ca(const struct qmig_tls_init_opts *o, X509 **cert, EVP_PKEY **key, char *msg,
+		   size_t len)
 {
-	char ca_name[32];
-	int64_t day = 86400, host_secs = o->valid_secs > 0 ? o->valid_secs :
-					 (o->host_days > 0 ? o->host_days : 365) * day;
-	const char *ca_cn = o->ca_name ? o->ca_name : ca_default_name(ca_name, sizeof(ca_name));
-	struct cert_spec ca = {ca_cn, -3600, (o->ca_days > 0 ? o->ca_days : 3650) * day,
+	char name[32], ebuf[160];
+	struct cert_spec ca = {o->ca_name ? o->ca_name : ca_default_name(name, sizeof(name)),
+			       -3600, (o->ca_days > 0 ? o->ca_days : 3650) * (int64_t)86400,
 			       ca_exts, NULL};
-	struct cert_spec srv = {hosts[0], o->valid_from_s, host_secs, server_exts, NULL};
-	struct cert_spec cli = srv;
-	char *san = NULL;
-	int r;
 
-	cli.exts = client_exts;
-	r = build_san(&san, hosts, n);
+	*key = new_key(o->key_type);
+	*cert = *key ? make_cert(&ca, *key, NULL, NULL) : NULL;
+	if (*cert)
+		return 0;
+	qm_tp_msg(msg, len, "creating the CA: %s", qm_tp_ssl_err(ebuf, sizeof(ebuf)));
+	return -EIO;
+}
+
+/* The host's own server and client certificates, signed by the CA. The
+ * client certificate carries the same names: its subject is what the
+ * other side's authz rule allows. */
+static int make_host(struct out_file *f, X509 *ca, EVP_PKEY *ca_key, const char *const *hosts,
+		     size_t n, const struct qmig_tls_init_opts *o, char *msg, size_t len)
+{
+	int64_t secs = o->valid_secs > 0 ? o->valid_secs :
+		       (o->host_days > 0 ? o->host_days : 365) * (int64_t)86400;
+	struct cert_spec srv = {hosts[0], o->valid_from_s, secs, server_exts, NULL};
+	struct cert_spec cli = {hosts[0], o->valid_from_s, secs, client_exts, NULL};
+	char *san = NULL, ebuf[160];
+	int r = build_san(&san, hosts, n);
+
 	if (r < 0)
 		return r;
 	srv.san = cli.san = san;
-	if (o->reuse_ca) {
-		r = load_ca(t, dir, msg, len);
-		if (r < 0)
-			goto out;
-	} else {
-		t->key[0] = new_key(o->key_type);
-		t->cert[0] = t->key[0] ? make_cert(&ca, t->key[0], NULL, NULL) : NULL;
-	}
-	t->key[1] = new_key(o->key_type);
-	if (t->key[1])
-		t->cert[1] = make_cert(&srv, t->key[1], t->cert[0], t->key[0]);
+	f[0] = (struct out_file){"ca-cert.pem", X509_dup(ca), NULL};
+	f[1].name = "server-cert.pem";
+	f[2].name = "server-key.pem";
+	f[2].key = new_key(o->key_type);
+	f[1].cert = f[2].key ? make_cert(&srv, f[2].key, ca, ca_key) : NULL;
 	if (!o->no_client) {
-		t->key[2] = new_key(o->key_type);
-		if (t->key[2])
-			t->cert[2] = make_cert(&cli, t->key[2], t->cert[0], t->key[0]);
+		f[3].name = "client-cert.pem";
+		f[4].name = "client-key.pem";
+		f[4].key = new_key(o->key_type);
+		f[3].cert = f[4].key ? make_cert(&cli, f[4].key, ca, ca_key) : NULL;
 	}
-	r = 0;
-	if (!t->cert[0] || !t->cert[1] || (!o->no_client && !t->cert[2])) {
-		char ebuf[160];
-
-		qm_tp_msg(msg, len, "creating certificates: %s",
-			  qm_tp_ssl_err(ebuf, sizeof(ebuf)));
-		r = -EIO;
-	}
-out:
 	free(san);
-	return r;
+	if (!f[0].cert || !f[1].cert || (!o->no_client && !f[3].cert)) {
+		qm_tp_msg(msg, len, "creating certificates: %s", qm_tp_ssl_err(ebuf, sizeof(ebuf)));
+		return -EIO;
+	}
+	return 0;
 }
 
 /* Write one PEM file under a temporary name; *tmp receives that name. */
-static int write_pem(const char *dir, int idx, X509 *cert, EVP_PKEY *key, char *tmp,
-		     size_t tmp_len)
+static int write_pem(const char *dir, const struct out_file *o, char *tmp, size_t tmp_len)
 {
 	FILE *f;
 	int fd, ok;
 
-	snprintf(tmp, tmp_len, "%s/.%s.XXXXXX", dir, file_names[idx]);
+	snprintf(tmp, tmp_len, "%s/.%s.XXXXXX", dir, o->name);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	/* Keys 0600 from the start; certificates are public. */
-	if (fchmod(fd, key ? 0600 : 0644) < 0 || !(f = fdopen(fd, "w"))) {
+	if (fchmod(fd, o->key ? 0600 : 0644) < 0 || !(f = fdopen(fd, "w"))) {
 		int e = errno;
 
 		close(fd);
 		unlink(tmp);
 		return -e;
 	}
-	ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) :
-		   PEM_write_X509(f, cert);
+	ok = o->key ? PEM_write_PrivateKey(f, o->key, NULL, NULL, 0, NULL, NULL) :
+		      PEM_write_X509(f, o->cert);
 	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
 	if (fclose(f) != 0 || !ok) {
 		unlink(tmp);
@@ -320,31 +327,27 @@ static int write_pem(const char *dir, int idx, X509 *cert, EVP_PKEY *key, char *
 	return 0;
 }
 
-static int write_all(const struct tls_set *t, const char *dir, const struct qmig_tls_init_opts *o,
-		     char *msg, size_t len)
+/* All or nothing: every file is written under a temporary name first. */
+static int write_files(const char *dir, const struct out_file *f, int n, char *msg, size_t len)
 {
-	char tmp[F_COUNT][PATH_MAX], path[PATH_MAX];
-	int first = o->reuse_ca ? F_SRV_CERT : F_CA_CERT;
-	int last = o->no_client ? F_SRV_KEY : F_CLI_KEY;
+	char tmp[5][PATH_MAX], path[PATH_MAX];
 	int i, r = 0;
 
-	for (i = first; i <= last; i++) {
-		int k = i / 2;
-
-		r = write_pem(dir, i, i % 2 ? NULL : t->cert[k], i % 2 ? t->key[k] : NULL,
-			      tmp[i], sizeof(tmp[i]));
+	for (i = 0; i < n && f[i].name; i++) {
+		r = write_pem(dir, &f[i], tmp[i], sizeof(tmp[i]));
 		if (r < 0) {
-			qm_tp_msg(msg, len, "writing %s/%s: %s", dir, file_names[i], strerror(-r));
+			qm_tp_msg(msg, len, "writing %s/%s: %s", dir, f[i].name, strerror(-r));
 			break;
 		}
 	}
 	if (r < 0) {
-		while (--i >= first)
+		while (--i >= 0)
 			unlink(tmp[i]);
 		return r;
 	}
-	for (i = first; i <= last; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, file_names[i]);
+	n = i;
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, f[i].name);
 		if (rename(tmp[i], path) < 0 && !r) {
 			r = -errno;
 			qm_tp_msg(msg, len, "renaming into %s: %s", path, strerror(errno));
@@ -354,39 +357,163 @@ static int write_all(const struct tls_set *t, const char *dir, const struct qmig
 }
 
 /* Refuse to overwrite unless asked: these may be a real deployment's keys. */
-static int check_existing(const char *dir, const struct qmig_tls_init_opts *o, char *msg,
+static int check_existing(const char *dir, const char *const *names, int overwrite, char *msg,
 			  size_t len)
 {
 	char path[PATH_MAX];
 	struct stat st;
 
-	if (o->overwrite)
-		return 0;
-	for (int i = o->reuse_ca ? F_SRV_CERT : F_CA_CERT; i < F_COUNT; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, file_names[i]);
+	for (int i = 0; !overwrite && names[i]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (lstat(path, &st) == 0) {
-			qm_tp_msg(msg, len, "%s already exists",
-				  path);
+			qm_tp_msg(msg, len, "%s already exists", path);
 			return -EEXIST;
 		}
 	}
 	return 0;
 }
 
+/* dir, created 0700 if needed. The CA's directory must also not be open
+ * to anyone else: its key signs certificates every host trusts. */
+static int make_dir(const char *dir, int private, char *msg, size_t len)
+{
+	struct stat st;
+
+	if (strlen(dir) > PATH_MAX - 32) {
+		qm_tp_msg(msg, len, "directory path too long");
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int e = errno;
+
+		qm_tp_msg(msg, len, "cannot create %s: %s", dir, strerror(e));
+		return -e;
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		qm_tp_msg(msg, len, "%s is not a directory", dir);
+		return -ENOTDIR;
+	}
+	if (private && (st.st_mode & 077)) {
+		qm_tp_msg(msg, len, "the CA directory %s is open to group or others (mode %04o): "
+			  "chmod 700 it", dir, (unsigned)(st.st_mode & 07777));
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int check_opts(const struct qmig_tls_init_opts **o, char *msg, size_t len)
+{
+	static const struct qmig_tls_init_opts defaults = QMIG_TLS_INIT_OPTS_INIT;
+
+	if (!*o)
+		*o = &defaults;
+	if ((*o)->version < 1 || (*o)->version > QMIG_TLS_INIT_OPTS_VERSION) {
+		qm_tp_msg(msg, len, "qmig_tls_init_opts version %u not supported", (*o)->version);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int qmig_tls_ca_init(const char *ca_dir, const struct qmig_tls_init_opts *opts, char *msg,
+		     size_t msg_len)
+{
+	static const char *const names[] = {"ca-cert.pem", "ca-key.pem", NULL};
+	struct out_file f[2] = {{"ca-cert.pem", NULL, NULL}, {"ca-key.pem", NULL, NULL}};
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	int r = check_opts(&opts, msg, msg_len);
+
+	if (r < 0)
+		return r;
+	if (!ca_dir || !*ca_dir) {
+		qm_tp_msg(msg, msg_len, "a CA directory is needed");
+		return -EINVAL;
+	}
+	r = make_dir(ca_dir, 1, msg, msg_len);
+	if (r == 0)
+		r = check_existing(ca_dir, names, opts->overwrite, msg, msg_len);
+	if (r == 0)
+		r = make_ca(opts, &cert, &key, msg, msg_len);
+	if (r == 0) {
+		f[0].cert = cert;
+		f[1].key = key;
+		r = write_files(ca_dir, f, 2, msg, msg_len);
+	}
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return r;
+}
+
+static int same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+static const char *const host_files[] = {"ca-cert.pem", "server-cert.pem", "server-key.pem",
+					 "client-cert.pem", "client-key.pem", NULL};
+
+int qmig_tls_issue(const char *ca_dir, const char *dir, const char *const *hosts, size_t n,
+		   const struct qmig_tls_init_opts *opts, char *msg, size_t msg_len)
+{
+	struct out_file f[5] = {{0}};
+	X509 *ca = NULL;
+	EVP_PKEY *ca_key = NULL;
+	int r = check_opts(&opts, msg, msg_len);
+
+	if (r < 0)
+		return r;
+	if (!ca_dir || !*ca_dir || !dir || !*dir || !hosts || n == 0) {
+		qm_tp_msg(msg, msg_len, "a CA directory, a directory and at least one host "
+			  "name are needed");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!hosts[i] || (!qm_tp_is_ip(hosts[i]) && !valid_dns_name(hosts[i]))) {
+			qm_tp_msg(msg, msg_len, "'%s' is neither a host name nor an IP address",
+				  hosts[i] ? hosts[i] : "(null)");
+			return -EINVAL;
+		}
+	}
+	r = load_ca(ca_dir, &ca, &ca_key, msg, msg_len);
+	if (r == 0)
+		r = make_dir(dir, 0, msg, msg_len);
+	if (r == 0 && same_dir(ca_dir, dir)) {
+		qm_tp_msg(msg, msg_len, "%s holds the CA: a host's directory is handed to QEMU "
+			  "and to the host, so it must be another directory", dir);
+		r = -EINVAL;
+	}
+	if (r == 0)
+		r = check_existing(dir, host_files, opts->overwrite, msg, msg_len);
+	if (r == 0)
+		r = make_host(f, ca, ca_key, hosts, n, opts, msg, msg_len);
+	if (r == 0)
+		r = write_files(dir, f, opts->no_client ? 3 : 5, msg, msg_len);
+	free_files(f, 5);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+	return r;
+}
+
+void qmig_tls_default_ca_dir(char *buf, size_t len, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	snprintf(buf, len, "%.*s.ca", (int)n, dir);
+}
+
 int qmig_tls_init(const char *dir, const char *const *hosts, size_t n,
 		  const struct qmig_tls_init_opts *opts, char *msg, size_t msg_len)
 {
-	static const struct qmig_tls_init_opts defaults = QMIG_TLS_INIT_OPTS_INIT;
-	struct tls_set t = {{0}, {0}};
-	int r;
+	char ca_dir[PATH_MAX];
+	int r = check_opts(&opts, msg, msg_len);
 
-	if (!opts)
-		opts = &defaults;
-	if (opts->version != QMIG_TLS_INIT_OPTS_VERSION) {
-		qm_tp_msg(msg, msg_len, "qmig_tls_init_opts version %u not supported",
-			  opts->version);
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
 	if (!dir || !*dir || !hosts || n == 0) {
 		qm_tp_msg(msg, msg_len, "a directory and at least one host name are needed");
 		return -EINVAL;
@@ -402,16 +529,21 @@ int qmig_tls_init(const char *dir, const char *const *hosts, size_t n,
 			return -EINVAL;
 		}
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		qm_tp_msg(msg, msg_len, "cannot create %s: %s", dir, strerror(errno));
+	r = check_existing(dir, host_files, opts->overwrite, msg, msg_len);
+	if (r < 0)
 		return r;
+	if (opts->version >= 2 && opts->ca_dir)
+		snprintf(ca_dir, sizeof(ca_dir), "%s", opts->ca_dir);
+	else
+		qmig_tls_default_ca_dir(ca_dir, sizeof(ca_dir), dir);
+	if (!opts->reuse_ca) {
+		struct qmig_tls_init_opts ca_o = *opts;
+
+		/* A CA left from an earlier run is only replaced when asked. */
+		ca_o.version = 1;
+		r = qmig_tls_ca_init(ca_dir, &ca_o, msg, msg_len);
+		if (r < 0)
+			return r;
 	}
-	r = check_existing(dir, opts, msg, msg_len);
-	if (r == 0)
-		r = make_all(&t, dir, hosts, n, opts, msg, msg_len);
-	if (r == 0)
-		r = write_all(&t, dir, opts, msg, msg_len);
-	set_free(&t);
-	return r;
+	return qmig_tls_issue(ca_dir, dir, hosts, n, opts, msg, msg_len);
 }

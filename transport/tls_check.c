@@ -8,11 +8,16 @@
  * assumes the earlier ones passed, so the message names the first real
  * cause (an expired certificate is reported as expired, not as untrusted). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -284,6 +289,79 @@ static int check_pair(struct check *c, X509 *ca, int server, const char *host)
 	return r;
 }
 
+/* Private keys in the directory: a key file is opened without following
+ * a symlink out of it, and at most 1 MiB of it is read. Returns 1 and the
+ * key when the file holds an unencrypted PEM private key, 0 otherwise. */
+static int read_any_key(int dfd, const char *name, struct stat *st, EVP_PKEY **key)
+{
+	char *buf;
+	BIO *b;
+	ssize_t n;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+	*key = NULL;
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || st->st_size > (1 << 20) ||
+	    !(buf = malloc((size_t)st->st_size + 1))) {
+		close(fd);
+		return 0;
+	}
+	n = pread(fd, buf, (size_t)st->st_size, 0);
+	close(fd);
+	if (n > 0 && memmem(buf, (size_t)n, "PRIVATE KEY-----", 16) &&
+	    (b = BIO_new_mem_buf(buf, (int)n))) {
+		*key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
+		BIO_free(b);
+	}
+	ERR_clear_error();
+	free(buf);
+	return *key != NULL;
+}
+
+/* What the directory must not hold: the CA's private key (whoever has it
+ * can mint a certificate for any host), or a key others can read. */
+static int check_keys(struct check *c, X509 *ca)
+{
+	int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (dfd < 0 || !(d = fdopendir(dfd))) {
+		int err = errno;
+
+		if (dfd >= 0)
+			close(dfd);
+		qm_tp_msg(c->msg, c->len, "%s: %s", c->dir, strerror(err));
+		return -err;
+	}
+	while (r == 0 && (e = readdir(d))) {
+		struct stat st;
+		EVP_PKEY *key;
+
+		if (e->d_name[0] == '.' && (!e->d_name[1] || !strcmp(e->d_name, "..")))
+			continue;
+		if (!read_any_key(dirfd(d), e->d_name, &st, &key))
+			continue;
+		if (X509_check_private_key(ca, key) == 1) {
+			qm_tp_msg(c->msg, c->len, "%s/%s is the CA's private key (it matches "
+				  "ca-cert.pem): whoever reads this directory (QEMU, the other "
+				  "host) could sign certificates for any host; keep it in the CA's "
+				  "own directory and remove it here", c->dir, e->d_name);
+			r = -EPERM;
+		} else if (st.st_mode & 077) {
+			qm_tp_msg(c->msg, c->len, "%s/%s is a private key open to group or others "
+				  "(mode %04o): chmod 600 it", c->dir, e->d_name,
+				  (unsigned)(st.st_mode & 07777));
+			r = -EACCES;
+		}
+		ERR_clear_error();
+		EVP_PKEY_free(key);
+	}
+	closedir(d);
+	return r;
+}
+
 int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role role,
 		      char *msg, size_t msg_len)
 {
@@ -302,6 +380,8 @@ int qmig_tls_validate(const char *dir, const char *peer_host, enum qmig_tls_role
 	r = load_cert(&c, "ca-cert.pem", &ca, NULL);
 	if (r == 0)
 		r = check_ca(&c, ca);
+	if (r == 0)
+		r = check_keys(&c, ca);
 	if (r == 0 && role != QMIG_TLS_CLIENT)
 		r = check_pair(&c, ca, 1, peer_host);
 	if (r == 0 && role != QMIG_TLS_SERVER)
@@ -325,8 +405,8 @@ static int cross(const char *ca_dir, const char *cert_dir, const char *name, cha
 		r = load_cert(&cert_c, name, &cert, NULL);
 	if (r == 0 && check_chain(&cert_c, ca, cert, name) < 0) {
 		qm_tp_msg(msg, msg_len, "%s/%s was not signed by the CA in %s/ca-cert.pem: the "
-			  "other side will not trust it (run 'qmigrate tls init' once and copy "
-			  "the CA, or use --reuse-ca)", cert_dir, name, ca_dir);
+			  "other side will not trust it (issue both hosts' directories from one "
+			  "CA: 'qmigrate tls issue --ca CADIR')", cert_dir, name, ca_dir);
 		r = -EKEYREJECTED;
 	}
 	X509_free(cert);
@@ -346,4 +426,41 @@ int qmig_tls_validate_pair(const char *src_dir, const char *dst_dir, char *msg, 
 	if (r == 0)
 		r = cross(dst_dir, src_dir, "client-cert.pem", msg, msg_len);
 	return r;
+}
+
+int qmig_tls_client_subject(const char *dir, char *buf, size_t len, char *msg, size_t msg_len)
+{
+	struct check c = {dir, msg, msg_len};
+	X509 *cert = NULL;
+	X509_NAME *name;
+	BIO *b;
+	int r, k = 0;
+
+	if (!dir || !buf || len < 2) {
+		qm_tp_msg(msg, msg_len, "a certificate directory and a buffer are needed");
+		return -EINVAL;
+	}
+	r = load_cert(&c, "client-cert.pem", &cert, NULL);
+	if (r < 0)
+		return r;
+	name = X509_get_subject_name(cert);
+	if (X509_NAME_get_index_by_NID(name, NID_commonName, -1) < 0) {
+		X509_free(cert);
+		return 0;
+	}
+	/* RFC 4514 escaping, in the certificate's own order: what GnuTLS's
+	 * gnutls_x509_crt_get_dn() gives QEMU's authz check (seen from QEMU
+	 * 7.2: "TLS x509 authz check for O=qmigrate,CN=src.example"). */
+	b = BIO_new(BIO_s_mem());
+	if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0)
+		k = BIO_read(b, buf, (int)len - 1);
+	BIO_free(b);
+	X509_free(cert);
+	ERR_clear_error();
+	if (k <= 0 || (size_t)k >= len - 1) {
+		qm_tp_msg(msg, msg_len, "%s/client-cert.pem: subject unreadable or too long", dir);
+		return -EBADMSG;
+	}
+	buf[k] = 0;
+	return 1;
 }

@@ -35,6 +35,11 @@ stop_pair
 
 # 3. A disk missing on the destination.
 qemu-img create -q -f raw "$T/d.img" 1M && qemu-img create -q -f raw "$T/d2.img" 1M
+# Launched QEMUs run as qmigrate's unprivileged user: the disks are its own.
+chmod 711 "$T"
+if [ "$(id -u)" = 0 ] && id qmigrate-qemu > /dev/null 2>&1; then
+	chown qmigrate-qemu: "$T/d.img" "$T/d2.img"
+fi
 launch_guest src --guest tiny --mem 64M --accel tcg -- \
 	-drive "file=$T/d.img,if=none,id=d0,format=raw" -device virtio-blk-pci,drive=d0
 launch_guest dst --guest tiny --mem 64M --incoming --accel tcg -- \

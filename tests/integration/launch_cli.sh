@@ -93,15 +93,18 @@ $QMIGRATE verify --qmp "$T/nonexistent.sock" 2>/dev/null
 [ $? -eq 3 ] || fail "verify of a missing socket should exit 3"
 ok "verify exit codes 0, 1, 3"
 
-# Launch failures: QEMU's own message, exit 3, nothing left.
-before=$(ls -d /tmp/qmig-vm-* 2>/dev/null | wc -l)
-$QMIGRATE launch --guest none --accel tcg -- -no-such-option 2> "$T/e1"
+# Launch failures: QEMU's own message, exit 3, nothing left (in a runtime
+# base of this test's own: other tests launch in /tmp meanwhile).
+RB=$T/rb
+mkdir -m 711 "$RB"
+before=$(ls -d "$RB"/qmig-vm-* 2>/dev/null | wc -l)
+XDG_RUNTIME_DIR=$RB $QMIGRATE launch --guest none --accel tcg -- -no-such-option 2> "$T/e1"
 [ $? -eq 3 ] || fail "bad option: exit status"
 grep -q 'no-such-option: invalid option' "$T/e1" || fail "bad option: $(cat "$T/e1")"
-$QMIGRATE launch --guest none --qemu /nonexistent/qemu 2> "$T/e2"
+XDG_RUNTIME_DIR=$RB $QMIGRATE launch --guest none --qemu /nonexistent/qemu 2> "$T/e2"
 [ $? -eq 3 ] || fail "missing binary: exit status"
 grep -q 'No such file or directory' "$T/e2" || fail "missing binary: $(cat "$T/e2")"
-after=$(ls -d /tmp/qmig-vm-* 2>/dev/null | wc -l)
+after=$(ls -d "$RB"/qmig-vm-* 2>/dev/null | wc -l)
 [ "$after" -le "$before" ] || fail "failed launches left runtime directories"
 ok "launch failures: $(head -1 "$T/e1")"
 

@@ -3,6 +3,7 @@
  * missing binary, an option QEMU does not know, QEMU exiting at once
  * (bad machine, kernel it cannot load), the Linux guest not built. */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "guest_util.h"
@@ -69,9 +70,12 @@ int main(void)
 	const char *bad_machine[] = {"-machine", "no-such-machine", NULL};
 	const char *bad_kernel[] = {"-kernel", "/nonexistent/bzImage", NULL};
 	int64_t t0;
+	int r;
 
 	skip_without_qemu();
 	CHECK(mkdtemp(rundir), "mkdtemp");
+	/* QEMU runs as another user (runas): it must reach its directory. */
+	CHECK(chmod(rundir, 0711) == 0, "chmod");
 	setenv("XDG_RUNTIME_DIR", rundir, 1);
 	spec.accel = "tcg";
 	spec.guest = QMIG_GUEST_NONE;
@@ -97,6 +101,27 @@ int main(void)
 	spec.accel = "hvf";
 	CHECK(expect_fail("unknown accelerator", &spec, -EINVAL, "unknown accelerator"), "-");
 	spec.accel = "tcg";
+
+	/* Least privilege: an unknown --runas user; a runtime directory QEMU's
+	 * user could not reach (its parent is root's, 0700). */
+	if (geteuid() == 0) {
+		char closed[] = "/tmp/qmig-launch-closed-XXXXXX", sub[64];
+
+		spec.runas = "qmig-no-such-user";
+		CHECK(expect_fail("unknown runas user", &spec, -ENOENT,
+				  "cannot run QEMU as 'qmig-no-such-user': no such user"), "-");
+		spec.runas = "65534";
+		CHECK(mkdtemp(closed), "mkdtemp");
+		snprintf(sub, sizeof(sub), "%s/vm", closed);
+		spec.runtime_dir = sub;
+		r = expect_fail("runtime dir out of reach", &spec, -EACCES,
+				"QEMU's user (uid 65534) cannot reach");
+		CHECK(access(sub, F_OK) < 0, "%s left behind", sub);
+		rmdir(closed);
+		CHECK(r, "-");
+		spec.runtime_dir = NULL;
+		spec.runas = NULL;
+	}
 
 	spec.version = 99;
 	CHECK(expect_fail("bad spec version", &spec, -EINVAL, "bad launch spec"), "-");

@@ -4,6 +4,7 @@
  * killed and reaped by free (nothing left), killed when its owner dies,
  * alive after its owner exits when detached, and optionally run as
  * another user. */
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -230,6 +231,55 @@ int main(void)
 		printf("uid 65534: runs, beats, verifies\n");
 		qmig_vm_free(vm);
 		vm = NULL;
+	}
+	/* The default as root: the dedicated user, QEMU's seccomp sandbox, no
+	 * capability; a postcopy destination (userfaultfd) keeps exactly
+	 * CAP_SYS_PTRACE, as an ambient capability of that user. */
+	if (geteuid() == 0 && getpwnam(QMIG_RUNAS_DEFAULT)) {
+		struct passwd *pw = getpwnam(QMIG_RUNAS_DEFAULT);
+		unsigned int uid = 0;
+		struct stat ds;
+		char want[16];
+
+		spec.guest = QMIG_GUEST_TINY;
+		spec.change_id = 0;
+		spec.runas = NULL;
+		for (int uffd = 0; uffd < 2; uffd++) {
+			spec.userfaultfd = uffd;
+			r = qmig_vm_launch(&vm, &spec, msg, sizeof(msg));
+			CHECK(r == 0, "launch as %s: %s", QMIG_RUNAS_DEFAULT, msg);
+			pid = qmig_vm_pid(vm);
+			qmig_vm_ids(vm, &uid, NULL);
+			snprintf(want, sizeof(want), "%u\t", (unsigned)pw->pw_uid);
+			CHECK(uid == pw->pw_uid && proc_status(pid, "Uid", v, sizeof(v)) &&
+			      !strncmp(v, want, strlen(want)), "Uid %s, want %u", v,
+			      (unsigned)pw->pw_uid);
+			CHECK(proc_status(pid, "Seccomp", v, sizeof(v)) && !strcmp(v, "2"),
+			      "no seccomp filter (Seccomp %s)", v);
+			CHECK(stat(qmig_vm_runtime_dir(vm), &ds) == 0 && ds.st_uid == pw->pw_uid &&
+			      (ds.st_mode & 0777) == 0700, "runtime directory owner/mode");
+			CHECK(wait_in_file(qmig_vm_serial_log(vm), "HB seq=5 ", 10000),
+			      "no heartbeats as %s", QMIG_RUNAS_DEFAULT);
+			if (!uffd) {
+				CHECK(check_caps(pid), "caps as %s", QMIG_RUNAS_DEFAULT);
+			} else {
+				const char *keys[] = {"CapPrm", "CapEff", "CapAmb", "CapBnd"};
+
+				for (int k = 0; k < 4; k++)
+					CHECK(proc_status(pid, keys[k], v, sizeof(v)) &&
+					      !strcmp(v, "0000000000080000"),
+					      "userfaultfd: %s %s, want CAP_SYS_PTRACE alone", keys[k], v);
+			}
+			printf("%s (uid %u)%s: seccomp on, runtime dir its own, %s\n",
+			       QMIG_RUNAS_DEFAULT, uid, uffd ? ", userfaultfd" : "",
+			       uffd ? "CAP_SYS_PTRACE alone (ambient)" : "no capabilities");
+			qmig_vm_free(vm);
+			vm = NULL;
+		}
+		spec.userfaultfd = 0;
+	} else {
+		printf("default user: not checked (%s)\n",
+		       geteuid() ? "not root" : "no user " QMIG_RUNAS_DEFAULT);
 	}
 	/* "auto": KVM only if the tiny guest passes the smoke test under it.
 	 * On our nested test machines it does not, and TCG is chosen. */

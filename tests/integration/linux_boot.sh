@@ -27,17 +27,23 @@ SHM=/dev/shm
 RAM=$(mktemp "$SHM/qmig-linux-ram.XXXXXX")
 rm_ram() { rm -f "$RAM"; }
 CLEANUP_HOOKS="rm_ram"
-LOG=$T/serial.log
+LOG=$QDIR/serial.log
+# QEMU runs as qmigrate's unprivileged user ($AS_QEMU): its RAM file and
+# serial log are that user's; the kernel and initrd come as open files.
+mine() { [ "$QDIR" = "$T" ] || chown "$QEMU_USER:" "$@"; }
+mine "$RAM"
 
 boot() { # PORT: start QEMU; QEMU_PID
 	: > "$LOG"
-	qemu-system-x86_64 -machine pc,memory-backend=ram0 -accel tcg -smp 1 -m 262152k \
+	mine "$LOG"
+	$AS_QEMU qemu-system-x86_64 -machine pc,memory-backend=ram0 -accel tcg -smp 1 -m 262152k \
 		-object memory-backend-file,id=ram0,size=262152k,mem-path="$RAM",share=on \
 		-nodefaults -display none -no-reboot -serial "file:$LOG" \
-		-kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.gz" \
+		-kernel /proc/self/fd/3 -initrd /proc/self/fd/4 \
 		-append "console=ttyS0 quiet qmig.wss=$WSS qmig.rate=$RATE qmig.hb=$HB qmig.net=1" \
 		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$1-:80" \
-		-device virtio-net-pci,netdev=n0,romfile= 2> "$T/qemu.err" &
+		-device virtio-net-pci,netdev=n0,romfile= 2> "$T/qemu.err" \
+		3< "$DIR/vmlinux" 4< "$DIR/initramfs.cpio.gz" &
 	QEMU_PID=$!
 	PIDS="$PIDS $QEMU_PID"
 }

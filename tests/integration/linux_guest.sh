@@ -49,7 +49,12 @@ $QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --dst-addr "$NETNS_A
 res=$(tail -1 "$T/m.jsonl"); echo "linux: $res" | cut -c1-300
 [ "$(json_get status "$res")" = completed ] || fail "not completed"
 wait_beats "$dst_log" 20 10 || fail "the destination guest does not heartbeat"
-body=$(http_get $PORT "$NETNS_B")
+# Bounded retries, as for the first boot: a loaded TCG guest may answer late.
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	body=$(http_get $PORT "$NETNS_B" 2>/dev/null)
+	echo "$body" | grep -q qmigrate-linux-guest && break
+	sleep 0.5
+done
 echo "$body" | grep -q qmigrate-linux-guest || fail "HTTP does not answer on the destination: $body"
 grep -q CORRUPT "$dst_log" && fail "the destination guest reports corruption"
 alive "$src_pid" && fail "the source QEMU did not quit"

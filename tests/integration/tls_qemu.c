@@ -10,7 +10,9 @@
  * A tiny QMP client is inlined (json-c) so this test stands alone. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +30,10 @@
 
 static char tmp[64];
 static int failures;
+/* As root, QEMU runs as qmigrate's unprivileged user (as launched QEMUs
+ * do), with the test's directories handed to it. */
+static uid_t qemu_uid;
+static gid_t qemu_gid;
 
 #define CHECK(cond, ...)                                                   \
 	do {                                                               \
@@ -162,6 +168,9 @@ static int vm_start(struct vm *v, const char *name, const char *dir, const char 
 
 		dup2(fd, 2);
 		dup2(fd, 1);
+		if (qemu_uid && (setgroups(0, NULL) < 0 || setgid(qemu_gid) < 0 ||
+				 setuid(qemu_uid) < 0))
+			_exit(126);
 		execlp("qemu-system-x86_64", "qemu-system-x86_64", "-M", "none", "-display",
 		       "none", "-nodefaults", "-qmp", qmp_arg, "-object", obj,
 		       !strcmp(endpoint, "server") ? "-incoming" : NULL, "defer", (char *)NULL);
@@ -349,6 +358,19 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm %s/noclient/client-*.pem", tmp);
 	if (system(cmd) != 0)
 		return 1;
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("qmigrate-qemu");
+
+		if (pw) {
+			qemu_uid = pw->pw_uid;
+			qemu_gid = pw->pw_gid;
+			snprintf(cmd, sizeof(cmd), "chown -R %u:%u %s", (unsigned)qemu_uid,
+				 (unsigned)qemu_gid, tmp);
+			if (system(cmd) != 0)
+				return 1;
+			printf("QEMU runs as qmigrate-qemu (uid %u)\n", (unsigned)qemu_uid);
+		}
+	}
 
 	printf("-- 1. generated certificates: QEMU loads them and migrates over TLS\n");
 	CHECK(validate("good", "127.0.0.1", QMIG_TLS_BOTH) == 0, "validator refused good");

@@ -86,7 +86,10 @@ static void test_init_valid(void)
 {
 	CU_ASSERT_EQUAL_FATAL(make("good", NULL), 0);
 	CU_ASSERT_EQUAL(mode_of(path("good", "")), 0700);
-	CU_ASSERT_EQUAL(mode_of(path("good", "ca-key.pem")), 0600);
+	/* The CA's key is in a directory of its own, not in the one QEMU reads. */
+	CU_ASSERT_EQUAL(mode_of(path("good.ca", "")), 0700);
+	CU_ASSERT_EQUAL(mode_of(path("good.ca", "ca-key.pem")), 0600);
+	CU_ASSERT_EQUAL(access(path("good", "ca-key.pem"), F_OK), -1);
 	CU_ASSERT_EQUAL(mode_of(path("good", "server-key.pem")), 0600);
 	CU_ASSERT_EQUAL(mode_of(path("good", "client-key.pem")), 0600);
 	CU_ASSERT_EQUAL(mode_of(path("good", "ca-cert.pem")), 0644);
@@ -216,12 +219,83 @@ static void test_wrong_usage(void)
 	CU_ASSERT_EQUAL_FATAL(make("notca", NULL), 0);
 	copy("notca", "server-cert.pem", "notca", "ca-cert.pem");
 	expect("notca", NULL, QMIG_TLS_BOTH, -EKEYREJECTED, "ca-cert.pem is not a CA certificate");
-	/* The CA in the server's place. */
+	/* The CA in the server's place: its key must never be there. */
 	CU_ASSERT_EQUAL_FATAL(make("caserver", NULL), 0);
-	copy("caserver", "ca-cert.pem", "caserver", "server-cert.pem");
-	copy("caserver", "ca-key.pem", "caserver", "server-key.pem");
-	expect("caserver", NULL, QMIG_TLS_SERVER, -EKEYREJECTED,
-	       "server-cert.pem is a CA certificate");
+	copy("caserver.ca", "ca-cert.pem", "caserver", "server-cert.pem");
+	copy("caserver.ca", "ca-key.pem", "caserver", "server-key.pem");
+	chmod(path("caserver", "server-key.pem"), 0600);
+	expect("caserver", NULL, QMIG_TLS_SERVER, -EPERM,
+	       "/server-key.pem is the CA's private key");
+}
+
+/* The CA's key under any name, or a key others can read, is refused. */
+static void test_keys_in_dir(void)
+{
+	CU_ASSERT_EQUAL_FATAL(make("leak", NULL), 0);
+	copy("leak.ca", "ca-key.pem", "leak", "backup.pem");
+	chmod(path("leak", "backup.pem"), 0600);
+	expect("leak", NULL, QMIG_TLS_CLIENT, -EPERM,
+	       "/backup.pem is the CA's private key (it matches ca-cert.pem)");
+	CU_ASSERT_EQUAL(unlink(path("leak", "backup.pem")), 0);
+	expect("leak", NULL, QMIG_TLS_BOTH, 0, NULL);
+	CU_ASSERT_EQUAL(chmod(path("leak", "client-key.pem"), 0640), 0);
+	expect("leak", NULL, QMIG_TLS_BOTH, -EACCES,
+	       "/client-key.pem is a private key open to group or others (mode 0640)");
+	CU_ASSERT_EQUAL(chmod(path("leak", "client-key.pem"), 0600), 0);
+	/* Certificates may be public. */
+	CU_ASSERT_EQUAL(chmod(path("leak", "server-cert.pem"), 0644), 0);
+	expect("leak", NULL, QMIG_TLS_BOTH, 0, NULL);
+}
+
+/* One CA, a directory per host: each host has keys of its own, the two
+ * trust each other, the subject is what authz allows, and the CA keeps
+ * its directory to itself. */
+static void test_ca_and_issue(void)
+{
+	const char *src[] = {"src.example"}, *dst[] = {"dst.example", "10.250.7.2"};
+	char msg[512] = "", subj[256] = "", a[4096], b[4096];
+	FILE *f;
+	size_t na, nb;
+
+	CU_ASSERT_EQUAL_FATAL(qmig_tls_ca_init(path("pki", ""), NULL, msg, sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(mode_of(path("pki", "")), 0700);
+	CU_ASSERT_EQUAL(mode_of(path("pki", "ca-key.pem")), 0600);
+	CU_ASSERT_EQUAL(qmig_tls_issue(path("pki", ""), path("h-src", ""), src, 1, NULL, msg,
+				       sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(qmig_tls_issue(path("pki", ""), path("h-dst", ""), dst, 2, NULL, msg,
+				       sizeof(msg)), 0);
+	CU_ASSERT_EQUAL(access(path("h-src", "ca-key.pem"), F_OK), -1);
+	expect("h-dst", "10.250.7.2", QMIG_TLS_SERVER, 0, NULL);
+	expect("h-src", NULL, QMIG_TLS_CLIENT, 0, NULL);
+	CU_ASSERT_EQUAL(qmig_tls_validate_pair(path("h-src", ""), path("h-dst", ""), msg,
+					       sizeof(msg)), 0);
+	/* Separate keys per host. */
+	f = fopen(path("h-src", "server-key.pem"), "r");
+	CU_ASSERT_FATAL(f != NULL);
+	na = fread(a, 1, sizeof(a), f);
+	fclose(f);
+	f = fopen(path("h-dst", "server-key.pem"), "r");
+	CU_ASSERT_FATAL(f != NULL);
+	nb = fread(b, 1, sizeof(b), f);
+	fclose(f);
+	CU_ASSERT(na > 0 && nb > 0 && (na != nb || memcmp(a, b, na)));
+	CU_ASSERT_EQUAL(qmig_tls_client_subject(path("h-src", ""), subj, sizeof(subj), msg,
+						sizeof(msg)), 1);
+	CU_ASSERT_STRING_EQUAL(subj, "O=qmigrate,CN=src.example");
+	/* Never into the CA's own directory; an existing CA is kept. */
+	CU_ASSERT_EQUAL(qmig_tls_issue(path("pki", ""), path("pki", ""), src, 1, NULL, msg,
+				       sizeof(msg)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "holds the CA"));
+	CU_ASSERT_EQUAL(qmig_tls_ca_init(path("pki", ""), NULL, msg, sizeof(msg)), -EEXIST);
+	/* A CA directory others can enter is refused. */
+	CU_ASSERT_EQUAL(mkdir(path("pki-open", ""), 0755), 0);
+	CU_ASSERT_EQUAL(chmod(path("pki-open", ""), 0755), 0);
+	CU_ASSERT_EQUAL(qmig_tls_ca_init(path("pki-open", ""), NULL, msg, sizeof(msg)), -EACCES);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "chmod 700"));
+	/* No CA there: a clear message. */
+	CU_ASSERT_EQUAL(qmig_tls_issue(path("nope", ""), path("h-x", ""), src, 1, NULL, msg,
+				       sizeof(msg)), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "qmigrate tls init --ca"));
 }
 
 static void test_bad_files(void)
@@ -282,4 +356,6 @@ UNIT_SUITE(tls, suite_init, suite_cleanup,
 	   {"validate: wrong key usage", test_wrong_usage},
 	   {"validate: unreadable files", test_bad_files},
 	   {"init: bad arguments", test_bad_init_args},
-	   {"init: RSA keys", test_rsa})
+	   {"init: RSA keys", test_rsa},
+	   {"validate: CA key or open key in the directory", test_keys_in_dir},
+	   {"CA directory, one directory per host", test_ca_and_issue})
