@@ -27,4 +27,4 @@ LIB_SRCS += engine/steer.c
 # Ownership, the job journal and recovery of dead jobs.
 LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
-ITEST_SCRIPTS += tests/integration/migrate_kill.sh
+ITEST_SCRIPTS += tests/integration/migrate_kill.sh tests/integration/migrate_ownership.sh

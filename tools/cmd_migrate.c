@@ -24,6 +24,7 @@ struct ui {
 	int tty;
 	int bar_shown;
 	int out_closed;             /* stdout's reader went away */
+	const char *stop_at;        /* --debug-stop-at: a phase name */
 	uint64_t pass;
 	struct qmig_migration *m;
 };
@@ -98,12 +99,17 @@ static void usage(FILE *f)
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
 		"  --force                 go ahead despite the doctor's refusals\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
-		"  --verify=MODE           guest: heartbeats and page stamps of our test guests\n"
-		"                          (default); memory: also compare every page of both\n"
-		"                          sides' RAM before the destination runs (any guest);\n"
+		"  --verify=MODE           guest (default): heartbeats and page stamps of a\n"
+		"                          test guest (launched by qmigrate, or its serial\n"
+		"                          sockets given); any other guest is only checked to\n"
+		"                          run on the destination, never stopped again;\n"
+		"                          memory: also compare every page of both sides' RAM\n"
+		"                          before the destination runs (any guest);\n"
 		"                          none: only check the destination runs\n"
 		"  --no-verify             the same as --verify=none\n"
-		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
+		"  --timeout SECS          roll back if the destination has not taken over\n"
+		"                          the guest (precopy) after SECS (default 600);\n"
+		"                          postcopy is bounded by --recover-timeout instead\n"
 		"  --completion-timeout-per-gib SECS  precopy must complete within SECS per\n"
 		"                          GiB of guest RAM, at least 60 s, else it is rolled\n"
 		"                          back with the verdict and what would make it\n"
@@ -164,7 +170,21 @@ static void bar(struct ui *ui, const struct qmig_sample *s)
 	ui->bar_shown = 1;
 }
 
-static void on_event(const struct qmig_migration_event *ev, void *user_data)
+/* --debug-stop-at PHASE (tests only, not in --help): stop this process
+ * with SIGSTOP as the phase begins, after its record is out, so that a
+ * test can kill -9 it there, however short the phase. */
+static void debug_stop(struct ui *ui, const struct qmig_migration_event *ev)
+{
+	struct json_object *v;
+
+	if (!ui->stop_at || strcmp(ev->type, "phase") ||
+	    !json_object_object_get_ex(ev->record, "phase", &v) ||
+	    strcmp(json_object_get_string(v), ui->stop_at))
+		return;
+	raise(SIGSTOP);
+}
+
+static void print_event(const struct qmig_migration_event *ev, void *user_data)
 {
 	struct ui *ui = user_data;
 	struct json_object *v;
@@ -205,9 +225,15 @@ static void on_event(const struct qmig_migration_event *ev, void *user_data)
 	}
 }
 
+static void on_event(const struct qmig_migration_event *ev, void *user_data)
+{
+	print_event(ev, user_data);
+	debug_stop(user_data, ev);
+}
+
 static void summary(const struct qmig_result *r)
 {
-	char xfer[32];
+	char xfer[32], guest[160];
 
 	format_size(xfer, sizeof(xfer), (double)r->transferred_bytes);
 	if (!strcmp(r->status, "dry-run")) {
@@ -217,18 +243,26 @@ static void summary(const struct qmig_result *r)
 	fprintf(stderr, "\nqmigrate: %s: %s\n", r->status, r->message);
 	if (strcmp(r->status, "completed"))
 		return;
+	if (r->guest_downtime_ms >= 0)
+		snprintf(guest, sizeof(guest), "guest-observed %lld ms", (long long)r->guest_downtime_ms);
+	else
+		snprintf(guest, sizeof(guest), "guest-observed not measured (%s)",
+			 r->guest_downtime_reason[0] ? r->guest_downtime_reason : "unknown");
 	fprintf(stderr,
 		"  total        %llu ms (QEMU %llu ms, setup %llu ms)\n"
-		"  downtime     guest-observed %lld ms, switchover %lld ms, QEMU %llu ms\n"
+		"  downtime     %s, switchover %lld ms, QEMU %llu ms\n"
 		"  transferred  %s in %llu passes, %.0f Mbit/s\n"
 		"  port         %u\n"
-		"  verified     %s%s\n",
+		"  verified     %s%s%s%s\n",
 		(unsigned long long)r->engine_total_ms, (unsigned long long)r->total_ms,
-		(unsigned long long)r->setup_ms, (long long)r->guest_downtime_ms,
+		(unsigned long long)r->setup_ms, guest,
 		(long long)r->switchover_ms, (unsigned long long)r->downtime_ms, xfer,
 		(unsigned long long)r->passes, r->throughput_mbps, r->port,
 		r->verified == 1 ? "yes" : r->verified == 0 ? "NO" : "not checked",
-		r->verify_ms ? " (memory check not counted as downtime)" : "");
+		r->verify_method[0] ? " (" : "", r->verify_method, r->verify_method[0] ? ")" : "");
+	if (r->verify_ms)
+		fprintf(stderr, "               %llu ms verifying (not counted as downtime)\n",
+			(unsigned long long)r->verify_ms);
 	if (r->postcopy_started)
 		fprintf(stderr, "  postcopy     %llu page requests, %d recoveries (%d attempts)\n",
 			(unsigned long long)r->postcopy_requests, r->recoveries, r->recovery_attempts);
@@ -421,7 +455,8 @@ int cmd_migrate(int argc, char **argv)
 	       O_SNS, O_DNS, O_KEEPD, O_DADDR, O_LADDR, O_RANGE, O_BW, O_DL, O_MULTIFD, O_CAP,
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
-	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT };
+	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
+	       O_DSTOP };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -451,6 +486,7 @@ int cmd_migrate(int argc, char **argv)
 		{"src-qemu", 1, 0, O_SQEMU},   {"dst-qemu", 1, 0, O_DQEMU},
 		{"completion-timeout-per-gib", 1, 0, O_CTPG},
 		{"no-completion-timeout", 0, 0, O_NOCT},
+		{"debug-stop-at", 1, 0, O_DSTOP},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -554,6 +590,7 @@ int cmd_migrate(int argc, char **argv)
 				(int)parse_long("--completion-timeout-per-gib", optarg, 1, 86400);
 			break;
 		case O_NOCT: o.completion_timeout_per_gib_s = -1; break;
+		case O_DSTOP: ui.stop_at = optarg; break;
 		case O_MEAS:
 			o.measure_dirty_s = (int)parse_long("--measure-dirty-rate", optarg, 0, 60);
 			if (!o.measure_dirty_s)
@@ -576,6 +613,14 @@ int cmd_migrate(int argc, char **argv)
 	}
 	if (optind < argc)
 		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate migrate --help')", argv[optind]);
+	if (ui.stop_at) {
+		int ph = QMIG_PHASE_INIT;
+
+		while (ph <= QMIG_PHASE_FAILED && strcmp(qmig_phase_name(ph), ui.stop_at))
+			ph++;
+		if (ph > QMIG_PHASE_FAILED)
+			die(EXIT_USAGE, "--debug-stop-at: '%s' is not a phase", ui.stop_at);
+	}
 	if (launch && (o.src_qmp || o.dst_qmp))
 		die(EXIT_USAGE, "--launch starts both QEMUs: drop --src-qmp/--dst-qmp");
 	if (!launch && (src_qemu || dst_qemu))
