@@ -28,3 +28,4 @@ LIB_SRCS += engine/steer.c
 LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh tests/integration/migrate_ownership.sh
+ITEST_SCRIPTS += tests/integration/migrate_postcopy_timeout.sh

@@ -20,7 +20,8 @@ static void usage(FILE *f)
 		"                       [--guest-args WORDS] [--incoming] [--paused]\n"
 		"                       [--netns NS] [--accel auto|tcg|kvm] [--net]\n"
 		"                       [--host-port PORT] [--qemu BINARY] [--runtime-dir DIR]\n"
-		"                       [--no-mem-workaround] [--json] [-- QEMU-ARGS...]\n\n"
+		"                       [--no-mem-workaround] [--postcopy] [--json]\n"
+		"                       [-- QEMU-ARGS...]\n\n"
 		"Starts QEMU detached, in a private runtime directory, with capabilities\n"
 		"dropped, and prints its pid, QMP socket, serial socket and serial log\n"
 		"(--json: one JSON object with pid, qmp, serial, serial_socket, runtime_dir,\n"
@@ -35,7 +36,8 @@ static void usage(FILE *f)
 		"--accel auto (default) uses KVM only when /dev/kvm works and the tiny guest\n"
 		"passes a boot smoke test under it, else TCG. Under TCG a RAM size that is a\n"
 		"multiple of 256 KiB gets 8 KiB more (QEMU < 9.0 loses dirty pages on such\n"
-		"RAM during migration) unless --no-mem-workaround.\n");
+		"RAM during migration) unless --no-mem-workaround. --postcopy keeps the one\n"
+		"capability a postcopy destination needs (userfaultfd).\n");
 }
 
 static enum qmig_guest_kind parse_guest(const char *s)
@@ -111,6 +113,7 @@ int cmd_launch(int argc, char **argv)
 		{"runtime-dir", required_argument, 0, 'd'},
 		{"no-mem-workaround", no_argument, 0, 'W'},
 		{"json", no_argument, 0, 'j'},
+		{"postcopy", no_argument, 0, 'P'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -141,6 +144,7 @@ int cmd_launch(int argc, char **argv)
 		case 'd': spec.runtime_dir = optarg; break;
 		case 'W': spec.no_mem_workaround = 1; break;
 		case 'j': json = 1; break;
+		case 'P': spec.userfaultfd = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
