@@ -29,3 +29,5 @@ LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh tests/integration/migrate_ownership.sh
 ITEST_SCRIPTS += tests/integration/migrate_postcopy_timeout.sh
+# The kill matrix, every phase (about 10 s: the tiny guest boots at once).
+ITEST_SCRIPTS += tests/integration/migrate_kill_matrix.sh

@@ -170,17 +170,30 @@ static void bar(struct ui *ui, const struct qmig_sample *s)
 	ui->bar_shown = 1;
 }
 
-/* --debug-stop-at PHASE (tests only, not in --help): stop this process
- * with SIGSTOP as the phase begins, after its record is out, so that a
- * test can kill -9 it there, however short the phase. */
+/* --debug-stop-at PHASE or SIDE:EVENT (tests only, not in --help): stop
+ * this process with SIGSTOP as the phase begins, or as the first QEMU
+ * event EVENT from SIDE (source, destination) arrives, after its record
+ * is out, so that a test can kill -9 it there, however short the moment. */
 static void debug_stop(struct ui *ui, const struct qmig_migration_event *ev)
 {
-	struct json_object *v;
+	const char *colon = ui->stop_at ? strchr(ui->stop_at, ':') : NULL;
+	struct json_object *v, *side;
 
-	if (!ui->stop_at || strcmp(ev->type, "phase") ||
-	    !json_object_object_get_ex(ev->record, "phase", &v) ||
-	    strcmp(json_object_get_string(v), ui->stop_at))
+	if (!ui->stop_at)
 		return;
+	if (!colon && (strcmp(ev->type, "phase") ||
+		       !json_object_object_get_ex(ev->record, "phase", &v) ||
+		       strcmp(json_object_get_string(v), ui->stop_at)))
+		return;
+	if (colon && (strcmp(ev->type, "event") ||
+		      !json_object_object_get_ex(ev->record, "side", &side) ||
+		      !json_object_object_get_ex(ev->record, "event", &v) ||
+		      strncmp(json_object_get_string(side), ui->stop_at,
+			      (size_t)(colon - ui->stop_at)) ||
+		      json_object_get_string(side)[colon - ui->stop_at] ||
+		      strcmp(json_object_get_string(v), colon + 1)))
+		return;
+	ui->stop_at = NULL;
 	raise(SIGSTOP);
 }
 
@@ -613,7 +626,7 @@ int cmd_migrate(int argc, char **argv)
 	}
 	if (optind < argc)
 		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate migrate --help')", argv[optind]);
-	if (ui.stop_at) {
+	if (ui.stop_at && !strchr(ui.stop_at, ':')) {
 		int ph = QMIG_PHASE_INIT;
 
 		while (ph <= QMIG_PHASE_FAILED && strcmp(qmig_phase_name(ph), ui.stop_at))
