@@ -12,10 +12,11 @@
 # KILL_PHASES picks the phases (default: all of them, about 10 s).
 # A SIDE:EVENT entry stops at that QEMU event instead: destination:STOP is
 # the moment the destination, already owning the guest, is paused for the
-# stamp check (recover must resume it).
+# stamp check (recover must resume it). PHASE+tls adds --tls: recover then
+# also removes the job's tls-creds-x509 objects and the tls parameters.
 . tests/lib.sh
 
-PHASES=${KILL_PHASES:-"prepare negotiate start precopy postcopy switchover confirm destination:STOP finish"}
+PHASES=${KILL_PHASES:-"prepare negotiate start precopy postcopy switchover confirm destination:STOP finish precopy+tls confirm+tls"}
 # A range no other test uses: "no port held" is then exact.
 LO=49300 HI=49309
 PORTDIR=/run/qmigrate/ports
@@ -59,7 +60,13 @@ kill_case() {
 	ph=$1
 	opts="" lopts=""
 	case $ph in
-	precopy) opts="--max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
+	*+tls)
+		[ -d "$T/certs" ] || $QMIGRATE tls init "$T/certs" --host 127.0.0.1 > /dev/null ||
+			fail "tls init"
+		opts="--tls $T/certs" ;;
+	esac
+	case ${ph%+tls} in
+	precopy) opts="$opts --max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
 	postcopy) opts="--max-bandwidth 5M --postcopy-after 1"; lopts="--postcopy" ;;
 	esac
 	launch_guest s --guest tiny --mem 128M --wss 32M --dirty-rate 20M --accel tcg $lopts
@@ -69,10 +76,13 @@ kill_case() {
 	snapshot dst "$d_qmp"
 
 	$QMIGRATE migrate --src-qmp "$s_qmp" --dst-qmp "$d_qmp" --src-serial "$s_serial_socket" \
-		--dst-serial "$d_serial_socket" --port-range $LO-$HI --debug-stop-at "$ph" $opts \
+		--dst-serial "$d_serial_socket" --port-range $LO-$HI --debug-stop-at "${ph%+tls}" $opts \
 		--json > "$T/$ph.jsonl" 2> "$T/$ph.err" &
 	mig=$!
 	wait_stopped $mig
+	case $ph in
+	*+tls) grep -q '"qom-type":"tls-creds-x509"' "$T/$ph.jsonl" || fail "$ph: no TLS object planned" ;;
+	esac
 	kill -9 $mig
 	wait $mig 2>/dev/null
 
