@@ -108,7 +108,7 @@ kill_case() {
 	paused|postmigrate|inmigrate|finish-migrate|gone) ;;
 	*) fail "$ph: the other side is '$other_state', neither paused nor gone" ;;
 	esac
-	wait_beats "$run_log" 5 30 || fail "$ph: the running guest does not heartbeat"
+	wait_beats "$run_log" 5 30 || fail "$ph: the running guest does not heartbeat (state $(state_of "$run_qmp"), last log line: $(tail -c 200 "$run_log" | tail -1), $($QMIGRATE qmp "$run_qmp" human-monitor-command '{"command-line":"info chardev"}'))"
 	$QMIGRATE verify --qmp "$run_qmp" > "$T/$ph.verify" 2>&1 ||
 		fail "$ph: the running guest's memory does not verify: $(cat "$T/$ph.verify")"
 	[ "$(state_of "$run_qmp")" = running ] || fail "$ph: verify left the guest stopped"
@@ -135,7 +135,7 @@ kill_case() {
 	wait_beats "$n_log" 5 30 || fail "$ph: guest does not run after the second migration"
 	ok "killed at $ph: recovered to the $( [ $run = s ] && echo source || echo destination), clean, migrates again"
 	# Free the CPU for the next case.
-	kill -9 "$s_pid" "$d_pid" "$n_pid" 2>/dev/null
+	kill -9 "$s_pid" "$d_pid" "$n_pid" 2>/dev/null || true
 }
 
 for ph in $PHASES; do
