@@ -1054,9 +1054,11 @@ static int finish(struct qmig_migration *m)
 
 	m->finished = 1;
 	/* A postcopy left paused keeps its journal for qmigrate recover, and
-	 * so does a hand-over whose destination could not be restored. */
-	if (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
-	      strcmp(m->res.status, "completed-with-errors")) && !m->keep_journal)
+	 * so does a hand-over whose destination could not be restored; not
+	 * in launch mode, where the QEMUs end with the job. */
+	if (!m->o.src_qmp || (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
+				strcmp(m->res.status, "completed-with-errors")) &&
+			      !m->keep_journal))
 		qm_journal_remove(m);
 	m->next_sample_ns = 0;
 	m->wait_until_ns = 0;
