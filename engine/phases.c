@@ -813,13 +813,13 @@ static int step_finish(struct qmig_migration *m)
 		if (!m->res.verify_method[0])
 			set_method(m, "none");
 		downtime_text(m, dt, sizeof(dt));
-		snprintf(m->res.message, sizeof(m->res.message), "migrated in %llu ms (%s), %s%s%s",
+		snprintf(m->res.message, sizeof(m->res.message), "migrated in %llu ms (%s), %s%s%s%s",
 			 (unsigned long long)m->res.engine_total_ms, dt,
-			 m->res.verified == 1 ? "destination verified by " : m->o.no_verify
+			 m->res.verified == 1 ? "destination verified (" : m->o.no_verify
 			 ? "verification skipped" : "destination running",
 			 m->res.verified == 1 ? m->res.verify_method : "",
 			 m->res.verified == 1 && !strcmp(m->res.verify_method, "running")
-			 ? " (not a test guest)" : "");
+			 ? ": not a test guest" : "", m->res.verified == 1 ? ")" : "");
 	}
 	return STEP_NEXT;
 }
