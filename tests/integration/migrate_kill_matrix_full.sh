@@ -1,0 +1,6 @@
+# The whole kill matrix (make check-full): kill -9 entering every phase,
+# at the destination's stamp-check pause, and with --tls in precopy and
+# confirm; see migrate_kill_matrix.sh for what is checked after each.
+KILL_PHASES="prepare negotiate start precopy postcopy switchover confirm destination:STOP finish precopy+tls confirm+tls"
+export KILL_PHASES
+exec sh tests/integration/migrate_kill_matrix.sh
