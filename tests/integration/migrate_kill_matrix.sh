@@ -16,6 +16,9 @@
 # the moment the destination, already owning the guest, is paused for the
 # stamp check (recover must resume it). PHASE+tls adds --tls: recover then
 # also removes the job's tls-creds-x509 objects and the tls parameters.
+# PHASE+mem adds --verify=memory: the destination is held paused until the
+# RAM comparison, so at confirm it has not run and the source gets the
+# guest back.
 . tests/lib.sh
 
 PHASES=${KILL_PHASES:-"negotiate precopy+tls postcopy confirm destination:STOP"}
@@ -66,8 +69,11 @@ kill_case() {
 		[ -d "$T/certs" ] || $QMIGRATE tls init "$T/certs" --host 127.0.0.1 > /dev/null ||
 			fail "tls init"
 		opts="--tls $T/certs" ;;
+	*+mem) opts="--verify=memory" ;;
 	esac
-	case ${ph%+tls} in
+	base=${ph%+tls}
+	base=${base%+mem}
+	case $base in
 	precopy) opts="$opts --max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
 	postcopy) opts="--max-bandwidth 5M --postcopy-after 1"; lopts="--postcopy" ;;
 	esac
@@ -78,7 +84,7 @@ kill_case() {
 	snapshot dst "$d_qmp"
 
 	$QMIGRATE migrate --src-qmp "$s_qmp" --dst-qmp "$d_qmp" --src-serial "$s_serial_socket" \
-		--dst-serial "$d_serial_socket" --port-range $LO-$HI --debug-stop-at "${ph%+tls}" $opts \
+		--dst-serial "$d_serial_socket" --port-range $LO-$HI --debug-stop-at "$base" $opts \
 		--json > "$T/$ph.jsonl" 2> "$T/$ph.err" &
 	mig=$!
 	wait_stopped $mig
