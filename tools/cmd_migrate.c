@@ -126,9 +126,10 @@ static void usage(FILE *f)
 		"runs, 'qmigrate status', 'cancel', 'set' and 'postcopy' reach the job.\n"
 		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
 		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
-		"cancelled, 6 the destination failed verification, 7 failed during postcopy,\n"
-		"8 completed with errors (the destination took over the guest, then a step\n"
-		"failed: it keeps running, the source is not resumed).\n");
+		"cancelled, 6 the destination failed --verify=memory (it never ran; the\n"
+		"source was resumed), 7 failed during postcopy, 8 completed with errors\n"
+		"(the destination took over the guest, then a step or check failed: it\n"
+		"keeps running, the source is not resumed).\n");
 }
 
 static void bar(struct ui *ui, const struct qmig_sample *s)
