@@ -274,7 +274,7 @@ static void finish_handover(struct rec *r)
 		say(r, "The destination QEMU is gone although it had taken over the guest; the "
 		       "source was NOT resumed (it holds the guest as it was before the "
 		       "hand-over: resume it by hand only if you accept that divergence).");
-	} else if (!dst->st.running && was_running && strcmp(dst->st.status, "inmigrate")) {
+	} else if (!dst->st.running && was_running && !strcmp(dst->st.status, "paused")) {
 		/* The job paused it (a stamp check, a pause to finish) and died
 		 * before resuming it: the owner of a running guest runs it. */
 		if (qmig_cmd_cont(dst->qmp) < 0)
