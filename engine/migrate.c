@@ -295,6 +295,10 @@ static int64_t next_due_ns(const struct qmig_migration *m)
 {
 	int64_t due = m->deadline_ns;
 
+	/* --timeout bounds only what the source owns: past the hand-over the
+	 * deadline is no due time (else a postcopy outliving it would spin). */
+	if (m->owner != OWNER_SOURCE || m->res.postcopy_started || m->phase >= QMIG_PHASE_CONFIRM)
+		due = qm_now_ns() + 1000000000LL;
 	if (m->next_sample_ns && m->next_sample_ns < due)
 		due = m->next_sample_ns;
 	if (m->wait_until_ns && m->wait_until_ns < due)
