@@ -7,7 +7,7 @@
  * the event EVENT (e.g. RESUME), every connection is closed on both sides,
  * the listening socket removed, and the proxy exits 0. Tests use it to
  * lose a destination's QMP at a precise moment, which real QEMU will not
- * do on request. */
+ * do on request. QMP_CUT_DEBUG=1 logs every line from QEMU to stderr. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -100,6 +100,8 @@ static int from_upstream(struct pair *p, const char *buf, size_t n)
 			continue;
 		if (write_all(p->client, p->line, p->len) < 0)
 			return -1;
+		if (getenv("QMP_CUT_DEBUG"))
+			fprintf(stderr, "fwd: %.*s", (int)p->len, p->line);
 		if (is_event(p->line, p->len))
 			return 1;
 		p->len = 0;

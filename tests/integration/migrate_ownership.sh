@@ -86,6 +86,9 @@ cat "$T/cut.err"
 [ "$(json_get status "$res")" = completed-with-errors ] || fail "status: $res"
 [ "$(json_get owner "$res")" = destination ] || fail "owner is not the destination: $res"
 grep -q 'seen, connections closed' "$T/cut.err" || fail "the proxy never cut the connection"
+# The RESUME that came just before the hang-up is not lost with it.
+grep '"side":"destination"' "$T/cut.jsonl" | grep -q '"event":"RESUME"' ||
+	fail "the destination's RESUME, sent before the cut, was lost"
 st=$(status_of "$src3_qmp")
 [ "$st" = postmigrate ] || [ "$st" = paused ] || fail "source is '$st', not paused"
 grep '"side":"source"' "$T/cut.jsonl" | grep -q '"event":"RESUME"' &&
