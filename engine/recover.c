@@ -264,7 +264,6 @@ static void settle(struct rec *r, int wait_ms)
 static void finish_handover(struct rec *r)
 {
 	struct rside *src = &r->s[SRC], *dst = &r->s[DST];
-
 	struct json_object *v;
 	int was_running = json_object_object_get_ex(src->j, "was_running", &v) &&
 			  json_object_get_boolean(v);

@@ -242,12 +242,12 @@ static int job_cmd(int argc, char **argv, int kind)
 		puts(rep);
 	else if (kind == K_STATUS)
 		print_status(rep, 0);
-	if (kind == K_STATUS && !pid)
-		list_orphans(NULL, json);
 	else if (!why && kind == K_SET)
 		printf("%s set\n", req + 4);
 	else if (!why)
 		printf("%s\n", done[kind]);
+	if (kind == K_STATUS && !pid)
+		list_orphans(NULL, json);
 	json_object_put(o);
 	free(rep);
 	return rc;
