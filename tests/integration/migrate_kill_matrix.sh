@@ -18,7 +18,7 @@
 # also removes the job's tls-creds-x509 objects and the tls parameters.
 # PHASE+mem adds --verify=memory: the destination is held paused until the
 # RAM comparison, so at confirm it has not run and the source gets the
-# guest back.
+# guest back. "rollback" is entered by a cancel during precopy.
 . tests/lib.sh
 
 PHASES=${KILL_PHASES:-"negotiate precopy+tls postcopy confirm destination:STOP"}
@@ -74,7 +74,7 @@ kill_case() {
 	base=${ph%+tls}
 	base=${base%+mem}
 	case $base in
-	precopy) opts="$opts --max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
+	precopy|rollback) opts="$opts --max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
 	postcopy) opts="--max-bandwidth 5M --postcopy-after 1"; lopts="--postcopy" ;;
 	esac
 	launch_guest s --guest tiny --mem 128M --wss 32M --dirty-rate 20M --accel tcg $lopts
@@ -87,6 +87,15 @@ kill_case() {
 		--dst-serial "$d_serial_socket" --port-range $LO-$HI --debug-stop-at "$base" $opts \
 		--json > "$T/$ph.jsonl" 2> "$T/$ph.err" &
 	mig=$!
+	if [ "$base" = rollback ]; then
+		# A cancel from another shell sends it into the rollback.
+		i=0
+		until grep -q '"type":"sample"' "$T/$ph.jsonl" 2>/dev/null; do
+			i=$((i + 1)); [ $i -gt 600 ] && fail "$ph: no precopy sample"
+			sleep 0.05
+		done
+		$QMIGRATE cancel --job $mig > /dev/null || fail "$ph: cancel refused"
+	fi
 	wait_stopped $mig
 	case $ph in
 	*+tls) grep -q '"qom-type":"tls-creds-x509"' "$T/$ph.jsonl" || fail "$ph: no TLS object planned" ;;
