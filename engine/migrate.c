@@ -346,6 +346,10 @@ static int64_t next_due_ns(const struct qmig_migration *m)
 	if (qm_fiber_waiting(m->fiber))
 		return m->fiber_due_ns;
 
+	/* --timeout bounds only what the source owns: past the hand-over the
+	 * deadline is no due time (else a postcopy outliving it would spin). */
+	if (m->owner != OWNER_SOURCE || m->res.postcopy_started || m->phase >= QMIG_PHASE_CONFIRM)
+		due = qm_now_ns() + 1000000000LL;
 	if (m->next_sample_ns && m->next_sample_ns < due)
 		due = m->next_sample_ns;
 	if (m->wait_until_ns && m->wait_until_ns < due)
@@ -550,13 +554,19 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 	ADD_I("engine_total_ms", r->engine_total_ms);
 	ADD_I("engine_setup_ms", r->engine_setup_ms);
 	ADD_I("switchover_ms", r->switchover_ms);
-	ADD_I("guest_downtime_ms", r->guest_downtime_ms);
+	json_object_object_add(o, "guest_downtime_ms", r->guest_downtime_ms < 0 ? NULL
+					: json_object_new_int64(r->guest_downtime_ms));
+	if (r->guest_downtime_ms < 0)
+		json_object_object_add(o, "guest_downtime_reason",
+				       json_object_new_string(r->guest_downtime_reason));
 	ADD_I("verify_ms", r->verify_ms);
 	ADD_I("transferred_bytes", r->transferred_bytes);
 	ADD_I("passes", r->passes);
 	json_object_object_add(o, "throughput_mbps", json_object_new_double(r->throughput_mbps));
 	json_object_object_add(o, "verified", r->verified < 0 ? NULL
 					      : json_object_new_boolean(r->verified));
+	if (r->verify_method[0])
+		json_object_object_add(o, "verify_method", json_object_new_string(r->verify_method));
 	ADD_I("port", r->port);
 	json_object_object_add(o, "engine_cpu_ms", json_object_new_double(r->engine_cpu_ms));
 	ADD_I("premeasured_dirty_rate", r->premeasured_dirty_rate);

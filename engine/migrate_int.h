@@ -140,6 +140,10 @@ struct qmig_migration {
 	uint64_t low_remaining;       /* lowest remaining at a pass start so far */
 	uint64_t low_pass;            /* the pass it was seen at */
 	int hint_given;
+
+	/* phases.c: the job ends with something only qmigrate recover can
+	 * finish (a destination that could not be restored): keep the journal. */
+	int keep_journal;
 };
 
 /* migrate.c */

@@ -28,3 +28,8 @@ LIB_SRCS += engine/steer.c
 LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh tests/integration/local_files.sh
+ITEST_SCRIPTS += tests/integration/migrate_ownership.sh
+ITEST_SCRIPTS += tests/integration/migrate_postcopy_timeout.sh
+# The kill matrix: a subset in make check, every case in make check-full.
+ITEST_SCRIPTS += tests/integration/migrate_kill_matrix.sh
+ITEST_FULL_SCRIPTS += tests/integration/migrate_kill_matrix_full.sh

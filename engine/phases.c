@@ -556,6 +556,39 @@ static int confirm_running(struct qmig_migration *m)
 	return wait_ms(m, 5);
 }
 
+/* A guest qmigrate knows to be one of its test guests: one it launched
+ * with a test guest inside, or one whose serial socket it was given. Only
+ * those are timed by heartbeats and stopped for a stamp check; any other
+ * guest is left alone once it runs on the destination (a stop would be a
+ * pause nobody counts, a pmemsave its memory in a file). */
+static int test_guest(const struct qmig_migration *m)
+{
+	return m->side[DST].hb != NULL;
+}
+
+/* The stamps are the tiny guest's: our Linux guest checks its own pages
+ * and says so on its serial line. */
+static int stamp_guest(const struct qmig_migration *m)
+{
+	return test_guest(m) && !(m->side[DST].vm && m->o.guest.guest == QMIG_GUEST_LINUX);
+}
+
+static void set_method(struct qmig_migration *m, const char *how)
+{
+	snprintf(m->res.verify_method, sizeof(m->res.verify_method), "%s",
+		 m->res.memory_verified == 1 && strcmp(how, "memory") ? "memory+" : "");
+	snprintf(m->res.verify_method + strlen(m->res.verify_method),
+		 sizeof(m->res.verify_method) - strlen(m->res.verify_method), "%s", how);
+}
+
+/* guest_downtime_ms stays -1: say why (the first reason found wins). */
+static void downtime_unknown(struct qmig_migration *m, const char *why)
+{
+	if (m->res.guest_downtime_ms < 0 && !m->res.guest_downtime_reason[0])
+		snprintf(m->res.guest_downtime_reason, sizeof(m->res.guest_downtime_reason), "%s",
+			 why);
+}
+
 /* --verify=memory: the destination is paused, the source in postmigrate.
  * Only identical RAM lets the destination run. */
 static int confirm_memory(struct qmig_migration *m)
@@ -586,11 +619,12 @@ static int confirm_memory(struct qmig_migration *m)
 	}
 	m->res.memory_verified = 1;
 	m->res.verified = 1;
-	snprintf(m->res.verify_method, sizeof(m->res.verify_method), "memory");
+	set_method(m, "memory");
 	qm_log(m, QMIG_LOG_INFO, "--verify=memory: %llu pages identical (%llu ms)",
 	       (unsigned long long)rep.pages_checked,
 	       (unsigned long long)m->res.memory_verify_ms);
-	r = qm_cont(m, dst, "after comparing memory");
+	/* An offline migration's guest stays paused. */
+	r = m->offline ? 0 : qm_cont(m, dst, "after comparing memory");
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "cont (after comparing memory)");
 	return STEP_NEXT;
@@ -599,6 +633,7 @@ static int confirm_memory(struct qmig_migration *m)
 static int confirm_beats(struct qmig_migration *m)
 {
 	struct qmig_hb_stats src, dst;
+	int64_t gap;
 
 	qmig_hb_get(m->side[DST].hb, &dst);
 	if (dst.corrupt)
@@ -612,25 +647,46 @@ static int confirm_beats(struct qmig_migration *m)
 				       (unsigned long long)dst.beats);
 		return wait_ms(m, 5);
 	}
-	if (m->side[SRC].hb) {
-		qmig_hb_get(m->side[SRC].hb, &src);
-		/* Beats drained late were emitted no later than the vCPUs stopped. */
-		if (m->side[SRC].stop_mono_ns && m->side[SRC].stop_mono_ns < src.last_ns)
-			src.last_ns = m->side[SRC].stop_mono_ns;
+	if (!m->side[SRC].hb) {
+		downtime_unknown(m, "no heartbeats from the source guest (no --src-serial)");
+		return STEP_NEXT;
+	}
+	qmig_hb_get(m->side[SRC].hb, &src);
+	/* Beats drained late were emitted no later than the vCPUs stopped. */
+	if (m->side[SRC].stop_mono_ns && m->side[SRC].stop_mono_ns < src.last_ns)
+		src.last_ns = m->side[SRC].stop_mono_ns;
+	if (!src.beats) {
+		downtime_unknown(m, "the source guest sent no heartbeats");
+	} else if (dst.first_ns <= src.last_ns) {
+		qm_log(m, QMIG_LOG_WARN, "heartbeats: the source's last beat (seq %llu) was "
+			"read %lld us after the destination's first (seq %llu, %llu beats); "
+			"no guest-observed downtime",
+			(unsigned long long)src.last_seq,
+			(long long)(src.last_ns - dst.first_ns) / 1000,
+			(unsigned long long)dst.last_seq, (unsigned long long)dst.beats);
+		downtime_unknown(m, "the heartbeats of the two sides overlap as read");
+	} else {
 		/* The memory comparison held the destination paused on purpose:
 		 * that is verification time, not migration downtime. */
-		if (src.beats && dst.first_ns <= src.last_ns)
-			qm_log(m, QMIG_LOG_WARN, "heartbeats: the source's last beat (seq %llu) was "
-				"read %lld us after the destination's first (seq %llu, %llu beats); "
-				"no guest-observed downtime",
-				(unsigned long long)src.last_seq,
-				(long long)(src.last_ns - dst.first_ns) / 1000,
-				(unsigned long long)dst.last_seq, (unsigned long long)dst.beats);
-		else if (src.beats)
-			m->res.guest_downtime_ms = (dst.first_ns - src.last_ns) / MS -
-						   (int64_t)m->res.memory_verify_ms;
+		gap = (dst.first_ns - src.last_ns) / MS - (int64_t)m->res.memory_verify_ms;
+		m->res.guest_downtime_ms = gap > 0 ? gap : 0;
 	}
 	return STEP_NEXT;
+}
+
+/* The verdict of a test guest's own heartbeats (our Linux guest checks
+ * each page before rewriting it and says CORRUPT on its serial line). */
+static void verdict_by_beats(struct qmig_migration *m)
+{
+	struct qmig_hb_stats hs;
+
+	if (!m->side[DST].hb || m->offline)
+		return;
+	qmig_hb_get(m->side[DST].hb, &hs);
+	if (hs.beats >= CONFIRM_BEATS && !hs.corrupt) {
+		m->res.verified = 1;
+		set_method(m, "heartbeats");
+	}
 }
 
 static int confirm_stamps(struct qmig_migration *m)
@@ -640,16 +696,17 @@ static int confirm_stamps(struct qmig_migration *m)
 	int64_t t0 = qm_now_ns();
 	int r, r2;
 
-	r = m->offline ? 0 : qmig_cmd_stop(dst->qmp);
+	r = m->offline ? 0 : qm_stop(m, dst, "to verify the test guest's memory stamps");
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "stop (to verify memory)");
 	r = qmig_tiny_verify(dst->qmp, dst->vm ? qmig_vm_runtime_dir(dst->vm) : NULL, &rep);
-	r2 = m->offline ? 0 : qmig_cmd_cont(dst->qmp);
+	r2 = m->offline ? 0 : qm_cont(m, dst, "after verifying the memory stamps");
 	m->res.verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r2 < 0)
 		return qm_qmp_fail(m, dst, r2, "cont (after verifying memory)");
 	if (r == 1) {
 		m->res.verified = 0;
+		set_method(m, "stamps");
 		return qm_fail(m, -EBADMSG,
 			       "destination: %llu of %llu guest pages are wrong, first at "
 			       "0x%llx: %s",
@@ -660,23 +717,20 @@ static int confirm_stamps(struct qmig_migration *m)
 	if (r < 0) {
 		qm_log(m, QMIG_LOG_INFO, "destination: memory stamps not checked (%s)",
 		       strerror(-r));
-		/* Our Linux guest checks each page itself before rewriting it and
-		 * says CORRUPT on the serial line: its heartbeats carry the verdict. */
-		if (dst->hb && !m->offline) {
-			struct qmig_hb_stats hs;
-
-			qmig_hb_get(dst->hb, &hs);
-			if (hs.beats >= CONFIRM_BEATS && !hs.corrupt)
-				m->res.verified = 1;
-		}
+		verdict_by_beats(m);
 		return STEP_NEXT;
 	}
 	qm_log(m, QMIG_LOG_INFO, "destination: %llu guest pages verified in %llu ms",
 	       (unsigned long long)rep.pages_checked, (unsigned long long)m->res.verify_ms);
 	m->res.verified = 1;
+	set_method(m, "stamps");
 	return STEP_NEXT;
 }
 
+/* What "verified" means depends on what qmigrate knows of the guest:
+ * its own test guests are checked by heartbeats and stamps; any other
+ * guest by running on the destination and, with --verify=memory, by the
+ * RAM comparison, and never stopped again once it runs. */
 static int step_confirm(struct qmig_migration *m)
 {
 	int r;
@@ -697,14 +751,31 @@ static int step_confirm(struct qmig_migration *m)
 			m->t_phase_ns = qm_now_ns();
 		}
 	}
-	if (m->o.no_verify)
+	if (m->o.no_verify) {
+		downtime_unknown(m, "not measured: --verify=none");
 		return STEP_NEXT;
-	if (m->sub == 1 && m->side[DST].hb && !m->offline) {
+	}
+	if (!test_guest(m)) {
+		if (m->res.memory_verified != 1 && !m->offline) {
+			m->res.verified = 1;
+			set_method(m, "running");
+		}
+		downtime_unknown(m, "no heartbeats: not a qmigrate test guest (see --src-serial, "
+				    "--dst-serial)");
+		return STEP_NEXT;
+	}
+	if (m->offline)
+		downtime_unknown(m, "offline migration: the guest was paused throughout");
+	if (m->sub == 1 && !m->offline) {
 		r = confirm_beats(m);
 		if (r != STEP_NEXT)
 			return r;
 	}
 	m->sub = 2;
+	if (!stamp_guest(m)) {
+		verdict_by_beats(m);
+		return STEP_NEXT;
+	}
 	return confirm_stamps(m);
 }
 
@@ -724,9 +795,23 @@ static void finish_source(struct qmig_migration *m)
 		qm_log(m, QMIG_LOG_WARN, "source: quit: %s", strerror(-r));
 }
 
+/* "downtime 12 ms as seen by the guest, 8 ms by QEMU", or why the guest's
+ * view is missing. */
+static void downtime_text(const struct qmig_migration *m, char *buf, size_t len)
+{
+	if (m->res.guest_downtime_ms >= 0)
+		snprintf(buf, len, "downtime %lld ms as seen by the guest, %llu ms by QEMU",
+			 (long long)m->res.guest_downtime_ms,
+			 (unsigned long long)m->res.downtime_ms);
+	else
+		snprintf(buf, len, "downtime %llu ms by QEMU; as seen by the guest: %s",
+			 (unsigned long long)m->res.downtime_ms, m->res.guest_downtime_reason);
+}
+
 static int step_finish(struct qmig_migration *m)
 {
 	int dry = m->o.dry_run;
+	char dt[200];
 
 	if (!dry) {
 		finish_source(m);
@@ -747,15 +832,17 @@ static int step_finish(struct qmig_migration *m)
 		m->res.throttle_pct_max = m->throttle_max;
 		if (secs > 0)
 			m->res.throughput_mbps = m->res.transferred_bytes * 8 / 1e6 / secs;
-		snprintf(m->res.message, sizeof(m->res.message),
-			 "migrated in %llu ms (downtime %lld ms as seen by the guest, %llu ms "
-			 "by QEMU), %s",
-			 (unsigned long long)m->res.engine_total_ms,
-			 (long long)m->res.guest_downtime_ms,
-			 (unsigned long long)m->res.downtime_ms,
-			 m->res.verified == 1 ? "destination verified"
-			 : m->o.no_verify     ? "verification skipped"
-					      : "destination running");
+		downtime_unknown(m, "not measured");
+		if (!m->res.verify_method[0])
+			set_method(m, "none");
+		downtime_text(m, dt, sizeof(dt));
+		snprintf(m->res.message, sizeof(m->res.message), "migrated in %llu ms (%s), %s%s%s%s",
+			 (unsigned long long)m->res.engine_total_ms, dt,
+			 m->res.verified == 1 ? "destination verified (" : m->o.no_verify
+			 ? "verification skipped" : "destination running",
+			 m->res.verified == 1 ? m->res.verify_method : "",
+			 m->res.verified == 1 && !strcmp(m->res.verify_method, "running")
+			 ? ": not a test guest" : "", m->res.verified == 1 ? ")" : "");
 	}
 	return STEP_NEXT;
 }
@@ -774,6 +861,8 @@ static int source_still_migrating(struct qmig_migration *m)
 	       !strcmp(mi.status, "pre-switchover");
 }
 
+/* Only ever called while the source owns the guest: qm_cont refuses
+ * otherwise. */
 static void resume_source(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
@@ -784,16 +873,19 @@ static void resume_source(struct qmig_migration *m)
 		return;
 	if (st.running || !src->was_running)
 		return;
-	r = qmig_cmd_cont(src->qmp);
+	r = qm_cont(m, src, "rollback");
 	if (r < 0)
 		qm_log(m, QMIG_LOG_ERROR, "source: could not resume the guest (%s): %s",
-		       st.status, qmig_qmp_conn_error(src->qmp));
+		       st.status, r == -EPERM ? "the destination owns it"
+					      : qmig_qmp_conn_error(src->qmp));
 	else
 		qm_log(m, QMIG_LOG_INFO, "source: guest resumed (was %s)", st.status);
 }
 
 /* Two running copies of one guest must never exist: stop a destination
- * we do not own, kill one we launched. */
+ * we do not own, kill one we launched. A destination still loading the
+ * stream gets a stop too: on an incoming QEMU it clears autostart, so it
+ * will not start the guest by itself once the load ends. */
 static void stop_destination(struct qmig_migration *m)
 {
 	struct side *dst = &m->side[DST];
@@ -805,11 +897,13 @@ static void stop_destination(struct qmig_migration *m)
 	if (dst->qmp && m->t_migrate_ns) {
 		struct qmig_vm_status st;
 
-		if (qmig_cmd_query_status(dst->qmp, &st) == 0 && st.running) {
-			qmig_cmd_stop(dst->qmp);
+		if (qmig_cmd_query_status(dst->qmp, &st) < 0)
+			return;
+		if (st.running || !strcmp(st.status, "inmigrate"))
+			qm_stop(m, dst, st.running ? "a second running copy" : "no autostart");
+		if (st.running)
 			qm_log(m, QMIG_LOG_WARN, "destination: stopped; it must not run "
 						 "beside the resumed source");
-		}
 	}
 }
 
@@ -828,6 +922,58 @@ static void rollback_result(struct qmig_migration *m)
 				      : "the source guest could NOT be restored");
 }
 
+/* Has the destination taken the guest over? The RESUME event and
+ * postcopy say so as they happen; a failure can come before they are
+ * seen, so ask: a completed stream with a destination that runs (or
+ * cannot be asked) means it may have run, and the source must never be
+ * resumed then. */
+static void check_handover(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC], *dst = &m->side[DST];
+	struct qmig_migrate_info mi;
+	struct qmig_vm_status st;
+
+	if (m->owner != OWNER_SOURCE || !m->t_migrate_ns || m->res.postcopy_started)
+		return;
+	if (!m->completed && src->qmp && qmig_cmd_query_migrate(src->qmp, &mi) == 0 &&
+	    !strcmp(mi.status, "completed"))
+		m->completed = 1;
+	if (!m->completed)
+		return;
+	if (!dst->qmp || qmig_cmd_query_status(dst->qmp, &st) < 0)
+		qm_set_owner(m, OWNER_DESTINATION, "completed, destination unreachable");
+	else if (st.running)
+		qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
+}
+
+/* A failure after the hand-over: the destination keeps the guest, the
+ * source is never resumed; finish as after a migration. */
+static int rollback_after_handover(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	struct qmig_vm_status st;
+
+	finish_source(m);
+	/* A destination that cannot be asked cannot be restored either: the
+	 * journal stays for qmigrate recover. */
+	if (!dst->vm && (!dst->qmp || qmig_cmd_query_status(dst->qmp, &st) < 0))
+		m->keep_journal = 1;
+	else if (!dst->vm)
+		qm_restore_side(m, dst);
+	qmig_port_free(m->port);
+	m->port = NULL;
+	m->res.error = m->error;
+	m->res.failed_phase = m->failed_phase;
+	downtime_unknown(m, "not measured: the migration ended with errors");
+	snprintf(m->res.status, sizeof(m->res.status), "completed-with-errors");
+	snprintf(m->res.message, sizeof(m->res.message),
+		 "%.330s; the destination had taken over the guest and keeps it, the source "
+		 "was not resumed%s", m->err,
+		 m->keep_journal ? " (its settings could not be restored: run 'qmigrate "
+				   "recover' once its QMP socket answers)" : "");
+	return STEP_NEXT;
+}
+
 /* Rollback, in resumable steps like every phase: cancel and wait for the
  * source to stop migrating (at most 15 s), put both sides back, then
  * wait for the resumed guest's heartbeats (at most 5 s). */
@@ -837,35 +983,10 @@ static int step_rollback(struct qmig_migration *m)
 	struct qmig_vm_status st;
 	struct qmig_hb_stats hs;
 
-	if (m->owner == OWNER_SOURCE && m->completed && m->side[DST].qmp) {
-		struct qmig_vm_status dst_st;
-
-		/* A destination that cannot tell (its connection broke, its
-		 * reply was of the wrong shape) may run: treat it as running. */
-		if (qmig_cmd_query_status(m->side[DST].qmp, &dst_st) < 0)
-			qm_set_owner(m, OWNER_DESTINATION, "completed, destination cannot be asked");
-		else if (dst_st.running)
-			qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
-	} else if (m->owner == OWNER_SOURCE && m->completed && !m->side[DST].qmp) {
-		/* It may have run: never risk a second running copy. */
-		qm_set_owner(m, OWNER_DESTINATION, "completed, destination unreachable");
-	}
-	if (m->owner == OWNER_DESTINATION && m->completed) {
-		/* After the hand-over: the destination keeps the guest, the
-		 * source is never resumed; finish as after a migration. */
-		finish_source(m);
-		if (m->side[DST].qmp && !m->side[DST].vm)
-			qm_restore_side(m, &m->side[DST]);
-		qmig_port_free(m->port);
-		m->port = NULL;
-		m->res.error = m->error;
-		m->res.failed_phase = m->failed_phase;
-		snprintf(m->res.status, sizeof(m->res.status), "completed-with-errors");
-		snprintf(m->res.message, sizeof(m->res.message),
-			 "%.380s; the destination had taken over the guest and keeps it, the "
-			 "source was not resumed", m->err);
-		return STEP_NEXT;
-	}
+	if (m->sub == 0)
+		check_handover(m);
+	if (m->owner == OWNER_DESTINATION && (m->completed || !m->res.postcopy_started))
+		return rollback_after_handover(m);
 	if (m->res.postcopy_started) {
 		/* The guest's memory is split between the two QEMUs: resuming
 		 * the source or killing the destination would lose it. */
@@ -873,6 +994,7 @@ static int step_rollback(struct qmig_migration *m)
 		m->port = NULL;
 		m->res.error = m->error;
 		m->res.failed_phase = m->failed_phase;
+		downtime_unknown(m, "not measured: postcopy failed");
 		snprintf(m->res.status, sizeof(m->res.status), "failed");
 		snprintf(m->res.message, sizeof(m->res.message), "%.500s", m->err);
 		return STEP_NEXT;
@@ -890,6 +1012,13 @@ static int step_rollback(struct qmig_migration *m)
 			qm_log(m, QMIG_LOG_WARN, "source: migration still not cancelled after 15 s");
 		}
 		stop_destination(m);
+		/* A RESUME that raced the stop: the destination has run. */
+		if (m->owner == OWNER_DESTINATION) {
+			if (m->side[DST].qmp)
+				qm_cont(m, &m->side[DST], "it had run before the stop");
+			m->completed = 1;
+			return rollback_after_handover(m);
+		}
 		resume_source(m);
 		qm_restore_side(m, src);
 		if (m->side[DST].qmp && !m->side[DST].vm)
@@ -917,6 +1046,7 @@ static int step_rollback(struct qmig_migration *m)
 		}
 		break;
 	}
+	downtime_unknown(m, "not measured: the migration was rolled back");
 	rollback_result(m);
 	return STEP_NEXT;
 }
@@ -947,9 +1077,12 @@ static int finish(struct qmig_migration *m)
 
 	m->finished = 1;
 	qm_tls_remove_copies(m);
-	/* A postcopy left paused keeps its journal for qmigrate recover. */
-	if (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
-	      strcmp(m->res.status, "completed-with-errors")))
+	/* A postcopy left paused keeps its journal for qmigrate recover, and
+	 * so does a hand-over whose destination could not be restored; not
+	 * in launch mode, where the QEMUs end with the job. */
+	if (!m->o.src_qmp || (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
+				strcmp(m->res.status, "completed-with-errors")) &&
+			      !m->keep_journal))
 		qm_journal_remove(m);
 	m->next_sample_ns = 0;
 	m->wait_until_ns = 0;

@@ -268,14 +268,27 @@ static void settle(struct rec *r, int wait_ms)
 static void finish_handover(struct rec *r)
 {
 	struct rside *src = &r->s[SRC], *dst = &r->s[DST];
+	struct json_object *v;
+	int was_running = json_object_object_get_ex(src->j, "was_running", &v) &&
+			  json_object_get_boolean(v);
 
 	restore(r, dst);
-	if (!dst->qmp)
+	if (!dst->qmp) {
 		say(r, "The destination QEMU is gone although it had taken over the guest; the "
 		       "source was NOT resumed (it holds the guest as it was before the "
 		       "hand-over: resume it by hand only if you accept that divergence).");
-	else
-		say(r, "The destination runs the guest.");
+	} else if (!dst->st.running && was_running && !strcmp(dst->st.status, "paused")) {
+		/* The job paused it (a stamp check, a pause to finish) and died
+		 * before resuming it: the owner of a running guest runs it. */
+		if (qmig_cmd_cont(dst->qmp) < 0)
+			say(r, "The destination owns the guest but could NOT be resumed (%s): %s.",
+			    dst->st.status, qmig_qmp_conn_error(dst->qmp));
+		else
+			say(r, "The destination, which owns the guest, was resumed (it was %s).",
+			    dst->st.status);
+	} else {
+		say(r, "The destination %s the guest.", dst->st.running ? "runs" : "holds (paused)");
+	}
 	if (src->qmp && qm_jget_int(r->j, "keep_source", 0)) {
 		restore(r, src);
 		say(r, "The source stays paused (%s), as --keep-source asked.", src->st.status);

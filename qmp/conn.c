@@ -182,6 +182,7 @@ static int connect_tcp(struct qmig_qmp_conn *c, const char *hostport, int64_t de
 /* ---- moving bytes ------------------------------------------------------ */
 
 static int recv_some(struct qmig_qmp_conn *c);
+static void drain(struct qmig_qmp_conn *c);
 
 /* Send what the core has queued, without waiting. With pass_fd >= 0 the
  * descriptor rides on the first byte sent (QEMU attaches it to the command
@@ -221,6 +222,9 @@ static int send_some(struct qmig_qmp_conn *c, int pass_fd)
 			 * commands unanswered) says more than "broken pipe". */
 			while ((r = recv_some(c)) > 0)
 				;
+			/* What came before the hang-up still goes to its owners:
+			 * an event such as RESUME must not be lost with it. */
+			drain(c);
 			if (r < 0)
 				return r;
 		}

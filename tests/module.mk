@@ -1,7 +1,7 @@
 # The unit-test driver; each module's module.mk adds its own test files.
 UNIT_SRCS += tests/unit/unit_main.c
 # Programs the shell tests use; built by check, never run as tests.
-TEST_HELPERS += tests/helpers/holdports
+TEST_HELPERS += tests/helpers/holdports tests/helpers/qmp_cut
 # Migration end to end (engine/ + tools/), against real QEMU.
 ITEST_PROGS += tests/integration/migrate_embed tests/integration/embed_delay \
 	tests/integration/embed_abandon

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "job.h"
 #include "qmigrate.h"
+#include "qmig_journal.h"
 
 static void usage(FILE *f, const char *cmd)
 {
@@ -18,7 +19,11 @@ static void usage(FILE *f, const char *cmd)
 			   "convergence verdict (converging, stalled, cannot converge) with the\n"
 			   "dirty rate and the wire rate behind it, the time left until its\n"
 			   "completion bound, and the expected downtime. --qmp asks a QEMU\n"
-			   "directly (query-migrate) when no qmigrate job holds its socket.\n");
+			   "directly (query-migrate) when no qmigrate job holds its socket.\n"
+			   "Jobs whose qmigrate died (their journal is left in the jobs\n"
+			   "directory) are listed as orphaned, with the phase they died in and\n"
+			   "who owns the guest: 'qmigrate recover --job ID' repairs them.\n"
+			   "Exit 0 when a running job was shown, 1 otherwise.\n");
 	else if (!strcmp(cmd, "set"))
 		fprintf(f, "usage: qmigrate set [--job PID] [--json] NAME=VALUE\n\n"
 			   "Change a limit of a migration in precopy, from another shell (like\n"
@@ -103,6 +108,51 @@ static int status_qmp(const char *sock, int json)
 
 enum { K_STATUS, K_CANCEL, K_SET, K_POSTCOPY };
 
+/* Journals whose process is gone (only job `only` when not NULL): one
+ * line each, after or instead of a running job's status. Returns how
+ * many were listed. */
+static int list_orphans(const char *only, int json)
+{
+	struct qmig_job_info *jobs = NULL;
+	size_t n = 0;
+	char dir[200];
+	int listed = 0;
+
+	job_dir(dir, sizeof(dir));
+	if (qmig_journal_list(dir, &jobs, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct qmig_job_info *j = &jobs[i];
+
+		if (j->alive || (only && strcmp(only, j->job)))
+			continue;
+		listed++;
+		if (json) {
+			struct json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "job", json_object_new_string(j->job));
+			json_object_object_add(o, "orphaned", json_object_new_boolean(1));
+			json_object_object_add(o, "pid", json_object_new_int(j->pid));
+			json_object_object_add(o, "phase", json_object_new_string(j->phase));
+			json_object_object_add(o, "owner", json_object_new_string(j->owner));
+			json_object_object_add(o, "mode", json_object_new_string(j->mode));
+			json_object_object_add(o, "step", json_object_new_string(j->step));
+			json_object_object_add(o, "src_qmp", json_object_new_string(j->src_qmp));
+			json_object_object_add(o, "dst_qmp", json_object_new_string(j->dst_qmp));
+			json_object_object_add(o, "updated_us", json_object_new_int64(j->updated_us));
+			puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							       JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(o);
+			continue;
+		}
+		printf("orphaned job %s: qmigrate (pid %d) died in phase %s with the %s owning the "
+		       "guest (%s -> %s); run 'qmigrate recover --job %s'\n",
+		       j->job, j->pid, j->phase, j->owner, j->src_qmp, j->dst_qmp, j->job);
+	}
+	qmig_journal_list_free(jobs);
+	return listed;
+}
+
 /* A reply's "error" or the cancel's "ignored" reason; NULL when it worked. */
 static const char *refusal(struct json_object *o, int kind)
 {
@@ -172,6 +222,14 @@ static int job_cmd(int argc, char **argv, int kind)
 	if (qmp)
 		die(EXIT_USAGE, "%s works on jobs: use --job PID", argv[0]);
 	rep = job_request(pid, req, msg, sizeof(msg));
+	if (!rep && kind == K_STATUS) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "%d", pid);
+		warnx("%s", msg);
+		list_orphans(pid ? id : NULL, json);
+		return EXIT_FAIL;
+	}
 	if (!rep)
 		die(EXIT_FAIL, "%s", msg);
 	o = json_tokener_parse(rep);
@@ -188,6 +246,8 @@ static int job_cmd(int argc, char **argv, int kind)
 		printf("%s set\n", req + 4);
 	else if (!why)
 		printf("%s\n", done[kind]);
+	if (kind == K_STATUS && !pid)
+		list_orphans(NULL, json);
 	json_object_put(o);
 	free(rep);
 	return rc;

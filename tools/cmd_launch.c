@@ -20,7 +20,7 @@ static void usage(FILE *f)
 		"                       [--guest-args WORDS] [--incoming] [--paused]\n"
 		"                       [--netns NS] [--accel auto|tcg|kvm] [--net]\n"
 		"                       [--host-port PORT] [--qemu BINARY] [--runtime-dir DIR]\n"
-		"                       [--no-mem-workaround] [--runas USER] [--json]\n"
+		"                       [--no-mem-workaround] [--runas USER] [--postcopy] [--json]\n"
 		"                       [-- QEMU-ARGS...]\n\n"
 		"Starts QEMU detached, in a private runtime directory, with capabilities\n"
 		"dropped, under QEMU's seccomp sandbox (-sandbox on), as an unprivileged\n"
@@ -41,7 +41,8 @@ static void usage(FILE *f)
 		"--accel auto (default) uses KVM only when /dev/kvm works and the tiny guest\n"
 		"passes a boot smoke test under it, else TCG. Under TCG a RAM size that is a\n"
 		"multiple of 256 KiB gets 8 KiB more (QEMU < 9.0 loses dirty pages on such\n"
-		"RAM during migration) unless --no-mem-workaround.\n");
+		"RAM during migration) unless --no-mem-workaround. --postcopy keeps the one\n"
+		"capability a postcopy destination needs (userfaultfd).\n");
 }
 
 static enum qmig_guest_kind parse_guest(const char *s)
@@ -118,6 +119,7 @@ int cmd_launch(int argc, char **argv)
 		{"no-mem-workaround", no_argument, 0, 'W'},
 		{"runas", required_argument, 0, 'u'},
 		{"json", no_argument, 0, 'j'},
+		{"postcopy", no_argument, 0, 'P'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -149,6 +151,7 @@ int cmd_launch(int argc, char **argv)
 		case 'W': spec.no_mem_workaround = 1; break;
 		case 'u': spec.runas = optarg; break;
 		case 'j': json = 1; break;
+		case 'P': spec.userfaultfd = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}

@@ -24,6 +24,7 @@ struct ui {
 	int tty;
 	int bar_shown;
 	int out_closed;             /* stdout's reader went away */
+	const char *stop_at;        /* --debug-stop-at: a phase name */
 	uint64_t pass;
 	struct qmig_migration *m;
 };
@@ -100,12 +101,17 @@ static void usage(FILE *f)
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
 		"  --force                 go ahead despite the doctor's refusals\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
-		"  --verify=MODE           guest: heartbeats and page stamps of our test guests\n"
-		"                          (default); memory: also compare every page of both\n"
-		"                          sides' RAM before the destination runs (any guest);\n"
+		"  --verify=MODE           guest (default): heartbeats and page stamps of a\n"
+		"                          test guest (launched by qmigrate, or its serial\n"
+		"                          sockets given); any other guest is only checked to\n"
+		"                          run on the destination, never stopped again;\n"
+		"                          memory: also compare every page of both sides' RAM\n"
+		"                          before the destination runs (any guest);\n"
 		"                          none: only check the destination runs\n"
 		"  --no-verify             the same as --verify=none\n"
-		"  --timeout SECS          give up (and roll back) after SECS (default 600)\n"
+		"  --timeout SECS          roll back if the destination has not taken over\n"
+		"                          the guest (precopy) after SECS (default 600);\n"
+		"                          postcopy is bounded by --recover-timeout instead\n"
 		"  --completion-timeout-per-gib SECS  precopy must complete within SECS per\n"
 		"                          GiB of guest RAM, at least 60 s, else it is rolled\n"
 		"                          back with the verdict and what would make it\n"
@@ -127,9 +133,10 @@ static void usage(FILE *f)
 		"runs, 'qmigrate status', 'cancel', 'set' and 'postcopy' reach the job.\n"
 		"\nWhatever fails before postcopy, the source guest ends running as it was.\n"
 		"Exit codes: 0 migrated, 3 could not start, 4 failed and rolled back, 5\n"
-		"cancelled, 6 the destination failed verification, 7 failed during postcopy,\n"
-		"8 completed with errors (the destination took over the guest, then a step\n"
-		"failed: it keeps running, the source is not resumed).\n");
+		"cancelled, 6 the destination failed --verify=memory (it never ran; the\n"
+		"source was resumed), 7 failed during postcopy, 8 completed with errors\n"
+		"(the destination took over the guest, then a step or check failed: it\n"
+		"keeps running, the source is not resumed).\n");
 }
 
 static void bar(struct ui *ui, const struct qmig_sample *s)
@@ -171,7 +178,34 @@ static void bar(struct ui *ui, const struct qmig_sample *s)
 	ui->bar_shown = 1;
 }
 
-static void on_event(const struct qmig_migration_event *ev, void *user_data)
+/* --debug-stop-at PHASE or SIDE:EVENT (tests only, not in --help): stop
+ * this process with SIGSTOP as the phase begins, or as the first QEMU
+ * event EVENT from SIDE (source, destination) arrives, after its record
+ * is out, so that a test can kill -9 it there, however short the moment. */
+static void debug_stop(struct ui *ui, const struct qmig_migration_event *ev)
+{
+	const char *colon = ui->stop_at ? strchr(ui->stop_at, ':') : NULL;
+	struct json_object *v, *side;
+
+	if (!ui->stop_at)
+		return;
+	if (!colon && (strcmp(ev->type, "phase") ||
+		       !json_object_object_get_ex(ev->record, "phase", &v) ||
+		       strcmp(json_object_get_string(v), ui->stop_at)))
+		return;
+	if (colon && (strcmp(ev->type, "event") ||
+		      !json_object_object_get_ex(ev->record, "side", &side) ||
+		      !json_object_object_get_ex(ev->record, "event", &v) ||
+		      strncmp(json_object_get_string(side), ui->stop_at,
+			      (size_t)(colon - ui->stop_at)) ||
+		      json_object_get_string(side)[colon - ui->stop_at] ||
+		      strcmp(json_object_get_string(v), colon + 1)))
+		return;
+	ui->stop_at = NULL;
+	raise(SIGSTOP);
+}
+
+static void print_event(const struct qmig_migration_event *ev, void *user_data)
 {
 	struct ui *ui = user_data;
 	struct json_object *v;
@@ -212,9 +246,15 @@ static void on_event(const struct qmig_migration_event *ev, void *user_data)
 	}
 }
 
+static void on_event(const struct qmig_migration_event *ev, void *user_data)
+{
+	print_event(ev, user_data);
+	debug_stop(user_data, ev);
+}
+
 static void summary(const struct qmig_result *r)
 {
-	char xfer[32];
+	char xfer[32], guest[160];
 
 	format_size(xfer, sizeof(xfer), (double)r->transferred_bytes);
 	if (!strcmp(r->status, "dry-run")) {
@@ -224,18 +264,26 @@ static void summary(const struct qmig_result *r)
 	fprintf(stderr, "\nqmigrate: %s: %s\n", r->status, r->message);
 	if (strcmp(r->status, "completed"))
 		return;
+	if (r->guest_downtime_ms >= 0)
+		snprintf(guest, sizeof(guest), "guest-observed %lld ms", (long long)r->guest_downtime_ms);
+	else
+		snprintf(guest, sizeof(guest), "guest-observed not measured (%s)",
+			 r->guest_downtime_reason[0] ? r->guest_downtime_reason : "unknown");
 	fprintf(stderr,
 		"  total        %llu ms (QEMU %llu ms, setup %llu ms)\n"
-		"  downtime     guest-observed %lld ms, switchover %lld ms, QEMU %llu ms\n"
+		"  downtime     %s, switchover %lld ms, QEMU %llu ms\n"
 		"  transferred  %s in %llu passes, %.0f Mbit/s\n"
 		"  port         %u\n"
-		"  verified     %s%s\n",
+		"  verified     %s%s%s%s\n",
 		(unsigned long long)r->engine_total_ms, (unsigned long long)r->total_ms,
-		(unsigned long long)r->setup_ms, (long long)r->guest_downtime_ms,
+		(unsigned long long)r->setup_ms, guest,
 		(long long)r->switchover_ms, (unsigned long long)r->downtime_ms, xfer,
 		(unsigned long long)r->passes, r->throughput_mbps, r->port,
 		r->verified == 1 ? "yes" : r->verified == 0 ? "NO" : "not checked",
-		r->verify_ms ? " (memory check not counted as downtime)" : "");
+		r->verify_method[0] ? " (" : "", r->verify_method, r->verify_method[0] ? ")" : "");
+	if (r->verify_ms)
+		fprintf(stderr, "               %llu ms verifying (not counted as downtime)\n",
+			(unsigned long long)r->verify_ms);
 	if (r->postcopy_started)
 		fprintf(stderr, "  postcopy     %llu page requests, %d recoveries (%d attempts)\n",
 			(unsigned long long)r->postcopy_requests, r->recoveries, r->recovery_attempts);
@@ -429,7 +477,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
 	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
-	       O_RUNAS, O_TROVER };
+	       O_RUNAS, O_TROVER, O_DSTOP };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -460,6 +508,7 @@ int cmd_migrate(int argc, char **argv)
 		{"completion-timeout-per-gib", 1, 0, O_CTPG},
 		{"no-completion-timeout", 0, 0, O_NOCT},
 		{"runas", 1, 0, O_RUNAS},      {"trace-overwrite", 0, 0, O_TROVER},
+		{"debug-stop-at", 1, 0, O_DSTOP},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -565,6 +614,7 @@ int cmd_migrate(int argc, char **argv)
 				(int)parse_long("--completion-timeout-per-gib", optarg, 1, 86400);
 			break;
 		case O_NOCT: o.completion_timeout_per_gib_s = -1; break;
+		case O_DSTOP: ui.stop_at = optarg; break;
 		case O_MEAS:
 			o.measure_dirty_s = (int)parse_long("--measure-dirty-rate", optarg, 0, 60);
 			if (!o.measure_dirty_s)
@@ -587,6 +637,14 @@ int cmd_migrate(int argc, char **argv)
 	}
 	if (optind < argc)
 		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate migrate --help')", argv[optind]);
+	if (ui.stop_at && !strchr(ui.stop_at, ':')) {
+		int ph = QMIG_PHASE_INIT;
+
+		while (ph <= QMIG_PHASE_FAILED && strcmp(qmig_phase_name(ph), ui.stop_at))
+			ph++;
+		if (ph > QMIG_PHASE_FAILED)
+			die(EXIT_USAGE, "--debug-stop-at: '%s' is not a phase", ui.stop_at);
+	}
 	if (launch && (o.src_qmp || o.dst_qmp))
 		die(EXIT_USAGE, "--launch starts both QEMUs: drop --src-qmp/--dst-qmp");
 	if (!launch && (src_qemu || dst_qemu))

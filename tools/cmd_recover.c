@@ -70,9 +70,11 @@ static int recover_one(const char *dir, const char *job, int json)
 			res.message[0] ? res.message : r < 0 ? strerror(-r) : ""));
 		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
+	} else if (r == 0 && !res.owner[0]) {
+		printf("job %s: %s. %s\n", job, res.outcome, res.message);
 	} else if (r == 0) {
 		printf("job %s: %s; the guest runs on the %s. %s\n", job, res.outcome,
-		       res.owner[0] ? res.owner : "(unknown)", res.message);
+		       res.owner, res.message);
 	} else {
 		warnx("job %s: not recovered: %s", job,
 		      res.message[0] ? res.message : strerror(-r));

@@ -1,4 +1,5 @@
-# qmigrate killed with SIGKILL in precopy (attach mode), then
+# qmigrate killed with SIGKILL in precopy (attach mode), listed as an
+# orphaned job by qmigrate status and recover --list, then
 # `qmigrate recover`: the source keeps the guest, running and heartbeating,
 # its capabilities and parameters as before the first run, the destination
 # does not run, no journal or port is left, and a second migration of the
@@ -30,6 +31,13 @@ $QMIGRATE recover --list > "$T/list.txt" || fail "recover --list failed"
 cat "$T/list.txt"
 grep "$src_qmp" "$T/list.txt" | grep -q orphaned || fail "the dead job is not listed as orphaned"
 [ -n "$job" ] || job=$(grep "$src_qmp" "$T/list.txt" | awk '{print $1}')
+
+# qmigrate status lists it too, as orphaned, naming recover.
+$QMIGRATE status > "$T/status.txt" 2> "$T/status.err"
+grep "orphaned job $job:" "$T/status.txt" | grep -q "qmigrate recover --job $job" ||
+	fail "qmigrate status does not list the orphaned job: $(cat "$T/status.txt" "$T/status.err")"
+$QMIGRATE status --json 2>/dev/null | grep "\"job\":\"$job\"" | grep -q '"orphaned":true' ||
+	fail "qmigrate status --json does not list the orphaned job"
 
 # A new migration of the same QEMUs is refused and names the job.
 $QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --json > "$T/again.jsonl" 2>&1 &&
