@@ -28,3 +28,7 @@ LIB_SRCS += engine/steer.c
 LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh
+# Save/restore to a file (mapped-ram or a plain stream) and live update (cpr-transfer).
+LIB_SRCS += engine/saverestore.c engine/save_util.c engine/cpr.c
+PUBLIC_HEADERS += engine/qmig_save.h
+ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh

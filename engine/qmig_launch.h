@@ -54,6 +54,8 @@ struct qmig_vm_spec {
 	int userfaultfd;             /* keep CAP_SYS_PTRACE: a postcopy destination needs
 					userfaultfd, which vm.unprivileged_userfaultfd=0
 					reserves to it */
+	int shared_mem;              /* guest RAM in a shared memfd backend, with
+					aux-ram-share=on (cpr-transfer: qmigrate update) */
 };
 
 #define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}

@@ -1,0 +1,55 @@
+/* Internal to engine/saverestore.c, engine/save_util.c and engine/cpr.c:
+ * small blocking helpers shared by save, restore and update. Nothing here
+ * is exported. */
+#ifndef QMIG_SAVE_INT_H
+#define QMIG_SAVE_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qmig_commands.h"
+#include "qmig_save.h"
+
+int64_t qm_sr_now_ns(void);
+void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The concrete machine type ("pc-i440fx-10.0"), from qom-get /machine type. */
+int qm_sr_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len);
+/* query-version: "10.0.2" and major*10000+minor*100+micro. */
+int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num);
+
+/* Poll query-migrate until completed, failed or cancelled, at most
+ * timeout_ms. 0 completed (mi filled), -EIO failed (msg has QEMU's
+ * error-desc), -ETIMEDOUT, or the QMP error. */
+int qm_sr_wait_migration(struct qmig_qmp_conn *c, int timeout_ms, struct qmig_migrate_info *mi,
+			 char *msg, size_t msg_len);
+
+/* Capabilities and parameters changed for one job, and their old values,
+ * so that they can be put back. */
+struct qm_sr_saved {
+	struct json_object *caps;    /* {"name": old bool} */
+	struct json_object *params;  /* {"name": old value} */
+};
+/* Set capability name to on, remembering the old value. */
+int qm_sr_set_cap(struct qmig_qmp_conn *c, struct qm_sr_saved *sv, const char *name, int on);
+/* Set an integer parameter, remembering the old value. */
+int qm_sr_set_param(struct qmig_qmp_conn *c, struct qm_sr_saved *sv, const char *name,
+		    int64_t value);
+int qm_sr_set_param_str(struct qmig_qmp_conn *c, struct qm_sr_saved *sv, const char *name,
+			const char *value);
+/* Put everything back (parameters first, then capabilities in reverse). */
+void qm_sr_restore(struct qmig_qmp_conn *c, struct qm_sr_saved *sv);
+void qm_sr_saved_free(struct qm_sr_saved *sv);
+
+/* Wait for n heartbeats with none saying corrupt: 1 yes, 0 corrupt, -ETIMEDOUT. */
+int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_t len);
+
+/* Stop (if running), check the tiny guest's stamps, and leave it stopped.
+ * 1 verified, 0 bad pages (msg says which), -ENOMSG not our tiny guest,
+ * other negative errno: could not check. */
+int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages, char *msg,
+		       size_t len);
+
+#endif
