@@ -1,2 +1,742 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * qmig_update(): replace a running QEMU by a new QEMU process on the same
+ * host with cpr-transfer (QEMU 10.0). Guest RAM lives in a shared memory
+ * backend (memfd, share=on, and aux-ram-share=on for ROMs and device RAM);
+ * the old QEMU hands the backend's file descriptors to the new one over
+ * the cpr channel, so only device state crosses the main channel.
+ *
+ * The sequence (learned from QEMU's CPR documentation and migration.json):
+ *  1. the new QEMU starts with the old one's command line (its binary
+ *     replaced, its machine type pinned) plus two -incoming channels, main
+ *     and cpr, both unix sockets; it blocks reading the cpr channel before
+ *     it creates its monitors, so its QMP socket appears only afterwards;
+ *  2. the old QEMU gets mode=cpr-transfer and `migrate` with both channels
+ *     (it fails at once if the cpr socket is not yet listening);
+ *  3. the old QEMU stops the guest, sends the cpr state (fds) and then the
+ *     device state on main; the new QEMU resumes the guest.
+ *
+ * Ownership as for a migration: the old QEMU owns the guest until the new
+ * one has run it (status running); a failure before that kills the new
+ * QEMU and leaves the old one running as before. After it, the old QEMU is
+ * never resumed: it is quit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "launch_int.h"
+#include "qmig_commands.h"
 #include "save_int.h"
+#include "versions.h"
+
+#define MS 1000000
+#define QM_PATHLEN 200 /* paths of sockets: a sun_path holds 108 */
+#define CMDLINE_MAX (256 * 1024)
+#define NEW_START_MS 30000    /* a loaded machine starts QEMU slowly */
+#define CONFIRM_BEATS 20
+#define BEATS_TIMEOUT_MS 15000
+#define DEFAULT_TIMEOUT_MS 120000
+
+struct upd {
+	const struct qmig_update_opts *o;
+	struct qmig_update_result *res;
+	struct qmig_vm *vm;            /* launch mode: the old QEMU */
+	struct qmig_qmp_conn *c;       /* the old QEMU */
+	struct qmig_qmp_conn *nc;      /* the new QEMU */
+	struct qmig_schema *schema;
+	struct qmig_hb *hb, *nhb;
+	struct qm_sr_saved sv;
+	char old_qmp[QM_PATHLEN];
+	char old_serial[QM_PATHLEN];
+	char old_dir[QM_PATHLEN];        /* launch mode: the old runtime dir */
+	char dir[QM_PATHLEN];            /* our directory: channel sockets, new QEMU's files */
+	char new_qmp[QM_PATHLEN], new_serial[QM_PATHLEN];
+	ino_t qmp_ino, serial_ino;     /* inodes a new socket must not have (0: none) */
+	char machine[64];
+	int old_pid;
+	pid_t new_pid;
+	int new_pidfd;
+	int new_reaped;
+	int was_running;
+	int owner_new;
+	int attach;
+};
+
+static int ufail(struct upd *u, int err, const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int ufail(struct upd *u, int err, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->res->error)
+		return u->res->error;
+	va_start(ap, fmt);
+	vsnprintf(u->res->message, sizeof(u->res->message), fmt, ap);
+	va_end(ap);
+	u->res->error = err;
+	snprintf(u->res->status, sizeof(u->res->status), "%s", status);
+	return err;
+}
+
+/* ---- is the old QEMU able to do it? ----------------------------------- */
+
+static struct json_object *qom_get(struct qmig_qmp_conn *c, const char *path, const char *prop)
+{
+	struct json_object *a = json_object_new_object(), *ret = NULL;
+
+	if (!a)
+		return NULL;
+	json_object_object_add(a, "path", json_object_new_string(path));
+	json_object_object_add(a, "property", json_object_new_string(prop));
+	if (qmig_qmp_conn_call(c, "qom-get", a, &ret, -1) < 0)
+		ret = NULL;
+	json_object_put(a);
+	return ret;
+}
+
+/* The refusals, each with what would make it possible. */
+static int check_source(struct upd *u)
+{
+	struct json_object *v;
+	struct qmig_vm_status st;
+	char be[128], path[160], ver[32];
+	unsigned ov = 0, nv;
+	int r, share, aux;
+
+	r = qmig_schema_probe(&u->schema, u->c);
+	if (r < 0)
+		return ufail(u, r, "failed", "query-qmp-schema: %s", qmig_qmp_conn_error(u->c));
+	qm_sr_qemu_version(u->c, ver, sizeof(ver), &ov);
+	snprintf(u->res->old_qemu, sizeof(u->res->old_qemu), "%s", ver);
+	if (!qmig_schema_has_enum_value(u->schema, "migrate-set-parameters", "mode",
+					"cpr-transfer") ||
+	    !qmig_schema_has_arg(u->schema, "migrate", "channels"))
+		return ufail(u, -EOPNOTSUPP, "refused",
+			     "the running QEMU (%s) has no cpr-transfer migration mode with "
+			     "migrate channels (QEMU 10.0 and later): it cannot be updated in place; "
+			     "use qmigrate migrate",
+			     ver);
+	r = qmig_cmd_query_status(u->c, &st);
+	if (r < 0)
+		return ufail(u, r, "failed", "query-status: %s", qmig_qmp_conn_error(u->c));
+	if (strcmp(st.status, "running") && strcmp(st.status, "paused"))
+		return ufail(u, -EBUSY, "refused",
+			     "the running QEMU is '%s', not running or paused (a migration under way "
+			     "or done?)",
+			     st.status);
+	u->was_running = st.running;
+	v = qom_get(u->c, "/machine", "memory-backend");
+	snprintf(be, sizeof(be), "%s",
+		 json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "");
+	json_object_put(v);
+	/* A link property: the backend's QOM path, "" when RAM is not a backend. */
+	if (strncmp(be, "/objects/", 9) || !be[9] ||
+	    strspn(be + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+		    strlen(be + 9))
+		return ufail(u, -EOPNOTSUPP, "refused",
+			     "guest RAM is not a shared memory backend, so it cannot stay in place: "
+			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
+			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on");
+	snprintf(path, sizeof(path), "%s", be);
+	v = qom_get(u->c, path, "share");
+	share = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+	json_object_put(v);
+	if (!share)
+		return ufail(u, -EOPNOTSUPP, "refused",
+			     "guest RAM (memory backend '%s') is not shared: give it share=on (a "
+			     "memory-backend-memfd or -file) so the new QEMU can map it",
+			     be);
+	v = qom_get(u->c, "/machine", "aux-ram-share");
+	aux = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+	json_object_put(v);
+	if (!aux)
+		return ufail(u, -EOPNOTSUPP, "refused",
+			     "the machine lacks aux-ram-share=on: ROMs and device RAM would have to "
+			     "be copied; start QEMU with -machine ...,aux-ram-share=on");
+	if (qm_sr_machine_type(u->c, u->machine, sizeof(u->machine)) < 0)
+		return ufail(u, -EPROTO, "failed", "qom-get /machine type: no usable answer");
+	nv = qm_binary_version(u->o->new_qemu);
+	if (u->o->new_qemu && nv && ov && nv < ov)
+		return ufail(u, -EPROTONOSUPPORT, "refused",
+			     "%s is QEMU %u.%u.%u, older than the running %s: a stream is readable "
+			     "only by the same or a newer QEMU",
+			     u->o->new_qemu, nv / 10000, nv / 100 % 100, nv % 100, ver);
+	if (u->o->new_qemu && qm_binary_has_machine(u->o->new_qemu, u->machine) == 0)
+		return ufail(u, -EPROTONOSUPPORT, "refused",
+			     "%s does not have machine type %s, which the guest runs",
+			     u->o->new_qemu, u->machine);
+	return 0;
+}
+
+/* ---- the new QEMU's command line --------------------------------------- */
+
+static int read_cmdline(int pid, struct qm_argv *out)
+{
+	char path[64], *buf;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(CMDLINE_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len < CMDLINE_MAX && (n = read(fd, buf + len, CMDLINE_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (!len || len >= CMDLINE_MAX) {
+		free(buf);
+		return len ? -E2BIG : -ESRCH;
+	}
+	buf[len] = 0;
+	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+		qm_argv_add(out, buf + i);
+	free(buf);
+	return out->oom ? -ENOMEM : 0;
+}
+
+/* arg with the first of the old strings it holds replaced by its new one. */
+static void add_moved(struct qm_argv *a, const char *arg, const char *const *old,
+		      const char *const *new, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const char *p = old[i][0] ? strstr(arg, old[i]) : NULL;
+
+		if (p) {
+			qm_argv_addf(a, "%.*s%s%s", (int)(p - arg), arg, new[i],
+				     p + strlen(old[i]));
+			return;
+		}
+	}
+	qm_argv_add(a, arg);
+}
+
+static void add_channel(struct qm_argv *a, const char *type, const char *sock)
+{
+	struct json_object *ch = json_object_new_object(), *addr = json_object_new_object();
+
+	json_object_object_add(addr, "transport", json_object_new_string("socket"));
+	json_object_object_add(addr, "type", json_object_new_string("unix"));
+	json_object_object_add(addr, "path", json_object_new_string(sock));
+	json_object_object_add(ch, "channel-type", json_object_new_string(type));
+	json_object_object_add(ch, "addr", addr);
+	qm_argv_add(a, "-incoming");
+	qm_argv_add(a, json_object_to_json_string_ext(ch, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(ch);
+}
+
+/* The old command line with: the new binary; in launch mode our files in
+ * the new directory; no -incoming, -S or -daemonize of its own; the
+ * machine type pinned; the two channels. */
+static int build_new_argv(struct upd *u, struct qm_argv *a)
+{
+	struct qm_argv old = {0};
+	char from[2][QM_PATHLEN + 2], to[2][QM_PATHLEN + 16], sock[QM_PATHLEN + 16];
+	const char *fp[2] = {from[0], from[1]}, *tp[2] = {to[0], to[1]};
+	int r = read_cmdline(u->old_pid, &old);
+
+	if (r < 0)
+		return ufail(u, r, "failed", "cannot read the running QEMU's command line "
+			     "(/proc/%d/cmdline): %s", u->old_pid, strerror(-r));
+	/* Our files move to the new directory: the old QEMU keeps its own
+	 * sockets (QEMU unlinks a socket path before it binds it). */
+	if (u->attach) {
+		snprintf(from[0], sizeof(from[0]), "%s", u->old_qmp);
+		snprintf(to[0], sizeof(to[0]), "%s", u->new_qmp);
+		snprintf(from[1], sizeof(from[1]), "%s", u->old_serial);
+		snprintf(to[1], sizeof(to[1]), "%s", u->new_serial);
+	} else {
+		snprintf(from[0], sizeof(from[0]), "%s/", u->old_dir);
+		snprintf(to[0], sizeof(to[0]), "%s/", u->dir);
+		from[1][0] = to[1][0] = 0;
+	}
+	qm_argv_add(a, u->o->new_qemu ? u->o->new_qemu : old.v[0]);
+	for (size_t i = 1; i < old.n; i++) {
+		const char *x = old.v[i];
+
+		if (!strcmp(x, "-incoming") || !strcmp(x, "--incoming")) {
+			i++;
+			continue;
+		}
+		if (!strcmp(x, "-S") || !strcmp(x, "-daemonize") || !strcmp(x, "--daemonize"))
+			continue;
+		add_moved(a, x, fp, tp, 2);
+	}
+	qm_argv_free(&old);
+	qm_argv_add(a, "-machine");
+	qm_argv_add(a, u->machine);
+	snprintf(sock, sizeof(sock), "%s/main.sock", u->dir);
+	add_channel(a, "main", sock);
+	snprintf(sock, sizeof(sock), "%s/cpr.sock", u->dir);
+	add_channel(a, "cpr", sock);
+	return a->oom ? ufail(u, -ENOMEM, "failed", "out of memory") : 0;
+}
+
+static int make_dir(struct upd *u)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 || !S_ISDIR(st.st_mode))
+		base = "/tmp";
+	snprintf(u->dir, sizeof(u->dir), "%s/qmig-vm-XXXXXX", base);
+	if (!mkdtemp(u->dir)) {
+		int e = errno;
+
+		u->dir[0] = 0;
+		return ufail(u, -e, "failed", "cannot create a runtime directory in %s: %s", base,
+			     strerror(e));
+	}
+	return 0;
+}
+
+static int new_exited(struct upd *u)
+{
+	int ws;
+
+	if (u->new_pid <= 0 || u->new_reaped)
+		return u->new_reaped;
+	if (qm_wait_exit(u->new_pid, u->new_pidfd, 0, &ws))
+		u->new_reaped = 1;
+	return u->new_reaped;
+}
+
+static const char *new_stderr(struct upd *u, char *buf, size_t len)
+{
+	char path[QM_PATHLEN + 16], *t;
+
+	snprintf(path, sizeof(path), "%s/qemu.stderr", u->dir);
+	t = qm_launch_read_tail(path, 400);
+	snprintf(buf, len, "%s", t && *t ? t : "(no message)");
+	free(t);
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' && p[1])
+			*p = ' ';
+	return buf;
+}
+
+static int start_new(struct upd *u)
+{
+	struct qm_argv a = {0};
+	struct qm_spawn sp = {0};
+	char out[QM_PATHLEN + 16], cpr[QM_PATHLEN + 16], msg[512], err[512];
+	int64_t end;
+	int r;
+
+	r = build_new_argv(u, &a);
+	if (r < 0)
+		goto out;
+	snprintf(out, sizeof(out), "%s/qemu.stderr", u->dir);
+	sp.argv = (const char *const *)a.v;
+	sp.out_path = out;
+	sp.netns = u->attach ? NULL : u->o->guest.netns;
+	sp.detach = u->attach || u->o->keep_running;
+	r = qm_spawn(&sp, &u->new_pid, &u->new_pidfd, msg, sizeof(msg));
+	if (r < 0) {
+		r = ufail(u, r, "failed", "cannot start the new QEMU: %s", msg);
+		goto out;
+	}
+	if (!sp.detach)
+		qm_launch_mark_owner(u->dir, u->new_pid);
+	u->res->new_pid = u->new_pid;
+	qm_sr_log(&u->o->log, QMIG_LOG_INFO, "new QEMU %d started (%s), waiting for its cpr channel",
+		  (int)u->new_pid, a.v[0]);
+	/* migrate fails at once unless the cpr channel already listens. */
+	snprintf(cpr, sizeof(cpr), "%s/cpr.sock", u->dir);
+	end = qm_sr_now_ns() + (int64_t)NEW_START_MS * MS;
+	while (access(cpr, F_OK) < 0) {
+		if (new_exited(u)) {
+			r = ufail(u, -EIO, "failed", "the new QEMU exited before listening: %s",
+				  new_stderr(u, err, sizeof(err)));
+			goto out;
+		}
+		if (qm_sr_now_ns() > end) {
+			r = ufail(u, -ETIMEDOUT, "failed",
+				  "the new QEMU did not open its cpr channel within %d s",
+				  NEW_START_MS / 1000);
+			goto out;
+		}
+		usleep(2000);
+	}
+out:
+	qm_argv_free(&a);
+	return r;
+}
+
+/* ---- the hand-over -------------------------------------------------------- */
+
+static ino_t inode_of(const char *path)
+{
+	struct stat st;
+
+	return path[0] && stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Has the new QEMU's socket appeared (and is it not the old one's)? */
+static int new_sock_ready(const char *path, ino_t old_ino)
+{
+	ino_t i = inode_of(path);
+
+	return i && i != old_ino;
+}
+
+static int migrate_cpr(struct upd *u)
+{
+	struct json_object *args = json_object_new_object(), *chs = json_object_new_array();
+	const char *types[2] = {"main", "cpr"};
+	char sock[QM_PATHLEN + 16];
+	int r;
+
+	for (int i = 0; i < 2; i++) {
+		struct json_object *ch = json_object_new_object(), *addr = json_object_new_object();
+
+		snprintf(sock, sizeof(sock), "%s/%s.sock", u->dir, types[i]);
+		json_object_object_add(addr, "transport", json_object_new_string("socket"));
+		json_object_object_add(addr, "type", json_object_new_string("unix"));
+		json_object_object_add(addr, "path", json_object_new_string(sock));
+		json_object_object_add(ch, "channel-type", json_object_new_string(types[i]));
+		json_object_object_add(ch, "addr", addr);
+		json_object_array_add(chs, ch);
+	}
+	json_object_object_add(args, "channels", chs);
+	r = qmig_qmp_conn_call(u->c, "migrate", args, NULL, -1);
+	json_object_put(args);
+	return r;
+}
+
+/* Until the old QEMU says completed; meanwhile pick up the new serial
+ * socket as soon as it exists, so that the first beat is timed. */
+static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
+{
+	int64_t end = qm_sr_now_ns() +
+		      (int64_t)(u->o->timeout_ms ? u->o->timeout_ms : DEFAULT_TIMEOUT_MS) * MS;
+	char err[512];
+	int r;
+
+	for (;;) {
+		if (!u->nhb && u->new_serial[0] && new_sock_ready(u->new_serial, u->serial_ino))
+			qmig_hb_open(&u->nhb, u->new_serial);
+		if (u->hb)
+			qmig_hb_process(u->hb);
+		if (u->nhb)
+			qmig_hb_process(u->nhb);
+		r = qmig_cmd_query_migrate(u->c, mi);
+		if (r < 0)
+			return ufail(u, r, "failed", "old QEMU: query-migrate: %s",
+				     qmig_qmp_conn_error(u->c));
+		if (!strcmp(mi->status, "completed"))
+			return 0;
+		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled"))
+			return ufail(u, -EIO, "failed", "old QEMU: the update %s%s%s (new QEMU: %s)",
+				     mi->status, mi->error_desc[0] ? ": " : "", mi->error_desc,
+				     new_stderr(u, err, sizeof(err)));
+		if (new_exited(u))
+			return ufail(u, -EIO, "failed", "the new QEMU exited during the update: %s",
+				     new_stderr(u, err, sizeof(err)));
+		if (qm_sr_now_ns() > end) {
+			qmig_cmd_migrate_cancel(u->c);
+			return ufail(u, -ETIMEDOUT, "failed", "the update did not finish (status %s)",
+				     mi->status);
+		}
+		usleep(1000);
+	}
+}
+
+/* Connect to the new QEMU and wait until it runs the guest. */
+static int confirm_new(struct upd *u)
+{
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	int64_t end = qm_sr_now_ns() + (int64_t)NEW_START_MS * MS;
+	struct qmig_vm_status st;
+	char err[512];
+	int r;
+
+	co.timeout_ms = u->o->qmp_timeout_ms ? u->o->qmp_timeout_ms : 10000;
+	while (!new_sock_ready(u->new_qmp, u->qmp_ino) ||
+	       qmig_qmp_conn_open(&u->nc, u->new_qmp, &co) < 0) {
+		if (new_exited(u))
+			return ufail(u, -EIO, "failed", "the new QEMU exited: %s",
+				     new_stderr(u, err, sizeof(err)));
+		if (qm_sr_now_ns() > end)
+			return ufail(u, -ETIMEDOUT, "failed", "the new QEMU's QMP socket %s did not "
+				     "answer", u->new_qmp);
+		usleep(2000);
+	}
+	snprintf(u->res->new_qmp, sizeof(u->res->new_qmp), "%s", u->new_qmp);
+	qm_sr_qemu_version(u->nc, u->res->new_qemu, sizeof(u->res->new_qemu), &(unsigned){0});
+	if (!u->was_running)
+		return 0;
+	for (;;) {
+		r = qmig_cmd_query_status(u->nc, &st);
+		if (r < 0)
+			return ufail(u, r, "failed", "new QEMU: query-status: %s",
+				     qmig_qmp_conn_error(u->nc));
+		if (st.running) {
+			u->owner_new = 1;
+			return 0;
+		}
+		if (strcmp(st.status, "inmigrate") && strcmp(st.status, "paused") &&
+		    strcmp(st.status, "prelaunch") && strcmp(st.status, "finish-migrate"))
+			return ufail(u, -EIO, "failed", "the new QEMU is '%s', not running",
+				     st.status);
+		if (qm_sr_now_ns() > end)
+			return ufail(u, -ETIMEDOUT, "failed", "the new QEMU did not run the guest "
+				     "(status %s)", st.status);
+		usleep(1000);
+	}
+}
+
+/* Heartbeats across the hand-over, then the stamps (stop, check, cont). */
+static int verify_new(struct upd *u)
+{
+	struct qmig_hb_stats os, ns;
+	const char *dir = u->attach ? NULL : u->dir;
+	char msg[400];
+	int r;
+
+	u->res->verified = -1;
+	snprintf(u->res->verify_method, sizeof(u->res->verify_method), "none");
+	if (u->o->no_verify)
+		return 0;
+	if (u->nhb && u->was_running) {
+		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
+		if (r <= 0) {
+			u->res->verified = 0;
+			return ufail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
+				     msg);
+		}
+		qmig_hb_get(u->nhb, &ns);
+		if (u->hb) {
+			uint64_t first_seq;
+
+			qmig_hb_get(u->hb, &os);
+			first_seq = ns.last_seq + 1 - ns.beats - ns.seq_missed;
+			if (os.beats && ns.first_ns > os.last_ns)
+				u->res->guest_downtime_ms = (ns.first_ns - os.last_ns) / MS;
+			if (first_seq > os.last_seq + 1)
+				qm_sr_log(&u->o->log, QMIG_LOG_WARN,
+					  "heartbeats %llu to %llu were not seen (emitted before the "
+					  "new serial socket was read): downtime is an upper bound",
+					  (unsigned long long)os.last_seq + 1,
+					  (unsigned long long)first_seq - 1);
+		}
+		u->res->verified = 1;
+		snprintf(u->res->verify_method, sizeof(u->res->verify_method), "heartbeats");
+	}
+	r = qm_sr_check_stamps(u->nc, dir, &u->res->pages_checked, msg, sizeof(msg));
+	if (r == 0) {
+		u->res->verified = 0;
+		return ufail(u, -EBADMSG, "completed-with-errors", "new QEMU: %s", msg);
+	}
+	if (r < 0 && r != -ENOMSG)
+		return ufail(u, r, "completed-with-errors", "new QEMU: %s", msg);
+	if (r == 1) {
+		u->res->verified = 1;
+		snprintf(u->res->verify_method, sizeof(u->res->verify_method), "stamps");
+	}
+	if (u->was_running && (r = qmig_cmd_cont(u->nc)) < 0)
+		return ufail(u, r, "completed-with-errors", "new QEMU: cont: %s",
+			     qmig_qmp_conn_error(u->nc));
+	if (u->nhb && u->was_running) {
+		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
+		if (r <= 0) {
+			u->res->verified = 0;
+			return ufail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
+				     msg);
+		}
+	} else if (u->res->verified < 0) {
+		u->res->verified = 1;
+		snprintf(u->res->verify_method, sizeof(u->res->verify_method), "running");
+	}
+	return 0;
+}
+
+/* Before the new QEMU ran the guest: it goes, the old one runs on. */
+static void rollback(struct upd *u)
+{
+	struct qmig_migrate_info mi;
+	struct qmig_vm_status st;
+	char msg[200];
+
+	if (u->new_pid > 0 && !u->new_reaped) {
+		qm_terminate(u->new_pid, u->new_pidfd, 2000, &(int){0});
+		u->new_reaped = 1;
+	}
+	if (!u->c)
+		return;
+	if (qmig_cmd_query_migrate(u->c, &mi) == 0 && strcmp(mi.status, "completed") &&
+	    strcmp(mi.status, "failed") && strcmp(mi.status, "cancelled") &&
+	    strcmp(mi.status, "none")) {
+		qmig_cmd_migrate_cancel(u->c);
+		qm_sr_wait_migration(u->c, 30000, &mi, msg, sizeof(msg));
+	}
+	qm_sr_restore(u->c, &u->sv);
+	if (u->was_running && qmig_cmd_query_status(u->c, &st) == 0 && !st.running &&
+	    qmig_cmd_cont(u->c) < 0)
+		qm_sr_log(&u->o->log, QMIG_LOG_ERROR, "old QEMU: cont: %s",
+			  qmig_qmp_conn_error(u->c));
+}
+
+static int setup_source(struct upd *u)
+{
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	char msg[512] = "";
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	int r;
+
+	co.timeout_ms = u->o->qmp_timeout_ms ? u->o->qmp_timeout_ms : 10000;
+	if (!u->attach) {
+		struct qmig_vm_spec spec = u->o->guest;
+
+		spec.shared_mem = 1;
+		spec.log = u->o->log;
+		spec.log.free = NULL;
+		r = qmig_vm_launch(&u->vm, &spec, msg, sizeof(msg));
+		if (r < 0)
+			return ufail(u, r, "failed", "cannot launch the guest: %s", msg);
+		snprintf(u->old_qmp, sizeof(u->old_qmp), "%s", qmig_vm_qmp_path(u->vm));
+		snprintf(u->old_dir, sizeof(u->old_dir), "%s", qmig_vm_runtime_dir(u->vm));
+		if (qmig_vm_serial_path(u->vm))
+			snprintf(u->old_serial, sizeof(u->old_serial), "%s",
+				 qmig_vm_serial_path(u->vm));
+	} else {
+		snprintf(u->old_qmp, sizeof(u->old_qmp), "%s", u->o->src_qmp);
+		if (u->o->src_serial)
+			snprintf(u->old_serial, sizeof(u->old_serial), "%s", u->o->src_serial);
+	}
+	r = qmig_qmp_conn_open(&u->c, u->old_qmp, &co);
+	if (r < 0)
+		return ufail(u, r, "failed", "cannot connect to QMP %s: %s", u->old_qmp,
+			     strerror(-r));
+	if (getsockopt(qmig_qmp_conn_fd(u->c), SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
+	    cr.pid <= 0)
+		return ufail(u, -ESRCH, "failed", "cannot tell the running QEMU's process from %s",
+			     u->old_qmp);
+	u->old_pid = cr.pid;
+	if (u->old_serial[0] && (r = qmig_hb_open(&u->hb, u->old_serial)) < 0)
+		return ufail(u, r, "failed", "serial socket %s: %s", u->old_serial, strerror(-r));
+	if (u->hb && !u->attach) {
+		r = qm_sr_beats(u->hb, u->o->warmup_beats ? (unsigned)u->o->warmup_beats : 200,
+				60000, msg, sizeof(msg));
+		if (r <= 0)
+			return ufail(u, r ? r : -EBADMSG, "failed", "the launched guest: %s", msg);
+	}
+	r = qmig_cmd_query_memory_size(u->c, &u->res->ram_bytes);
+	if (r < 0)
+		return ufail(u, r, "failed", "query-memory-size-summary: %s",
+			     qmig_qmp_conn_error(u->c));
+	return 0;
+}
+
+static void new_paths(struct upd *u)
+{
+	snprintf(u->new_qmp, sizeof(u->new_qmp), "%s/qmp.sock", u->dir);
+	if (u->old_serial[0])
+		snprintf(u->new_serial, sizeof(u->new_serial), "%s/serial.sock", u->dir);
+}
+
+static int run(struct upd *u)
+{
+	struct qmig_migrate_info mi;
+	int64_t t0;
+	int r;
+
+	r = setup_source(u);
+	if (!r)
+		r = check_source(u);
+	if (!r)
+		r = make_dir(u);
+	if (r)
+		return r;
+	new_paths(u);
+	r = start_new(u);
+	if (r)
+		return r;
+	r = qm_sr_set_param_str(u->c, &u->sv, "mode", "cpr-transfer");
+	if (r < 0)
+		return ufail(u, r, "failed", "old QEMU: mode cpr-transfer: %s",
+			     qmig_qmp_conn_error(u->c));
+	t0 = qm_sr_now_ns();
+	r = migrate_cpr(u);
+	if (r < 0)
+		return ufail(u, r, "failed", "old QEMU: migrate (cpr-transfer): %s",
+			     qmig_qmp_conn_error(u->c));
+	r = wait_handover(u, &mi);
+	if (!r)
+		r = confirm_new(u);
+	if (r)
+		return r;
+	u->res->total_ms = (uint64_t)((qm_sr_now_ns() - t0) / MS);
+	u->res->transferred_bytes = mi.ram_transferred;
+	u->res->qemu_downtime_ms = mi.downtime_ms;
+	/* The new QEMU runs the guest: the old one is never resumed. */
+	r = verify_new(u);
+	if (qmig_cmd_quit(u->c) < 0)
+		qm_sr_log(&u->o->log, QMIG_LOG_WARN, "old QEMU: quit: %s", qmig_qmp_conn_error(u->c));
+	return r;
+}
+
+int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out)
+{
+	struct upd u = {.o = o, .res = out, .new_pidfd = -1};
+	int r;
+
+	if (!o || !out || o->version < 1 || o->version > QMIG_UPDATE_OPTS_VERSION)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->guest_downtime_ms = -1;
+	out->verified = -1;
+	out->new_pid = -1;
+	u.attach = o->src_qmp != NULL;
+	r = run(&u);
+	if (r < 0 && !u.owner_new)
+		rollback(&u);
+	snprintf(out->owner, sizeof(out->owner), "%s", u.owner_new ? "new" : "old");
+	if (!r) {
+		snprintf(out->status, sizeof(out->status), "completed");
+		snprintf(out->message, sizeof(out->message),
+			 "QEMU %s (pid %d) replaced by QEMU %s (pid %d), guest RAM (%llu MiB) kept in "
+			 "place; %llu KiB of state moved",
+			 out->old_qemu, u.old_pid, out->new_qemu, (int)u.new_pid,
+			 (unsigned long long)(out->ram_bytes >> 20),
+			 (unsigned long long)(out->transferred_bytes >> 10));
+	} else if (!u.owner_new && out->status[0] && strcmp(out->status, "refused")) {
+		snprintf(out->message + strlen(out->message),
+			 sizeof(out->message) - strlen(out->message),
+			 "; the old QEMU keeps the guest%s", u.was_running ? " running" : "");
+	}
+	qm_sr_saved_free(&u.sv);
+	qmig_hb_free(u.hb);
+	qmig_hb_free(u.nhb);
+	qmig_schema_free(u.schema);
+	/* Launch mode: the new QEMU goes at the end unless asked to stay. */
+	if (!u.attach && u.nc && !o->keep_running)
+		qmig_cmd_quit(u.nc);
+	qmig_qmp_conn_close(u.nc);
+	qmig_qmp_conn_close(u.c);
+	if (u.new_pid > 0 && !u.new_reaped && !u.attach && !o->keep_running)
+		qm_terminate(u.new_pid, u.new_pidfd, 5000, &(int){0});
+	if (u.new_pidfd >= 0)
+		close(u.new_pidfd);
+	if (u.dir[0] && ((!u.attach && !o->keep_running) || (r < 0 && !u.owner_new)))
+		qm_launch_rm_tree(u.dir);
+	qmig_vm_free(u.vm);
+	return r;
+}
