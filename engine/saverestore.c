@@ -770,7 +770,7 @@ int qmig_restore(const struct qmig_restore_opts *o, struct qmig_restore_result *
 {
 	struct restore s = {.o = o, .res = out, .fd = -1};
 	int64_t t0 = qm_sr_now_ns(), t1;
-	char hex[65] = "";
+	char hex[65] = "", hmsg[512] = "";
 	int r;
 
 	if (!o || !out || o->version < 1 || o->version > QMIG_RESTORE_OPTS_VERSION || !o->path)
@@ -784,9 +784,9 @@ int qmig_restore(const struct qmig_restore_opts *o, struct qmig_restore_result *
 		r = rfail(&s, -errno, "refused", "%s: %s", o->path, strerror(errno));
 		goto out;
 	}
-	r = parse_header(s.fd, o->path, &s.h, out->message, sizeof(out->message));
+	r = parse_header(s.fd, o->path, &s.h, hmsg, sizeof(hmsg));
 	if (r < 0) {
-		r = rfail(&s, r, "refused", "%s", out->message);
+		r = rfail(&s, r, "refused", "%s", hmsg);
 		goto out;
 	}
 	snprintf(out->method, sizeof(out->method), "%s", s.h.method);
