@@ -153,8 +153,9 @@ static int check_source(struct upd *u)
 	json_object_put(v);
 	if (!share)
 		return ufail(u, -EOPNOTSUPP, "refused",
-			     "guest RAM (memory backend '%s') is not shared: give it share=on (a "
-			     "memory-backend-memfd or -file) so the new QEMU can map it",
+			     "guest RAM (%s) is not shared memory, so it cannot stay in place: "
+			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
+			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on",
 			     be);
 	v = qom_get(u->c, "/machine", "aux-ram-share");
 	aux = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
@@ -331,6 +332,34 @@ static const char *new_stderr(struct upd *u, char *buf, size_t len)
 	return buf;
 }
 
+/* Is a unix socket listening at path? /proc/net/unix marks listening
+ * sockets with __SO_ACCEPTCON (0x10000) in Flags. The file exists a moment
+ * before listen(), and a connect in between is refused; connecting to test
+ * would take QEMU's one accept. -1: cannot tell (another namespace). */
+static int unix_listening(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "re");
+	char line[512 + QM_PATHLEN];
+	int found = 0;
+
+	if (!f)
+		return -1;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long flags;
+		char p[QM_PATHLEN + 2];
+		size_t n;
+
+		/* Num RefCount Protocol Flags Type St Inode Path */
+		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %201s", &flags, p) != 2)
+			continue;
+		n = strlen(p);
+		if (n && !strcmp(p, path) && (flags & 0x10000))
+			found = 1;
+	}
+	fclose(f);
+	return found;
+}
+
 static int start_new(struct upd *u)
 {
 	struct qm_argv a = {0};
@@ -360,7 +389,7 @@ static int start_new(struct upd *u)
 	/* migrate fails at once unless the cpr channel already listens. */
 	snprintf(cpr, sizeof(cpr), "%s/cpr.sock", u->dir);
 	end = qm_sr_now_ns() + (int64_t)NEW_START_MS * MS;
-	while (access(cpr, F_OK) < 0) {
+	while (access(cpr, F_OK) < 0 || (!sp.netns && unix_listening(cpr) == 0)) {
 		if (new_exited(u)) {
 			r = ufail(u, -EIO, "failed", "the new QEMU exited before listening: %s",
 				  new_stderr(u, err, sizeof(err)));
