@@ -70,6 +70,7 @@ struct upd {
 	int was_running;
 	int owner_new;
 	int attach;
+	struct qm_sr_journal j;
 };
 
 static int ufail(struct upd *u, int err, const char *status, const char *fmt, ...)
@@ -509,8 +510,14 @@ static int confirm_new(struct upd *u)
 	}
 	snprintf(u->res->new_qmp, sizeof(u->res->new_qmp), "%s", u->new_qmp);
 	qm_sr_qemu_version(u->nc, u->res->new_qemu, sizeof(u->res->new_qemu), &(unsigned){0});
-	if (!u->was_running)
+	if (!u->was_running) {
+		/* A paused guest: the new QEMU holds all of it once it answers. */
+		u->owner_new = 1;
+		u->j.owner = "destination";
+		u->j.phase = "confirm";
+		qm_sr_journal_write(&u->j, "destination", "verify");
 		return 0;
+	}
 	for (;;) {
 		r = qmig_cmd_query_status(u->nc, &st);
 		if (r < 0)
@@ -518,6 +525,9 @@ static int confirm_new(struct upd *u)
 				     qmig_qmp_conn_error(u->nc));
 		if (st.running) {
 			u->owner_new = 1;
+			u->j.owner = "destination";
+			u->j.phase = "confirm";
+			qm_sr_journal_write(&u->j, "destination", "verify");
 			return 0;
 		}
 		if (strcmp(st.status, "inmigrate") && strcmp(st.status, "paused") &&
@@ -681,6 +691,29 @@ static void new_paths(struct upd *u)
 		snprintf(u->new_serial, sizeof(u->new_serial), "%s/serial.sock", u->dir);
 }
 
+/* Before the first change: both QEMUs and the old mode, for a recovery. */
+static int journal_start(struct upd *u)
+{
+	static const char *const params[] = {"mode", NULL};
+	struct json_object *op = NULL;
+	int r;
+
+	if (!u->j.path[0])
+		return 0;
+	r = qmig_cmd_query_migrate_parameters(u->c, &op);
+	if (r < 0)
+		return ufail(u, r, "failed", "query-migrate-parameters: %s",
+			     qmig_qmp_conn_error(u->c));
+	qm_sr_journal_side(&u->j, 0, u->old_qmp, u->old_pid, u->attach ? NULL : u->old_dir,
+			   u->was_running, NULL, op, NULL, params, 0);
+	qm_sr_journal_side(&u->j, 1, u->new_qmp, (int)u->new_pid, u->dir, 0, NULL, NULL, NULL,
+			   NULL, 1);
+	json_object_put(op);
+	u->j.phase = "start";
+	r = qm_sr_journal_write(&u->j, "source", "migrate-set-parameters");
+	return r < 0 ? ufail(u, r, "failed", "journal %s: %s", u->j.path, strerror(-r)) : 0;
+}
+
 static int run(struct upd *u)
 {
 	struct qmig_migrate_info mi;
@@ -698,10 +731,16 @@ static int run(struct upd *u)
 	r = start_new(u);
 	if (r)
 		return r;
+	r = journal_start(u);
+	if (r)
+		return r;
 	r = qm_sr_set_param_str(u->c, &u->sv, "mode", "cpr-transfer");
 	if (r < 0)
 		return ufail(u, r, "failed", "old QEMU: mode cpr-transfer: %s",
 			     qmig_qmp_conn_error(u->c));
+	u->j.phase = "precopy";
+	u->j.migrate_started = 1;
+	qm_sr_journal_write(&u->j, "source", "migrate");
 	t0 = qm_sr_now_ns();
 	r = migrate_cpr(u);
 	if (r < 0)
@@ -734,7 +773,12 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 	out->verified = -1;
 	out->new_pid = -1;
 	u.attach = o->src_qmp != NULL;
-	r = run(&u);
+	r = qm_sr_journal_init(&u.j, o->journal_dir, o->job_id, "update",
+			       u.attach ? "attach" : "launch");
+	if (r < 0)
+		r = ufail(&u, r, "failed", "journal: %s", strerror(-r));
+	else
+		r = run(&u);
 	if (r < 0 && !u.owner_new)
 		rollback(&u);
 	snprintf(out->owner, sizeof(out->owner), "%s", u.owner_new ? "new" : "old");
@@ -751,6 +795,7 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 			 sizeof(out->message) - strlen(out->message),
 			 "; the old QEMU keeps the guest%s", u.was_running ? " running" : "");
 	}
+	qm_sr_journal_remove(&u.j);
 	qm_sr_saved_free(&u.sv);
 	qmig_hb_free(u.hb);
 	qmig_hb_free(u.nhb);

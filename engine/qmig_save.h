@@ -88,6 +88,11 @@ struct qmig_save_opts {
 	int qmp_timeout_ms;        /* per QMP command; 0: 10 s */
 	int warmup_beats;          /* launch mode: heartbeats to wait for first (0: 200) */
 	struct qmig_log_cb log;
+	/* The job journal (see qmig_journal.h): JOURNAL_DIR/JOB.journal while
+	 * the save runs; qmig_recover_job() resumes the source of a save whose
+	 * process died before the file was complete. NULL: none. */
+	const char *journal_dir;
+	const char *job_id;        /* NULL: the process id */
 };
 
 #define QMIG_SAVE_OPTS_INIT {.version = QMIG_SAVE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -172,6 +177,11 @@ struct qmig_update_opts {
 	int timeout_ms, qmp_timeout_ms;
 	int warmup_beats;          /* launch mode: heartbeats before the update (0: 200) */
 	struct qmig_log_cb log;
+	/* The job journal, as for a migration: the old QEMU is the source,
+	 * the new one the destination; qmig_recover_job() repairs an update
+	 * whose process died. NULL: none. */
+	const char *journal_dir;
+	const char *job_id;
 };
 
 #define QMIG_UPDATE_OPTS_INIT {.version = QMIG_UPDATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

@@ -52,4 +52,33 @@ int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_
 int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages, char *msg,
 		       size_t len);
 
+/* A job journal in the format of engine/journal.c (qmig_recover_job()
+ * reads it): the old/saving QEMU is the "source", the new QEMU (update) or
+ * the file (save, no QMP) the "destination". */
+struct qm_sr_journal {
+	char path[4096];          /* "" when there is none */
+	char job[32];
+	int64_t pid_start;
+	const char *kind;         /* "save", "update" */
+	const char *mode;         /* "attach", "launch" */
+	const char *phase;
+	const char *owner;        /* "source", "destination" */
+	int migrate_started;
+	int keep_source;
+	struct json_object *src, *dst; /* sides, owned */
+};
+/* Job id (NULL: the pid) and directory (NULL: no journal). */
+int qm_sr_journal_init(struct qm_sr_journal *j, const char *dir, const char *job_id,
+		       const char *kind, const char *mode);
+/* A side's record: qmp path, QEMU pid (<=0 none), runtime dir, whether the
+ * guest ran, the original capabilities/parameters (whole objects) and the
+ * names about to change. Replaces the previous one. */
+void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int pid,
+			const char *dir, int was_running, struct json_object *orig_caps,
+			struct json_object *orig_params, const char *const *set_caps,
+			const char *const *set_params, int incoming_started);
+/* Write it (atomically, 0600) with the step about to be taken. */
+int qm_sr_journal_write(struct qm_sr_journal *j, const char *side, const char *step);
+void qm_sr_journal_remove(struct qm_sr_journal *j);
+
 #endif

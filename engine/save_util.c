@@ -5,15 +5,20 @@
  * put back, heartbeats and stamps of the test guests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "migrate_int.h"
 #include "qmig_commands.h"
+#include "qmig_journal.h"
 #include "qmp_reply.h"
 #include "save_int.h"
 
@@ -261,4 +266,156 @@ int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages
 		return 0;
 	}
 	return 1;
+}
+
+/* ---- the job journal --------------------------------------------------------- */
+
+static int valid_id(const char *id)
+{
+	size_t n = strlen(id);
+
+	return n && n < 32 && strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					  "0123456789-_") == n;
+}
+
+int qm_sr_journal_init(struct qm_sr_journal *j, const char *dir, const char *job_id,
+		       const char *kind, const char *mode)
+{
+	memset(j, 0, sizeof(*j));
+	j->kind = kind;
+	j->mode = mode;
+	j->phase = "prepare";
+	j->owner = "source";
+	if (job_id && !valid_id(job_id))
+		return -EINVAL;
+	if (job_id)
+		snprintf(j->job, sizeof(j->job), "%s", job_id);
+	else
+		snprintf(j->job, sizeof(j->job), "%d", (int)getpid());
+	j->pid_start = qm_proc_start_time((int)getpid());
+	if (!dir)
+		return 0;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if ((size_t)snprintf(j->path, sizeof(j->path), "%s/%s.journal", dir, j->job) >=
+	    sizeof(j->path)) {
+		j->path[0] = 0;
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static struct json_object *names(const char *const *v)
+{
+	struct json_object *o = json_object_new_object();
+
+	for (; v && *v; v++)
+		json_object_object_add(o, *v, json_object_new_boolean(1));
+	return o;
+}
+
+void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int pid,
+			const char *dir, int was_running, struct json_object *orig_caps,
+			struct json_object *orig_params, const char *const *set_caps,
+			const char *const *set_params, int incoming_started)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "qmp", qmp && *qmp ? json_object_new_string(qmp) : NULL);
+	json_object_object_add(o, "qemu_pid", pid > 0 ? json_object_new_int(pid) : NULL);
+	json_object_object_add(o, "runtime_dir", dir && *dir ? json_object_new_string(dir) : NULL);
+	json_object_object_add(o, "was_running", json_object_new_boolean(was_running));
+	json_object_object_add(o, "orig_caps", orig_caps ? json_object_get(orig_caps)
+							 : json_object_new_object());
+	json_object_object_add(o, "orig_params", orig_params ? json_object_get(orig_params)
+							     : json_object_new_object());
+	json_object_object_add(o, "set_caps", names(set_caps));
+	json_object_object_add(o, "set_params", names(set_params));
+	json_object_object_add(o, "objects", json_object_new_array());
+	json_object_object_add(o, "incoming_started", json_object_new_boolean(incoming_started));
+	json_object_put(dst ? j->dst : j->src);
+	if (dst)
+		j->dst = o;
+	else
+		j->src = o;
+}
+
+static int write_atomic(const char *path, const char *text)
+{
+	char tmp[4200];
+	size_t len = strlen(text), off = 0;
+	int fd, r = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len && !r) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			off += (size_t)n;
+	}
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && !r)
+		r = -errno;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r)
+		unlink(tmp);
+	return r;
+}
+
+int qm_sr_journal_write(struct qm_sr_journal *j, const char *side, const char *step)
+{
+	struct json_object *o, *st, *sides;
+	struct timeval tv;
+	int r;
+
+	if (!j->path[0])
+		return 0;
+	gettimeofday(&tv, NULL);
+	o = json_object_new_object();
+	json_object_object_add(o, "format", json_object_new_int(QMIG_JOURNAL_FORMAT));
+	json_object_object_add(o, "job", json_object_new_string(j->job));
+	json_object_object_add(o, "kind", json_object_new_string(j->kind));
+	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "pid_start", json_object_new_int64(j->pid_start));
+	json_object_object_add(o, "updated_us",
+			       json_object_new_int64((int64_t)tv.tv_sec * 1000000 + tv.tv_usec));
+	json_object_object_add(o, "mode", json_object_new_string(j->mode));
+	json_object_object_add(o, "phase", json_object_new_string(j->phase));
+	json_object_object_add(o, "owner", json_object_new_string(j->owner));
+	json_object_object_add(o, "migrate_started", json_object_new_boolean(j->migrate_started));
+	json_object_object_add(o, "postcopy", json_object_new_boolean(0));
+	json_object_object_add(o, "postcopy_started", json_object_new_boolean(0));
+	json_object_object_add(o, "keep_source", json_object_new_boolean(j->keep_source));
+	json_object_object_add(o, "port", json_object_new_int(0));
+	st = json_object_new_object();
+	json_object_object_add(st, "side", side ? json_object_new_string(side) : NULL);
+	json_object_object_add(st, "command", json_object_new_string(step));
+	json_object_object_add(o, "step", st);
+	sides = json_object_new_object();
+	json_object_object_add(sides, "source", json_object_get(j->src));
+	json_object_object_add(sides, "destination", json_object_get(j->dst));
+	json_object_object_add(o, "sides", sides);
+	r = write_atomic(j->path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return r;
+}
+
+void qm_sr_journal_remove(struct qm_sr_journal *j)
+{
+	if (j->path[0])
+		unlink(j->path);
+	j->path[0] = 0;
+	json_object_put(j->src);
+	json_object_put(j->dst);
+	j->src = j->dst = NULL;
 }

@@ -228,6 +228,7 @@ struct save {
 	int stopped;       /* we stopped the guest */
 	int64_t fdset;     /* -1 none */
 	int getfd;
+	struct qm_sr_journal j;
 };
 
 static int sfail(struct save *s, int err, const char *fmt, ...)
@@ -320,11 +321,54 @@ static int save_identify(struct save *s)
 	return 0;
 }
 
+/* The journal before the first change: what a recovery puts back. */
+static int save_journal_start(struct save *s)
+{
+	static const char *const want_caps[] = {"mapped-ram", "multifd"};
+	static const char *const want_params[] = {"max-bandwidth", "multifd-channels"};
+	const char *caps[3] = {0}, *params[3] = {0};
+	struct json_object *oc = NULL, *op = NULL;
+	int r, nc = 0, np = 0;
+
+	if (!s->j.path[0])
+		return 0;
+	/* Only what this QEMU has: a recovery sets back exactly these. */
+	for (int i = 0; i < 2; i++) {
+		if (qmig_schema_has_capability(s->schema, want_caps[i]))
+			caps[nc++] = want_caps[i];
+		if (qmig_schema_has_parameter(s->schema, want_params[i]))
+			params[np++] = want_params[i];
+	}
+	r = qmig_cmd_query_migrate_capabilities(s->c, &oc);
+	if (!r)
+		r = qmig_cmd_query_migrate_parameters(s->c, &op);
+	if (!r) {
+		qm_sr_journal_side(&s->j, 0, s->vm ? qmig_vm_qmp_path(s->vm) : s->o->src_qmp,
+				   s->vm ? qmig_vm_pid(s->vm) : 0,
+				   s->vm ? qmig_vm_runtime_dir(s->vm) : NULL, s->h.was_running, oc,
+				   op, caps, params, 0);
+		s->j.phase = "negotiate";
+		s->j.keep_source = s->o->keep_source;
+		r = qm_sr_journal_write(&s->j, "source", "migrate-set-capabilities");
+		if (r < 0)
+			sfail(s, r, "journal %s: %s", s->j.path, strerror(-r));
+	} else {
+		sfail(s, r, "reading migration capabilities/parameters: %s",
+		      qmig_qmp_conn_error(s->c));
+	}
+	json_object_put(oc);
+	json_object_put(op);
+	return r;
+}
+
 static int save_plan(struct save *s, char *uri, size_t len)
 {
 	int64_t qfd;
 	int r = 0;
 
+	r = save_journal_start(s);
+	if (r < 0)
+		return r;
 	s->res->changed = 1;
 	/* A save to a local file should go as fast as the disk takes it
 	 * (QEMU 7.2's default limit is 128 MiB/s). */
@@ -375,12 +419,17 @@ static int save_run(struct save *s)
 	if (r < 0)
 		return r;
 	/* As virsh save: the guest stops first, so the file is one instant. */
+	s->j.phase = "start";
+	qm_sr_journal_write(&s->j, "source", "stop");
 	if (s->h.was_running) {
 		r = qmig_cmd_stop(s->c);
 		if (r < 0)
 			return sfail(s, r, "stop: %s", qmig_qmp_conn_error(s->c));
 		s->stopped = 1;
 	}
+	s->j.phase = "precopy";
+	s->j.migrate_started = 1;
+	qm_sr_journal_write(&s->j, "source", "migrate");
 	t0 = qm_sr_now_ns();
 	r = qmig_cmd_migrate(s->c, uri, 0);
 	if (r < 0)
@@ -409,6 +458,11 @@ static int save_run(struct save *s)
 	s->res->checksum_ms = (uint64_t)((qm_sr_now_ns() - t1) / MS);
 	s->h.format = 1;
 	s->h.saved_at = (int64_t)time(NULL);
+	/* From the header on the file owns the guest: a recovery must quit
+	 * the source, never resume it next to a complete file. */
+	s->j.owner = "destination";
+	s->j.phase = "finish";
+	qm_sr_journal_write(&s->j, NULL, "write the header");
 	r = write_header(s->fd, &s->h);
 	if (r < 0)
 		return sfail(s, r, "%s: writing the header: %s", s->o->path, strerror(-r));
@@ -450,6 +504,12 @@ int qmig_save(const struct qmig_save_opts *o, struct qmig_save_result *out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	snprintf(out->owner, sizeof(out->owner), "source");
+	r = qm_sr_journal_init(&s.j, o->journal_dir, o->job_id, "save",
+			       o->src_qmp ? "attach" : "launch");
+	if (r < 0) {
+		sfail(&s, r, "journal: %s", strerror(-r));
+		goto out;
+	}
 	/* Never through a symbolic link, never over an existing file. */
 	/* Write-only: QEMU matches an fdset's descriptor by its access mode. */
 	s.fd = open(o->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -484,7 +544,9 @@ int qmig_save(const struct qmig_save_opts *o, struct qmig_save_result *out)
 		r = 0;
 	}
 out:
-	close(s.fd);
+	qm_sr_journal_remove(&s.j);
+	if (s.fd >= 0)
+		close(s.fd);
 	snprintf(out->status, sizeof(out->status), r < 0 ? "failed" : "saved");
 	snprintf(out->method, sizeof(out->method), "%s", s.h.method);
 	out->multifd_channels = s.h.multifd_channels;

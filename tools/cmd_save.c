@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "job.h"
 #include "qmig_save.h"
 
 static void save_usage(FILE *f)
@@ -116,6 +117,7 @@ int cmd_save(int argc, char **argv)
 		{"help", 0, 0, O_HELP},       {0, 0, 0, 0}};
 	struct qmig_save_opts o = QMIG_SAVE_OPTS_INIT;
 	struct qmig_save_result r;
+	char jdir[200], jmsg[256];
 	int launch = 0, json = 0, c, rc;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -147,6 +149,12 @@ int cmd_save(int argc, char **argv)
 		die(EXIT_USAGE, "give --src-qmp SOCK (a running QEMU) or --launch");
 	o.path = argv[optind];
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	/* Journaled like a migration: 'qmigrate recover' repairs a save whose
+	 * qmigrate died (the source resumed, or quit once the file is whole). */
+	if (job_prepare_dir(jdir, sizeof(jdir), jmsg, sizeof(jmsg)) == 0)
+		o.journal_dir = jdir;
+	else
+		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
 	rc = qmig_save(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");

@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "job.h"
 #include "qmig_save.h"
 
 static void usage(FILE *f)
@@ -68,6 +69,7 @@ int cmd_update(int argc, char **argv)
 	struct qmig_update_opts o = QMIG_UPDATE_OPTS_INIT;
 	struct qmig_update_result r;
 	const char *src_qemu = NULL;
+	char jdir[200], jmsg[256];
 	int launch = 0, json = 0, c, rc;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -115,6 +117,10 @@ int cmd_update(int argc, char **argv)
 	if (launch)
 		o.guest.qemu_binary = src_qemu ? src_qemu : o.new_qemu;
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	if (job_prepare_dir(jdir, sizeof(jdir), jmsg, sizeof(jmsg)) == 0)
+		o.journal_dir = jdir;
+	else
+		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
 	rc = qmig_update(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");

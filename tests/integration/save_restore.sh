@@ -92,6 +92,35 @@ else
 fi
 kill -9 "$src_pid"
 
+# qmigrate killed (-9) while QEMU writes the file: its journal stays, and
+# 'qmigrate recover' gives the guest back to the source (the file has no
+# header, so it can never be restored as well).
+JOBDIR=$([ "$(id -u)" = 0 ] && echo /run/qmigrate/jobs || echo "${XDG_RUNTIME_DIR:-/tmp}/qmigrate-jobs")
+[ "$(id -u)" = 0 ] || [ -n "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=/tmp/qmigrate-jobs-$(id -u)
+launch_guest big --guest tiny --mem 1G --wss 768M --dirty-rate 400M --accel tcg
+wait_gen "$big_log" 2 120 || fail "1 GiB source guest does not write its working set"
+$QMIGRATE save --src-qmp "$big_qmp" --json "$T/killed.sav" > "$T/killed.json" 2>&1 &
+sv=$!
+i=0
+until grep -qs '"command":"migrate"' "$JOBDIR/$sv.journal"; do
+	i=$((i + 1)); [ $i -gt 2000 ] && fail "the save never journaled its migrate step"
+	alive "$sv" || fail "the save ended before it could be killed: $(cat "$T/killed.json")"
+	sleep 0.005
+done
+kill -9 "$sv"; wait "$sv" 2>/dev/null
+[ "$(status_of "$big_qmp")" = running ] && fail "the killed save did not stop the source?"
+$QMIGRATE recover --list | grep -q "$sv" || fail "recover --list does not show the dead save"
+$QMIGRATE recover --job "$sv" > "$T/rec.txt" 2>&1 || fail "recover: $(cat "$T/rec.txt")"
+[ "$(status_of "$big_qmp")" = running ] || fail "recover did not resume the source"
+wait_beats "$big_log" 20 10 || fail "recovered source does not heartbeat"
+$QMIGRATE verify --qmp "$big_qmp" > /dev/null 2>&1 || fail "recovered source fails verify"
+[ ! -e "$JOBDIR/$sv.journal" ] || fail "recover left the journal"
+restore "$T/killed.sav" --launch --accel tcg
+[ "$rc" = 3 ] || fail "the killed save's file was not refused: $res"
+echo "recover: $(tr '\n' ' ' < "$T/rec.txt")"
+ok "a save killed mid-write: recover resumes the source; the headerless file is refused"
+kill -9 "$big_pid"
+
 # Damaged files, all refused before any QEMU starts (exit 3).
 cp "$T/b72.sav" "$T/bad.sav"
 printf 'X' | dd of="$T/bad.sav" bs=1 seek=70000 conv=notrunc 2>/dev/null
