@@ -484,6 +484,9 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 			return ufail(u, -ETIMEDOUT, "failed", "the update did not finish (status %s)",
 				     mi->status);
 		}
+		if (u->o->cancel && *u->o->cancel)
+			return ufail(u, -ECANCELED, "cancelled", "cancelled (status %s)",
+				     mi->status);
 		usleep(1000);
 	}
 }

@@ -93,6 +93,9 @@ struct qmig_save_opts {
 	 * process died before the file was complete. NULL: none. */
 	const char *journal_dir;
 	const char *job_id;        /* NULL: the process id */
+	/* Set *cancel nonzero (from a signal handler, say) to stop: the
+	 * engine rolls back as for a failure (status "cancelled"). */
+	const volatile int *cancel;
 };
 
 #define QMIG_SAVE_OPTS_INIT {.version = QMIG_SAVE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -135,6 +138,9 @@ struct qmig_restore_opts {
 	int no_verify;
 	int timeout_ms, qmp_timeout_ms;
 	struct qmig_log_cb log;
+	/* Set *cancel nonzero (from a signal handler, say) to stop: the
+	 * engine rolls back as for a failure (status "cancelled"). */
+	const volatile int *cancel;
 };
 
 #define QMIG_RESTORE_OPTS_INIT {.version = QMIG_RESTORE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
@@ -182,6 +188,9 @@ struct qmig_update_opts {
 	 * whose process died. NULL: none. */
 	const char *journal_dir;
 	const char *job_id;
+	/* Set *cancel nonzero (from a signal handler, say) to stop: the
+	 * engine rolls back as for a failure (status "cancelled"). */
+	const volatile int *cancel;
 };
 
 #define QMIG_UPDATE_OPTS_INIT {.version = QMIG_UPDATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

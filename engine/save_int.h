@@ -25,6 +25,9 @@ int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned 
  * error-desc), -ETIMEDOUT, or the QMP error. */
 int qm_sr_wait_migration(struct qmig_qmp_conn *c, int timeout_ms, struct qmig_migrate_info *mi,
 			 char *msg, size_t msg_len);
+/* The same, returning -ECANCELED as soon as *cancel is nonzero. */
+int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volatile int *cancel,
+			   struct qmig_migrate_info *mi, char *msg, size_t msg_len);
 
 /* Capabilities and parameters changed for one job, and their old values,
  * so that they can be put back. */

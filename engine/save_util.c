@@ -101,6 +101,12 @@ int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned 
 int qm_sr_wait_migration(struct qmig_qmp_conn *c, int timeout_ms, struct qmig_migrate_info *mi,
 			 char *msg, size_t msg_len)
 {
+	return qm_sr_wait_migration_c(c, timeout_ms, NULL, mi, msg, msg_len);
+}
+
+int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volatile int *cancel,
+			   struct qmig_migrate_info *mi, char *msg, size_t msg_len)
+{
 	int64_t end = qm_sr_now_ns() + (int64_t)timeout_ms * 1000000;
 	int delay_us = 1000;
 
@@ -122,6 +128,10 @@ int qm_sr_wait_migration(struct qmig_qmp_conn *c, int timeout_ms, struct qmig_mi
 			snprintf(msg, msg_len, "the migration did not finish within %d s (status %s)",
 				 timeout_ms / 1000, mi->status);
 			return -ETIMEDOUT;
+		}
+		if (cancel && *cancel) {
+			snprintf(msg, msg_len, "cancelled (status %s)", mi->status);
+			return -ECANCELED;
 		}
 		/* Short saves finish in milliseconds; long ones need no tight loop. */
 		usleep((useconds_t)delay_us);

@@ -434,10 +434,11 @@ static int save_run(struct save *s)
 	r = qmig_cmd_migrate(s->c, uri, 0);
 	if (r < 0)
 		return sfail(s, r, "migrate %s: %s", uri, qmig_qmp_conn_error(s->c));
-	r = qm_sr_wait_migration(s->c, s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
-				 &mi, msg, sizeof(msg));
+	r = qm_sr_wait_migration_c(s->c,
+				   s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
+				   s->o->cancel, &mi, msg, sizeof(msg));
 	if (r < 0) {
-		if (r == -ETIMEDOUT)
+		if (r == -ETIMEDOUT || r == -ECANCELED)
 			qmig_cmd_migrate_cancel(s->c);
 		return sfail(s, r, "save: %s", msg);
 	}
@@ -547,7 +548,8 @@ out:
 	qm_sr_journal_remove(&s.j);
 	if (s.fd >= 0)
 		close(s.fd);
-	snprintf(out->status, sizeof(out->status), r < 0 ? "failed" : "saved");
+	snprintf(out->status, sizeof(out->status), "%s",
+		 r == -ECANCELED ? "cancelled" : r < 0 ? "failed" : "saved");
 	snprintf(out->method, sizeof(out->method), "%s", s.h.method);
 	out->multifd_channels = s.h.multifd_channels;
 	snprintf(out->qemu, sizeof(out->qemu), "%s", s.h.qemu);
@@ -765,10 +767,12 @@ static int restore_load(struct restore *s)
 	if (r < 0)
 		return rfail(s, r, "failed", "migrate-incoming %s: %s", uri,
 			     qmig_qmp_conn_error(s->c));
-	r = qm_sr_wait_migration(s->c, s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
-				 &mi, msg, sizeof(msg));
+	r = qm_sr_wait_migration_c(s->c,
+				   s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
+				   s->o->cancel, &mi, msg, sizeof(msg));
 	if (r < 0)
-		return rfail(s, r, "failed", "loading %s: %s", s->o->path, msg);
+		return rfail(s, r, r == -ECANCELED ? "cancelled" : "failed", "loading %s: %s",
+			     s->o->path, msg);
 	s->res->load_ms = (uint64_t)((qm_sr_now_ns() - t0) / MS);
 	if (!strcmp(s->h.method, "mapped-ram"))
 		qmig_cmd_remove_fd(s->c, fdset);

@@ -2,6 +2,7 @@
  * save and restore. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,28 @@
 #include "cli.h"
 #include "job.h"
 #include "qmig_save.h"
+
+/* SIGINT, SIGTERM, SIGHUP: cancel, and let the library roll back, rather
+ * than die with the guest stopped. */
+static volatile sig_atomic_t cancelled_by;
+static volatile int cancel_flag;
+
+static void on_signal(int sig)
+{
+	cancelled_by = sig;
+	cancel_flag = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
 
 static void save_usage(FILE *f)
 {
@@ -43,7 +66,8 @@ static void save_usage(FILE *f)
 		"  --timeout SECS          give up (and resume the source) after SECS (600)\n"
 		"  --json                  the result as one JSON object\n"
 		"\nExit codes: 0 saved, 2 usage, 3 could not start (nothing changed), 4 the\n"
-		"save failed and the source keeps the guest.\n");
+		"save failed and the source keeps the guest, 5 cancelled (a signal) and the\n"
+		"source keeps the guest.\n");
 }
 
 static void restore_usage(FILE *f)
@@ -155,6 +179,8 @@ int cmd_save(int argc, char **argv)
 		o.journal_dir = jdir;
 	else
 		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
+	o.cancel = &cancel_flag;
+	catch_signals();
 	rc = qmig_save(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");
@@ -191,10 +217,12 @@ int cmd_save(int argc, char **argv)
 			r.message, (unsigned long long)r.save_ms, (unsigned long long)r.checksum_ms,
 			s1, s2);
 	} else {
-		fprintf(stderr, "qmigrate: save failed: %s\n", r.message);
+		fprintf(stderr, "qmigrate: save %s: %s\n", r.status, r.message);
 	}
 	if (!rc)
 		return EXIT_OK;
+	if (rc == -ECANCELED)
+		return EXIT_CANCELLED;
 	return r.changed ? EXIT_ROLLEDBACK : EXIT_SETUP;
 }
 
@@ -280,6 +308,8 @@ int cmd_restore(int argc, char **argv)
 	if (launch && o.dst_serial)
 		die(EXIT_USAGE, "--dst-serial goes with --dst-qmp");
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	o.cancel = &cancel_flag;
+	catch_signals();
 	rc = qmig_restore(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");

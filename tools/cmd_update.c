@@ -2,6 +2,7 @@
  * same host with cpr-transfer; guest RAM stays in place. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,28 @@
 #include "cli.h"
 #include "job.h"
 #include "qmig_save.h"
+
+/* SIGINT, SIGTERM, SIGHUP: cancel, and let the library roll back, rather
+ * than die with the guest stopped. */
+static volatile sig_atomic_t cancelled_by;
+static volatile int cancel_flag;
+
+static void on_signal(int sig)
+{
+	cancelled_by = sig;
+	cancel_flag = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
 
 static void usage(FILE *f)
 {
@@ -49,8 +72,9 @@ static void usage(FILE *f)
 		"kills it and the old QEMU runs on as before; after that the old one is\n"
 		"quit, never resumed.\n"
 		"Exit codes: 0 updated, 2 usage, 3 refused (nothing changed), 4 failed and\n"
-		"the old QEMU keeps the guest, 6 verification failed, 8 completed with\n"
-		"errors (the new QEMU runs the guest).\n");
+		"the old QEMU keeps the guest, 5 cancelled by a signal (the same), 6 the\n"
+		"new QEMU failed verification, 8 completed with errors (the new QEMU runs\n"
+		"the guest).\n");
 }
 
 int cmd_update(int argc, char **argv)
@@ -121,6 +145,8 @@ int cmd_update(int argc, char **argv)
 		o.journal_dir = jdir;
 	else
 		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
+	o.cancel = &cancel_flag;
+	catch_signals();
 	rc = qmig_update(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");
@@ -176,6 +202,8 @@ int cmd_update(int argc, char **argv)
 		return EXIT_OK;
 	if (!strcmp(r.status, "refused"))
 		return EXIT_SETUP;
+	if (rc == -ECANCELED)
+		return EXIT_CANCELLED;
 	if (!strcmp(r.status, "completed-with-errors"))
 		return r.verified == 0 ? EXIT_VERIFY : EXIT_HANDOVER;
 	return EXIT_ROLLEDBACK;

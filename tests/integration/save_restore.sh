@@ -99,6 +99,22 @@ JOBDIR=$([ "$(id -u)" = 0 ] && echo /run/qmigrate/jobs || echo "${XDG_RUNTIME_DI
 [ "$(id -u)" = 0 ] || [ -n "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=/tmp/qmigrate-jobs-$(id -u)
 launch_guest big --guest tiny --mem 1G --wss 768M --dirty-rate 400M --accel tcg
 wait_gen "$big_log" 2 120 || fail "1 GiB source guest does not write its working set"
+# SIGINT while QEMU writes: cancelled, rolled back, exit 5, no file.
+$QMIGRATE save --src-qmp "$big_qmp" --json "$T/int.sav" > "$T/int.json" 2>&1 &
+sv=$!
+i=0
+until grep -qs '"command":"migrate"' "$JOBDIR/$sv.journal"; do
+	i=$((i + 1)); [ $i -gt 2000 ] && fail "the save never journaled its migrate step"
+	alive "$sv" || fail "the save ended before the signal: $(cat "$T/int.json")"
+	sleep 0.005
+done
+kill -INT "$sv"; wait "$sv"; rc=$?
+[ "$rc" = 5 ] || fail "SIGINT during a save: exit $rc, not 5: $(cat "$T/int.json")"
+grep -q '"status":"cancelled"' "$T/int.json" || fail "SIGINT: not cancelled: $(cat "$T/int.json")"
+[ ! -e "$T/int.sav" ] || fail "SIGINT: the file was left"
+[ "$(status_of "$big_qmp")" = running ] || fail "SIGINT: the source does not run"
+ok "SIGINT during a save: cancelled, the source runs, no file"
+
 $QMIGRATE save --src-qmp "$big_qmp" --json "$T/killed.sav" > "$T/killed.json" 2>&1 &
 sv=$!
 i=0
