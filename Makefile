@@ -65,7 +65,7 @@ SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
 .PHONY: all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
-	bench bench-run bench-quick bench-quick-run install uninstall clean
+	bench bench-run bench-quick bench-quick-run bench-save install uninstall clean
 .DEFAULT_GOAL := all
 
 all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS)
@@ -169,6 +169,11 @@ bench-quick: deps
 
 bench-quick-run: all $(BENCH_BINS)
 	@sh bench/quick.sh
+
+# Save/restore (mapped-ram+multifd against the plain stream) and live update
+# against a local migration: sh bench/save_bench.sh [RUNS].
+bench-save: deps
+	@$(MAKE) --no-print-directory all && sh bench/save_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(BINDIR) \

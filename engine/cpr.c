@@ -470,8 +470,11 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 		if (r < 0)
 			return ufail(u, r, "failed", "old QEMU: query-migrate: %s",
 				     qmig_qmp_conn_error(u->c));
-		if (!strcmp(mi->status, "completed"))
+		if (!strcmp(mi->status, "completed")) {
+			if (u->hb) /* the last beats before the stop */
+				qmig_hb_process(u->hb);
 			return 0;
+		}
 		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled"))
 			return ufail(u, -EIO, "failed", "old QEMU: the update %s%s%s (new QEMU: %s)",
 				     mi->status, mi->error_desc[0] ? ": " : "", mi->error_desc,
@@ -503,6 +506,8 @@ static int confirm_new(struct upd *u)
 	co.timeout_ms = u->o->qmp_timeout_ms ? u->o->qmp_timeout_ms : 10000;
 	while (!new_sock_ready(u->new_qmp, u->qmp_ino) ||
 	       qmig_qmp_conn_open(&u->nc, u->new_qmp, &co) < 0) {
+		if (!u->nhb && u->new_serial[0] && new_sock_ready(u->new_serial, u->serial_ino))
+			qmig_hb_open(&u->nhb, u->new_serial);
 		if (new_exited(u))
 			return ufail(u, -EIO, "failed", "the new QEMU exited: %s",
 				     new_stderr(u, err, sizeof(err)));
@@ -521,6 +526,8 @@ static int confirm_new(struct upd *u)
 		qm_sr_journal_write(&u->j, "destination", "verify");
 		return 0;
 	}
+	if (!u->nhb && u->new_serial[0])
+		qmig_hb_open(&u->nhb, u->new_serial);
 	for (;;) {
 		r = qmig_cmd_query_status(u->nc, &st);
 		if (r < 0)
