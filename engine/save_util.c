@@ -113,6 +113,11 @@ int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volati
 	for (;;) {
 		int r = qmig_cmd_query_migrate(c, mi);
 
+		/* A destination loading mapped-ram answers nothing until its
+		 * main loop is free again: busy, not broken (a late reply is
+		 * dropped by its id). */
+		if (r == -ETIMEDOUT && qm_sr_now_ns() < end && !(cancel && *cancel))
+			continue;
 		if (r < 0) {
 			snprintf(msg, msg_len, "query-migrate: %s", qmig_qmp_conn_error(c));
 			return r;
