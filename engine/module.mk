@@ -32,3 +32,4 @@ ITEST_SCRIPTS += tests/integration/migrate_kill.sh
 LIB_SRCS += engine/saverestore.c engine/save_util.c engine/cpr.c
 PUBLIC_HEADERS += engine/qmig_save.h
 ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh
+UNIT_SRCS += tests/unit/test_save.c
