@@ -659,7 +659,10 @@ static int setup_source(struct upd *u)
 		spec.log.free = NULL;
 		r = qmig_vm_launch(&u->vm, &spec, msg, sizeof(msg));
 		if (r < 0)
-			return ufail(u, r, "failed", "cannot launch the guest: %s", msg);
+			return ufail(u, r, "failed",
+				     "cannot launch the guest set up for cpr-transfer (RAM in a "
+				     "shared memfd, aux-ram-share=on: QEMU 10.0 and later): %s",
+				     msg);
 		snprintf(u->old_qmp, sizeof(u->old_qmp), "%s", qmig_vm_qmp_path(u->vm));
 		snprintf(u->old_dir, sizeof(u->old_dir), "%s", qmig_vm_runtime_dir(u->vm));
 		if (qmig_vm_serial_path(u->vm))
@@ -738,6 +741,7 @@ static int run(struct upd *u)
 	if (r)
 		return r;
 	new_paths(u);
+	u->res->changed = 1;
 	r = start_new(u);
 	if (r)
 		return r;
@@ -800,7 +804,7 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 			 out->old_qemu, u.old_pid, out->new_qemu, (int)u.new_pid,
 			 (unsigned long long)(out->ram_bytes >> 20),
 			 (unsigned long long)(out->transferred_bytes >> 10));
-	} else if (!u.owner_new && out->status[0] && strcmp(out->status, "refused")) {
+	} else if (!u.owner_new && u.c && strcmp(out->status, "refused")) {
 		snprintf(out->message + strlen(out->message),
 			 sizeof(out->message) - strlen(out->message),
 			 "; the old QEMU keeps the guest%s", u.was_running ? " running" : "");

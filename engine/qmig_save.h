@@ -211,6 +211,7 @@ struct qmig_update_result {
 	char old_qemu[32], new_qemu[32];
 	int new_pid;
 	char new_qmp[256];         /* the new QEMU's QMP socket */
+	int changed;               /* something was started or changed (then undone) */
 };
 
 int qmig_update(const struct qmig_update_opts *opts, struct qmig_update_result *out);

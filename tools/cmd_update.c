@@ -71,10 +71,10 @@ static void usage(FILE *f)
 		"Ownership as for a migration: until the new QEMU runs the guest, a failure\n"
 		"kills it and the old QEMU runs on as before; after that the old one is\n"
 		"quit, never resumed.\n"
-		"Exit codes: 0 updated, 2 usage, 3 refused (nothing changed), 4 failed and\n"
-		"the old QEMU keeps the guest, 5 cancelled by a signal (the same), 6 the\n"
-		"new QEMU failed verification, 8 completed with errors (the new QEMU runs\n"
-		"the guest).\n");
+		"Exit codes: 0 updated, 2 usage, 3 refused or could not start (nothing\n"
+		"changed), 4 failed and the old QEMU keeps the guest, 5 cancelled by a\n"
+		"signal (the same), 6 the new QEMU failed verification, 8 completed with\n"
+		"errors (the new QEMU runs the guest).\n");
 }
 
 int cmd_update(int argc, char **argv)
@@ -175,6 +175,7 @@ int cmd_update(int argc, char **argv)
 		JS("new_qemu", r.new_qemu);
 		JI("new_pid", r.new_pid);
 		JS("new_qmp", r.new_qmp);
+		json_object_object_add(j, "changed", json_object_new_boolean(r.changed));
 		JI("error", r.error);
 #undef JS
 #undef JI
@@ -204,6 +205,8 @@ int cmd_update(int argc, char **argv)
 		return EXIT_SETUP;
 	if (rc == -ECANCELED)
 		return EXIT_CANCELLED;
+	if (!r.changed)
+		return EXIT_SETUP;
 	if (!strcmp(r.status, "completed-with-errors"))
 		return r.verified == 0 ? EXIT_VERIFY : EXIT_HANDOVER;
 	return EXIT_ROLLEDBACK;
