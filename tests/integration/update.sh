@@ -97,3 +97,42 @@ i=0; while alive "$src_pid"; do i=$((i + 1)); [ $i -gt 100 ] && fail "old QEMU s
 [ "$(status_of "$new_qmp")" = running ] || fail "attach: the new QEMU does not run the guest"
 $QMIGRATE verify --qmp "$new_qmp" > /dev/null 2>&1 || fail "attach: the new QEMU's guest fails verify"
 ok "update --src-qmp: the new QEMU runs the guest, verified; the old one is gone"
+
+# qmigrate killed during an update (stopped at its migrate step, then -9):
+# 'qmigrate recover' ends it by the ownership rule. Whichever way it ends,
+# exactly one QEMU runs the guest, and it verifies.
+kill -9 "$new_pid" 2>/dev/null
+launch_guest src --guest tiny --mem 128M --wss 32M --dirty-rate 20M --accel tcg --qemu "$Q10" -- $SHARED
+wait_gen "$src_log" 2 60 || fail "source guest does not write its working set"
+JOBDIR=/run/qmigrate/jobs
+[ "$(id -u)" = 0 ] || JOBDIR=${XDG_RUNTIME_DIR:-/tmp/qmigrate-jobs-$(id -u)}
+[ "$(id -u)" = 0 ] || [ -z "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=$XDG_RUNTIME_DIR/qmigrate-jobs
+$QMIGRATE update --src-qmp "$src_qmp" --qemu "$Q10" --json > "$T/killed.json" 2>&1 &
+up=$!
+i=0
+until grep -qs '"command":"migrate"' "$JOBDIR/$up.journal"; do
+	i=$((i + 1)); [ $i -gt 4000 ] && fail "the update never journaled its migrate step"
+	alive "$up" || fail "the update ended before it could be killed: $(cat "$T/killed.json")"
+	sleep 0.002
+done
+kill -STOP "$up"
+sed 's#\\/#/#g' "$JOBDIR/$up.journal" > "$T/journal"  # json-c writes \/
+new_qmp=$(sed -n 's/.*"destination":{"qmp":"\([^"]*\)".*/\1/p' "$T/journal")
+new_pid=$(sed -n 's/.*"destination":{[^}]*"qemu_pid":\([0-9]*\).*/\1/p' "$T/journal")
+[ -n "$new_qmp" ] && [ -n "$new_pid" ] || fail "journal without the new QEMU: $(cat "$T/journal")"
+PIDS="$PIDS $new_pid"; dirname "$new_qmp" > "$T/rundir.$new_pid"
+sleep 1
+kill -9 "$up"; wait "$up" 2>/dev/null
+$QMIGRATE recover --job "$up" > "$T/rec.txt" 2>&1 || fail "recover: $(cat "$T/rec.txt")"
+echo "recover: $(tr '\n' ' ' < "$T/rec.txt")"
+if grep -q finished "$T/rec.txt"; then
+	[ "$(status_of "$new_qmp")" = running ] || fail "recovered update: the new QEMU does not run"
+	$QMIGRATE verify --qmp "$new_qmp" > /dev/null 2>&1 || fail "recovered update: new fails verify"
+	i=0; while alive "$src_pid"; do i=$((i + 1)); [ $i -gt 100 ] && fail "old QEMU runs too"; sleep 0.05; done
+else
+	grep -q rolled-back "$T/rec.txt" || fail "recover neither finished nor rolled back"
+	[ "$(status_of "$src_qmp")" = running ] || fail "rolled-back update: the old QEMU does not run"
+	$QMIGRATE verify --qmp "$src_qmp" > /dev/null 2>&1 || fail "rolled back: old fails verify"
+	[ "$(status_of "$new_qmp" 2>/dev/null)" = running ] && fail "rolled back, but the new QEMU runs too"
+fi
+ok "an update whose qmigrate died: recover leaves exactly one QEMU running the guest, verified"
