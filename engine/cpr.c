@@ -63,6 +63,7 @@ struct upd {
 	char new_qmp[QM_PATHLEN], new_serial[QM_PATHLEN];
 	ino_t qmp_ino, serial_ino;     /* inodes a new socket must not have (0: none) */
 	char machine[64];
+	char pidfile[QM_PATHLEN];      /* the old command line's -pidfile */
 	int old_pid;
 	pid_t new_pid;
 	int new_pidfd;
@@ -278,6 +279,12 @@ static int build_new_argv(struct upd *u, struct qm_argv *a)
 		}
 		if (!strcmp(x, "-S") || !strcmp(x, "-daemonize") || !strcmp(x, "--daemonize"))
 			continue;
+		/* The old QEMU holds its pid file locked: the new one would stop
+		 * at it. It is rewritten once the new QEMU runs the guest. */
+		if ((!strcmp(x, "-pidfile") || !strcmp(x, "--pidfile")) && i + 1 < old.n) {
+			snprintf(u->pidfile, sizeof(u->pidfile), "%s", old.v[++i]);
+			continue;
+		}
 		add_moved(a, x, fp, tp, 2);
 	}
 	qm_argv_free(&old);
@@ -727,6 +734,26 @@ static int journal_start(struct upd *u)
 	return r < 0 ? ufail(u, r, "failed", "journal %s: %s", u->j.path, strerror(-r)) : 0;
 }
 
+/* The old QEMU removes its pid file as it exits: wait for that (bounded),
+ * then the file names the new QEMU. */
+static void write_pidfile(struct upd *u)
+{
+	int64_t end = qm_sr_now_ns() + 5000 * (int64_t)MS;
+	char buf[24];
+	int fd, n;
+
+	while (access(u->pidfile, F_OK) == 0 && qm_sr_now_ns() < end)
+		usleep(2000);
+	fd = open(u->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)u->new_pid);
+
+	if (fd < 0 || write(fd, buf, (size_t)n) != n)
+		qm_sr_log(&u->o->log, QMIG_LOG_WARN, "pid file %s: %s", u->pidfile,
+			  strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 static int run(struct upd *u)
 {
 	struct qmig_migrate_info mi;
@@ -772,6 +799,8 @@ static int run(struct upd *u)
 	r = verify_new(u);
 	if (qmig_cmd_quit(u->c) < 0)
 		qm_sr_log(&u->o->log, QMIG_LOG_WARN, "old QEMU: quit: %s", qmig_qmp_conn_error(u->c));
+	if (u->pidfile[0])
+		write_pidfile(u);
 	return r;
 }
 

@@ -186,11 +186,17 @@ int cmd_update(int argc, char **argv)
 
 		format_size(x, sizeof(x), (double)r.transferred_bytes);
 		format_size(ram, sizeof(ram), (double)r.ram_bytes);
+		char dt[64];
+
+		if (r.guest_downtime_ms >= 0)
+			snprintf(dt, sizeof(dt), "%lld ms", (long long)r.guest_downtime_ms);
+		else
+			snprintf(dt, sizeof(dt), "unknown (no heartbeats)");
 		fprintf(stderr,
 			"qmigrate: %s\n  total        %llu ms\n"
-			"  downtime     guest-observed %lld ms, QEMU %llu ms\n"
+			"  downtime     guest-observed %s, QEMU %llu ms\n"
 			"  transferred  %s of %s RAM\n  verified     %s (%s)\n",
-			r.message, (unsigned long long)r.total_ms, (long long)r.guest_downtime_ms,
+			r.message, (unsigned long long)r.total_ms, dt,
 			(unsigned long long)r.qemu_downtime_ms, x, ram,
 			r.verified == 1 ? "yes" : r.verified == 0 ? "NO" : "not checked",
 			r.verify_method);
