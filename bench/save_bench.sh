@@ -8,7 +8,9 @@
 #  2. qmigrate update (cpr-transfer) against a normal local migration of
 #     the same guest (256 MiB and 2 GiB, writing 50 MB/s): guest-observed
 #     downtime and bytes moved.
-# Medians of RUNS runs. QEMU 10.0 comes from tools/qemu-cache.sh.
+# Medians of RUNS runs. QEMU 10.0 comes from tools/qemu-cache.sh. The
+# guest is stopped while it is saved (as virsh save does), so the save
+# time is the time to write its RAM (to a file in /tmp).
 # Usage: sh bench/save_bench.sh [RUNS]   (default 3)
 set -u
 cd "$(dirname "$0")/.."
@@ -65,6 +67,7 @@ move_cell() {
 
 echo "save/restore, 1 GiB guest writing 200 MB/s, $RUNS runs each (medians):"
 save_cell mr10 "$Q10" --multifd 4
+save_cell mr10x1 "$Q10" --no-multifd
 save_cell plain10 "$Q10" --plain
 save_cell plain72 "$Q72"
 echo "update vs migrate (QEMU 10.0, writing 50 MB/s), $RUNS runs each (medians):"
@@ -77,9 +80,11 @@ echo
 echo "summary (ratios against the baseline of the same run)"
 printf '  %-34s %8s %8s %12s %12s\n' cell save_ms load_ms stream_bytes disk_bytes
 printf '  %-34s %8s %8s %12s %12s\n' "10.0 mapped-ram + multifd 4" "$mr10_save" "$mr10_load" "$mr10_size" "$mr10_disk"
+printf '  %-34s %8s %8s %12s %12s\n' "10.0 mapped-ram, one channel" "$mr10x1_save" "$mr10x1_load" "$mr10x1_size" "$mr10x1_disk"
 printf '  %-34s %8s %8s %12s %12s\n' "10.0 plain stream (baseline)" "$plain10_save" "$plain10_load" "$plain10_size" "$plain10_disk"
 printf '  %-34s %8s %8s %12s %12s\n' "7.2 plain stream" "$plain72_save" "$plain72_load" "$plain72_size" "$plain72_disk"
 echo "  save time, mapped-ram+multifd 4 / plain stream (10.0): $(ratio "$mr10_save" "$plain10_save")"
+echo "  save time, mapped-ram one channel / plain stream (10.0): $(ratio "$mr10x1_save" "$plain10_save")"
 echo "  restore time, mapped-ram+multifd 4 / plain stream (10.0): $(ratio "$mr10_load" "$plain10_load")"
 echo "  save time, 7.2 plain / 10.0 plain: $(ratio "$plain72_save" "$plain10_save")"
 printf '  %-34s %8s %12s %8s\n' cell downtime bytes total_ms
