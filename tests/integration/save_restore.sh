@@ -97,7 +97,7 @@ kill -9 "$src_pid"
 # header, so it can never be restored as well).
 JOBDIR=$([ "$(id -u)" = 0 ] && echo /run/qmigrate/jobs || echo "${XDG_RUNTIME_DIR:-/tmp}/qmigrate-jobs")
 [ "$(id -u)" = 0 ] || [ -n "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=/tmp/qmigrate-jobs-$(id -u)
-launch_guest big --guest tiny --mem 1G --wss 768M --dirty-rate 400M --accel tcg
+launch_guest big --guest tiny --mem 1G --wss 512M --dirty-rate 400M --accel tcg
 wait_gen "$big_log" 2 120 || fail "1 GiB source guest does not write its working set"
 # SIGINT while QEMU writes: cancelled, rolled back, exit 5, no file.
 $QMIGRATE save --src-qmp "$big_qmp" --json "$T/int.sav" > "$T/int.json" 2>&1 &
