@@ -20,11 +20,8 @@
  * one has run it (status running); a failure before that kills the new
  * QEMU and leaves the old one running as before. After it, the old QEMU is
  * never resumed: it is quit.
- */
-#include <errno.h>
+ */#include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,49 +31,17 @@
 
 #include <json-c/json.h>
 
+#include "cpr_int.h"
 #include "launch_int.h"
 #include "qmig_commands.h"
-#include "save_int.h"
 #include "versions.h"
 
-#define MS 1000000
-#define QM_PATHLEN 200 /* paths of sockets: a sun_path holds 108 */
-#define CMDLINE_MAX (256 * 1024)
-#define NEW_START_MS 30000    /* a loaded machine starts QEMU slowly */
 #define CONFIRM_BEATS 20
 #define BEATS_TIMEOUT_MS 15000
 #define DEFAULT_TIMEOUT_MS 120000
+#define NEW_START_MS 30000
 
-struct upd {
-	const struct qmig_update_opts *o;
-	struct qmig_update_result *res;
-	struct qmig_vm *vm;            /* launch mode: the old QEMU */
-	struct qmig_qmp_conn *c;       /* the old QEMU */
-	struct qmig_qmp_conn *nc;      /* the new QEMU */
-	struct qmig_schema *schema;
-	struct qmig_hb *hb, *nhb;
-	struct qm_sr_saved sv;
-	char old_qmp[QM_PATHLEN];
-	char old_serial[QM_PATHLEN];
-	char old_dir[QM_PATHLEN];        /* launch mode: the old runtime dir */
-	char dir[QM_PATHLEN];            /* our directory: channel sockets, new QEMU's files */
-	char new_qmp[QM_PATHLEN], new_serial[QM_PATHLEN];
-	ino_t qmp_ino, serial_ino;     /* inodes a new socket must not have (0: none) */
-	char machine[64];
-	char pidfile[QM_PATHLEN];      /* the old command line's -pidfile */
-	int old_pid;
-	pid_t new_pid;
-	int new_pidfd;
-	int new_reaped;
-	int was_running;
-	int owner_new;
-	int attach;
-	struct qm_sr_journal j;
-};
-
-static int ufail(struct upd *u, int err, const char *status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int ufail(struct upd *u, int err, const char *status, const char *fmt, ...)
+int qm_upd_fail(struct upd *u, int err, const char *status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -117,22 +82,22 @@ static int check_source(struct upd *u)
 
 	r = qmig_schema_probe(&u->schema, u->c);
 	if (r < 0)
-		return ufail(u, r, "failed", "query-qmp-schema: %s", qmig_qmp_conn_error(u->c));
+		return qm_upd_fail(u, r, "failed", "query-qmp-schema: %s", qmig_qmp_conn_error(u->c));
 	qm_sr_qemu_version(u->c, ver, sizeof(ver), &ov);
 	snprintf(u->res->old_qemu, sizeof(u->res->old_qemu), "%s", ver);
 	if (!qmig_schema_has_enum_value(u->schema, "migrate-set-parameters", "mode",
 					"cpr-transfer") ||
 	    !qmig_schema_has_arg(u->schema, "migrate", "channels"))
-		return ufail(u, -EOPNOTSUPP, "refused",
+		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
 			     "the running QEMU (%s) has no cpr-transfer migration mode with "
 			     "migrate channels (QEMU 10.0 and later): it cannot be updated in place; "
 			     "use qmigrate migrate",
 			     ver);
 	r = qmig_cmd_query_status(u->c, &st);
 	if (r < 0)
-		return ufail(u, r, "failed", "query-status: %s", qmig_qmp_conn_error(u->c));
+		return qm_upd_fail(u, r, "failed", "query-status: %s", qmig_qmp_conn_error(u->c));
 	if (strcmp(st.status, "running") && strcmp(st.status, "paused"))
-		return ufail(u, -EBUSY, "refused",
+		return qm_upd_fail(u, -EBUSY, "refused",
 			     "the running QEMU is '%s', not running or paused (a migration under way "
 			     "or done?)",
 			     st.status);
@@ -145,7 +110,7 @@ static int check_source(struct upd *u)
 	if (strncmp(be, "/objects/", 9) || !be[9] ||
 	    strspn(be + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
 		    strlen(be + 9))
-		return ufail(u, -EOPNOTSUPP, "refused",
+		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
 			     "guest RAM is not a shared memory backend, so it cannot stay in place: "
 			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
 			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on");
@@ -154,7 +119,7 @@ static int check_source(struct upd *u)
 	share = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	json_object_put(v);
 	if (!share)
-		return ufail(u, -EOPNOTSUPP, "refused",
+		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
 			     "guest RAM (%s) is not shared memory, so it cannot stay in place: "
 			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
 			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on",
@@ -163,259 +128,23 @@ static int check_source(struct upd *u)
 	aux = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	json_object_put(v);
 	if (!aux)
-		return ufail(u, -EOPNOTSUPP, "refused",
+		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
 			     "the machine lacks aux-ram-share=on: ROMs and device RAM would have to "
 			     "be copied; start QEMU with -machine ...,aux-ram-share=on");
 	if (qm_sr_machine_type(u->c, u->machine, sizeof(u->machine)) < 0)
-		return ufail(u, -EPROTO, "failed", "qom-get /machine type: no usable answer");
+		return qm_upd_fail(u, -EPROTO, "failed", "qom-get /machine type: no usable answer");
 	nv = qm_binary_version(u->o->new_qemu);
 	if (u->o->new_qemu && nv && ov && nv < ov)
-		return ufail(u, -EPROTONOSUPPORT, "refused",
+		return qm_upd_fail(u, -EPROTONOSUPPORT, "refused",
 			     "%s is QEMU %u.%u.%u, older than the running %s: a stream is readable "
 			     "only by the same or a newer QEMU",
 			     u->o->new_qemu, nv / 10000, nv / 100 % 100, nv % 100, ver);
 	if (u->o->new_qemu && qm_binary_has_machine(u->o->new_qemu, u->machine) == 0)
-		return ufail(u, -EPROTONOSUPPORT, "refused",
+		return qm_upd_fail(u, -EPROTONOSUPPORT, "refused",
 			     "%s does not have machine type %s, which the guest runs",
 			     u->o->new_qemu, u->machine);
 	return 0;
 }
-
-/* ---- the new QEMU's command line --------------------------------------- */
-
-static int read_cmdline(int pid, struct qm_argv *out)
-{
-	char path[64], *buf;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(CMDLINE_MAX + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (len < CMDLINE_MAX && (n = read(fd, buf + len, CMDLINE_MAX - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	if (!len || len >= CMDLINE_MAX) {
-		free(buf);
-		return len ? -E2BIG : -ESRCH;
-	}
-	buf[len] = 0;
-	for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
-		qm_argv_add(out, buf + i);
-	free(buf);
-	return out->oom ? -ENOMEM : 0;
-}
-
-/* arg with the first of the old strings it holds replaced by its new one. */
-static void add_moved(struct qm_argv *a, const char *arg, const char *const *old,
-		      const char *const *new, int n)
-{
-	for (int i = 0; i < n; i++) {
-		const char *p = old[i][0] ? strstr(arg, old[i]) : NULL;
-
-		if (p) {
-			qm_argv_addf(a, "%.*s%s%s", (int)(p - arg), arg, new[i],
-				     p + strlen(old[i]));
-			return;
-		}
-	}
-	qm_argv_add(a, arg);
-}
-
-static void add_channel(struct qm_argv *a, const char *type, const char *sock)
-{
-	struct json_object *ch = json_object_new_object(), *addr = json_object_new_object();
-
-	json_object_object_add(addr, "transport", json_object_new_string("socket"));
-	json_object_object_add(addr, "type", json_object_new_string("unix"));
-	json_object_object_add(addr, "path", json_object_new_string(sock));
-	json_object_object_add(ch, "channel-type", json_object_new_string(type));
-	json_object_object_add(ch, "addr", addr);
-	qm_argv_add(a, "-incoming");
-	qm_argv_add(a, json_object_to_json_string_ext(ch, JSON_C_TO_STRING_PLAIN |
-							  JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(ch);
-}
-
-/* The old command line with: the new binary; in launch mode our files in
- * the new directory; no -incoming, -S or -daemonize of its own; the
- * machine type pinned; the two channels. */
-static int build_new_argv(struct upd *u, struct qm_argv *a)
-{
-	struct qm_argv old = {0};
-	char from[2][QM_PATHLEN + 2], to[2][QM_PATHLEN + 16], sock[QM_PATHLEN + 16];
-	const char *fp[2] = {from[0], from[1]}, *tp[2] = {to[0], to[1]};
-	int r = read_cmdline(u->old_pid, &old);
-
-	if (r < 0)
-		return ufail(u, r, "failed", "cannot read the running QEMU's command line "
-			     "(/proc/%d/cmdline): %s", u->old_pid, strerror(-r));
-	/* Our files move to the new directory: the old QEMU keeps its own
-	 * sockets (QEMU unlinks a socket path before it binds it). */
-	if (u->attach) {
-		snprintf(from[0], sizeof(from[0]), "%s", u->old_qmp);
-		snprintf(to[0], sizeof(to[0]), "%s", u->new_qmp);
-		snprintf(from[1], sizeof(from[1]), "%s", u->old_serial);
-		snprintf(to[1], sizeof(to[1]), "%s", u->new_serial);
-	} else {
-		snprintf(from[0], sizeof(from[0]), "%s/", u->old_dir);
-		snprintf(to[0], sizeof(to[0]), "%s/", u->dir);
-		from[1][0] = to[1][0] = 0;
-	}
-	qm_argv_add(a, u->o->new_qemu ? u->o->new_qemu : old.v[0]);
-	for (size_t i = 1; i < old.n; i++) {
-		const char *x = old.v[i];
-
-		if (!strcmp(x, "-incoming") || !strcmp(x, "--incoming")) {
-			i++;
-			continue;
-		}
-		if (!strcmp(x, "-S") || !strcmp(x, "-daemonize") || !strcmp(x, "--daemonize"))
-			continue;
-		/* The old QEMU holds its pid file locked: the new one would stop
-		 * at it. It is rewritten once the new QEMU runs the guest. */
-		if ((!strcmp(x, "-pidfile") || !strcmp(x, "--pidfile")) && i + 1 < old.n) {
-			snprintf(u->pidfile, sizeof(u->pidfile), "%s", old.v[++i]);
-			continue;
-		}
-		add_moved(a, x, fp, tp, 2);
-	}
-	qm_argv_free(&old);
-	qm_argv_add(a, "-machine");
-	qm_argv_add(a, u->machine);
-	snprintf(sock, sizeof(sock), "%s/main.sock", u->dir);
-	add_channel(a, "main", sock);
-	snprintf(sock, sizeof(sock), "%s/cpr.sock", u->dir);
-	add_channel(a, "cpr", sock);
-	return a->oom ? ufail(u, -ENOMEM, "failed", "out of memory") : 0;
-}
-
-static int make_dir(struct upd *u)
-{
-	const char *base = getenv("XDG_RUNTIME_DIR");
-	struct stat st;
-
-	if (!base || !*base || strlen(base) > 60 || stat(base, &st) < 0 || !S_ISDIR(st.st_mode))
-		base = "/tmp";
-	snprintf(u->dir, sizeof(u->dir), "%s/qmig-vm-XXXXXX", base);
-	if (!mkdtemp(u->dir)) {
-		int e = errno;
-
-		u->dir[0] = 0;
-		return ufail(u, -e, "failed", "cannot create a runtime directory in %s: %s", base,
-			     strerror(e));
-	}
-	return 0;
-}
-
-static int new_exited(struct upd *u)
-{
-	int ws;
-
-	if (u->new_pid <= 0 || u->new_reaped)
-		return u->new_reaped;
-	if (qm_wait_exit(u->new_pid, u->new_pidfd, 0, &ws))
-		u->new_reaped = 1;
-	return u->new_reaped;
-}
-
-static const char *new_stderr(struct upd *u, char *buf, size_t len)
-{
-	char path[QM_PATHLEN + 16], *t;
-
-	snprintf(path, sizeof(path), "%s/qemu.stderr", u->dir);
-	t = qm_launch_read_tail(path, 400);
-	snprintf(buf, len, "%s", t && *t ? t : "(no message)");
-	free(t);
-	for (char *p = buf; *p; p++)
-		if (*p == '\n' && p[1])
-			*p = ' ';
-	return buf;
-}
-
-/* Is a unix socket listening at path? /proc/net/unix marks listening
- * sockets with __SO_ACCEPTCON (0x10000) in Flags. The file exists a moment
- * before listen(), and a connect in between is refused; connecting to test
- * would take QEMU's one accept. -1: cannot tell (another namespace). */
-static int unix_listening(const char *path)
-{
-	FILE *f = fopen("/proc/net/unix", "re");
-	char line[512 + QM_PATHLEN];
-	int found = 0;
-
-	if (!f)
-		return -1;
-	while (!found && fgets(line, sizeof(line), f)) {
-		unsigned long flags;
-		char p[QM_PATHLEN + 2];
-		size_t n;
-
-		/* Num RefCount Protocol Flags Type St Inode Path */
-		if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %201s", &flags, p) != 2)
-			continue;
-		n = strlen(p);
-		if (n && !strcmp(p, path) && (flags & 0x10000))
-			found = 1;
-	}
-	fclose(f);
-	return found;
-}
-
-static int start_new(struct upd *u)
-{
-	struct qm_argv a = {0};
-	struct qm_spawn sp = {0};
-	char out[QM_PATHLEN + 16], cpr[QM_PATHLEN + 16], msg[512], err[512];
-	int64_t end;
-	int r;
-
-	r = build_new_argv(u, &a);
-	if (r < 0)
-		goto out;
-	snprintf(out, sizeof(out), "%s/qemu.stderr", u->dir);
-	sp.argv = (const char *const *)a.v;
-	sp.out_path = out;
-	sp.netns = u->attach ? NULL : u->o->guest.netns;
-	sp.detach = u->attach || u->o->keep_running;
-	r = qm_spawn(&sp, &u->new_pid, &u->new_pidfd, msg, sizeof(msg));
-	if (r < 0) {
-		r = ufail(u, r, "failed", "cannot start the new QEMU: %s", msg);
-		goto out;
-	}
-	if (!sp.detach)
-		qm_launch_mark_owner(u->dir, u->new_pid);
-	u->res->new_pid = u->new_pid;
-	qm_sr_log(&u->o->log, QMIG_LOG_INFO, "new QEMU %d started (%s), waiting for its cpr channel",
-		  (int)u->new_pid, a.v[0]);
-	/* migrate fails at once unless the cpr channel already listens. */
-	snprintf(cpr, sizeof(cpr), "%s/cpr.sock", u->dir);
-	end = qm_sr_now_ns() + (int64_t)NEW_START_MS * MS;
-	while (access(cpr, F_OK) < 0 || (!sp.netns && unix_listening(cpr) == 0)) {
-		if (new_exited(u)) {
-			r = ufail(u, -EIO, "failed", "the new QEMU exited before listening: %s",
-				  new_stderr(u, err, sizeof(err)));
-			goto out;
-		}
-		if (qm_sr_now_ns() > end) {
-			r = ufail(u, -ETIMEDOUT, "failed",
-				  "the new QEMU did not open its cpr channel within %d s",
-				  NEW_START_MS / 1000);
-			goto out;
-		}
-		usleep(2000);
-	}
-out:
-	qm_argv_free(&a);
-	return r;
-}
-
 /* ---- the hand-over -------------------------------------------------------- */
 
 static ino_t inode_of(const char *path)
@@ -475,7 +204,7 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 			qmig_hb_process(u->nhb);
 		r = qmig_cmd_query_migrate(u->c, mi);
 		if (r < 0)
-			return ufail(u, r, "failed", "old QEMU: query-migrate: %s",
+			return qm_upd_fail(u, r, "failed", "old QEMU: query-migrate: %s",
 				     qmig_qmp_conn_error(u->c));
 		if (!strcmp(mi->status, "completed")) {
 			if (u->hb) /* the last beats before the stop */
@@ -483,19 +212,19 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 			return 0;
 		}
 		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled"))
-			return ufail(u, -EIO, "failed", "old QEMU: the update %s%s%s (new QEMU: %s)",
+			return qm_upd_fail(u, -EIO, "failed", "old QEMU: the update %s%s%s (new QEMU: %s)",
 				     mi->status, mi->error_desc[0] ? ": " : "", mi->error_desc,
-				     new_stderr(u, err, sizeof(err)));
-		if (new_exited(u))
-			return ufail(u, -EIO, "failed", "the new QEMU exited during the update: %s",
-				     new_stderr(u, err, sizeof(err)));
+				     qm_upd_new_stderr(u, err, sizeof(err)));
+		if (qm_upd_new_exited(u))
+			return qm_upd_fail(u, -EIO, "failed", "the new QEMU exited during the update: %s",
+				     qm_upd_new_stderr(u, err, sizeof(err)));
 		if (qm_sr_now_ns() > end) {
 			qmig_cmd_migrate_cancel(u->c);
-			return ufail(u, -ETIMEDOUT, "failed", "the update did not finish (status %s)",
+			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the update did not finish (status %s)",
 				     mi->status);
 		}
 		if (u->o->cancel && *u->o->cancel)
-			return ufail(u, -ECANCELED, "cancelled", "cancelled (status %s)",
+			return qm_upd_fail(u, -ECANCELED, "cancelled", "cancelled (status %s)",
 				     mi->status);
 		usleep(1000);
 	}
@@ -515,11 +244,11 @@ static int confirm_new(struct upd *u)
 	       qmig_qmp_conn_open(&u->nc, u->new_qmp, &co) < 0) {
 		if (!u->nhb && u->new_serial[0] && new_sock_ready(u->new_serial, u->serial_ino))
 			qmig_hb_open(&u->nhb, u->new_serial);
-		if (new_exited(u))
-			return ufail(u, -EIO, "failed", "the new QEMU exited: %s",
-				     new_stderr(u, err, sizeof(err)));
+		if (qm_upd_new_exited(u))
+			return qm_upd_fail(u, -EIO, "failed", "the new QEMU exited: %s",
+				     qm_upd_new_stderr(u, err, sizeof(err)));
 		if (qm_sr_now_ns() > end)
-			return ufail(u, -ETIMEDOUT, "failed", "the new QEMU's QMP socket %s did not "
+			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the new QEMU's QMP socket %s did not "
 				     "answer", u->new_qmp);
 		usleep(2000);
 	}
@@ -538,7 +267,7 @@ static int confirm_new(struct upd *u)
 	for (;;) {
 		r = qmig_cmd_query_status(u->nc, &st);
 		if (r < 0)
-			return ufail(u, r, "failed", "new QEMU: query-status: %s",
+			return qm_upd_fail(u, r, "failed", "new QEMU: query-status: %s",
 				     qmig_qmp_conn_error(u->nc));
 		if (st.running) {
 			u->owner_new = 1;
@@ -549,10 +278,10 @@ static int confirm_new(struct upd *u)
 		}
 		if (strcmp(st.status, "inmigrate") && strcmp(st.status, "paused") &&
 		    strcmp(st.status, "prelaunch") && strcmp(st.status, "finish-migrate"))
-			return ufail(u, -EIO, "failed", "the new QEMU is '%s', not running",
+			return qm_upd_fail(u, -EIO, "failed", "the new QEMU is '%s', not running",
 				     st.status);
 		if (qm_sr_now_ns() > end)
-			return ufail(u, -ETIMEDOUT, "failed", "the new QEMU did not run the guest "
+			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the new QEMU did not run the guest "
 				     "(status %s)", st.status);
 		usleep(1000);
 	}
@@ -574,7 +303,7 @@ static int verify_new(struct upd *u)
 		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
 		if (r <= 0) {
 			u->res->verified = 0;
-			return ufail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
+			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
 				     msg);
 		}
 		qmig_hb_get(u->nhb, &ns);
@@ -598,22 +327,22 @@ static int verify_new(struct upd *u)
 	r = qm_sr_check_stamps(u->nc, dir, &u->res->pages_checked, msg, sizeof(msg));
 	if (r == 0) {
 		u->res->verified = 0;
-		return ufail(u, -EBADMSG, "completed-with-errors", "new QEMU: %s", msg);
+		return qm_upd_fail(u, -EBADMSG, "completed-with-errors", "new QEMU: %s", msg);
 	}
 	if (r < 0 && r != -ENOMSG)
-		return ufail(u, r, "completed-with-errors", "new QEMU: %s", msg);
+		return qm_upd_fail(u, r, "completed-with-errors", "new QEMU: %s", msg);
 	if (r == 1) {
 		u->res->verified = 1;
 		snprintf(u->res->verify_method, sizeof(u->res->verify_method), "stamps");
 	}
 	if (u->was_running && (r = qmig_cmd_cont(u->nc)) < 0)
-		return ufail(u, r, "completed-with-errors", "new QEMU: cont: %s",
+		return qm_upd_fail(u, r, "completed-with-errors", "new QEMU: cont: %s",
 			     qmig_qmp_conn_error(u->nc));
 	if (u->nhb && u->was_running) {
 		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
 		if (r <= 0) {
 			u->res->verified = 0;
-			return ufail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
+			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
 				     msg);
 		}
 	} else if (u->res->verified < 0) {
@@ -666,7 +395,7 @@ static int setup_source(struct upd *u)
 		spec.log.free = NULL;
 		r = qmig_vm_launch(&u->vm, &spec, msg, sizeof(msg));
 		if (r < 0)
-			return ufail(u, r, "failed",
+			return qm_upd_fail(u, r, "failed",
 				     "cannot launch the guest set up for cpr-transfer (RAM in a "
 				     "shared memfd, aux-ram-share=on: QEMU 10.0 and later): %s",
 				     msg);
@@ -682,24 +411,24 @@ static int setup_source(struct upd *u)
 	}
 	r = qmig_qmp_conn_open(&u->c, u->old_qmp, &co);
 	if (r < 0)
-		return ufail(u, r, "failed", "cannot connect to QMP %s: %s", u->old_qmp,
+		return qm_upd_fail(u, r, "failed", "cannot connect to QMP %s: %s", u->old_qmp,
 			     strerror(-r));
 	if (getsockopt(qmig_qmp_conn_fd(u->c), SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
 	    cr.pid <= 0)
-		return ufail(u, -ESRCH, "failed", "cannot tell the running QEMU's process from %s",
+		return qm_upd_fail(u, -ESRCH, "failed", "cannot tell the running QEMU's process from %s",
 			     u->old_qmp);
 	u->old_pid = cr.pid;
 	if (u->old_serial[0] && (r = qmig_hb_open(&u->hb, u->old_serial)) < 0)
-		return ufail(u, r, "failed", "serial socket %s: %s", u->old_serial, strerror(-r));
+		return qm_upd_fail(u, r, "failed", "serial socket %s: %s", u->old_serial, strerror(-r));
 	if (u->hb && !u->attach) {
 		r = qm_sr_beats(u->hb, u->o->warmup_beats ? (unsigned)u->o->warmup_beats : 200,
 				60000, msg, sizeof(msg));
 		if (r <= 0)
-			return ufail(u, r ? r : -EBADMSG, "failed", "the launched guest: %s", msg);
+			return qm_upd_fail(u, r ? r : -EBADMSG, "failed", "the launched guest: %s", msg);
 	}
 	r = qmig_cmd_query_memory_size(u->c, &u->res->ram_bytes);
 	if (r < 0)
-		return ufail(u, r, "failed", "query-memory-size-summary: %s",
+		return qm_upd_fail(u, r, "failed", "query-memory-size-summary: %s",
 			     qmig_qmp_conn_error(u->c));
 	return 0;
 }
@@ -722,7 +451,7 @@ static int journal_start(struct upd *u)
 		return 0;
 	r = qmig_cmd_query_migrate_parameters(u->c, &op);
 	if (r < 0)
-		return ufail(u, r, "failed", "query-migrate-parameters: %s",
+		return qm_upd_fail(u, r, "failed", "query-migrate-parameters: %s",
 			     qmig_qmp_conn_error(u->c));
 	qm_sr_journal_side(&u->j, 0, u->old_qmp, u->old_pid, u->attach ? NULL : u->old_dir,
 			   u->was_running, NULL, op, NULL, params, 0);
@@ -731,7 +460,7 @@ static int journal_start(struct upd *u)
 	json_object_put(op);
 	u->j.phase = "start";
 	r = qm_sr_journal_write(&u->j, "source", "migrate-set-parameters");
-	return r < 0 ? ufail(u, r, "failed", "journal %s: %s", u->j.path, strerror(-r)) : 0;
+	return r < 0 ? qm_upd_fail(u, r, "failed", "journal %s: %s", u->j.path, strerror(-r)) : 0;
 }
 
 /* The old QEMU removes its pid file as it exits: wait for that (bounded),
@@ -764,12 +493,12 @@ static int run(struct upd *u)
 	if (!r)
 		r = check_source(u);
 	if (!r)
-		r = make_dir(u);
+		r = qm_upd_make_dir(u);
 	if (r)
 		return r;
 	new_paths(u);
 	u->res->changed = 1;
-	r = start_new(u);
+	r = qm_upd_start_new(u);
 	if (r)
 		return r;
 	r = journal_start(u);
@@ -777,7 +506,7 @@ static int run(struct upd *u)
 		return r;
 	r = qm_sr_set_param_str(u->c, &u->sv, "mode", "cpr-transfer");
 	if (r < 0)
-		return ufail(u, r, "failed", "old QEMU: mode cpr-transfer: %s",
+		return qm_upd_fail(u, r, "failed", "old QEMU: mode cpr-transfer: %s",
 			     qmig_qmp_conn_error(u->c));
 	u->j.phase = "precopy";
 	u->j.migrate_started = 1;
@@ -785,7 +514,7 @@ static int run(struct upd *u)
 	t0 = qm_sr_now_ns();
 	r = migrate_cpr(u);
 	if (r < 0)
-		return ufail(u, r, "failed", "old QEMU: migrate (cpr-transfer): %s",
+		return qm_upd_fail(u, r, "failed", "old QEMU: migrate (cpr-transfer): %s",
 			     qmig_qmp_conn_error(u->c));
 	r = wait_handover(u, &mi);
 	if (!r)
@@ -819,7 +548,7 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 	r = qm_sr_journal_init(&u.j, o->journal_dir, o->job_id, "update",
 			       u.attach ? "attach" : "launch");
 	if (r < 0)
-		r = ufail(&u, r, "failed", "journal: %s", strerror(-r));
+		r = qm_upd_fail(&u, r, "failed", "journal: %s", strerror(-r));
 	else
 		r = run(&u);
 	if (r < 0 && !u.owner_new)

@@ -29,7 +29,7 @@ LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh
 # Save/restore to a file (mapped-ram or a plain stream) and live update (cpr-transfer).
-LIB_SRCS += engine/saverestore.c engine/save_util.c engine/cpr.c
+LIB_SRCS += engine/save.c engine/restore.c engine/save_file.c engine/save_util.c engine/cpr.c engine/cpr_new.c
 PUBLIC_HEADERS += engine/qmig_save.h
 ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh
 UNIT_SRCS += tests/unit/test_save.c

@@ -1,4 +1,4 @@
-/* Internal to engine/saverestore.c, engine/save_util.c and engine/cpr.c:
+/* Internal to engine/save*.c, engine/restore.c and engine/cpr*.c:
  * small blocking helpers shared by save, restore and update. Nothing here
  * is exported. */
 #ifndef QMIG_SAVE_INT_H
@@ -10,6 +10,13 @@
 
 #include "qmig_commands.h"
 #include "qmig_save.h"
+
+/* save_file.c: the header block and the stream's checksum. */
+int qm_sf_sha256(int fd, uint64_t off, uint64_t len, char hex[65]);
+int qm_sf_write_header(int fd, const struct qmig_save_header *h);
+/* 0, or a negative errno with msg naming path and what is wrong. */
+int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, char *msg,
+		       size_t len);
 
 int64_t qm_sr_now_ns(void);
 void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const char *fmt, ...)
