@@ -20,7 +20,8 @@
  * one has run it (status running); a failure before that kills the new
  * QEMU and leaves the old one running as before. After it, the old QEMU is
  * never resumed: it is quit.
- */#include <errno.h>
+ */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,25 +83,28 @@ static int check_source(struct upd *u)
 
 	r = qmig_schema_probe(&u->schema, u->c);
 	if (r < 0)
-		return qm_upd_fail(u, r, "failed", "query-qmp-schema: %s", qmig_qmp_conn_error(u->c));
+		return qm_upd_fail(u, r, "failed", "query-qmp-schema: %s",
+				   qmig_qmp_conn_error(u->c));
 	qm_sr_qemu_version(u->c, ver, sizeof(ver), &ov);
 	snprintf(u->res->old_qemu, sizeof(u->res->old_qemu), "%s", ver);
 	if (!qmig_schema_has_enum_value(u->schema, "migrate-set-parameters", "mode",
 					"cpr-transfer") ||
 	    !qmig_schema_has_arg(u->schema, "migrate", "channels"))
-		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
-			     "the running QEMU (%s) has no cpr-transfer migration mode with "
-			     "migrate channels (QEMU 10.0 and later): it cannot be updated in place; "
-			     "use qmigrate migrate",
-			     ver);
+		return qm_upd_fail(
+		    u, -EOPNOTSUPP, "refused",
+		    "the running QEMU (%s) has no cpr-transfer migration mode with "
+		    "migrate channels (QEMU 10.0 and later): it cannot be updated in place; "
+		    "use qmigrate migrate",
+		    ver);
 	r = qmig_cmd_query_status(u->c, &st);
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "query-status: %s", qmig_qmp_conn_error(u->c));
 	if (strcmp(st.status, "running") && strcmp(st.status, "paused"))
-		return qm_upd_fail(u, -EBUSY, "refused",
-			     "the running QEMU is '%s', not running or paused (a migration under way "
-			     "or done?)",
-			     st.status);
+		return qm_upd_fail(
+		    u, -EBUSY, "refused",
+		    "the running QEMU is '%s', not running or paused (a migration under way "
+		    "or done?)",
+		    st.status);
 	u->was_running = st.running;
 	v = qom_get(u->c, "/machine", "memory-backend");
 	snprintf(be, sizeof(be), "%s",
@@ -109,40 +113,44 @@ static int check_source(struct upd *u)
 	/* A link property: the backend's QOM path, "" when RAM is not a backend. */
 	if (strncmp(be, "/objects/", 9) || !be[9] ||
 	    strspn(be + 9, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
-		    strlen(be + 9))
-		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
-			     "guest RAM is not a shared memory backend, so it cannot stay in place: "
-			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
-			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on");
+		strlen(be + 9))
+		return qm_upd_fail(
+		    u, -EOPNOTSUPP, "refused",
+		    "guest RAM is not a shared memory backend, so it cannot stay in place: "
+		    "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
+		    "-object memory-backend-memfd,id=ram0,size=SIZE,share=on");
 	snprintf(path, sizeof(path), "%s", be);
 	v = qom_get(u->c, path, "share");
 	share = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	json_object_put(v);
 	if (!share)
-		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
-			     "guest RAM (%s) is not shared memory, so it cannot stay in place: "
-			     "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
-			     "-object memory-backend-memfd,id=ram0,size=SIZE,share=on",
-			     be);
+		return qm_upd_fail(
+		    u, -EOPNOTSUPP, "refused",
+		    "guest RAM (%s) is not shared memory, so it cannot stay in place: "
+		    "start QEMU with -machine memory-backend=ram0,aux-ram-share=on "
+		    "-object memory-backend-memfd,id=ram0,size=SIZE,share=on",
+		    be);
 	v = qom_get(u->c, "/machine", "aux-ram-share");
 	aux = json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 	json_object_put(v);
 	if (!aux)
-		return qm_upd_fail(u, -EOPNOTSUPP, "refused",
-			     "the machine lacks aux-ram-share=on: ROMs and device RAM would have to "
-			     "be copied; start QEMU with -machine ...,aux-ram-share=on");
+		return qm_upd_fail(
+		    u, -EOPNOTSUPP, "refused",
+		    "the machine lacks aux-ram-share=on: ROMs and device RAM would have to "
+		    "be copied; start QEMU with -machine ...,aux-ram-share=on");
 	if (qm_sr_machine_type(u->c, u->machine, sizeof(u->machine)) < 0)
 		return qm_upd_fail(u, -EPROTO, "failed", "qom-get /machine type: no usable answer");
 	nv = qm_binary_version(u->o->new_qemu);
 	if (u->o->new_qemu && nv && ov && nv < ov)
-		return qm_upd_fail(u, -EPROTONOSUPPORT, "refused",
-			     "%s is QEMU %u.%u.%u, older than the running %s: a stream is readable "
-			     "only by the same or a newer QEMU",
-			     u->o->new_qemu, nv / 10000, nv / 100 % 100, nv % 100, ver);
+		return qm_upd_fail(
+		    u, -EPROTONOSUPPORT, "refused",
+		    "%s is QEMU %u.%u.%u, older than the running %s: a stream is readable "
+		    "only by the same or a newer QEMU",
+		    u->o->new_qemu, nv / 10000, nv / 100 % 100, nv % 100, ver);
 	if (u->o->new_qemu && qm_binary_has_machine(u->o->new_qemu, u->machine) == 0)
 		return qm_upd_fail(u, -EPROTONOSUPPORT, "refused",
-			     "%s does not have machine type %s, which the guest runs",
-			     u->o->new_qemu, u->machine);
+				   "%s does not have machine type %s, which the guest runs",
+				   u->o->new_qemu, u->machine);
 	return 0;
 }
 /* ---- the hand-over -------------------------------------------------------- */
@@ -205,27 +213,29 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 		r = qmig_cmd_query_migrate(u->c, mi);
 		if (r < 0)
 			return qm_upd_fail(u, r, "failed", "old QEMU: query-migrate: %s",
-				     qmig_qmp_conn_error(u->c));
+					   qmig_qmp_conn_error(u->c));
 		if (!strcmp(mi->status, "completed")) {
 			if (u->hb) /* the last beats before the stop */
 				qmig_hb_process(u->hb);
 			return 0;
 		}
 		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled"))
-			return qm_upd_fail(u, -EIO, "failed", "old QEMU: the update %s%s%s (new QEMU: %s)",
-				     mi->status, mi->error_desc[0] ? ": " : "", mi->error_desc,
-				     qm_upd_new_stderr(u, err, sizeof(err)));
+			return qm_upd_fail(u, -EIO, "failed",
+					   "old QEMU: the update %s%s%s (new QEMU: %s)", mi->status,
+					   mi->error_desc[0] ? ": " : "", mi->error_desc,
+					   qm_upd_new_stderr(u, err, sizeof(err)));
 		if (qm_upd_new_exited(u))
-			return qm_upd_fail(u, -EIO, "failed", "the new QEMU exited during the update: %s",
-				     qm_upd_new_stderr(u, err, sizeof(err)));
+			return qm_upd_fail(u, -EIO, "failed",
+					   "the new QEMU exited during the update: %s",
+					   qm_upd_new_stderr(u, err, sizeof(err)));
 		if (qm_sr_now_ns() > end) {
 			qmig_cmd_migrate_cancel(u->c);
-			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the update did not finish (status %s)",
-				     mi->status);
+			return qm_upd_fail(u, -ETIMEDOUT, "failed",
+					   "the update did not finish (status %s)", mi->status);
 		}
 		if (u->o->cancel && *u->o->cancel)
 			return qm_upd_fail(u, -ECANCELED, "cancelled", "cancelled (status %s)",
-				     mi->status);
+					   mi->status);
 		usleep(1000);
 	}
 }
@@ -246,10 +256,12 @@ static int confirm_new(struct upd *u)
 			qmig_hb_open(&u->nhb, u->new_serial);
 		if (qm_upd_new_exited(u))
 			return qm_upd_fail(u, -EIO, "failed", "the new QEMU exited: %s",
-				     qm_upd_new_stderr(u, err, sizeof(err)));
+					   qm_upd_new_stderr(u, err, sizeof(err)));
 		if (qm_sr_now_ns() > end)
-			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the new QEMU's QMP socket %s did not "
-				     "answer", u->new_qmp);
+			return qm_upd_fail(u, -ETIMEDOUT, "failed",
+					   "the new QEMU's QMP socket %s did not "
+					   "answer",
+					   u->new_qmp);
 		usleep(2000);
 	}
 	snprintf(u->res->new_qmp, sizeof(u->res->new_qmp), "%s", u->new_qmp);
@@ -268,7 +280,7 @@ static int confirm_new(struct upd *u)
 		r = qmig_cmd_query_status(u->nc, &st);
 		if (r < 0)
 			return qm_upd_fail(u, r, "failed", "new QEMU: query-status: %s",
-				     qmig_qmp_conn_error(u->nc));
+					   qmig_qmp_conn_error(u->nc));
 		if (st.running) {
 			u->owner_new = 1;
 			u->j.owner = "destination";
@@ -279,10 +291,12 @@ static int confirm_new(struct upd *u)
 		if (strcmp(st.status, "inmigrate") && strcmp(st.status, "paused") &&
 		    strcmp(st.status, "prelaunch") && strcmp(st.status, "finish-migrate"))
 			return qm_upd_fail(u, -EIO, "failed", "the new QEMU is '%s', not running",
-				     st.status);
+					   st.status);
 		if (qm_sr_now_ns() > end)
-			return qm_upd_fail(u, -ETIMEDOUT, "failed", "the new QEMU did not run the guest "
-				     "(status %s)", st.status);
+			return qm_upd_fail(u, -ETIMEDOUT, "failed",
+					   "the new QEMU did not run the guest "
+					   "(status %s)",
+					   st.status);
 		usleep(1000);
 	}
 }
@@ -303,8 +317,8 @@ static int verify_new(struct upd *u)
 		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
 		if (r <= 0) {
 			u->res->verified = 0;
-			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
-				     msg);
+			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors",
+					   "new QEMU: %s", msg);
 		}
 		qmig_hb_get(u->nhb, &ns);
 		if (u->hb) {
@@ -315,11 +329,12 @@ static int verify_new(struct upd *u)
 			if (os.beats && ns.first_ns > os.last_ns)
 				u->res->guest_downtime_ms = (ns.first_ns - os.last_ns) / MS;
 			if (first_seq > os.last_seq + 1)
-				qm_sr_log(&u->o->log, QMIG_LOG_WARN,
-					  "heartbeats %llu to %llu were not seen (emitted before the "
-					  "new serial socket was read): downtime is an upper bound",
-					  (unsigned long long)os.last_seq + 1,
-					  (unsigned long long)first_seq - 1);
+				qm_sr_log(
+				    &u->o->log, QMIG_LOG_WARN,
+				    "heartbeats %llu to %llu were not seen (emitted before the "
+				    "new serial socket was read): downtime is an upper bound",
+				    (unsigned long long)os.last_seq + 1,
+				    (unsigned long long)first_seq - 1);
 		}
 		u->res->verified = 1;
 		snprintf(u->res->verify_method, sizeof(u->res->verify_method), "heartbeats");
@@ -337,13 +352,13 @@ static int verify_new(struct upd *u)
 	}
 	if (u->was_running && (r = qmig_cmd_cont(u->nc)) < 0)
 		return qm_upd_fail(u, r, "completed-with-errors", "new QEMU: cont: %s",
-			     qmig_qmp_conn_error(u->nc));
+				   qmig_qmp_conn_error(u->nc));
 	if (u->nhb && u->was_running) {
 		r = qm_sr_beats(u->nhb, CONFIRM_BEATS, BEATS_TIMEOUT_MS, msg, sizeof(msg));
 		if (r <= 0) {
 			u->res->verified = 0;
-			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors", "new QEMU: %s",
-				     msg);
+			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors",
+					   "new QEMU: %s", msg);
 		}
 	} else if (u->res->verified < 0) {
 		u->res->verified = 1;
@@ -395,10 +410,11 @@ static int setup_source(struct upd *u)
 		spec.log.free = NULL;
 		r = qmig_vm_launch(&u->vm, &spec, msg, sizeof(msg));
 		if (r < 0)
-			return qm_upd_fail(u, r, "failed",
-				     "cannot launch the guest set up for cpr-transfer (RAM in a "
-				     "shared memfd, aux-ram-share=on: QEMU 10.0 and later): %s",
-				     msg);
+			return qm_upd_fail(
+			    u, r, "failed",
+			    "cannot launch the guest set up for cpr-transfer (RAM in a "
+			    "shared memfd, aux-ram-share=on: QEMU 10.0 and later): %s",
+			    msg);
 		snprintf(u->old_qmp, sizeof(u->old_qmp), "%s", qmig_vm_qmp_path(u->vm));
 		snprintf(u->old_dir, sizeof(u->old_dir), "%s", qmig_vm_runtime_dir(u->vm));
 		if (qmig_vm_serial_path(u->vm))
@@ -412,24 +428,26 @@ static int setup_source(struct upd *u)
 	r = qmig_qmp_conn_open(&u->c, u->old_qmp, &co);
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "cannot connect to QMP %s: %s", u->old_qmp,
-			     strerror(-r));
+				   strerror(-r));
 	if (getsockopt(qmig_qmp_conn_fd(u->c), SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
 	    cr.pid <= 0)
-		return qm_upd_fail(u, -ESRCH, "failed", "cannot tell the running QEMU's process from %s",
-			     u->old_qmp);
+		return qm_upd_fail(u, -ESRCH, "failed",
+				   "cannot tell the running QEMU's process from %s", u->old_qmp);
 	u->old_pid = cr.pid;
 	if (u->old_serial[0] && (r = qmig_hb_open(&u->hb, u->old_serial)) < 0)
-		return qm_upd_fail(u, r, "failed", "serial socket %s: %s", u->old_serial, strerror(-r));
+		return qm_upd_fail(u, r, "failed", "serial socket %s: %s", u->old_serial,
+				   strerror(-r));
 	if (u->hb && !u->attach) {
 		r = qm_sr_beats(u->hb, u->o->warmup_beats ? (unsigned)u->o->warmup_beats : 200,
 				60000, msg, sizeof(msg));
 		if (r <= 0)
-			return qm_upd_fail(u, r ? r : -EBADMSG, "failed", "the launched guest: %s", msg);
+			return qm_upd_fail(u, r ? r : -EBADMSG, "failed", "the launched guest: %s",
+					   msg);
 	}
 	r = qmig_cmd_query_memory_size(u->c, &u->res->ram_bytes);
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "query-memory-size-summary: %s",
-			     qmig_qmp_conn_error(u->c));
+				   qmig_qmp_conn_error(u->c));
 	return 0;
 }
 
@@ -452,11 +470,11 @@ static int journal_start(struct upd *u)
 	r = qmig_cmd_query_migrate_parameters(u->c, &op);
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "query-migrate-parameters: %s",
-			     qmig_qmp_conn_error(u->c));
+				   qmig_qmp_conn_error(u->c));
 	qm_sr_journal_side(&u->j, 0, u->old_qmp, u->old_pid, u->attach ? NULL : u->old_dir,
 			   u->was_running, NULL, op, NULL, params, 0);
-	qm_sr_journal_side(&u->j, 1, u->new_qmp, (int)u->new_pid, u->dir, 0, NULL, NULL, NULL,
-			   NULL, 1);
+	qm_sr_journal_side(&u->j, 1, u->new_qmp, (int)u->new_pid, u->dir, 0, NULL, NULL, NULL, NULL,
+			   1);
 	json_object_put(op);
 	u->j.phase = "start";
 	r = qm_sr_journal_write(&u->j, "source", "migrate-set-parameters");
@@ -507,7 +525,7 @@ static int run(struct upd *u)
 	r = qm_sr_set_param_str(u->c, &u->sv, "mode", "cpr-transfer");
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "old QEMU: mode cpr-transfer: %s",
-			     qmig_qmp_conn_error(u->c));
+				   qmig_qmp_conn_error(u->c));
 	u->j.phase = "precopy";
 	u->j.migrate_started = 1;
 	qm_sr_journal_write(&u->j, "source", "migrate");
@@ -515,7 +533,7 @@ static int run(struct upd *u)
 	r = migrate_cpr(u);
 	if (r < 0)
 		return qm_upd_fail(u, r, "failed", "old QEMU: migrate (cpr-transfer): %s",
-			     qmig_qmp_conn_error(u->c));
+				   qmig_qmp_conn_error(u->c));
 	r = wait_handover(u, &mi);
 	if (!r)
 		r = confirm_new(u);
@@ -527,7 +545,8 @@ static int run(struct upd *u)
 	/* The new QEMU runs the guest: the old one is never resumed. */
 	r = verify_new(u);
 	if (qmig_cmd_quit(u->c) < 0)
-		qm_sr_log(&u->o->log, QMIG_LOG_WARN, "old QEMU: quit: %s", qmig_qmp_conn_error(u->c));
+		qm_sr_log(&u->o->log, QMIG_LOG_WARN, "old QEMU: quit: %s",
+			  qmig_qmp_conn_error(u->c));
 	if (u->pidfile[0])
 		write_pidfile(u);
 	return r;
@@ -556,12 +575,13 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 	snprintf(out->owner, sizeof(out->owner), "%s", u.owner_new ? "new" : "old");
 	if (!r) {
 		snprintf(out->status, sizeof(out->status), "completed");
-		snprintf(out->message, sizeof(out->message),
-			 "QEMU %s (pid %d) replaced by QEMU %s (pid %d), guest RAM (%llu MiB) kept in "
-			 "place; %llu KiB of state moved",
-			 out->old_qemu, u.old_pid, out->new_qemu, (int)u.new_pid,
-			 (unsigned long long)(out->ram_bytes >> 20),
-			 (unsigned long long)(out->transferred_bytes >> 10));
+		snprintf(
+		    out->message, sizeof(out->message),
+		    "QEMU %s (pid %d) replaced by QEMU %s (pid %d), guest RAM (%llu MiB) kept in "
+		    "place; %llu KiB of state moved",
+		    out->old_qemu, u.old_pid, out->new_qemu, (int)u.new_pid,
+		    (unsigned long long)(out->ram_bytes >> 20),
+		    (unsigned long long)(out->transferred_bytes >> 10));
 	} else if (!u.owner_new && u.c && strcmp(out->status, "refused")) {
 		snprintf(out->message + strlen(out->message),
 			 sizeof(out->message) - strlen(out->message),

@@ -20,7 +20,7 @@
 #include "launch_int.h"
 
 #define CMDLINE_MAX (256 * 1024)
-#define NEW_START_MS 30000    /* a loaded machine starts QEMU slowly */
+#define NEW_START_MS 30000 /* a loaded machine starts QEMU slowly */
 
 static int read_cmdline(int pid, struct qm_argv *out)
 {
@@ -79,7 +79,7 @@ static void add_channel(struct qm_argv *a, const char *type, const char *sock)
 	json_object_object_add(ch, "addr", addr);
 	qm_argv_add(a, "-incoming");
 	qm_argv_add(a, json_object_to_json_string_ext(ch, JSON_C_TO_STRING_PLAIN |
-							  JSON_C_TO_STRING_NOSLASHESCAPE));
+							      JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(ch);
 }
 
@@ -94,8 +94,10 @@ static int build_new_argv(struct upd *u, struct qm_argv *a)
 	int r = read_cmdline(u->old_pid, &old);
 
 	if (r < 0)
-		return qm_upd_fail(u, r, "failed", "cannot read the running QEMU's command line "
-			     "(/proc/%d/cmdline): %s", u->old_pid, strerror(-r));
+		return qm_upd_fail(u, r, "failed",
+				   "cannot read the running QEMU's command line "
+				   "(/proc/%d/cmdline): %s",
+				   u->old_pid, strerror(-r));
 	/* Our files move to the new directory: the old QEMU keeps its own
 	 * sockets (QEMU unlinks a socket path before it binds it). */
 	if (u->attach) {
@@ -148,8 +150,8 @@ int qm_upd_make_dir(struct upd *u)
 		int e = errno;
 
 		u->dir[0] = 0;
-		return qm_upd_fail(u, -e, "failed", "cannot create a runtime directory in %s: %s", base,
-			     strerror(e));
+		return qm_upd_fail(u, -e, "failed", "cannot create a runtime directory in %s: %s",
+				   base, strerror(e));
 	}
 	return 0;
 }
@@ -231,21 +233,22 @@ int qm_upd_start_new(struct upd *u)
 	if (!sp.detach)
 		qm_launch_mark_owner(u->dir, u->new_pid);
 	u->res->new_pid = u->new_pid;
-	qm_sr_log(&u->o->log, QMIG_LOG_INFO, "new QEMU %d started (%s), waiting for its cpr channel",
-		  (int)u->new_pid, a.v[0]);
+	qm_sr_log(&u->o->log, QMIG_LOG_INFO,
+		  "new QEMU %d started (%s), waiting for its cpr channel", (int)u->new_pid, a.v[0]);
 	/* migrate fails at once unless the cpr channel already listens. */
 	snprintf(cpr, sizeof(cpr), "%s/cpr.sock", u->dir);
 	end = qm_sr_now_ns() + (int64_t)NEW_START_MS * MS;
 	while (access(cpr, F_OK) < 0 || (!sp.netns && unix_listening(cpr) == 0)) {
 		if (qm_upd_new_exited(u)) {
-			r = qm_upd_fail(u, -EIO, "failed", "the new QEMU exited before listening: %s",
-				  qm_upd_new_stderr(u, err, sizeof(err)));
+			r = qm_upd_fail(u, -EIO, "failed",
+					"the new QEMU exited before listening: %s",
+					qm_upd_new_stderr(u, err, sizeof(err)));
 			goto out;
 		}
 		if (qm_sr_now_ns() > end) {
 			r = qm_upd_fail(u, -ETIMEDOUT, "failed",
-				  "the new QEMU did not open its cpr channel within %d s",
-				  NEW_START_MS / 1000);
+					"the new QEMU did not open its cpr channel within %d s",
+					NEW_START_MS / 1000);
 			goto out;
 		}
 		usleep(2000);

@@ -37,7 +37,7 @@ struct restore {
 };
 
 static int rfail(struct restore *s, int err, const char *status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int rfail(struct restore *s, int err, const char *status, const char *fmt, ...)
 {
 	va_list ap;
@@ -102,7 +102,7 @@ static int restore_launch(struct restore *s)
 	spec.mem_bytes = s->h.ram_bytes;
 	spec.no_mem_workaround = 1; /* the saved size is the size */
 	spec.incoming = 1;
-	spec.paused = 1;            /* verified before it runs */
+	spec.paused = 1; /* verified before it runs */
 	spec.detach = s->o->keep_running;
 	spec.extra_args = args;
 	spec.log = s->o->log;
@@ -213,8 +213,7 @@ static int restore_load(struct restore *s)
 	if (r < 0)
 		return rfail(s, r, "failed", "migrate-incoming %s: %s", uri,
 			     qmig_qmp_conn_error(s->c));
-	r = qm_sr_wait_migration_c(s->c,
-				   s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
+	r = qm_sr_wait_migration_c(s->c, s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
 				   s->o->cancel, &mi, msg, sizeof(msg));
 	if (r < 0)
 		return rfail(s, r, r == -ECANCELED ? "cancelled" : "failed", "loading %s: %s",
@@ -266,7 +265,8 @@ static int restore_verify_and_run(struct restore *s)
 		}
 		if (s->res->verified < 0) {
 			s->res->verified = 1;
-			snprintf(s->res->verify_method, sizeof(s->res->verify_method), "heartbeats");
+			snprintf(s->res->verify_method, sizeof(s->res->verify_method),
+				 "heartbeats");
 		}
 	} else if (s->res->verified < 0) {
 		struct qmig_vm_status st;

@@ -38,14 +38,14 @@ struct save {
 	struct qmig_save_header h;
 	int fd;
 	int created;
-	int stopped;       /* we stopped the guest */
-	int64_t fdset;     /* -1 none */
+	int stopped;   /* we stopped the guest */
+	int64_t fdset; /* -1 none */
 	int getfd;
 	struct qm_sr_journal j;
 };
 
 static int sfail(struct save *s, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int sfail(struct save *s, int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -119,7 +119,7 @@ static int save_identify(struct save *s)
 	if (r < 0)
 		return sfail(s, r, "query-memory-size-summary: %s", qmig_qmp_conn_error(s->c));
 	snprintf(s->h.guest, sizeof(s->h.guest), "%s",
-		 s->vm && s->o->guest.guest == QMIG_GUEST_TINY    ? "tiny"
+		 s->vm && s->o->guest.guest == QMIG_GUEST_TINY	  ? "tiny"
 		 : s->vm && s->o->guest.guest == QMIG_GUEST_LINUX ? "linux"
 								  : "none");
 	if (!s->o->plain && qmig_schema_has_capability(s->schema, "mapped-ram") &&
@@ -192,7 +192,8 @@ static int save_plan(struct save *s, char *uri, size_t len)
 		if (!r)
 			r = qm_sr_set_cap(s->c, &s->sv, "multifd", s->h.multifd_channels > 0);
 		if (!r && s->h.multifd_channels)
-			r = qm_sr_set_param(s->c, &s->sv, "multifd-channels", s->h.multifd_channels);
+			r = qm_sr_set_param(s->c, &s->sv, "multifd-channels",
+					    s->h.multifd_channels);
 	} else if (!r) {
 		/* The plain stream is one channel; multifd would need sockets. */
 		r = qm_sr_set_cap(s->c, &s->sv, "multifd", 0);
@@ -247,8 +248,7 @@ static int save_run(struct save *s)
 	r = qmig_cmd_migrate(s->c, uri, 0);
 	if (r < 0)
 		return sfail(s, r, "migrate %s: %s", uri, qmig_qmp_conn_error(s->c));
-	r = qm_sr_wait_migration_c(s->c,
-				   s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
+	r = qm_sr_wait_migration_c(s->c, s->o->timeout_ms ? s->o->timeout_ms : DEFAULT_TIMEOUT_MS,
 				   s->o->cancel, &mi, msg, sizeof(msg));
 	if (r < 0) {
 		if (r == -ETIMEDOUT || r == -ECANCELED)
@@ -263,7 +263,8 @@ static int save_run(struct save *s)
 	/* Read back through the same file, not the path (which may have moved). */
 	snprintf(msg, sizeof(msg), "/proc/self/fd/%d", s->fd);
 	rfd = open(msg, O_RDONLY | O_CLOEXEC);
-	r = rfd < 0 ? -errno : qm_sf_sha256(rfd, s->h.stream_offset, s->h.stream_bytes, s->h.sha256);
+	r = rfd < 0 ? -errno
+		    : qm_sf_sha256(rfd, s->h.stream_offset, s->h.stream_bytes, s->h.sha256);
 	if (rfd >= 0)
 		close(rfd);
 	if (r < 0)
@@ -362,7 +363,9 @@ out:
 	if (s.fd >= 0)
 		close(s.fd);
 	snprintf(out->status, sizeof(out->status), "%s",
-		 r == -ECANCELED ? "cancelled" : r < 0 ? "failed" : "saved");
+		 r == -ECANCELED ? "cancelled"
+		 : r < 0	 ? "failed"
+				 : "saved");
 	snprintf(out->method, sizeof(out->method), "%s", s.h.method);
 	out->multifd_channels = s.h.multifd_channels;
 	snprintf(out->qemu, sizeof(out->qemu), "%s", s.h.qemu);

@@ -106,8 +106,7 @@ static int bad(char *msg, size_t len, int err, const char *path, const char *wha
 }
 
 /* The header is a file's, i.e. anyone's: typed access and every value checked. */
-int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, char *msg,
-			size_t len)
+int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, char *msg, size_t len)
 {
 	char block[QMIG_SAVE_HEADER_SIZE + 1];
 	struct json_object *o;
@@ -126,10 +125,10 @@ int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, cha
 
 		for (ssize_t i = 0; i < n && zero; i++)
 			zero = !block[i];
-		return bad(msg, len, -EBADMSG,
-			   path, zero && n ? "no qmigrate header: the save that wrote it did not "
-					     "complete"
-					   : "not a file written by qmigrate save");
+		return bad(msg, len, -EBADMSG, path,
+			   zero && n ? "no qmigrate header: the save that wrote it did not "
+				       "complete"
+				     : "not a file written by qmigrate save");
 	}
 	o = json_tokener_parse(block + strlen(MAGIC));
 	if (!json_object_is_type(o, json_type_object)) {
@@ -156,7 +155,8 @@ int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, cha
 		return -EBADMSG;
 	}
 	if (h->format != 1)
-		r = bad(msg, len, -EPROTONOSUPPORT, path, "header format is not 1 (a newer qmigrate?)");
+		r = bad(msg, len, -EPROTONOSUPPORT, path,
+			"header format is not 1 (a newer qmigrate?)");
 	else if (strcmp(h->method, "mapped-ram") && strcmp(h->method, "stream"))
 		r = bad(msg, len, -EBADMSG, path, "unknown save method in its header");
 	else if (h->multifd_channels < 0 || h->multifd_channels > 255)
@@ -167,7 +167,7 @@ int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, cha
 	else if (strlen(h->sha256) != 64 || strspn(h->sha256, "0123456789abcdef") != 64)
 		r = bad(msg, len, -EBADMSG, path, "the header's checksum is not SHA-256 hex");
 	else if (!h->machine[0] || strspn(h->machine, "abcdefghijklmnopqrstuvwxyz0123456789.-_") !=
-					   strlen(h->machine))
+				       strlen(h->machine))
 		r = bad(msg, len, -EBADMSG, path, "impossible machine type in its header");
 	else if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < h->stream_offset ||
 		 (uint64_t)st.st_size - h->stream_offset != h->stream_bytes)
@@ -176,8 +176,7 @@ int qm_sf_parse_header(int fd, const char *path, struct qmig_save_header *h, cha
 	return r;
 }
 
-int qmig_save_read_header(const char *path, struct qmig_save_header *out, char *msg,
-			  size_t msg_len)
+int qmig_save_read_header(const char *path, struct qmig_save_header *out, char *msg, size_t msg_len)
 {
 	struct qmig_save_header h;
 	int fd, r;

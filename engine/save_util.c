@@ -130,7 +130,8 @@ int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volati
 			return -EIO;
 		}
 		if (qm_sr_now_ns() > end) {
-			snprintf(msg, msg_len, "the migration did not finish within %d s (status %s)",
+			snprintf(msg, msg_len,
+				 "the migration did not finish within %d s (status %s)",
 				 timeout_ms / 1000, mi->status);
 			return -ETIMEDOUT;
 		}
@@ -289,8 +290,9 @@ static int valid_id(const char *id)
 {
 	size_t n = strlen(id);
 
-	return n && n < 32 && strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					  "0123456789-_") == n;
+	return n && n < 32 &&
+	       strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			  "0123456789-_") == n;
 }
 
 int qm_sr_journal_init(struct qm_sr_journal *j, const char *dir, const char *job_id,
@@ -329,8 +331,8 @@ static struct json_object *names(const char *const *v)
 	return o;
 }
 
-void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int pid,
-			const char *dir, int was_running, struct json_object *orig_caps,
+void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int pid, const char *dir,
+			int was_running, struct json_object *orig_caps,
 			struct json_object *orig_params, const char *const *set_caps,
 			const char *const *set_params, int incoming_started)
 {
@@ -340,10 +342,11 @@ void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int p
 	json_object_object_add(o, "qemu_pid", pid > 0 ? json_object_new_int(pid) : NULL);
 	json_object_object_add(o, "runtime_dir", dir && *dir ? json_object_new_string(dir) : NULL);
 	json_object_object_add(o, "was_running", json_object_new_boolean(was_running));
-	json_object_object_add(o, "orig_caps", orig_caps ? json_object_get(orig_caps)
-							 : json_object_new_object());
-	json_object_object_add(o, "orig_params", orig_params ? json_object_get(orig_params)
-							     : json_object_new_object());
+	json_object_object_add(o, "orig_caps",
+			       orig_caps ? json_object_get(orig_caps) : json_object_new_object());
+	json_object_object_add(o, "orig_params",
+			       orig_params ? json_object_get(orig_params)
+					   : json_object_new_object());
 	json_object_object_add(o, "set_caps", names(set_caps));
 	json_object_object_add(o, "set_params", names(set_params));
 	json_object_object_add(o, "objects", json_object_new_array());
