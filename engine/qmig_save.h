@@ -83,6 +83,8 @@ struct qmig_save_opts {
 	struct qmig_vm_spec guest; /* launch mode (src_qmp NULL): start this first */
 	int multifd_channels;      /* mapped-ram: 0 the default (4), -1 none */
 	int plain;                 /* the plain stream even where mapped-ram exists */
+	uint64_t max_bandwidth;    /* bytes/s the save may write, 0: unlimited (so it
+				      does not starve other users of the disk) */
 	int keep_source;           /* leave the source paused instead of quitting it */
 	int timeout_ms;            /* the save itself; 0: 10 minutes */
 	int qmp_timeout_ms;        /* per QMP command; 0: 10 s */

@@ -183,10 +183,12 @@ static int save_plan(struct save *s, char *uri, size_t len)
 	if (r < 0)
 		return r;
 	s->res->changed = 1;
-	/* A save to a local file should go as fast as the disk takes it
-	 * (QEMU 7.2's default limit is 128 MiB/s). */
+	/* A save to a local file goes as fast as the disk takes it unless
+	 * asked otherwise (QEMU 7.2's default limit is 128 MiB/s). */
 	if (qmig_schema_has_parameter(s->schema, "max-bandwidth"))
-		r = qm_sr_set_param(s->c, &s->sv, "max-bandwidth", INT64_C(1) << 40);
+		r = qm_sr_set_param(s->c, &s->sv, "max-bandwidth",
+				    s->o->max_bandwidth ? (int64_t)s->o->max_bandwidth
+							: INT64_C(1) << 40);
 	if (!r && !strcmp(s->h.method, "mapped-ram")) {
 		r = qm_sr_set_cap(s->c, &s->sv, "mapped-ram", 1);
 		if (!r)

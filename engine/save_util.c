@@ -122,6 +122,13 @@ int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volati
 			snprintf(msg, msg_len, "query-migrate: %s", qmig_qmp_conn_error(c));
 			return r;
 		}
+		/* A cancel asked for before completion was seen wins: the
+		 * caller rolls back (a save's header is not written yet). */
+		if (cancel && *cancel && strcmp(mi->status, "failed") &&
+		    strcmp(mi->status, "cancelled")) {
+			snprintf(msg, msg_len, "cancelled (status %s)", mi->status);
+			return -ECANCELED;
+		}
 		if (!strcmp(mi->status, "completed"))
 			return 0;
 		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled")) {
@@ -134,10 +141,6 @@ int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volati
 				 "the migration did not finish within %d s (status %s)",
 				 timeout_ms / 1000, mi->status);
 			return -ETIMEDOUT;
-		}
-		if (cancel && *cancel) {
-			snprintf(msg, msg_len, "cancelled (status %s)", mi->status);
-			return -ECANCELED;
 		}
 		/* Short saves finish in milliseconds; long ones need no tight loop. */
 		usleep((useconds_t)delay_us);

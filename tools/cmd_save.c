@@ -62,6 +62,8 @@ static void save_usage(FILE *f)
 		"  --multifd N             mapped-ram with N channels (default 4)\n"
 		"  --no-multifd            mapped-ram with one channel\n"
 		"  --plain                 the plain stream even where mapped-ram exists\n"
+		"  --max-bandwidth RATE    write at most RATE (e.g. 100M; default: as fast\n"
+		"                          as the disk takes it)\n"
 		"  --keep-source           leave the source paused instead of quitting it\n"
 		"  --timeout SECS          give up (and resume the source) after SECS (600)\n"
 		"  --json                  the result as one JSON object\n"
@@ -129,7 +131,7 @@ static const char *accel_arg(const char *s)
 int cmd_save(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU, O_MFD,
-	       O_NOMFD, O_PLAIN, O_KEEP, O_TIMEOUT, O_JSON, O_HELP };
+	       O_NOMFD, O_PLAIN, O_KEEP, O_TIMEOUT, O_JSON, O_HELP, O_BW };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},     {"launch", 0, 0, O_LAUNCH},
 		{"guest", 1, 0, O_GUEST},     {"mem", 1, 0, O_MEM},
@@ -138,7 +140,8 @@ int cmd_save(int argc, char **argv)
 		{"multifd", 1, 0, O_MFD},     {"no-multifd", 0, 0, O_NOMFD},
 		{"plain", 0, 0, O_PLAIN},     {"keep-source", 0, 0, O_KEEP},
 		{"timeout", 1, 0, O_TIMEOUT}, {"json", 0, 0, O_JSON},
-		{"help", 0, 0, O_HELP},       {0, 0, 0, 0}};
+		{"help", 0, 0, O_HELP},       {"max-bandwidth", 1, 0, O_BW},
+		{0, 0, 0, 0}};
 	struct qmig_save_opts o = QMIG_SAVE_OPTS_INIT;
 	struct qmig_save_result r;
 	char jdir[200], jmsg[256];
@@ -160,6 +163,7 @@ int cmd_save(int argc, char **argv)
 		case O_MFD: o.multifd_channels = (int)parse_long("--multifd", optarg, 1, 255); break;
 		case O_NOMFD: o.multifd_channels = -1; break;
 		case O_PLAIN: o.plain = 1; break;
+		case O_BW: o.max_bandwidth = parse_rate("--max-bandwidth", optarg); break;
 		case O_KEEP: o.keep_source = 1; break;
 		case O_TIMEOUT: o.timeout_ms = (int)parse_long("--timeout", optarg, 1, 86400) * 1000; break;
 		case O_JSON: json = 1; break;

@@ -92,50 +92,53 @@ else
 fi
 kill -9 "$src_pid"
 
-# qmigrate killed (-9) while QEMU writes the file: its journal stays, and
-# 'qmigrate recover' gives the guest back to the source (the file has no
-# header, so it can never be restored as well).
+# Interrupted saves. --max-bandwidth 16M makes the save of a 96 MiB working
+# set last about 6 s: time to act once the journal says it is migrating.
 JOBDIR=$([ "$(id -u)" = 0 ] && echo /run/qmigrate/jobs || echo "${XDG_RUNTIME_DIR:-/tmp}/qmigrate-jobs")
 [ "$(id -u)" = 0 ] || [ -n "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=/tmp/qmigrate-jobs-$(id -u)
-launch_guest big --guest tiny --mem 1G --wss 512M --dirty-rate 400M --accel tcg
-wait_gen "$big_log" 2 120 || fail "1 GiB source guest does not write its working set"
-# SIGINT while QEMU writes: cancelled, rolled back, exit 5, no file.
-$QMIGRATE save --src-qmp "$big_qmp" --json "$T/int.sav" > "$T/int.json" 2>&1 &
-sv=$!
-i=0
-until grep -qs '"command":"migrate"' "$JOBDIR/$sv.journal"; do
-	i=$((i + 1)); [ $i -gt 2000 ] && fail "the save never journaled its migrate step"
-	alive "$sv" || fail "the save ended before the signal: $(cat "$T/int.json")"
-	sleep 0.005
-done
+# save_bg FILE: start a slow save of src; sets sv once it is migrating.
+save_bg() {
+	$QMIGRATE save --src-qmp "$src_qmp" --max-bandwidth 16M --json "$1" > "$T/bg.json" 2>&1 &
+	sv=$!
+	i=0
+	until grep -qs '"command":"migrate"' "$JOBDIR/$sv.journal"; do
+		i=$((i + 1)); [ $i -gt 2000 ] && fail "the save never journaled its migrate step"
+		alive "$sv" || fail "the save ended before it was interrupted: $(cat "$T/bg.json")"
+		sleep 0.005
+	done
+}
+launch_guest src --guest tiny --mem 256M --wss 96M --dirty-rate 40M --accel tcg
+wait_gen "$src_log" 2 60 || fail "source guest does not write its working set"
+
+# SIGINT: cancelled, rolled back, exit 5, no file.
+save_bg "$T/int.sav"
 kill -INT "$sv"; wait "$sv"; rc=$?
-[ "$rc" = 5 ] || fail "SIGINT during a save: exit $rc, not 5: $(cat "$T/int.json")"
-grep -q '"status":"cancelled"' "$T/int.json" || fail "SIGINT: not cancelled: $(cat "$T/int.json")"
+[ "$rc" = 5 ] || fail "SIGINT during a save: exit $rc, not 5: $(cat "$T/bg.json")"
+grep -q '"status":"cancelled"' "$T/bg.json" || fail "SIGINT: not cancelled: $(cat "$T/bg.json")"
 [ ! -e "$T/int.sav" ] || fail "SIGINT: the file was left"
-[ "$(status_of "$big_qmp")" = running ] || fail "SIGINT: the source does not run"
+[ "$(status_of "$src_qmp")" = running ] || fail "SIGINT: the source does not run"
+$QMIGRATE qmp "$src_qmp" query-migrate-parameters | grep -q '"max-bandwidth": *134217728' ||
+	fail "SIGINT: max-bandwidth not put back"
 ok "SIGINT during a save: cancelled, the source runs, no file"
 
-$QMIGRATE save --src-qmp "$big_qmp" --json "$T/killed.sav" > "$T/killed.json" 2>&1 &
-sv=$!
-i=0
-until grep -qs '"command":"migrate"' "$JOBDIR/$sv.journal"; do
-	i=$((i + 1)); [ $i -gt 2000 ] && fail "the save never journaled its migrate step"
-	alive "$sv" || fail "the save ended before it could be killed: $(cat "$T/killed.json")"
-	sleep 0.005
-done
+# kill -9: the journal stays, and 'qmigrate recover' gives the guest back
+# to the source (the file has no header: it can never be restored too).
+save_bg "$T/killed.sav"
 kill -9 "$sv"; wait "$sv" 2>/dev/null
-[ "$(status_of "$big_qmp")" = running ] && fail "the killed save did not stop the source?"
+[ "$(status_of "$src_qmp")" = running ] && fail "the killed save had not stopped the source?"
 $QMIGRATE recover --list | grep -q "$sv" || fail "recover --list does not show the dead save"
 $QMIGRATE recover --job "$sv" > "$T/rec.txt" 2>&1 || fail "recover: $(cat "$T/rec.txt")"
-[ "$(status_of "$big_qmp")" = running ] || fail "recover did not resume the source"
-wait_beats "$big_log" 20 10 || fail "recovered source does not heartbeat"
-$QMIGRATE verify --qmp "$big_qmp" > /dev/null 2>&1 || fail "recovered source fails verify"
+[ "$(status_of "$src_qmp")" = running ] || fail "recover did not resume the source"
+wait_beats "$src_log" 20 10 || fail "recovered source does not heartbeat"
+$QMIGRATE verify --qmp "$src_qmp" > /dev/null 2>&1 || fail "recovered source fails verify"
+$QMIGRATE qmp "$src_qmp" query-migrate-parameters | grep -q '"max-bandwidth": *134217728' ||
+	fail "recover: max-bandwidth not put back"
 [ ! -e "$JOBDIR/$sv.journal" ] || fail "recover left the journal"
 restore "$T/killed.sav" --launch --accel tcg
 [ "$rc" = 3 ] || fail "the killed save's file was not refused: $res"
 echo "recover: $(tr '\n' ' ' < "$T/rec.txt")"
 ok "a save killed mid-write: recover resumes the source; the headerless file is refused"
-kill -9 "$big_pid"
+kill -9 "$src_pid"
 
 # Damaged files, all refused before any QEMU starts (exit 3).
 cp "$T/b72.sav" "$T/bad.sav"
@@ -157,7 +160,7 @@ if [ -z "$Q10" ]; then
 fi
 "$Q10" -version | head -1
 # A 1 GiB guest writing memory; saved once its working set is all written.
-launch_guest src --guest tiny --mem 1G --wss 512M --dirty-rate 200M --accel tcg --qemu "$Q10"
+launch_guest src --guest tiny --mem 1G --wss 256M --dirty-rate 200M --accel tcg --qemu "$Q10"
 wait_gen "$src_log" 2 120 || fail "10.0 source guest does not write its working set"
 save --src-qmp "$src_qmp" --multifd 4 "$T/a10.sav"
 saved "$T/a10.sav"
