@@ -13,6 +13,7 @@
 #include "qmig_transport.h"
 #include "qmig_doctor.h"
 #include "qmig_policy.h"
+#include "qmig_save.h"
 
 #ifdef __cplusplus
 extern "C" {
