@@ -66,7 +66,7 @@ SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
 .PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
-	bench bench-run bench-quick bench-quick-run install uninstall clean
+	bench bench-run bench-quick bench-quick-run bench-save install uninstall clean
 .DEFAULT_GOAL := all
 
 MAN3_PAGES = $(filter-out build/man/qmigrate.3,$(patsubst %.h,build/man/%.3,$(notdir $(PUBLIC_HEADERS))))
@@ -149,7 +149,7 @@ headertest: man3
 # export (or a public function gone) fails the build until the list, and
 # docs/API.md's rules for changing it, are dealt with.
 abicheck: $(SHARED_LIB)
-	$(Q)nm -D --defined-only $(SHARED_LIB) | awk '$$3 != "QMIGRATE_0" {print $$3}' | sort \
+	$(Q)nm -D --defined-only $(SHARED_LIB) | awk '$$3 !~ /^QMIGRATE_/ {print $$3}' | sort \
 		> build/symbols.txt
 	$(Q)diff -u libqmigrate.symbols build/symbols.txt > build/symbols.diff || \
 		{ echo "abicheck: the exported symbols differ from libqmigrate.symbols:"; \
@@ -195,6 +195,11 @@ bench-quick: deps
 
 bench-quick-run: all $(BENCH_BINS)
 	@sh bench/quick.sh
+
+# Save/restore (mapped-ram+multifd against the plain stream) and live update
+# against a local migration: sh bench/save_bench.sh [RUNS].
+bench-save: deps
+	@$(MAKE) --no-print-directory all && sh bench/save_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(BINDIR) \

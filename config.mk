@@ -1,7 +1,7 @@
 # qmigrate build configuration: variables only, rules live in the Makefile.
 
 VERSION = 0.1.0
-SOVERSION = 0
+SOVERSION = 1
 
 PREFIX = /usr/local
 LIBDIR = $(PREFIX)/lib

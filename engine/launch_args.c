@@ -253,6 +253,13 @@ int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char
 		qm_argv_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
 			       "resourcecontrol=deny");
 	}
+	if (spec->shared_mem) { /* RAM a new QEMU can take over in place */
+		qm_argv_add(a, "-machine");
+		qm_argv_add(a, "memory-backend=qmig-ram0,aux-ram-share=on");
+		qm_argv_add(a, "-object");
+		qm_argv_addf(a, "memory-backend-memfd,id=qmig-ram0,size=%lluk,share=on",
+			     (unsigned long long)(mem_bytes / KIB));
+	}
 	qm_argv_add(a, "-qmp");
 	qm_argv_addf(a, "unix:%s/qmp.sock,server=on,wait=off", opt_escape(dir, esc, sizeof(esc)));
 	if (spec->guest != QMIG_GUEST_NONE) {

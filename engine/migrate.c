@@ -141,8 +141,9 @@ static char *dup_opt(struct qmig_migration *m, int i, const char *s)
 
 /* Where each version of struct qmig_migrate_opts ends (docs/API.md). */
 static const size_t opts_ends[] = {
-	offsetof(struct qmig_migrate_opts, dst_qemu_binary), /* 1 */
-	offsetof(struct qmig_migrate_opts, trace_overwrite), /* 2 */
+	/* 1 and 2: retired with SOVERSION 1, when the embedded qmig_vm_spec
+	 * grew (runas, no_sandbox, shared_mem) and moved every later field. */
+	0, 0,
 	sizeof(struct qmig_migrate_opts),                    /* 3 */
 };
 _Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,

@@ -33,3 +33,8 @@ ITEST_SCRIPTS += tests/integration/migrate_postcopy_timeout.sh
 # The kill matrix: a subset in make check, every case in make check-full.
 ITEST_SCRIPTS += tests/integration/migrate_kill_matrix.sh
 ITEST_FULL_SCRIPTS += tests/integration/migrate_kill_matrix_full.sh
+# Save/restore to a file (mapped-ram or a plain stream) and live update (cpr-transfer).
+LIB_SRCS += engine/save.c engine/restore.c engine/save_file.c engine/save_util.c engine/cpr.c engine/cpr_new.c
+PUBLIC_HEADERS += engine/qmig_save.h
+ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh
+UNIT_SRCS += tests/unit/test_save.c

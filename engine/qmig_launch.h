@@ -63,6 +63,8 @@ struct qmig_vm_spec {
 	 * when the caller is not root (QEMU runs as the caller). */
 	const char *runas;
 	int no_sandbox;              /* leave out "-sandbox on,...": QEMU's seccomp filter */
+	int shared_mem;              /* guest RAM in a shared memfd backend, with
+					aux-ram-share=on (cpr-transfer: qmigrate update) */
 };
 
 /* The system user launched QEMUs run as (tools/deps.sh, make install). */

@@ -13,14 +13,16 @@
 
 /* ends[v - 1] is the size of version v of the struct: offsetof() of the
  * first field version v + 1 added, and sizeof() for the current one.
- * dst holds the defaults (the INIT macro). 0, or -EINVAL for a version
- * this library does not know (0, or newer than it). */
+ * An end of 0 marks a version this library no longer reads (its layout
+ * changed in the middle, with a SOVERSION bump). dst holds the defaults
+ * (the INIT macro). 0, or -EINVAL for a version this library does not
+ * know (0, retired, or newer than it). */
 static inline int qm_opts_import(void *dst, const void *src, const size_t *ends,
 				 unsigned current)
 {
 	unsigned version = *(const unsigned int *)src;
 
-	if (version < 1 || version > current)
+	if (version < 1 || version > current || !ends[version - 1])
 		return -EINVAL;
 	memcpy(dst, src, ends[version - 1]);
 	return 0;

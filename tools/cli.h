@@ -57,5 +57,8 @@ int cmd_replay(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_postcopy(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
+int cmd_save(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_update(int argc, char **argv);
 
 #endif

@@ -13,3 +13,4 @@ UNIT_SRCS += tests/unit/test_job.c tools/job.c
 ITEST_SCRIPTS += tests/integration/migrate_steer.sh
 # Recovery of migrations whose qmigrate died, from their journals.
 TOOL_SRCS += tools/cmd_recover.c
+TOOL_SRCS += tools/cmd_save.c tools/cmd_update.c
