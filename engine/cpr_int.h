@@ -36,6 +36,10 @@ struct upd {
 	int owner_new;
 	int attach;
 	struct qm_sr_journal j;
+	/* The old QEMU's open files its command line names as /proc/self/fd/N
+	 * (a launched guest's kernel and initrd), reopened for the new one. */
+	int inherit[8];
+	int ninherit;
 };
 
 int qm_upd_fail(struct upd *u, int err, const char *status, const char *fmt, ...)

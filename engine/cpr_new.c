@@ -86,6 +86,31 @@ static void add_channel(struct qm_argv *a, const char *type, const char *sock)
 /* The old command line with: the new binary; in launch mode our files in
  * the new directory; no -incoming, -S or -daemonize of its own; the
  * machine type pinned; the two channels. */
+/* "/proc/self/fd/N" in the old QEMU means its own fd N (qmigrate passes a
+ * launched guest's kernel and initrd that way, so that an unprivileged QEMU
+ * needs no path to them): open the same file through /proc/OLD/fd/N and
+ * hand the new QEMU that fd. Other arguments are copied as they are. */
+static int add_inherited(struct upd *u, struct qm_argv *a, const char *arg)
+{
+	const char *p = strstr(arg, "/proc/self/fd/");
+	char path[64];
+	long n;
+	int fd;
+
+	if (!p)
+		return 0;
+	n = strtol(p + 14, NULL, 10);
+	if (n < 0 || n > 65535 || u->ninherit == (int)(sizeof(u->inherit) / sizeof(u->inherit[0])))
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%ld", u->old_pid, n);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	u->inherit[u->ninherit++] = fd;
+	qm_argv_addf(a, "%.*s/proc/self/fd/%d", (int)(p - arg), arg, fd);
+	return 1;
+}
+
 static int build_new_argv(struct upd *u, struct qm_argv *a)
 {
 	struct qm_argv old = {0};
@@ -126,7 +151,15 @@ static int build_new_argv(struct upd *u, struct qm_argv *a)
 			snprintf(u->pidfile, sizeof(u->pidfile), "%s", old.v[++i]);
 			continue;
 		}
-		add_moved(a, x, fp, tp, 2);
+		r = add_inherited(u, a, x);
+		if (r < 0) {
+			qm_argv_free(&old);
+			return qm_upd_fail(u, r, "failed",
+					   "cannot reopen the running QEMU's file %s: %s", x,
+					   strerror(-r));
+		}
+		if (r == 0)
+			add_moved(a, x, fp, tp, 2);
 	}
 	qm_argv_free(&old);
 	qm_argv_add(a, "-machine");
@@ -225,6 +258,25 @@ int qm_upd_start_new(struct upd *u)
 	sp.out_path = out;
 	sp.netns = u->attach ? NULL : u->o->guest.netns;
 	sp.detach = u->attach || u->o->keep_running;
+	sp.keep_fds = u->inherit;
+	sp.nkeep = u->ninherit;
+	/* The new QEMU runs as the old one does (its QMP peer's credentials):
+	 * each must reach the other's channel sockets and files. */
+	{
+		uid_t uid;
+		gid_t gid;
+
+		if (qm_qemu_cred(u->c, &uid, &gid) == 0 && uid != geteuid()) {
+			sp.change_id = 1;
+			sp.uid = uid;
+			sp.gid = gid;
+			if (chown(u->dir, uid, gid) < 0) {
+				r = qm_upd_fail(u, -errno, "failed", "cannot hand %s to uid %u: %s",
+						u->dir, (unsigned)uid, strerror(errno));
+				goto out;
+			}
+		}
+	}
 	r = qm_spawn(&sp, &u->new_pid, &u->new_pidfd, msg, sizeof(msg));
 	if (r < 0) {
 		r = qm_upd_fail(u, r, "failed", "cannot start the new QEMU: %s", msg);
@@ -254,6 +306,8 @@ int qm_upd_start_new(struct upd *u)
 		usleep(2000);
 	}
 out:
+	while (u->ninherit)
+		close(u->inherit[--u->ninherit]);
 	qm_argv_free(&a);
 	return r;
 }

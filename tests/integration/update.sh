@@ -58,7 +58,7 @@ ok "attach mode refuses unshared RAM and QEMU 7.2, changing nothing"
 # A QEMU set up for it (what --launch does, by hand), with a pid file.
 SHARED="-machine memory-backend=r0,aux-ram-share=on -object memory-backend-memfd,id=r0,size=128M,share=on"
 launch_guest src --guest tiny --mem 128M --wss 32M --dirty-rate 20M --accel tcg --qemu "$Q10" -- \
-	$SHARED -pidfile "$T/qemu.pid"
+	$SHARED -pidfile "$QDIR/qemu.pid"
 wait_gen "$src_log" 2 60 || fail "source guest does not write its working set"
 # A new QEMU that cannot start: the old one keeps the guest, running.
 update --src-qmp "$src_qmp" --src-serial "$src_serial_socket" --qemu /bin/false
@@ -96,7 +96,7 @@ new_qmp=$(field new_qmp)
 dirname "$new_qmp" > "$T/rundir.$new_pid"
 i=0; while alive "$src_pid"; do i=$((i + 1)); [ $i -gt 100 ] && fail "old QEMU still runs"; sleep 0.05; done
 [ "$(status_of "$new_qmp")" = running ] || fail "attach: the new QEMU does not run the guest"
-[ "$(cat "$T/qemu.pid")" = "$new_pid" ] || fail "attach: the pid file does not name the new QEMU"
+[ "$(cat "$QDIR/qemu.pid")" = "$new_pid" ] || fail "attach: the pid file does not name the new QEMU"
 $QMIGRATE verify --qmp "$new_qmp" > /dev/null 2>&1 || fail "attach: the new QEMU's guest fails verify"
 ok "update --src-qmp: the new QEMU runs the guest, verified; the old one is gone"
 
