@@ -32,6 +32,7 @@
 
 #include <json-c/json.h>
 
+#include "qm_wait.h"
 #include "cpr_int.h"
 #include "launch_int.h"
 #include "qmig_commands.h"
@@ -236,7 +237,7 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 		if (u->o->cancel && *u->o->cancel)
 			return qm_upd_fail(u, -ECANCELED, "cancelled", "cancelled (status %s)",
 					   mi->status);
-		usleep(1000);
+		qm_sleep_until(qm_wait_now_ns() + 1000000);
 	}
 }
 
@@ -262,7 +263,7 @@ static int confirm_new(struct upd *u)
 					   "the new QEMU's QMP socket %s did not "
 					   "answer",
 					   u->new_qmp);
-		usleep(2000);
+		qm_sleep_until(qm_wait_now_ns() + 2000000);
 	}
 	snprintf(u->res->new_qmp, sizeof(u->res->new_qmp), "%s", u->new_qmp);
 	qm_sr_qemu_version(u->nc, u->res->new_qemu, sizeof(u->res->new_qemu), &(unsigned){0});
@@ -297,7 +298,7 @@ static int confirm_new(struct upd *u)
 					   "the new QEMU did not run the guest "
 					   "(status %s)",
 					   st.status);
-		usleep(1000);
+		qm_sleep_until(qm_wait_now_ns() + 1000000);
 	}
 }
 
@@ -490,7 +491,7 @@ static void write_pidfile(struct upd *u)
 	int fd, n;
 
 	while (access(u->pidfile, F_OK) == 0 && qm_sr_now_ns() < end)
-		usleep(2000);
+		qm_sleep_until(qm_wait_now_ns() + 2000000);
 	fd = open(u->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)u->new_pid);
 

@@ -16,6 +16,7 @@
 
 #include <json-c/json.h>
 
+#include "qm_wait.h"
 #include "cpr_int.h"
 #include "launch_int.h"
 
@@ -303,7 +304,7 @@ int qm_upd_start_new(struct upd *u)
 					NEW_START_MS / 1000);
 			goto out;
 		}
-		usleep(2000);
+		qm_sleep_until(qm_wait_now_ns() + 2000000);
 	}
 out:
 	while (u->ninherit)

@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "qm_wait.h"
 #include "launch_int.h"
 
 struct qmig_hb {
@@ -180,8 +181,9 @@ int qmig_hb_wait(struct qmig_hb *hb, unsigned n, int timeout_ms)
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
-			return -errno;
+		r = qm_wait_fd(p.fd, p.events, qm_wait_now_ns() + left * 1000000);
+		if (r < 0)
+			return r;
 		r = qmig_hb_process(hb);
 	}
 	return r;

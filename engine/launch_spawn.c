@@ -27,6 +27,7 @@
 
 #include <cap-ng.h>
 
+#include "qm_wait.h"
 #include "launch_int.h"
 
 struct child_err {
@@ -236,13 +237,12 @@ int qm_wait_exit(pid_t pid, int pidfd, int timeout_ms, int *wstatus)
 		left = (end - qm_launch_mono_ns()) / 1000000;
 		if (left <= 0)
 			return 0;
-		if (pidfd >= 0) {
-			struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-			poll(&p, 1, (int)(left < 50 ? left : 50));
-		} else {
-			usleep(5000);
-		}
+		/* Through qm_wait: inside the engine's fiber this suspends the
+		 * step instead of blocking the caller's loop. */
+		if (qm_wait_fd(pidfd, POLLIN, qm_wait_now_ns() +
+					       (pidfd >= 0 ? (left < 50 ? left : 50) : 5) * 1000000) ==
+		    -ECANCELED)
+			return 0;
 	}
 }
 

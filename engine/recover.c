@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qm_wait.h"
 #include "migrate_int.h"
 #include "qmig_journal.h"
 
@@ -69,9 +70,7 @@ static void say(struct rec *r, const char *fmt, ...)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
+	qm_sleep_until(qm_wait_now_ns() + (int64_t)ms * 1000000);
 }
 
 static int64_t mono_ms(void)

@@ -16,6 +16,7 @@
 
 #include <json-c/json.h>
 
+#include "qm_wait.h"
 #include "migrate_int.h"
 #include "qmig_commands.h"
 #include "qmig_journal.h"
@@ -143,7 +144,7 @@ int qm_sr_wait_migration_c(struct qmig_qmp_conn *c, int timeout_ms, const volati
 			return -ETIMEDOUT;
 		}
 		/* Short saves finish in milliseconds; long ones need no tight loop. */
-		usleep((useconds_t)delay_us);
+		qm_sleep_until(qm_wait_now_ns() + (int64_t)delay_us * 1000);
 		if (delay_us < 50000)
 			delay_us *= 2;
 	}

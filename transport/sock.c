@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "qm_wait.h"
 #include "qmig_transport.h"
 #include "transport_int.h"
 
@@ -203,13 +204,12 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 			t = left > 0 ? (int)(left > 1 << 30 ? 1 << 30 : left) : 0;
 		}
-		r = poll(&pfd, 1, t);
+		r = qm_wait_fd(pfd.fd, pfd.events, t < 0 ? 0 : qm_wait_now_ns() + (int64_t)t * 1000000);
 		if (r > 0)
 			return 0;
 		if (r == 0)
 			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
+		return r;
 	}
 }
 
