@@ -18,6 +18,8 @@ engine/journal.c        the journal qmigrate wrote itself (0600 file in a privat
 engine/recover.c        the journal, read through its own typed qm_jget helpers
 engine/versions.c       query-machines, type-checked as an array by qm_call_get; json-c's own type checks on members
 engine/phases.c         qom-list reply type-checked before use; the config record it builds itself
+engine/cpr.c            qom-get values, each type-checked (json_object_is_type) before it is read
+engine/save_util.c      a qom-get string type-checked first; caps/params validated by the qm_parse_query_migrate_* parsers
 tools/cmd_job.c         the job control socket's replies (our own process, 0600 socket)
 tools/cmd_migrate.c     the engine's own records and the job socket's replies
 "
