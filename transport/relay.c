@@ -99,14 +99,17 @@ static struct rl_hist *hist_of(const struct qmig_relay *r, unsigned id)
 
 void qm_rl_chan_fail(struct qmig_relay *r, struct rl_chan *c, int err, const char *fmt, ...)
 {
+	char buf[sizeof(c->errmsg)];
 	va_list ap;
 
 	if (c->state == RL_DYING || c->state == RL_FREE)
 		return;
 	c->err = err < 0 ? err : -EIO;
+	/* Through a copy: callers pass c->errmsg itself as an argument. */
 	va_start(ap, fmt);
-	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	memcpy(c->errmsg, buf, sizeof(buf));
 	c->state = RL_DYING;
 	/* Wake every operation still waiting on either socket. */
 	for (int i = 0; i < 2; i++) {
