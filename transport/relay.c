@@ -111,14 +111,20 @@ void qm_rl_chan_fail(struct qmig_relay *r, struct rl_chan *c, int err, const cha
 	va_end(ap);
 	memcpy(c->errmsg, buf, sizeof(buf));
 	c->state = RL_DYING;
-	/* Wake every operation still waiting on either socket. */
+	/* Wake every operation still waiting on either socket. The network
+	 * socket is reset, not shut down: the far relay must see a broken
+	 * channel (ECONNRESET), not a clean end of stream. */
 	for (int i = 0; i < 2; i++) {
 		int fd = i ? c->nfd : c->ufd;
+		struct linger lg = {1, 0};
 		struct io_uring_sqe *sqe;
 
 		if (fd < 0)
 			continue;
-		shutdown(fd, SHUT_RDWR);
+		if (i)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		else
+			shutdown(fd, SHUT_RDWR);
 		sqe = qm_rl_sqe(r);
 		if (sqe) {
 			io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
