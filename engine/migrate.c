@@ -152,8 +152,14 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 		return -ENOMEM;
 	if (opts->version < 2)
 		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, dst_qemu_binary));
+	else if (opts->version < 3)
+		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, transport));
 	else
 		m->o = *opts;
+	if (m->o.transport != QMIG_TRANSPORT_DIRECT && m->o.transport != QMIG_TRANSPORT_RELAY) {
+		free(m);
+		return -EINVAL;
+	}
 	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);
 	m->o.dst_qmp = dup_opt(m, 1, opts->dst_qmp);
 	m->o.src_netns = dup_opt(m, 2, opts->src_netns);
@@ -173,6 +179,12 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.trace_path = dup_opt(m, 15, opts->trace_path);
 	m->o.policy = dup_opt(m, 16, opts->policy);
 	m->o.policy_plugin = dup_opt(m, 17, opts->policy_plugin);
+	if (m->o.transport == QMIG_TRANSPORT_RELAY) {
+		m->o.relay_src_netns = dup_opt(m, 20, opts->relay_src_netns ? opts->relay_src_netns
+									  : opts->src_netns);
+		m->o.relay_dst_netns = dup_opt(m, 21, opts->relay_dst_netns ? opts->relay_dst_netns
+									  : opts->dst_netns);
+	}
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -268,6 +280,7 @@ void qmig_migration_free(struct qmig_migration *m)
 		qmig_migration_cancel(m);
 		qmig_migration_run(m); /* the rollback is bounded (~20 s) */
 	}
+	qm_relay_release(m);
 	side_release(&m->side[SRC]);
 	side_release(&m->side[DST]);
 	qm_policy_close(m);
@@ -366,6 +379,7 @@ int qmig_migration_process(struct qmig_migration *m)
 		return 1;
 	drain_side(m, &m->side[SRC]);
 	drain_side(m, &m->side[DST]);
+	qm_relay_pump(m);
 	/* Before the step: the result record is emitted from inside it. */
 	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
 	cpu0 = thread_cpu_ns();

@@ -3,6 +3,7 @@
 #ifndef QMIG_MIGRATE_INT_H
 #define QMIG_MIGRATE_INT_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -12,10 +13,11 @@
 #include "qmig_doctor.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
+#include "qmig_relay.h"
 
 enum side_id { SRC, DST };
 
-#define QM_NSTRS 20
+#define QM_NSTRS 24
 /* Object ids are unique per job (qmigrate-tls-JOB), so a crashed job's
  * leftovers never collide with, or get adopted by, the next one. */
 #define QM_TLS_ID ((const char *)(m)->tls_id)
@@ -131,6 +133,34 @@ struct qmig_migration {
 	uint64_t low_remaining;       /* lowest remaining at a pass start so far */
 	uint64_t low_pass;            /* the pass it was seen at */
 	int hint_given;
+
+	/* relay_link.c: --transport relay. Both halves live in this handle
+	 * (the agent that would run the destination half elsewhere does not
+	 * exist yet), driven by one thread of their own (see relay_link.c
+	 * for why); everything below the mutex is shared with it. A fresh
+	 * pair per postcopy recovery (relay_gen). */
+	pthread_t relay_thread;
+	int relay_running;
+	int relay_wake;               /* eventfd: the thread stops */
+	int relay_notify;             /* eventfd in our epoll set: events queued */
+	pthread_mutex_t relay_mu;
+	int relay_mu_ok;
+	int relay_stop_req;
+	int relay_fault;              /* qmig_relay_process() failed: -errno */
+	char relay_fault_msg[256];
+	struct qm_relay_ev {
+		int side;
+		struct qmig_relay_event ev;
+	} relay_q[32];
+	int relay_qn, relay_q_lost;
+	struct qmig_relay *relay[2];  /* [SRC]: source half, [DST]: destination half */
+	char relay_dir[256];          /* private runtime directory, "" none */
+	char relay_in[300];           /* the destination QEMU's socket now */
+	char relay_out[300];          /* the source relay's socket now */
+	int relay_gen;
+	uint64_t relay_bytes_prev;    /* earlier generations' bytes up */
+	uint64_t relay_sample_bytes;  /* at the previous sample */
+	int64_t relay_sample_ns;
 };
 
 /* migrate.c */
@@ -214,6 +244,36 @@ struct json_object *qm_jget_obj(struct json_object *o, const char *k, enum json_
 /* Journaled QMP calls for the engine's own stop/cont. */
 int qm_stop(struct qmig_migration *m, struct side *s, const char *why);
 int qm_cont(struct qmig_migration *m, struct side *s, const char *why);
+
+/* relay_link.c */
+static inline int qm_relay_on(const struct qmig_migration *m)
+{
+	return m->o.transport == QMIG_TRANSPORT_RELAY;
+}
+/* Plan time: the private directory and the QEMU-side URIs. */
+int qm_relay_plan(struct qmig_migration *m);
+/* The "uri" the destination QEMU listens on / the source migrates to. */
+const char *qm_relay_in_uri(struct qmig_migration *m, char *buf, size_t len);
+const char *qm_relay_out_uri(struct qmig_migration *m, char *buf, size_t len);
+/* Certificates for the relay's own TLS (tls_dir / tls_dst_dir). */
+int qm_relay_tls_check(struct qmig_migration *m);
+/* Both halves listening (before migrate-incoming); next_gen: a fresh pair
+ * for a postcopy recovery (new source socket; the destination half
+ * connects to relay_in, which the caller may have renewed). */
+int qm_relay_start(struct qmig_migration *m, int next_gen);
+/* A new relay_in for migrate-recover. */
+void qm_relay_renew_in(struct qmig_migration *m);
+/* Move bytes, handle channel events (a broken channel fails the
+ * migration unless postcopy recovers it). Called from every process(). */
+void qm_relay_pump(struct qmig_migration *m);
+/* Fill the relay fields of a sample. */
+void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s);
+/* The relay's record (per-channel bytes and times) for the trace. */
+void qm_relay_emit(struct qmig_migration *m);
+/* Close everything, remove the directory. Safe to call twice. */
+void qm_relay_stop(struct qmig_migration *m);
+/* And the thread's mutex and eventfds, with the handle. */
+void qm_relay_release(struct qmig_migration *m);
 
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);

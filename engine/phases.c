@@ -919,6 +919,7 @@ static int finish(struct qmig_migration *m)
 	struct json_object *rec = qmig_result_to_json(&m->res);
 
 	m->finished = 1;
+	qm_relay_stop(m); /* its per-channel record, before the result */
 	/* A postcopy left paused keeps its journal for qmigrate recover. */
 	if (!(m->res.postcopy_started && strcmp(m->res.status, "completed") &&
 	      strcmp(m->res.status, "completed-with-errors")))

@@ -1,0 +1,459 @@
+/* The engine's side of the relay (--transport relay): each QEMU migrates
+ * over a unix socket in a private directory, and the two halves of
+ * transport/relay.c carry every channel (main with its return path, each
+ * multifd channel) over TCP, or TLS with the --tls certificates, between
+ * them. Both halves live in this handle. The agent that would run the
+ * destination half on another host does not exist yet; the destination
+ * half already makes its sockets inside the destination's network
+ * namespace.
+ *
+ * The halves run on one thread of their own, not in the handle's loop:
+ * the engine's QMP calls wait for their reply inside a step, and QEMU
+ * writes the last pages and the device state while holding its big lock,
+ * so it answers no QMP command until its socket drains. A relay moved by
+ * the same loop would then wait for the reply that waits for the relay
+ * (seen: query-migrate timing out at the switchover). The thread only
+ * runs the relay's own non-blocking calls under relay_mu and hands channel
+ * events to the loop through an eventfd in its epoll set.
+ *
+ * A broken channel before the hand-over fails the migration (rolled back
+ * to the source); in postcopy QEMU sees its socket close, pauses, and the
+ * recovery builds a fresh pair of relay halves. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "migrate_int.h"
+#include "qmig_relay.h"
+
+#define MS 1000000LL
+
+static const char *side_name(int i)
+{
+	return i == SRC ? "source" : "destination";
+}
+
+int qm_relay_plan(struct qmig_migration *m)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	char tmpl[200];
+
+	if (m->relay_dir[0])
+		return 0;
+	if (!base || !*base || access(base, W_OK) || strlen(base) > 100)
+		base = "/tmp";
+	snprintf(tmpl, sizeof(tmpl), "%s/qmigrate-relay-XXXXXX", base);
+	if (!mkdtemp(tmpl))
+		return qm_fail(m, -errno, "relay: cannot create a private directory in %s: %s",
+			       base, strerror(errno));
+	snprintf(m->relay_dir, sizeof(m->relay_dir), "%s", tmpl);
+	snprintf(m->relay_in, sizeof(m->relay_in), "%s/in-0.sock", tmpl);
+	snprintf(m->relay_out, sizeof(m->relay_out), "%s/out-0.sock", tmpl);
+	return 0;
+}
+
+const char *qm_relay_in_uri(struct qmig_migration *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "unix:%s", m->relay_in);
+	return buf;
+}
+
+const char *qm_relay_out_uri(struct qmig_migration *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "unix:%s", m->relay_out);
+	return buf;
+}
+
+int qm_relay_tls_check(struct qmig_migration *m)
+{
+	char msg[512] = "";
+	int r;
+
+	if (!m->o.tls_dir)
+		return 0;
+	r = qmig_tls_validate(m->o.tls_dst_dir, m->o.tls_hostname, QMIG_TLS_SERVER, msg,
+			      sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "relay TLS: destination certificates: %s", msg);
+	r = qmig_tls_validate(m->o.tls_dir, NULL, QMIG_TLS_CLIENT, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "relay TLS: source certificates: %s", msg);
+	r = qmig_tls_validate_pair(m->o.tls_dir, m->o.tls_dst_dir, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "relay TLS: %s", msg);
+	return 0;
+}
+
+static void lock(struct qmig_migration *m)
+{
+	pthread_mutex_lock(&m->relay_mu);
+}
+
+static void unlock(struct qmig_migration *m)
+{
+	pthread_mutex_unlock(&m->relay_mu);
+}
+
+static void kick(int efd)
+{
+	uint64_t one = 1;
+
+	if (write(efd, &one, sizeof(one)) < 0) {
+		/* the counter is full: it is signalled anyway */
+	}
+}
+
+/* The relay thread: wait for either half (or the stop request), move
+ * bytes, queue channel events for the loop. */
+static void *relay_main(void *arg)
+{
+	struct qmig_migration *m = arg;
+	struct qmig_relay_event ev;
+	struct pollfd p[3];
+	uint64_t junk;
+
+	p[0] = (struct pollfd){.fd = m->relay_wake, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(m->relay[SRC]), .events = POLLIN};
+	p[2] = (struct pollfd){.fd = qmig_relay_get_fd(m->relay[DST]), .events = POLLIN};
+	for (;;) {
+		int t = -1, queued = 0;
+
+		lock(m);
+		if (m->relay_stop_req) {
+			unlock(m);
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			int r = qmig_relay_process(m->relay[i]);
+
+			if (r < 0 && !m->relay_fault) {
+				m->relay_fault = r;
+				snprintf(m->relay_fault_msg, sizeof(m->relay_fault_msg),
+					 "relay (%s half): %s", side_name(i),
+					 qmig_relay_error(m->relay[i]));
+				queued = 1;
+			}
+			while (qmig_relay_next_event(m->relay[i], &ev)) {
+				if (m->relay_qn == (int)(sizeof(m->relay_q) / sizeof(m->relay_q[0]))) {
+					m->relay_q_lost++;
+					continue;
+				}
+				m->relay_q[m->relay_qn].side = i;
+				m->relay_q[m->relay_qn++].ev = ev;
+				queued = 1;
+			}
+			int rt = qmig_relay_get_timeout(m->relay[i]);
+
+			if (rt >= 0 && (t < 0 || rt < t))
+				t = rt;
+		}
+		unlock(m);
+		if (queued)
+			kick(m->relay_notify);
+		if (poll(p, 3, t) > 0 && p[0].revents)
+			while (read(m->relay_wake, &junk, sizeof(junk)) > 0)
+				;
+	}
+	return NULL;
+}
+
+static void stop_thread(struct qmig_migration *m)
+{
+	if (!m->relay_running)
+		return;
+	lock(m);
+	m->relay_stop_req = 1;
+	unlock(m);
+	kick(m->relay_wake);
+	pthread_join(m->relay_thread, NULL);
+	m->relay_running = 0;
+	m->relay_stop_req = 0;
+}
+
+static void free_halves(struct qmig_migration *m)
+{
+	struct qmig_relay_stats st;
+
+	stop_thread(m);
+	if (m->relay[DST]) {
+		qmig_relay_get_stats(m->relay[DST], &st);
+		m->relay_bytes_prev += st.bytes_up;
+	}
+	for (int i = 0; i < 2; i++) {
+		qmig_relay_free(m->relay[i]);
+		m->relay[i] = NULL;
+	}
+}
+
+static int init_thread_state(struct qmig_migration *m)
+{
+	if (m->relay_mu_ok)
+		return 0;
+	m->relay_wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (m->relay_wake < 0 || m->relay_notify < 0 || pthread_mutex_init(&m->relay_mu, NULL)) {
+		if (m->relay_wake >= 0)
+			close(m->relay_wake);
+		if (m->relay_notify >= 0)
+			close(m->relay_notify);
+		return -ENOMEM;
+	}
+	m->relay_mu_ok = 1;
+	qm_watch_fd(m, m->relay_notify);
+	return 0;
+}
+
+static void relay_record(struct qmig_migration *m, const char *what, int side,
+			 const struct qmig_relay_event *ev)
+{
+	struct json_object *rec = json_object_new_object();
+
+	json_object_object_add(rec, "event", json_object_new_string(what));
+	json_object_object_add(rec, "half", json_object_new_string(side_name(side)));
+	json_object_object_add(rec, "generation", json_object_new_int(m->relay_gen));
+	if (ev) {
+		json_object_object_add(rec, "channel", json_object_new_int((int)ev->channel));
+		json_object_object_add(rec, "bytes_up", json_object_new_int64((int64_t)ev->bytes_up));
+		json_object_object_add(rec, "bytes_down",
+				       json_object_new_int64((int64_t)ev->bytes_down));
+		if (ev->type == QMIG_RELAY_EV_ERROR) {
+			json_object_object_add(rec, "error", json_object_new_int(ev->error));
+			json_object_object_add(rec, "message", json_object_new_string(ev->message));
+		}
+	}
+	qm_emit(m, "relay", rec, NULL);
+}
+
+int qm_relay_start(struct qmig_migration *m, int next_gen)
+{
+	struct qmig_relay_opts d = QMIG_RELAY_OPTS_INIT, s = QMIG_RELAY_OPTS_INIT;
+	unsigned chans = (unsigned)(m->o.multifd_channels > 0 ? m->o.multifd_channels : 0) + 4;
+	struct json_object *rec;
+	char msg[512] = "";
+	int r;
+
+	if (m->relay[SRC] && !next_gen)
+		return 0;
+	free_halves(m);
+	r = init_thread_state(m);
+	if (r < 0)
+		return qm_fail(m, r, "relay: %s", strerror(-r));
+	if (next_gen) {
+		m->relay_gen++;
+		snprintf(m->relay_out, sizeof(m->relay_out), "%s/out-%d.sock", m->relay_dir,
+			 m->relay_gen);
+	}
+	d.side = QMIG_RELAY_DEST;
+	d.unix_path = m->relay_in;
+	d.host = m->o.listen_addr;
+	d.port = m->res.port;
+	d.netns = m->o.relay_dst_netns;
+	d.tls_dir = m->o.tls_dir ? m->o.tls_dst_dir : NULL;
+	d.max_channels = chans;
+	r = qmig_relay_new(&m->relay[DST], &d, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "relay (destination half): %s", *msg ? msg : strerror(-r));
+	s.side = QMIG_RELAY_SOURCE;
+	s.unix_path = m->relay_out;
+	s.host = m->o.dst_addr;
+	s.port = qmig_relay_port(m->relay[DST]);
+	s.netns = m->o.relay_src_netns;
+	s.tls_dir = m->o.tls_dir;
+	s.tls_hostname = m->o.tls_hostname;
+	s.max_channels = chans;
+	r = qmig_relay_new(&m->relay[SRC], &s, msg, sizeof(msg));
+	if (r < 0) {
+		free_halves(m);
+		return qm_fail(m, r, "relay (source half): %s", *msg ? msg : strerror(-r));
+	}
+	r = pthread_create(&m->relay_thread, NULL, relay_main, m);
+	if (r) {
+		free_halves(m);
+		return qm_fail(m, -r, "relay: cannot start its thread: %s", strerror(r));
+	}
+	m->relay_running = 1;
+	rec = json_object_new_object();
+	json_object_object_add(rec, "event", json_object_new_string("listening"));
+	json_object_object_add(rec, "generation", json_object_new_int(m->relay_gen));
+	json_object_object_add(rec, "source_socket", json_object_new_string(m->relay_out));
+	json_object_object_add(rec, "destination_socket", json_object_new_string(m->relay_in));
+	json_object_object_add(rec, "port", json_object_new_int((int)s.port));
+	json_object_object_add(rec, "tls", json_object_new_boolean(m->o.tls_dir != NULL));
+	qm_emit(m, "relay", rec, NULL);
+	qm_log(m, QMIG_LOG_INFO, "relay: %s -> %s:%u%s -> %s", m->relay_out, m->o.dst_addr,
+	       s.port, m->o.tls_dir ? " (TLS)" : "", m->relay_in);
+	return 0;
+}
+
+void qm_relay_renew_in(struct qmig_migration *m)
+{
+	snprintf(m->relay_in, sizeof(m->relay_in), "%s/in-%d.sock", m->relay_dir,
+		 m->relay_gen + 1);
+}
+
+/* A channel broke. Before the hand-over that ends the migration (unless
+ * QEMU already completed it: a channel torn down at the very end); in
+ * postcopy QEMU pauses on the closed socket and the recovery takes over;
+ * after the hand-over QEMU's own status decides. */
+static void on_broken(struct qmig_migration *m, int side, const struct qmig_relay_event *ev)
+{
+	struct qmig_migrate_info mi;
+
+	relay_record(m, "broken", side, ev);
+	if (m->error || m->finished)
+		return;
+	if (m->res.postcopy_started) {
+		qm_log(m, QMIG_LOG_WARN, "relay (%s half): %s; postcopy will recover",
+		       side_name(side), ev->message);
+		return;
+	}
+	if (m->owner != OWNER_SOURCE || m->completed || m->phase > QMIG_PHASE_PRECOPY) {
+		qm_log(m, QMIG_LOG_INFO, "relay (%s half): %s", side_name(side), ev->message);
+		return;
+	}
+	if (m->side[SRC].qmp && qmig_cmd_query_migrate(m->side[SRC].qmp, &mi) == 0 &&
+	    (!strcmp(mi.status, "completed") || !strncmp(mi.status, "postcopy", 8))) {
+		qm_log(m, QMIG_LOG_INFO, "relay (%s half): %s (source %s)", side_name(side),
+		       ev->message, mi.status);
+		return;
+	}
+	qm_fail(m, ev->error, "relay (%s half): %s", side_name(side), ev->message);
+}
+
+void qm_relay_pump(struct qmig_migration *m)
+{
+	struct qm_relay_ev q[sizeof(m->relay_q) / sizeof(m->relay_q[0])];
+	char fault[sizeof(m->relay_fault_msg)];
+	int n, lost, err;
+	uint64_t junk;
+
+	if (!m->relay_mu_ok)
+		return;
+	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
+		;
+	lock(m);
+	n = m->relay_qn;
+	memcpy(q, m->relay_q, sizeof(q[0]) * (size_t)n);
+	m->relay_qn = 0;
+	lost = m->relay_q_lost;
+	m->relay_q_lost = 0;
+	err = m->relay_fault;
+	memcpy(fault, m->relay_fault_msg, sizeof(fault));
+	m->relay_fault = 0;
+	unlock(m);
+	if (lost)
+		qm_log(m, QMIG_LOG_WARN, "relay: %d channel events lost", lost);
+	if (err && !m->error && !m->finished)
+		qm_fail(m, err, "%s", fault);
+	for (int i = 0; i < n; i++) {
+		if (q[i].ev.type == QMIG_RELAY_EV_ERROR)
+			on_broken(m, q[i].side, &q[i].ev);
+		else
+			relay_record(m, q[i].ev.type == QMIG_RELAY_EV_OPEN ? "open" : "closed",
+				     q[i].side, &q[i].ev);
+	}
+}
+
+void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
+{
+	struct qmig_relay_stats st;
+	int64_t now = qm_now_ns();
+	uint64_t bytes = m->relay_bytes_prev;
+
+	if (!m->relay[DST] && !m->relay_bytes_prev)
+		return;
+	if (m->relay[DST]) {
+		lock(m);
+		qmig_relay_get_stats(m->relay[DST], &st);
+		unlock(m);
+		bytes += st.bytes_up;
+	}
+	s->relay_bytes = bytes;
+	if (m->relay_sample_ns && now > m->relay_sample_ns && bytes >= m->relay_sample_bytes)
+		s->relay_bandwidth = (uint64_t)((bytes - m->relay_sample_bytes) /
+						((now - m->relay_sample_ns) / 1e9));
+	m->relay_sample_ns = now;
+	m->relay_sample_bytes = bytes;
+}
+
+/* Per channel: bytes each way and how long it was open, as the source
+ * half saw it; and the fixed memory each channel holds. */
+void qm_relay_emit(struct qmig_migration *m)
+{
+	struct json_object *rec, *arr;
+	struct qmig_relay_stats st;
+
+	if (!m->relay[SRC])
+		return;
+	stop_thread(m); /* the channels' last figures, and no more changes */
+	qmig_relay_get_stats(m->relay[SRC], &st);
+	rec = json_object_new_object();
+	arr = json_object_new_array();
+	for (unsigned c = 1; c <= st.channels_total; c++) {
+		struct qmig_relay_channel_stats cs;
+		struct json_object *o;
+		int64_t end;
+
+		if (qmig_relay_channel_stats(m->relay[SRC], c, &cs) < 0)
+			continue;
+		end = cs.close_ns ? cs.close_ns : qm_now_ns();
+		o = json_object_new_object();
+		json_object_object_add(o, "channel", json_object_new_int((int)c));
+		json_object_object_add(o, "bytes_up", json_object_new_int64((int64_t)cs.bytes_up));
+		json_object_object_add(o, "bytes_down", json_object_new_int64((int64_t)cs.bytes_down));
+		json_object_object_add(o, "ms", json_object_new_int64((end - cs.open_ns) / MS));
+		json_object_object_add(o, "error", json_object_new_int(cs.error));
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(rec, "event", json_object_new_string("summary"));
+	json_object_object_add(rec, "generation", json_object_new_int(m->relay_gen));
+	json_object_object_add(rec, "bytes_up",
+			       json_object_new_int64((int64_t)(m->relay_bytes_prev + st.bytes_up)));
+	json_object_object_add(rec, "channels", arr);
+	json_object_object_add(rec, "mem_per_channel",
+			       json_object_new_int64((int64_t)st.mem_per_channel));
+	json_object_object_add(rec, "tls", json_object_new_boolean(st.tls != 0));
+	json_object_object_add(rec, "ktls_available", json_object_new_boolean(st.ktls_available));
+	qm_emit(m, "relay", rec, NULL);
+}
+
+void qm_relay_stop(struct qmig_migration *m)
+{
+	char p[320];
+
+	if (!m->relay_dir[0]) {
+		free_halves(m);
+		return;
+	}
+	qm_relay_emit(m);
+	free_halves(m);
+	/* The destination QEMU leaves the sockets it listened on. */
+	for (int g = 0; g <= m->relay_gen + 1; g++) {
+		snprintf(p, sizeof(p), "%s/in-%d.sock", m->relay_dir, g);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/out-%d.sock", m->relay_dir, g);
+		unlink(p);
+	}
+	if (rmdir(m->relay_dir) < 0)
+		qm_log(m, QMIG_LOG_WARN, "relay: could not remove %s: %s", m->relay_dir,
+		       strerror(errno));
+	m->relay_dir[0] = 0;
+}
+
+/* With the handle: the thread's mutex and eventfds. */
+void qm_relay_release(struct qmig_migration *m)
+{
+	qm_relay_stop(m);
+	if (!m->relay_mu_ok)
+		return;
+	close(m->relay_wake);
+	close(m->relay_notify);
+	pthread_mutex_destroy(&m->relay_mu);
+	m->relay_mu_ok = 0;
+}
