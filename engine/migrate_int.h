@@ -158,6 +158,8 @@ struct qmig_migration {
 	char relay_in[300];           /* the destination QEMU's socket now */
 	char relay_out[300];          /* the source relay's socket now */
 	int relay_gen;
+	int relay_rec;                /* recovery: 1 halves made, waiting for the link */
+	int relay_rec_ready, relay_rec_failed;
 	uint64_t relay_bytes_prev;    /* earlier generations' bytes up */
 	uint64_t relay_sample_bytes;  /* at the previous sample */
 	int64_t relay_sample_ns;
@@ -263,6 +265,10 @@ int qm_relay_tls_check(struct qmig_migration *m);
 int qm_relay_start(struct qmig_migration *m, int next_gen);
 /* A new relay_in for migrate-recover. */
 void qm_relay_renew_in(struct qmig_migration *m);
+/* Postcopy recovery: 1 when a fresh pair of halves has its channel to the
+ * far half open (the source may resume), 0 not yet (made or still
+ * connecting; call again), negative errno on failure. */
+int qm_relay_recover_ready(struct qmig_migration *m);
 /* Move bytes, handle channel events (a broken channel fails the
  * migration unless postcopy recovers it). Called from every process(). */
 void qm_relay_pump(struct qmig_migration *m);

@@ -155,11 +155,14 @@ static int recover_attempt(struct qmig_migration *m)
 		qm_action(m, "migrate-recover", m->res.port, "destination listens again");
 	}
 	if (!strcmp(smi.status, "postcopy-paused")) {
-		/* The relay: a fresh pair of halves for the new channel. */
-		if (qm_relay_on(m) && qm_relay_start(m, 1) < 0)
-			return m->error;
-		if (qm_relay_on(m))
+		/* The relay: a fresh pair of halves for the new channel,
+		 * and the source resumes only once it reaches the far half. */
+		if (qm_relay_on(m)) {
+			r = qm_relay_recover_ready(m);
+			if (r <= 0)
+				return r < 0 ? r : 0;
 			qm_relay_out_uri(m, uri, sizeof(uri));
+		}
 		else
 			qm_tcp_uri(uri, sizeof(uri), m->o.dst_addr, m->res.port);
 		r = qmig_cmd_migrate(src->qmp, uri, 1);

@@ -230,7 +230,31 @@ static void relay_record(struct qmig_migration *m, const char *what, int side,
 	qm_emit(m, "relay", rec, NULL);
 }
 
+static int start_pair(struct qmig_migration *m, int next_gen, unsigned preconnect);
+
 int qm_relay_start(struct qmig_migration *m, int next_gen)
+{
+	return start_pair(m, next_gen, 0);
+}
+
+/* A fresh pair whose source half opens the channel ahead: QEMU 7.2's
+ * source hangs in postcopy-recover if its resumed connection is closed at
+ * once (a far side out of reach), so it is told to resume only once the
+ * channel to the far half is up. */
+int qm_relay_recover_ready(struct qmig_migration *m)
+{
+	if (m->relay_rec && m->relay_rec_ready) {
+		m->relay_rec = 0;
+		return 1;
+	}
+	if (m->relay_rec && !m->relay_rec_failed)
+		return 0; /* still connecting */
+	m->relay_rec = 1;
+	m->relay_rec_ready = m->relay_rec_failed = 0;
+	return start_pair(m, 1, 1) < 0 ? m->error : 0;
+}
+
+static int start_pair(struct qmig_migration *m, int next_gen, unsigned preconnect)
 {
 	struct qmig_relay_opts d = QMIG_RELAY_OPTS_INIT, s = QMIG_RELAY_OPTS_INIT;
 	unsigned chans = (unsigned)(m->o.multifd_channels > 0 ? m->o.multifd_channels : 0) + 4;
@@ -267,6 +291,7 @@ int qm_relay_start(struct qmig_migration *m, int next_gen)
 	s.tls_dir = m->o.tls_dir;
 	s.tls_hostname = m->o.tls_hostname;
 	s.max_channels = chans;
+	s.preconnect = preconnect;
 	r = qmig_relay_new(&m->relay[SRC], &s, msg, sizeof(msg));
 	if (r < 0) {
 		free_halves(m);
@@ -291,10 +316,12 @@ int qm_relay_start(struct qmig_migration *m, int next_gen)
 	return 0;
 }
 
+/* One socket per recovery: QEMU may be told to listen again at each
+ * attempt, and the halves made at an earlier attempt still connect there. */
 void qm_relay_renew_in(struct qmig_migration *m)
 {
 	snprintf(m->relay_in, sizeof(m->relay_in), "%s/in-%d.sock", m->relay_dir,
-		 m->relay_gen + 1);
+		 m->res.recoveries + 1);
 }
 
 /* A channel broke. Before the hand-over that ends the migration (unless
@@ -306,6 +333,8 @@ static void on_broken(struct qmig_migration *m, int side, const struct qmig_rela
 	struct qmig_migrate_info mi;
 
 	relay_record(m, "broken", side, ev);
+	if (m->relay_rec)
+		m->relay_rec_failed = 1;
 	if (m->error || m->finished)
 		return;
 	if (m->res.postcopy_started) {
@@ -352,6 +381,8 @@ void qm_relay_pump(struct qmig_migration *m)
 	if (err && !m->error && !m->finished)
 		qm_fail(m, err, "%s", fault);
 	for (int i = 0; i < n; i++) {
+		if (q[i].ev.type == QMIG_RELAY_EV_OPEN && q[i].side == SRC && m->relay_rec)
+			m->relay_rec_ready = 1;
 		if (q[i].ev.type == QMIG_RELAY_EV_ERROR)
 			on_broken(m, q[i].side, &q[i].ev);
 		else

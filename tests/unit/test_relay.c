@@ -66,7 +66,14 @@ struct rig {
 	uint64_t down_want[MAXP];     /* what destination channel k answers */
 };
 
+static int rig_open2(struct rig *g, bool tls, unsigned seg_kib, unsigned preconnect);
+
 static int rig_open(struct rig *g, bool tls, unsigned seg_kib)
+{
+	return rig_open2(g, tls, seg_kib, 0);
+}
+
+static int rig_open2(struct rig *g, bool tls, unsigned seg_kib, unsigned preconnect)
 {
 	struct qmig_relay_opts d = QMIG_RELAY_OPTS_INIT, s = QMIG_RELAY_OPTS_INIT;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -96,6 +103,7 @@ static int rig_open(struct rig *g, bool tls, unsigned seg_kib)
 	s.tls_dir = tls ? tlsdir : NULL;
 	s.tls_hostname = "localhost";
 	s.seg_kib = seg_kib;
+	s.preconnect = preconnect;
 	r = qmig_relay_new(&g->src, &s, msg, sizeof(msg));
 	if (r < 0)
 		fprintf(stderr, "src relay: %s\n", msg);
@@ -580,6 +588,78 @@ static void test_tls_wrong_name(void)
 	rig_close(&g);
 }
 
+/* A channel opened ahead: ready (and connected to the destination QEMU)
+ * before the source QEMU connects, then it carries QEMU's stream. */
+static void preconnect(bool tls)
+{
+	uint64_t down[] = {1 * MiB + 3};
+	struct rig g;
+	int64_t t0;
+
+	CU_ASSERT_FATAL(rig_open2(&g, tls, 0, 1) == 0);
+	g.down_want[0] = down[0];
+	t0 = now_ms();
+	while ((count_ev(&g, 0, QMIG_RELAY_EV_OPEN) < 1 || g.nb < 1) && now_ms() - t0 < 10000)
+		rig_step(&g);
+	CU_ASSERT_FATAL(count_ev(&g, 0, QMIG_RELAY_EV_OPEN) == 1 && g.nb == 1);
+	CU_ASSERT_EQUAL(g.na, 0);
+	CU_ASSERT_FATAL(connect_src(&g, 5, 6 * MiB + 1, 100) == 0);
+	g.b[0].rx_seed = 5;
+	t0 = now_ms();
+	while (!all_done(&g, down) && now_ms() - t0 < 30000)
+		rig_step(&g);
+	CU_ASSERT(all_done(&g, down));
+	CU_ASSERT(!g.b[0].bad && !g.a[0].bad);
+	CU_ASSERT_EQUAL(count_ev(&g, 0, QMIG_RELAY_EV_OPEN), 1);
+	CU_ASSERT_EQUAL(count_ev(&g, 0, QMIG_RELAY_EV_ERROR), 0);
+	rig_close(&g);
+}
+
+static void test_preconnect_plain(void)
+{
+	preconnect(false);
+}
+
+static void test_preconnect_tls(void)
+{
+	preconnect(true);
+}
+
+/* preconnect to a far relay that is not there: EV_ERROR, before any QEMU. */
+static void test_preconnect_unreachable(void)
+{
+	struct qmig_relay_opts s = QMIG_RELAY_OPTS_INIT;
+	struct qmig_relay_event ev = {0};
+	struct qmig_relay *r;
+	char msg[256] = "";
+	int lfd, got = 0;
+	int64_t t0;
+
+	lfd = qmig_tcp_listen("127.0.0.1", 0, 1, msg, sizeof(msg));
+	CU_ASSERT_FATAL(lfd >= 0);
+	s.side = QMIG_RELAY_SOURCE;
+	s.host = "127.0.0.1";
+	s.port = (unsigned)qmig_tcp_local_port(lfd);
+	s.preconnect = 1;
+	close(lfd);
+	CU_ASSERT_FATAL(qmig_relay_new(&r, &s, msg, sizeof(msg)) == 0);
+	t0 = now_ms();
+	while (!got && now_ms() - t0 < 10000) {
+		struct pollfd p = {.fd = qmig_relay_get_fd(r), .events = POLLIN};
+
+		poll(&p, 1, 100);
+		qmig_relay_process(r);
+		while (!got && qmig_relay_next_event(r, &ev))
+			got = ev.type == QMIG_RELAY_EV_ERROR;
+	}
+	CU_ASSERT(got);
+	CU_ASSERT_EQUAL(ev.error, -ECONNREFUSED);
+	qmig_relay_free(r);
+	s.side = QMIG_RELAY_DEST;
+	s.unix_path = "/tmp/x.sock";
+	CU_ASSERT_EQUAL(qmig_relay_new(&r, &s, msg, sizeof(msg)), -EINVAL);
+}
+
 /* The shared token bucket: a rate is kept within a few percent. */
 static void test_limiter(void)
 {
@@ -654,4 +734,7 @@ UNIT_SUITE(relay, suite_init, suite_cleanup,
 	   {"far relay absent: connect error", test_no_far_relay},
 	   {"bad options refused", test_bad_opts},
 	   {"TLS: wrong host name refused", test_tls_wrong_name},
-	   {"rate limiter", test_limiter})
+	   {"rate limiter", test_limiter},
+	   {"preconnect (plain): ready before QEMU", test_preconnect_plain},
+	   {"preconnect (TLS): ready before QEMU", test_preconnect_tls},
+	   {"preconnect: far relay absent", test_preconnect_unreachable})
