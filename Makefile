@@ -65,7 +65,7 @@ SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
 .PHONY: all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
-	bench bench-run bench-quick bench-quick-run install uninstall clean
+	bench bench-run bench-quick bench-quick-run bench-relay bench-relay-run install uninstall clean
 .DEFAULT_GOAL := all
 
 all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS)
@@ -169,6 +169,13 @@ bench-quick: deps
 
 bench-quick-run: all $(BENCH_BINS)
 	@sh bench/quick.sh
+
+# The relay against QEMU's own channels, plain and TLS (bench/relay_bench.sh).
+bench-relay: deps
+	@$(MAKE) --no-print-directory bench-relay-run
+
+bench-relay-run: all
+	@sh bench/relay_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(BINDIR) \

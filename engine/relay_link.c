@@ -26,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "migrate_int.h"
@@ -39,6 +42,42 @@ static const char *side_name(int i)
 	return i == SRC ? "source" : "destination";
 }
 
+/* Directories of relays whose process died (kill -9 leaves them; the
+ * job's recovery is about the QEMUs): qmigrate-relay-PID-XXXXXX, ours,
+ * PID gone. They hold nothing but sockets. */
+static void remove_stale(struct qmig_migration *m, const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[400], sub[700];
+		struct stat st;
+		struct dirent *f;
+		DIR *sd;
+		int pid;
+
+		if (sscanf(e->d_name, "qmigrate-relay-%d-", &pid) != 1 || pid <= 0 ||
+		    (kill(pid, 0) == 0 || errno != ESRCH))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		if (lstat(path, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+		    !(sd = opendir(path)))
+			continue;
+		while ((f = readdir(sd)))
+			if (strstr(f->d_name, ".sock")) {
+				snprintf(sub, sizeof(sub), "%s/%s", path, f->d_name);
+				unlink(sub);
+			}
+		closedir(sd);
+		if (rmdir(path) == 0)
+			qm_log(m, QMIG_LOG_INFO, "relay: removed %s, left by process %d", path, pid);
+	}
+	closedir(d);
+}
+
 int qm_relay_plan(struct qmig_migration *m)
 {
 	const char *base = getenv("XDG_RUNTIME_DIR");
@@ -48,7 +87,8 @@ int qm_relay_plan(struct qmig_migration *m)
 		return 0;
 	if (!base || !*base || access(base, W_OK) || strlen(base) > 100)
 		base = "/tmp";
-	snprintf(tmpl, sizeof(tmpl), "%s/qmigrate-relay-XXXXXX", base);
+	remove_stale(m, base);
+	snprintf(tmpl, sizeof(tmpl), "%s/qmigrate-relay-%d-XXXXXX", base, (int)getpid());
 	if (!mkdtemp(tmpl))
 		return qm_fail(m, -errno, "relay: cannot create a private directory in %s: %s",
 			       base, strerror(errno));
