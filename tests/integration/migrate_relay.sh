@@ -69,15 +69,15 @@ grep -q '^qmigrate *relay .*"over":"tcp:'"$NETNS_ADDR_B"':[0-9]*","tls":true' "$
 grep -q 'migrate-incoming {"uri":"unix:' "$T/plan" || fail "dry run: no unix incoming"
 grep -q 'tls-creds' "$T/plan" && fail "dry run: QEMU gets TLS although the relay does it"
 
-mig plain --mem 256M --dirty-rate 50M
+mig plain --mem 256M --dirty-rate 20M
 wait $MIG; check plain $?
-mig tls --mem 256M --dirty-rate 50M --tls "$T/tls"
+mig tls --mem 256M --dirty-rate 20M --tls "$T/tls"
 wait $MIG; check tls $?
-mig multifd --mem 256M --dirty-rate 50M --multifd 4
+mig multifd --mem 256M --dirty-rate 20M --multifd 4
 wait $MIG; check multifd $?
 n=$(grep '"event":"summary"' "$T/multifd.jsonl" | grep -o '"channel":' | wc -l)
 [ "$n" = 5 ] || fail "multifd 4: $n relay channels, expected 5 (main + 4)"
-mig multifd-tls --mem 256M --dirty-rate 50M --multifd 4 --tls "$T/tls"
+mig multifd-tls --mem 256M --dirty-rate 20M --multifd 4 --tls "$T/tls"
 wait $MIG; check multifd-tls $?
 
 # Postcopy, the link between the relay halves cut for 8 s: the engine pauses
