@@ -136,24 +136,22 @@ struct qmig_migration {
 
 	/* relay_link.c: --transport relay. Both halves live in this handle
 	 * (the agent that would run the destination half elsewhere does not
-	 * exist yet), driven by one thread of their own (see relay_link.c
-	 * for why); everything below the mutex is shared with it. A fresh
-	 * pair per postcopy recovery (relay_gen). */
-	pthread_t relay_thread;
-	int relay_running;
-	int relay_wake;               /* eventfd: the thread stops */
+	 * exist yet), each driven by a thread of its own (see relay_link.c
+	 * for why). A fresh pair per postcopy recovery (relay_gen). */
+	struct qm_relay_half {
+		struct qmig_relay *r;
+		pthread_t thread;
+		int running;
+		int wake;             /* eventfd: the thread stops */
+		pthread_mutex_t mu;   /* the fields below and every call on r */
+		int stop;
+		int fault;            /* qmig_relay_process() failed: -errno */
+		char fault_msg[256];
+		struct qmig_relay_event q[32];
+		int qn, lost;
+	} rh[2];                      /* [SRC]: source half, [DST]: destination half */
 	int relay_notify;             /* eventfd in our epoll set: events queued */
-	pthread_mutex_t relay_mu;
-	int relay_mu_ok;
-	int relay_stop_req;
-	int relay_fault;              /* qmig_relay_process() failed: -errno */
-	char relay_fault_msg[256];
-	struct qm_relay_ev {
-		int side;
-		struct qmig_relay_event ev;
-	} relay_q[32];
-	int relay_qn, relay_q_lost;
-	struct qmig_relay *relay[2];  /* [SRC]: source half, [DST]: destination half */
+	int relay_init;
 	char relay_dir[256];          /* private runtime directory, "" none */
 	char relay_in[300];           /* the destination QEMU's socket now */
 	char relay_out[300];          /* the source relay's socket now */

@@ -7,14 +7,15 @@
  * half already makes its sockets inside the destination's network
  * namespace.
  *
- * The halves run on one thread of their own, not in the handle's loop:
+ * Each half runs on a thread of its own, not in the handle's loop:
  * the engine's QMP calls wait for their reply inside a step, and QEMU
  * writes the last pages and the device state while holding its big lock,
  * so it answers no QMP command until its socket drains. A relay moved by
  * the same loop would then wait for the reply that waits for the relay
- * (seen: query-migrate timing out at the switchover). The thread only
- * runs the relay's own non-blocking calls under relay_mu and hands channel
- * events to the loop through an eventfd in its epoll set.
+ * (seen: query-migrate timing out at the switchover). A thread per half,
+ * as on two hosts: TLS encryption and decryption run in parallel. Each
+ * thread only runs its half's non-blocking calls under the half's mutex and
+ * hands channel events to the loop through an eventfd in its epoll set.
  *
  * A broken channel before the hand-over fails the migration (rolled back
  * to the source); in postcopy QEMU sees its socket close, pauses, and the
@@ -130,16 +131,6 @@ int qm_relay_tls_check(struct qmig_migration *m)
 	return 0;
 }
 
-static void lock(struct qmig_migration *m)
-{
-	pthread_mutex_lock(&m->relay_mu);
-}
-
-static void unlock(struct qmig_migration *m)
-{
-	pthread_mutex_unlock(&m->relay_mu);
-}
-
 static void kick(int efd)
 {
 	uint64_t one = 1;
@@ -149,102 +140,136 @@ static void kick(int efd)
 	}
 }
 
-/* The relay thread: wait for either half (or the stop request), move
+struct half_arg {
+	struct qmig_migration *m;
+	int side;
+};
+
+/* A relay half's thread: wait for its ring (or the stop request), move
  * bytes, queue channel events for the loop. */
-static void *relay_main(void *arg)
+static void *half_main(void *arg)
 {
-	struct qmig_migration *m = arg;
+	struct qmig_migration *m = ((struct half_arg *)arg)->m;
+	int side = ((struct half_arg *)arg)->side;
+	struct qm_relay_half *h = &m->rh[side];
 	struct qmig_relay_event ev;
-	struct pollfd p[3];
+	struct pollfd p[2];
 	uint64_t junk;
 
-	p[0] = (struct pollfd){.fd = m->relay_wake, .events = POLLIN};
-	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(m->relay[SRC]), .events = POLLIN};
-	p[2] = (struct pollfd){.fd = qmig_relay_get_fd(m->relay[DST]), .events = POLLIN};
+	free(arg);
+	p[0] = (struct pollfd){.fd = h->wake, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(h->r), .events = POLLIN};
 	for (;;) {
-		int t = -1, queued = 0;
+		int t, queued = 0, r;
 
-		lock(m);
-		if (m->relay_stop_req) {
-			unlock(m);
+		pthread_mutex_lock(&h->mu);
+		if (h->stop) {
+			pthread_mutex_unlock(&h->mu);
 			break;
 		}
-		for (int i = 0; i < 2; i++) {
-			int r = qmig_relay_process(m->relay[i]);
-
-			if (r < 0 && !m->relay_fault) {
-				m->relay_fault = r;
-				snprintf(m->relay_fault_msg, sizeof(m->relay_fault_msg),
-					 "relay (%s half): %s", side_name(i),
-					 qmig_relay_error(m->relay[i]));
-				queued = 1;
-			}
-			while (qmig_relay_next_event(m->relay[i], &ev)) {
-				if (m->relay_qn == (int)(sizeof(m->relay_q) / sizeof(m->relay_q[0]))) {
-					m->relay_q_lost++;
-					continue;
-				}
-				m->relay_q[m->relay_qn].side = i;
-				m->relay_q[m->relay_qn++].ev = ev;
-				queued = 1;
-			}
-			int rt = qmig_relay_get_timeout(m->relay[i]);
-
-			if (rt >= 0 && (t < 0 || rt < t))
-				t = rt;
+		r = qmig_relay_process(h->r);
+		if (r < 0 && !h->fault) {
+			h->fault = r;
+			snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
+				 side_name(side), qmig_relay_error(h->r));
+			queued = 1;
 		}
-		unlock(m);
+		while (qmig_relay_next_event(h->r, &ev)) {
+			if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
+				h->lost++;
+				continue;
+			}
+			h->q[h->qn++] = ev;
+			queued = 1;
+		}
+		t = qmig_relay_get_timeout(h->r);
+		pthread_mutex_unlock(&h->mu);
 		if (queued)
 			kick(m->relay_notify);
-		if (poll(p, 3, t) > 0 && p[0].revents)
-			while (read(m->relay_wake, &junk, sizeof(junk)) > 0)
+		if (poll(p, 2, t) > 0 && p[0].revents)
+			while (read(h->wake, &junk, sizeof(junk)) > 0)
 				;
 	}
 	return NULL;
 }
 
-static void stop_thread(struct qmig_migration *m)
+static void stop_threads(struct qmig_migration *m)
 {
-	if (!m->relay_running)
-		return;
-	lock(m);
-	m->relay_stop_req = 1;
-	unlock(m);
-	kick(m->relay_wake);
-	pthread_join(m->relay_thread, NULL);
-	m->relay_running = 0;
-	m->relay_stop_req = 0;
+	for (int i = 0; i < 2; i++) {
+		struct qm_relay_half *h = &m->rh[i];
+
+		if (!h->running)
+			continue;
+		pthread_mutex_lock(&h->mu);
+		h->stop = 1;
+		pthread_mutex_unlock(&h->mu);
+		kick(h->wake);
+		pthread_join(h->thread, NULL);
+		h->running = 0;
+		h->stop = 0;
+	}
+}
+
+static int start_threads(struct qmig_migration *m)
+{
+	for (int i = 0; i < 2; i++) {
+		struct half_arg *a = malloc(sizeof(*a));
+		int r;
+
+		if (!a)
+			return -ENOMEM;
+		*a = (struct half_arg){m, i};
+		r = pthread_create(&m->rh[i].thread, NULL, half_main, a);
+		if (r) {
+			free(a);
+			return -r;
+		}
+		m->rh[i].running = 1;
+	}
+	return 0;
 }
 
 static void free_halves(struct qmig_migration *m)
 {
 	struct qmig_relay_stats st;
 
-	stop_thread(m);
-	if (m->relay[DST]) {
-		qmig_relay_get_stats(m->relay[DST], &st);
+	stop_threads(m);
+	if (m->rh[DST].r) {
+		qmig_relay_get_stats(m->rh[DST].r, &st);
 		m->relay_bytes_prev += st.bytes_up;
 	}
 	for (int i = 0; i < 2; i++) {
-		qmig_relay_free(m->relay[i]);
-		m->relay[i] = NULL;
+		qmig_relay_free(m->rh[i].r);
+		m->rh[i].r = NULL;
 	}
 }
 
 static int init_thread_state(struct qmig_migration *m)
 {
-	if (m->relay_mu_ok)
+	int n = 0;
+
+	if (m->relay_init)
 		return 0;
-	m->relay_wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (m->relay_wake < 0 || m->relay_notify < 0 || pthread_mutex_init(&m->relay_mu, NULL)) {
-		if (m->relay_wake >= 0)
-			close(m->relay_wake);
+	for (; n < 2 && m->relay_notify >= 0; n++) {
+		m->rh[n].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (m->rh[n].wake < 0)
+			break;
+		if (pthread_mutex_init(&m->rh[n].mu, NULL)) {
+			close(m->rh[n].wake);
+			break;
+		}
+	}
+	if (n < 2) {
+		while (n-- > 0) {
+			close(m->rh[n].wake);
+			pthread_mutex_destroy(&m->rh[n].mu);
+		}
 		if (m->relay_notify >= 0)
 			close(m->relay_notify);
 		return -ENOMEM;
 	}
-	m->relay_mu_ok = 1;
+	m->relay_init = 1;
 	qm_watch_fd(m, m->relay_notify);
 	return 0;
 }
@@ -302,7 +327,7 @@ static int start_pair(struct qmig_migration *m, int next_gen, unsigned preconnec
 	char msg[512] = "";
 	int r;
 
-	if (m->relay[SRC] && !next_gen)
+	if (m->rh[SRC].r && !next_gen)
 		return 0;
 	free_halves(m);
 	r = init_thread_state(m);
@@ -320,29 +345,30 @@ static int start_pair(struct qmig_migration *m, int next_gen, unsigned preconnec
 	d.netns = m->o.relay_dst_netns;
 	d.tls_dir = m->o.tls_dir ? m->o.tls_dst_dir : NULL;
 	d.max_channels = chans;
-	r = qmig_relay_new(&m->relay[DST], &d, msg, sizeof(msg));
+	if (getenv("QMIG_RELAY_SEG_KIB")) d.seg_kib = s.seg_kib = (unsigned)atoi(getenv("QMIG_RELAY_SEG_KIB"));
+	if (getenv("QMIG_RELAY_NSEGS")) d.nsegs = s.nsegs = (unsigned)atoi(getenv("QMIG_RELAY_NSEGS"));
+	r = qmig_relay_new(&m->rh[DST].r, &d, msg, sizeof(msg));
 	if (r < 0)
 		return qm_fail(m, r, "relay (destination half): %s", *msg ? msg : strerror(-r));
 	s.side = QMIG_RELAY_SOURCE;
 	s.unix_path = m->relay_out;
 	s.host = m->o.dst_addr;
-	s.port = qmig_relay_port(m->relay[DST]);
+	s.port = qmig_relay_port(m->rh[DST].r);
 	s.netns = m->o.relay_src_netns;
 	s.tls_dir = m->o.tls_dir;
 	s.tls_hostname = m->o.tls_hostname;
 	s.max_channels = chans;
 	s.preconnect = preconnect;
-	r = qmig_relay_new(&m->relay[SRC], &s, msg, sizeof(msg));
+	r = qmig_relay_new(&m->rh[SRC].r, &s, msg, sizeof(msg));
 	if (r < 0) {
 		free_halves(m);
 		return qm_fail(m, r, "relay (source half): %s", *msg ? msg : strerror(-r));
 	}
-	r = pthread_create(&m->relay_thread, NULL, relay_main, m);
-	if (r) {
+	r = start_threads(m);
+	if (r < 0) {
 		free_halves(m);
-		return qm_fail(m, -r, "relay: cannot start its thread: %s", strerror(r));
+		return qm_fail(m, r, "relay: cannot start its threads: %s", strerror(-r));
 	}
-	m->relay_running = 1;
 	rec = json_object_new_object();
 	json_object_object_add(rec, "event", json_object_new_string("listening"));
 	json_object_object_add(rec, "generation", json_object_new_int(m->relay_gen));
@@ -397,37 +423,42 @@ static void on_broken(struct qmig_migration *m, int side, const struct qmig_rela
 
 void qm_relay_pump(struct qmig_migration *m)
 {
-	struct qm_relay_ev q[sizeof(m->relay_q) / sizeof(m->relay_q[0])];
-	char fault[sizeof(m->relay_fault_msg)];
+	struct qmig_relay_event q[sizeof(m->rh[0].q) / sizeof(m->rh[0].q[0])];
+	char fault[sizeof(m->rh[0].fault_msg)];
 	int n, lost, err;
 	uint64_t junk;
 
-	if (!m->relay_mu_ok)
+	if (!m->relay_init)
 		return;
 	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
 		;
-	lock(m);
-	n = m->relay_qn;
-	memcpy(q, m->relay_q, sizeof(q[0]) * (size_t)n);
-	m->relay_qn = 0;
-	lost = m->relay_q_lost;
-	m->relay_q_lost = 0;
-	err = m->relay_fault;
-	memcpy(fault, m->relay_fault_msg, sizeof(fault));
-	m->relay_fault = 0;
-	unlock(m);
-	if (lost)
-		qm_log(m, QMIG_LOG_WARN, "relay: %d channel events lost", lost);
-	if (err && !m->error && !m->finished)
-		qm_fail(m, err, "%s", fault);
-	for (int i = 0; i < n; i++) {
-		if (q[i].ev.type == QMIG_RELAY_EV_OPEN && q[i].side == SRC && m->relay_rec)
-			m->relay_rec_ready = 1;
-		if (q[i].ev.type == QMIG_RELAY_EV_ERROR)
-			on_broken(m, q[i].side, &q[i].ev);
-		else
-			relay_record(m, q[i].ev.type == QMIG_RELAY_EV_OPEN ? "open" : "closed",
-				     q[i].side, &q[i].ev);
+	for (int side = 0; side < 2; side++) {
+		struct qm_relay_half *h = &m->rh[side];
+
+		pthread_mutex_lock(&h->mu);
+		n = h->qn;
+		memcpy(q, h->q, sizeof(q[0]) * (size_t)n);
+		h->qn = 0;
+		lost = h->lost;
+		h->lost = 0;
+		err = h->fault;
+		memcpy(fault, h->fault_msg, sizeof(fault));
+		h->fault = 0;
+		pthread_mutex_unlock(&h->mu);
+		if (lost)
+			qm_log(m, QMIG_LOG_WARN, "relay (%s half): %d channel events lost",
+			       side_name(side), lost);
+		if (err && !m->error && !m->finished)
+			qm_fail(m, err, "%s", fault);
+		for (int i = 0; i < n; i++) {
+			if (q[i].type == QMIG_RELAY_EV_OPEN && side == SRC && m->relay_rec)
+				m->relay_rec_ready = 1;
+			if (q[i].type == QMIG_RELAY_EV_ERROR)
+				on_broken(m, side, &q[i]);
+			else
+				relay_record(m, q[i].type == QMIG_RELAY_EV_OPEN ? "open" : "closed",
+					     side, &q[i]);
+		}
 	}
 }
 
@@ -437,12 +468,12 @@ void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
 	int64_t now = qm_now_ns();
 	uint64_t bytes = m->relay_bytes_prev;
 
-	if (!m->relay[DST] && !m->relay_bytes_prev)
+	if (!m->rh[DST].r && !m->relay_bytes_prev)
 		return;
-	if (m->relay[DST]) {
-		lock(m);
-		qmig_relay_get_stats(m->relay[DST], &st);
-		unlock(m);
+	if (m->rh[DST].r) {
+		pthread_mutex_lock(&m->rh[DST].mu);
+		qmig_relay_get_stats(m->rh[DST].r, &st);
+		pthread_mutex_unlock(&m->rh[DST].mu);
 		bytes += st.bytes_up;
 	}
 	s->relay_bytes = bytes;
@@ -460,10 +491,10 @@ void qm_relay_emit(struct qmig_migration *m)
 	struct json_object *rec, *arr;
 	struct qmig_relay_stats st;
 
-	if (!m->relay[SRC])
+	if (!m->rh[SRC].r)
 		return;
-	stop_thread(m); /* the channels' last figures, and no more changes */
-	qmig_relay_get_stats(m->relay[SRC], &st);
+	stop_threads(m); /* the channels' last figures, and no more changes */
+	qmig_relay_get_stats(m->rh[SRC].r, &st);
 	rec = json_object_new_object();
 	arr = json_object_new_array();
 	for (unsigned c = 1; c <= st.channels_total; c++) {
@@ -471,7 +502,7 @@ void qm_relay_emit(struct qmig_migration *m)
 		struct json_object *o;
 		int64_t end;
 
-		if (qmig_relay_channel_stats(m->relay[SRC], c, &cs) < 0)
+		if (qmig_relay_channel_stats(m->rh[SRC].r, c, &cs) < 0)
 			continue;
 		end = cs.close_ns ? cs.close_ns : qm_now_ns();
 		o = json_object_new_object();
@@ -521,10 +552,12 @@ void qm_relay_stop(struct qmig_migration *m)
 void qm_relay_release(struct qmig_migration *m)
 {
 	qm_relay_stop(m);
-	if (!m->relay_mu_ok)
+	if (!m->relay_init)
 		return;
-	close(m->relay_wake);
+	for (int i = 0; i < 2; i++) {
+		close(m->rh[i].wake);
+		pthread_mutex_destroy(&m->rh[i].mu);
+	}
 	close(m->relay_notify);
-	pthread_mutex_destroy(&m->relay_mu);
-	m->relay_mu_ok = 0;
+	m->relay_init = 0;
 }

@@ -652,6 +652,16 @@ int qmig_relay_process(struct qmig_relay *r)
 		/* Completions that arrived meanwhile: handle them now rather than
 		 * after another trip through the caller's poll. */
 	} while (io_uring_cq_ready(&r->ring) && ++rounds < 8);
+	/* Completions left for the next call: their eventfd signal was
+	 * consumed above, so signal again or a caller polling only the fd
+	 * would sleep on them. */
+	if (io_uring_cq_ready(&r->ring)) {
+		uint64_t one = 1;
+
+		if (write(r->efd, &one, sizeof(one)) < 0) {
+			/* the counter is full: it is signalled anyway */
+		}
+	}
 	update_rates(r);
 	return 0;
 }
