@@ -264,6 +264,7 @@ static void emit_config(struct qmig_migration *m)
 	ADD_I("sample_ms", o->sample_ms);
 	ADD_I("verify_memory", o->verify_memory);
 	ADD_S("tls_dir", o->tls_dir);
+	ADD_S("transport", o->transport == QMIG_TRANSPORT_RELAY ? "relay" : "direct");
 	json_object_object_add(c, "caps", json_object_new_array());
 	for (const char *const *p = o->caps; p && *p; p++)
 		json_object_array_add(json_object_object_get(c, "caps"), json_object_new_string(*p));

@@ -345,8 +345,6 @@ static int start_pair(struct qmig_migration *m, int next_gen, unsigned preconnec
 	d.netns = m->o.relay_dst_netns;
 	d.tls_dir = m->o.tls_dir ? m->o.tls_dst_dir : NULL;
 	d.max_channels = chans;
-	if (getenv("QMIG_RELAY_SEG_KIB")) d.seg_kib = s.seg_kib = (unsigned)atoi(getenv("QMIG_RELAY_SEG_KIB"));
-	if (getenv("QMIG_RELAY_NSEGS")) d.nsegs = s.nsegs = (unsigned)atoi(getenv("QMIG_RELAY_NSEGS"));
 	r = qmig_relay_new(&m->rh[DST].r, &d, msg, sizeof(msg));
 	if (r < 0)
 		return qm_fail(m, r, "relay (destination half): %s", *msg ? msg : strerror(-r));

@@ -38,6 +38,7 @@
 #define LISTENER_SLOT 0xffffffu
 #define LISTENER_SLOT_CANCEL ((uint64_t)LISTENER_SLOT << 8 | RL_OP_CANCEL)
 #define MS 1000000LL
+#define UNIX_SNDBUF (1 << 20)
 
 int64_t qm_rl_now(void)
 {
@@ -323,7 +324,16 @@ static void start_connect(struct qmig_relay *r, struct rl_chan *c)
 	if (r->o.side == QMIG_RELAY_SOURCE) {
 		c->nfd = fd;
 	} else {
+		int sz = UNIX_SNDBUF;
+
 		c->ufd = fd;
+		/* A unix socket's writer may queue only its send buffer (208 KiB
+		 * by default) into the reader: a larger one lets the relay hand
+		 * the destination QEMU more at a time, so QEMU finds data ready
+		 * instead of waiting for our next wakeup. Kernel memory, bounded
+		 * per channel like ours. */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 		/* connect() needs the address to stay put until it completes. */
 		c->sun = sa;
 		addr = (const struct sockaddr *)&c->sun;
