@@ -531,6 +531,21 @@ void qm_relay_stop(struct qmig_migration *m)
 		free_halves(m);
 		return;
 	}
+	/* What the halves saw last (a channel broken by the very failure
+	 * that ends the migration) still goes into the record stream. */
+	stop_threads(m);
+	for (int i = 0; i < 2; i++) {
+		struct qm_relay_half *h = &m->rh[i];
+		struct qmig_relay_event ev;
+
+		if (!h->r)
+			continue;
+		qmig_relay_process(h->r);
+		while (qmig_relay_next_event(h->r, &ev))
+			if (h->qn < (int)(sizeof(h->q) / sizeof(h->q[0])))
+				h->q[h->qn++] = ev;
+	}
+	qm_relay_pump(m);
 	qm_relay_emit(m);
 	free_halves(m);
 	/* The destination QEMU leaves the sockets it listened on. */
