@@ -174,7 +174,8 @@ bench-quick-run: all $(BENCH_BINS)
 bench-relay: deps
 	@$(MAKE) --no-print-directory bench-relay-run
 
-bench-relay-run: all
+bench-relay-run: all build/bench/relay_probe
+	@./build/bench/relay_probe
 	@sh bench/relay_bench.sh
 
 install: all
