@@ -66,7 +66,7 @@ SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
 .PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
-	bench bench-run bench-quick bench-quick-run bench-save install uninstall clean
+	bench bench-run bench-quick bench-quick-run bench-save bench-relay bench-relay-run install uninstall clean
 .DEFAULT_GOAL := all
 
 MAN3_PAGES = $(filter-out build/man/qmigrate.3,$(patsubst %.h,build/man/%.3,$(notdir $(PUBLIC_HEADERS))))
@@ -200,6 +200,14 @@ bench-quick-run: all $(BENCH_BINS)
 # against a local migration: sh bench/save_bench.sh [RUNS].
 bench-save: deps
 	@$(MAKE) --no-print-directory all && sh bench/save_bench.sh
+
+# The relay against QEMU's own channels, plain and TLS (bench/relay_bench.sh).
+bench-relay: deps
+	@$(MAKE) --no-print-directory bench-relay-run
+
+bench-relay-run: all build/bench/relay_probe
+	@./build/bench/relay_probe
+	@sh bench/relay_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/qmigrate $(DESTDIR)$(BINDIR) \

@@ -144,7 +144,8 @@ static const size_t opts_ends[] = {
 	/* 1 and 2: retired with SOVERSION 1, when the embedded qmig_vm_spec
 	 * grew (runas, no_sandbox, shared_mem) and moved every later field. */
 	0, 0,
-	sizeof(struct qmig_migrate_opts),                    /* 3 */
+	offsetof(struct qmig_migrate_opts, transport),       /* 3 */
+	sizeof(struct qmig_migrate_opts),                    /* 4 */
 };
 _Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,
 	       "a new version of qmig_migrate_opts needs its end in opts_ends");
@@ -184,6 +185,16 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.policy = dup_opt(m, 16, o.policy);
 	m->o.policy_plugin = dup_opt(m, 17, o.policy_plugin);
 	m->o.guest.runas = dup_opt(m, 18, o.guest.runas);
+	if (m->o.transport != QMIG_TRANSPORT_DIRECT && m->o.transport != QMIG_TRANSPORT_RELAY) {
+		free(m);
+		return -EINVAL;
+	}
+	if (m->o.transport == QMIG_TRANSPORT_RELAY) {
+		m->o.relay_src_netns = dup_opt(m, 20, o.relay_src_netns ? o.relay_src_netns
+								    : o.src_netns);
+		m->o.relay_dst_netns = dup_opt(m, 21, o.relay_dst_netns ? o.relay_dst_netns
+								    : o.dst_netns);
+	}
 	/* The caller's arrays must outlive the handle: documented in qmigrate(3). */
 	if (!m->o.port_lo)
 		m->o.port_lo = 49152;
@@ -313,6 +324,7 @@ void qmig_migration_free(struct qmig_migration *m)
 		abandon(m);
 	unwatch_fiber(m);
 	qm_fiber_free(m->fiber);
+	qm_relay_release(m);
 	side_release(&m->side[SRC]);
 	side_release(&m->side[DST]);
 	qm_policy_close(m);
@@ -490,6 +502,7 @@ int qmig_migration_process(struct qmig_migration *m)
 	 * progress is left to that call). */
 	drain_side(m, &m->side[SRC]);
 	drain_side(m, &m->side[DST]);
+	qm_relay_pump(m);
 	/* Before the step: the result record is emitted from inside it. */
 	m->res.engine_cpu_ms += (thread_cpu_ns() - cpu0) / 1e6;
 	cpu0 = thread_cpu_ns();

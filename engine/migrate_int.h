@@ -3,6 +3,7 @@
 #ifndef QMIG_MIGRATE_INT_H
 #define QMIG_MIGRATE_INT_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -12,10 +13,11 @@
 #include "qmig_doctor.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
+#include "qmig_relay.h"
 
 enum side_id { SRC, DST };
 
-#define QM_NSTRS 20
+#define QM_NSTRS 24
 /* Object ids are unique per job (qmigrate-tls-JOB), so a crashed job's
  * leftovers never collide with, or get adopted by, the next one. */
 #define QM_TLS_ID ((const char *)(m)->tls_id)
@@ -144,6 +146,33 @@ struct qmig_migration {
 	/* phases.c: the job ends with something only qmigrate recover can
 	 * finish (a destination that could not be restored): keep the journal. */
 	int keep_journal;
+	/* relay_link.c: --transport relay. Both halves live in this handle
+	 * (the agent that would run the destination half elsewhere does not
+	 * exist yet), each driven by a thread of its own (see relay_link.c
+	 * for why). A fresh pair per postcopy recovery (relay_gen). */
+	struct qm_relay_half {
+		struct qmig_relay *r;
+		pthread_t thread;
+		int running;
+		int wake;             /* eventfd: the thread stops */
+		pthread_mutex_t mu;   /* the fields below and every call on r */
+		int stop;
+		int fault;            /* qmig_relay_process() failed: -errno */
+		char fault_msg[256];
+		struct qmig_relay_event q[32];
+		int qn, lost;
+	} rh[2];                      /* [SRC]: source half, [DST]: destination half */
+	int relay_notify;             /* eventfd in our epoll set: events queued */
+	int relay_init;
+	char relay_dir[256];          /* private runtime directory, "" none */
+	char relay_in[300];           /* the destination QEMU's socket now */
+	char relay_out[300];          /* the source relay's socket now */
+	int relay_gen;
+	int relay_rec;                /* recovery: 1 halves made, waiting for the link */
+	int relay_rec_ready, relay_rec_failed;
+	uint64_t relay_bytes_prev;    /* earlier generations' bytes up */
+	uint64_t relay_sample_bytes;  /* at the previous sample */
+	int64_t relay_sample_ns;
 };
 
 /* migrate.c */
@@ -231,6 +260,40 @@ struct json_object *qm_jget_obj(struct json_object *o, const char *k, enum json_
 /* Journaled QMP calls for the engine's own stop/cont. */
 int qm_stop(struct qmig_migration *m, struct side *s, const char *why);
 int qm_cont(struct qmig_migration *m, struct side *s, const char *why);
+
+/* relay_link.c */
+static inline int qm_relay_on(const struct qmig_migration *m)
+{
+	return m->o.transport == QMIG_TRANSPORT_RELAY;
+}
+/* Plan time: the private directory and the QEMU-side URIs. */
+int qm_relay_plan(struct qmig_migration *m);
+/* The "uri" the destination QEMU listens on / the source migrates to. */
+const char *qm_relay_in_uri(struct qmig_migration *m, char *buf, size_t len);
+const char *qm_relay_out_uri(struct qmig_migration *m, char *buf, size_t len);
+/* Certificates for the relay's own TLS (tls_dir / tls_dst_dir). */
+int qm_relay_tls_check(struct qmig_migration *m);
+/* Both halves listening (before migrate-incoming); next_gen: a fresh pair
+ * for a postcopy recovery (new source socket; the destination half
+ * connects to relay_in, which the caller may have renewed). */
+int qm_relay_start(struct qmig_migration *m, int next_gen);
+/* A new relay_in for migrate-recover. */
+void qm_relay_renew_in(struct qmig_migration *m);
+/* Postcopy recovery: 1 when a fresh pair of halves has its channel to the
+ * far half open (the source may resume), 0 not yet (made or still
+ * connecting; call again), negative errno on failure. */
+int qm_relay_recover_ready(struct qmig_migration *m);
+/* Move bytes, handle channel events (a broken channel fails the
+ * migration unless postcopy recovers it). Called from every process(). */
+void qm_relay_pump(struct qmig_migration *m);
+/* Fill the relay fields of a sample. */
+void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s);
+/* The relay's record (per-channel bytes and times) for the trace. */
+void qm_relay_emit(struct qmig_migration *m);
+/* Close everything, remove the directory. Safe to call twice. */
+void qm_relay_stop(struct qmig_migration *m);
+/* And the thread's mutex and eventfds, with the handle. */
+void qm_relay_release(struct qmig_migration *m);
 
 /* phases.c */
 int qm_phase_step(struct qmig_migration *m);

@@ -7,7 +7,7 @@ LIB_SRCS += engine/heartbeat.c engine/verify_tiny.c engine/launch_gc.c
 # The migration: state machine, plan, monitor, memory comparison.
 LIB_SRCS += engine/migrate.c engine/phases.c engine/plan.c engine/monitor.c engine/verify_mem.c
 UNIT_SRCS += tests/unit/test_launch.c
-LIB_SRCS += engine/postcopy.c
+LIB_SRCS += engine/postcopy.c engine/relay_link.c
 LIB_SRCS += engine/tls.c
 ITEST_PROGS += tests/integration/launch_fail tests/integration/launch_life
 ITEST_SCRIPTS += tests/integration/launch_cli.sh

@@ -25,6 +25,10 @@ static struct json_object *sample_json(const struct qmig_sample *s)
 	ADD_I("expected_downtime_ms", s->expected_downtime_ms);
 	ADD_I("eta_ms", s->eta_ms);
 	ADD_I("throttle_pct", s->throttle_pct);
+	if (s->relay_bytes) {
+		ADD_I("relay_bandwidth", s->relay_bandwidth);
+		ADD_I("relay_bytes", s->relay_bytes);
+	}
 #undef ADD_I
 	return o;
 }
@@ -171,6 +175,7 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 		s.percent = 100;
 	if (s.throttle_pct > m->throttle_max)
 		m->throttle_max = s.throttle_pct;
+	qm_relay_sample(m, &s);
 	m->last = s;
 	qm_policy_sample_of(m, &ps);
 	qmig_predict(&ps, &m->pred);

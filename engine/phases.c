@@ -287,6 +287,7 @@ static void emit_config(struct qmig_migration *m)
 	ADD_I("sample_ms", o->sample_ms);
 	ADD_I("verify_memory", o->verify_memory);
 	ADD_S("tls_dir", o->tls_dir);
+	ADD_S("transport", o->transport == QMIG_TRANSPORT_RELAY ? "relay" : "direct");
 	json_object_object_add(c, "caps", json_object_new_array());
 	for (const char *const *p = o->caps; p && *p; p++)
 		json_object_array_add(json_object_object_get(c, "caps"), json_object_new_string(*p));
@@ -1077,6 +1078,7 @@ static int finish(struct qmig_migration *m)
 
 	m->finished = 1;
 	qm_tls_remove_copies(m);
+	qm_relay_stop(m); /* its per-channel record, before the result */
 	/* A postcopy left paused keeps its journal for qmigrate recover, and
 	 * so does a hand-over whose destination could not be restored; not
 	 * in launch mode, where the QEMUs end with the job. */

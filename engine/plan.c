@@ -237,7 +237,9 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 	}
 	if (m->o.multifd_channels > 0)
 		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
-	qm_tls_plan(m, s, set);
+	/* With the relay, TLS is the relay's: QEMU sends plain bytes to it. */
+	if (!qm_relay_on(m))
+		qm_tls_plan(m, s, set);
 	if (user_params(m, s, set) < 0) {
 		json_object_put(set);
 		return m->error;
@@ -264,7 +266,8 @@ int qm_alloc_port(struct qmig_migration *m)
 	po.hi = m->o.port_hi;
 	po.bind_addr = m->o.listen_addr;
 	po.lock_dir = m->o.port_lock_dir;
-	po.netns = m->o.dst_netns;
+	/* With the relay, the destination half listens, not QEMU. */
+	po.netns = qm_relay_on(m) ? m->o.relay_dst_netns : m->o.dst_netns;
 	r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
 	if (r == -EADDRNOTAVAIL && !po.netns) {
 		/* The destination listens on another host (or in a namespace we
@@ -296,6 +299,22 @@ static struct json_object *uri_args(const char *host, unsigned port)
 
 	qm_tcp_uri(uri, sizeof(uri), host, port);
 	json_object_object_add(a, "uri", json_object_new_string(uri));
+	return a;
+}
+
+/* The relay: QEMU's URIs are the unix sockets of the relay halves. */
+static struct json_object *channel_args(struct qmig_migration *m, enum side_id side)
+{
+	struct json_object *a;
+	char uri[320];
+
+	if (!qm_relay_on(m))
+		return side == DST ? uri_args(m->o.listen_addr, m->res.port)
+				   : uri_args(m->o.dst_addr, m->res.port);
+	a = json_object_new_object();
+	json_object_object_add(a, "uri", json_object_new_string(
+		side == DST ? qm_relay_in_uri(m, uri, sizeof(uri))
+			    : qm_relay_out_uri(m, uri, sizeof(uri))));
 	return a;
 }
 
@@ -331,6 +350,8 @@ int qm_plan_build(struct qmig_migration *m)
 		r = need_param(m, "multifd-channels");
 	if (!r && m->o.downtime_limit_ms > 0)
 		r = need_param(m, "downtime-limit");
+	if (!r && qm_relay_on(m))
+		r = qm_relay_plan(m);
 	if (!r)
 		r = qm_alloc_port(m);
 	if (!r && m->o.verify_memory)
@@ -340,34 +361,68 @@ int qm_plan_build(struct qmig_migration *m)
 		r = add_step(&m->plan, DST, "stop", NULL,
 			     "offline migration: the guest stays paused on the destination");
 	if (!r)
-		r = qm_tls_check(m);
+		r = qm_relay_on(m) ? qm_relay_tls_check(m) : qm_tls_check(m);
 	if (!r)
 		r = plan_caps(m, &m->side[DST], want);
-	if (!r)
+	if (!r && !qm_relay_on(m))
 		r = qm_tls_plan(m, &m->side[DST], NULL);
 	if (!r)
 		r = plan_params(m, &m->side[DST]);
 	if (!r)
-		r = add_step(&m->plan, DST, "migrate-incoming",
-			     uri_args(m->o.listen_addr, m->res.port),
-			     "listen for the stream");
+		r = add_step(&m->plan, DST, "migrate-incoming", channel_args(m, DST),
+			     qm_relay_on(m) ? "listen for the stream (the relay's destination half "
+					      "connects each channel)"
+					    : "listen for the stream");
 	if (!r)
 		r = plan_caps(m, &m->side[SRC], want);
-	if (!r)
+	if (!r && !qm_relay_on(m))
 		r = qm_tls_plan(m, &m->side[SRC], NULL);
 	if (!r)
 		r = plan_params(m, &m->side[SRC]);
 	if (!r)
-		r = add_step(&m->plan, SRC, "migrate", uri_args(m->o.dst_addr, m->res.port),
-			     "start the migration");
+		r = add_step(&m->plan, SRC, "migrate", channel_args(m, SRC),
+			     qm_relay_on(m) ? "start the migration (into the relay's source half)"
+					    : "start the migration");
 	json_object_put(want);
 	if (r < 0 && !m->error)
 		qm_fail(m, r, "plan: %s", strerror(-r));
 	return r;
 }
 
+/* The relay is part of the plan: how each channel will travel. */
+static void relay_emit(struct qmig_migration *m)
+{
+	struct json_object *rec = json_object_new_object(), *a = json_object_new_object();
+	char uri[320], tcp[QMIG_HOST_MAX + 32];
+
+	json_object_object_add(a, "from", json_object_new_string(qm_relay_out_uri(m, uri,
+										   sizeof(uri))));
+	qm_tcp_uri(tcp, sizeof(tcp), m->o.dst_addr, m->res.port);
+	json_object_object_add(a, "over", json_object_new_string(tcp));
+	json_object_object_add(a, "tls", json_object_new_boolean(m->o.tls_dir != NULL));
+	json_object_object_add(a, "to", json_object_new_string(qm_relay_in_uri(m, uri,
+										sizeof(uri))));
+	if (m->o.relay_src_netns)
+		json_object_object_add(a, "source_netns",
+				       json_object_new_string(m->o.relay_src_netns));
+	if (m->o.relay_dst_netns)
+		json_object_object_add(a, "destination_netns",
+				       json_object_new_string(m->o.relay_dst_netns));
+	json_object_object_add(rec, "step", json_object_new_int(0));
+	json_object_object_add(rec, "side", json_object_new_string("qmigrate"));
+	json_object_object_add(rec, "command", json_object_new_string("relay"));
+	json_object_object_add(rec, "arguments", a);
+	json_object_object_add(rec, "why", json_object_new_string(
+		m->o.tls_dir ? "carry every channel between the QEMUs' unix sockets, TLS by "
+			       "the relay (QEMU runs without TLS)"
+			     : "carry every channel between the QEMUs' unix sockets"));
+	qm_emit(m, "plan", rec, NULL);
+}
+
 void qm_plan_emit(struct qmig_migration *m)
 {
+	if (qm_relay_on(m))
+		relay_emit(m);
 	for (int i = 0; i < m->plan.n; i++) {
 		struct plan_step *st = &m->plan.steps[i];
 		struct json_object *rec = json_object_new_object();
@@ -390,6 +445,10 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 
 	/* Journaled first: a job that dies in the middle of this step is
 	 * recovered as if it had been taken. */
+	/* The relay's halves listen before QEMU is told of them. */
+	if (!strcmp(st->command, "migrate-incoming") && qm_relay_on(m) &&
+	    (r = qm_relay_start(m, 0)) < 0)
+		return r;
 	if (!strcmp(st->command, "migrate-incoming"))
 		s->incoming_started = 1;
 	r = qm_journal(m, s->name, st->command, st->args);
@@ -446,7 +505,7 @@ int qm_plan_exec(struct qmig_migration *m, int upto_migrate)
 		struct plan_step *st = &m->plan.steps[m->plan.exec];
 		int r = run_step(m, st);
 
-		for (int a = 1; r == -EREMOTEIO && a < PORT_ATTEMPTS &&
+		for (int a = 1; r == -EREMOTEIO && a < PORT_ATTEMPTS && !qm_relay_on(m) &&
 				!strcmp(st->command, "migrate-incoming");
 		     a++) {
 			if (retry_incoming(m, m->plan.exec) < 0)

@@ -127,7 +127,7 @@ static int recover_attempt(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC], *dst = &m->side[DST];
 	struct qmig_migrate_info smi, dmi;
-	char uri[QMIG_HOST_MAX + 32];
+	char uri[QMIG_HOST_MAX + 64];
 	int r;
 
 	side_status(src, &smi);
@@ -135,9 +135,16 @@ static int recover_attempt(struct qmig_migration *m)
 	if (!strcmp(dmi.status, "postcopy-active"))
 		qmig_cmd_migrate_pause(dst->qmp); /* it has not noticed yet */
 	if (!strcmp(dmi.status, "postcopy-paused") || !strcmp(dmi.status, "postcopy-active")) {
-		if (qm_alloc_port(m) < 0)
-			return m->error;
-		qm_tcp_uri(uri, sizeof(uri), m->o.listen_addr, m->res.port);
+		if (qm_relay_on(m)) {
+			/* A fresh socket: the relay's destination half connects
+			 * the recovered channel there. */
+			qm_relay_renew_in(m);
+			qm_relay_in_uri(m, uri, sizeof(uri));
+		} else {
+			if (qm_alloc_port(m) < 0)
+				return m->error;
+			qm_tcp_uri(uri, sizeof(uri), m->o.listen_addr, m->res.port);
+		}
 		qm_journal(m, dst->name, "migrate-recover", NULL);
 		r = qmig_cmd_migrate_recover(dst->qmp, uri);
 		if (r < 0) {
@@ -148,7 +155,16 @@ static int recover_attempt(struct qmig_migration *m)
 		qm_action(m, "migrate-recover", m->res.port, "destination listens again");
 	}
 	if (!strcmp(smi.status, "postcopy-paused")) {
-		qm_tcp_uri(uri, sizeof(uri), m->o.dst_addr, m->res.port);
+		/* The relay: a fresh pair of halves for the new channel,
+		 * and the source resumes only once it reaches the far half. */
+		if (qm_relay_on(m)) {
+			r = qm_relay_recover_ready(m);
+			if (r <= 0)
+				return r < 0 ? r : 0;
+			qm_relay_out_uri(m, uri, sizeof(uri));
+		}
+		else
+			qm_tcp_uri(uri, sizeof(uri), m->o.dst_addr, m->res.port);
 		r = qmig_cmd_migrate(src->qmp, uri, 1);
 		m->res.recovery_attempts++;
 		if (r < 0)

@@ -63,6 +63,11 @@ struct qmig_sample {
 	int64_t eta_ms;             /* engine estimate, -1 when it cannot converge */
 	int64_t throttle_pct;
 	char status[32];            /* QEMU's migration status */
+	/* --transport relay: bytes/s the relay itself moved from source to
+	 * destination since the last sample (every channel; an estimate
+	 * independent of QEMU's), and its running total. 0 otherwise. */
+	uint64_t relay_bandwidth;
+	uint64_t relay_bytes;
 };
 
 /* Every event is a JSON record with a "type" key ("phase", "plan",
@@ -80,7 +85,13 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 3
+#define QMIG_MIGRATE_OPTS_VERSION 4
+
+/* How the migration stream travels (the transport option). */
+enum qmig_transport_kind {
+	QMIG_TRANSPORT_DIRECT = 0,  /* QEMU to QEMU over TCP */
+	QMIG_TRANSPORT_RELAY = 1    /* QEMU - unix socket - qmigrate - TCP/TLS - qmigrate - QEMU */
+};
 
 struct qmig_migrate_opts {
 	unsigned int version;
@@ -202,6 +213,19 @@ struct qmig_migrate_opts {
 	 * an existing file is an error (-EEXIST) unless this is set, then it
 	 * is replaced. */
 	int trace_overwrite;
+	/* Version 4 adds the fields from here on. */
+	/* How the stream travels. QMIG_TRANSPORT_DIRECT: QEMU to QEMU over
+	 * TCP (TLS by QEMU's own objects). QMIG_TRANSPORT_RELAY: each QEMU
+	 * migrates over unix sockets in a private directory and qmigrate
+	 * carries every channel over TCP between its two relay halves (TLS
+	 * with tls_dir's certificates in the relay: QEMU itself then runs
+	 * without TLS). Both halves run inside this handle's loop for now. */
+	enum qmig_transport_kind transport;
+	/* Relay: the network namespace the source half makes its TCP
+	 * connections in, and the one the destination half listens in.
+	 * NULL: src_netns and dst_netns (the QEMUs' own). */
+	const char *relay_src_netns;
+	const char *relay_dst_netns;
 };
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}

@@ -8,7 +8,8 @@ ITEST_PROGS += tests/integration/migrate_embed tests/integration/embed_delay \
 ITEST_SCRIPTS += tests/integration/migrate_basic.sh tests/integration/migrate_fail.sh \
 	tests/integration/migrate_concurrent.sh tests/integration/migrate_netns.sh
 ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate_recover.sh
-ITEST_SCRIPTS += tests/integration/migrate_tls.sh
+ITEST_SCRIPTS += tests/integration/migrate_tls.sh tests/integration/migrate_relay.sh \
+	tests/integration/migrate_relay_fault.sh
 TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
 ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh tests/lint_wait.sh

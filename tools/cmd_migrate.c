@@ -72,6 +72,14 @@ static void usage(FILE *f)
 		"  --tls-authz ID|none     an authz object on the destination to check clients\n"
 		"                          (default: one that allows only the source's\n"
 		"                          certificate subject)\n"
+		"  --transport direct|relay  direct (default): QEMU to QEMU over TCP; relay:\n"
+		"                          both QEMUs migrate over unix sockets and qmigrate\n"
+		"                          carries every channel over TCP (TLS with --tls, done\n"
+		"                          by qmigrate: QEMU needs no network and no TLS)\n"
+		"  --relay-src-netns NS    the relay's source half connects from namespace NS\n"
+		"                          (default --src-netns)\n"
+		"  --relay-dst-netns NS    the relay's destination half listens in NS\n"
+		"                          (default --dst-netns)\n"
 		"Tuning:\n"
 		"  --max-bandwidth RATE    e.g. 1gbit, 500M (default: unlimited)\n"
 		"  --downtime-limit MS     longest pause QEMU may plan for at switchover\n"
@@ -242,7 +250,8 @@ static void print_event(const struct qmig_migration_event *ev, void *user_data)
 		json_object_object_get_ex(ev->record, "arguments", &args);
 		fprintf(ui->dry_run ? stdout : stderr, "%-12s %s %s\n", json_object_get_string(side),
 			json_object_get_string(cmd),
-			args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN) : "");
+			args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE) : "");
 	}
 }
 
@@ -478,6 +487,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
 	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
 	       O_RUNAS, O_TROVER, O_DSTOP };
+	enum { O_TRANSPORT = 400, O_RSNS, O_RDNS };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -509,6 +519,8 @@ int cmd_migrate(int argc, char **argv)
 		{"no-completion-timeout", 0, 0, O_NOCT},
 		{"runas", 1, 0, O_RUNAS},      {"trace-overwrite", 0, 0, O_TROVER},
 		{"debug-stop-at", 1, 0, O_DSTOP},
+		{"transport", 1, 0, O_TRANSPORT}, {"relay-src-netns", 1, 0, O_RSNS},
+		{"relay-dst-netns", 1, 0, O_RDNS},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -626,6 +638,16 @@ int cmd_migrate(int argc, char **argv)
 		case O_SQEMU: src_qemu = optarg; break;
 		case O_DQEMU: dst_qemu = optarg; break;
 		case O_TLS: o.tls_dir = optarg; break;
+		case O_TRANSPORT:
+			if (!strcmp(optarg, "relay"))
+				o.transport = QMIG_TRANSPORT_RELAY;
+			else if (!strcmp(optarg, "direct"))
+				o.transport = QMIG_TRANSPORT_DIRECT;
+			else
+				die(EXIT_USAGE, "--transport: '%s' is neither direct nor relay", optarg);
+			break;
+		case O_RSNS: o.relay_src_netns = optarg; break;
+		case O_RDNS: o.relay_dst_netns = optarg; break;
 		case O_TLSD: o.tls_dst_dir = optarg; break;
 		case O_TLSH: o.tls_hostname = optarg; break;
 		case O_TLSA: o.tls_authz = optarg; break;
@@ -659,6 +681,11 @@ int cmd_migrate(int argc, char **argv)
 	if (o.dst_netns && !o.dst_addr)
 		die(EXIT_USAGE, "--dst-netns needs --dst-addr: the destination's address in %s",
 		    o.dst_netns);
+	if ((o.relay_src_netns || o.relay_dst_netns) && o.transport != QMIG_TRANSPORT_RELAY)
+		die(EXIT_USAGE, "--relay-src-netns and --relay-dst-netns need --transport relay");
+	if (o.transport == QMIG_TRANSPORT_RELAY && o.tls_authz)
+		die(EXIT_USAGE, "--tls-authz checks QEMU's TLS clients; with --transport relay "
+				"the relay does TLS and QEMU none");
 	if ((o.tls_dst_dir || o.tls_hostname || o.tls_authz) && !o.tls_dir)
 		die(EXIT_USAGE, "--tls-dst-dir, --tls-hostname and --tls-authz need --tls DIR");
 	o.caps = caps;

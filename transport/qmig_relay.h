@@ -44,7 +44,7 @@ enum qmig_relay_side {
 	QMIG_RELAY_DEST = 2    /* the far relay connects to us; we connect to QEMU */
 };
 
-#define QMIG_RELAY_OPTS_VERSION 1
+#define QMIG_RELAY_OPTS_VERSION 2
 
 struct qmig_relay_opts {
 	unsigned int version;
@@ -75,12 +75,20 @@ struct qmig_relay_opts {
 	unsigned nsegs;           /* segments per direction and channel; 0: 4 */
 	int connect_timeout_ms;   /* 0: 5000 */
 	struct qmig_relay_limiter *limiter; /* caps the source-to-destination bytes; NULL: none */
+	/* Version 2. SOURCE: open this many channels to the far relay (TLS
+	 * handshake done) before QEMU connects; QEMU's connections take them
+	 * in order. EV_OPEN comes when one is ready, EV_ERROR when it could
+	 * not be made: so a caller can learn that the far side is reachable
+	 * before it tells QEMU to connect (QEMU 7.2 hangs in postcopy-recover
+	 * when its resumed connection is closed at once). */
+	unsigned preconnect;
 };
 
 #define QMIG_RELAY_OPTS_INIT {.version = QMIG_RELAY_OPTS_VERSION, .listen_fd = -1}
 
 enum qmig_relay_event_type {
-	QMIG_RELAY_EV_OPEN = 1,  /* a channel is connected end to end */
+	QMIG_RELAY_EV_OPEN = 1,  /* a channel is connected end to end (pre-connected:
+				    its network side is ready) */
 	QMIG_RELAY_EV_CLOSED,    /* both directions ended cleanly */
 	QMIG_RELAY_EV_ERROR      /* a channel broke: both of its ends are closed */
 };

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,9 @@
 #include "transport_int.h"
 
 #define LISTENER_SLOT 0xffffffu
+#define LISTENER_SLOT_CANCEL ((uint64_t)LISTENER_SLOT << 8 | RL_OP_CANCEL)
 #define MS 1000000LL
+#define UNIX_SNDBUF (1 << 20)
 
 int64_t qm_rl_now(void)
 {
@@ -99,23 +102,32 @@ static struct rl_hist *hist_of(const struct qmig_relay *r, unsigned id)
 
 void qm_rl_chan_fail(struct qmig_relay *r, struct rl_chan *c, int err, const char *fmt, ...)
 {
+	char buf[sizeof(c->errmsg)];
 	va_list ap;
 
 	if (c->state == RL_DYING || c->state == RL_FREE)
 		return;
 	c->err = err < 0 ? err : -EIO;
+	/* Through a copy: callers pass c->errmsg itself as an argument. */
 	va_start(ap, fmt);
-	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	memcpy(c->errmsg, buf, sizeof(buf));
 	c->state = RL_DYING;
-	/* Wake every operation still waiting on either socket. */
+	/* Wake every operation still waiting on either socket. The network
+	 * socket is reset, not shut down: the far relay must see a broken
+	 * channel (ECONNRESET), not a clean end of stream. */
 	for (int i = 0; i < 2; i++) {
 		int fd = i ? c->nfd : c->ufd;
+		struct linger lg = {1, 0};
 		struct io_uring_sqe *sqe;
 
 		if (fd < 0)
 			continue;
-		shutdown(fd, SHUT_RDWR);
+		if (i)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		else
+			shutdown(fd, SHUT_RDWR);
 		sqe = qm_rl_sqe(r);
 		if (sqe) {
 			io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
@@ -226,6 +238,20 @@ static void on_accept(struct qmig_relay *r, int res)
 			snprintf(r->err, sizeof(r->err), "accept: %s", strerror(-res));
 		return;
 	}
+	if (r->o.side == QMIG_RELAY_SOURCE && !r->stopped) {
+		/* A channel opened ahead (preconnect) takes QEMU's connection. */
+		for (unsigned i = 0; i < r->nch; i++) {
+			c = &r->ch[i];
+			if (c->ufd >= 0 || (c->state != RL_CONNECTING && c->state != RL_HANDSHAKE &&
+					    c->state != RL_WAIT_QEMU) || !c->ahead)
+				continue;
+			c->ahead = false;
+			c->ufd = res;
+			if (c->state == RL_WAIT_QEMU)
+				c->state = RL_OPEN;
+			return;
+		}
+	}
 	c = r->stopped ? NULL : chan_alloc(r);
 	if (!c) {
 		/* arm_accept() does not accept beyond max_channels: stopped. */
@@ -298,7 +324,16 @@ static void start_connect(struct qmig_relay *r, struct rl_chan *c)
 	if (r->o.side == QMIG_RELAY_SOURCE) {
 		c->nfd = fd;
 	} else {
+		int sz = UNIX_SNDBUF;
+
 		c->ufd = fd;
+		/* A unix socket's writer may queue only its send buffer (208 KiB
+		 * by default) into the reader: a larger one lets the relay hand
+		 * the destination QEMU more at a time, so QEMU finds data ready
+		 * instead of waiting for our next wakeup. Kernel memory, bounded
+		 * per channel like ours. */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 		/* connect() needs the address to stay put until it completes. */
 		c->sun = sa;
 		addr = (const struct sockaddr *)&c->sun;
@@ -355,6 +390,15 @@ static void on_connect(struct qmig_relay *r, struct rl_chan *c, int res)
 		set_nodelay(c->nfd);
 		if (r->ssl_ctx && qm_rl_tls_chan(r, c) < 0) {
 			qm_rl_chan_fail(r, c, -ENOMEM, "TLS setup failed");
+			return;
+		}
+		if (c->ufd < 0) {
+			/* Opened ahead: QEMU has not connected yet. */
+			c->state = r->ssl_ctx ? RL_HANDSHAKE : RL_WAIT_QEMU;
+			if (!r->ssl_ctx) {
+				c->opened = true;
+				chan_event(r, c, QMIG_RELAY_EV_OPEN);
+			}
 			return;
 		}
 	}
@@ -513,7 +557,15 @@ static void pump_chan(struct qmig_relay *r, struct rl_chan *c)
 
 		if (rc < 0)
 			qm_rl_chan_fail(r, c, rc, "%s", c->errmsg[0] ? c->errmsg : "TLS error");
-		else if (c->hs_done && c->state == RL_HANDSHAKE)
+		else if (c->hs_done && c->state == RL_HANDSHAKE &&
+			 r->o.side == QMIG_RELAY_SOURCE) {
+			/* A channel opened ahead: ready for QEMU, or QEMU came. */
+			c->state = c->ufd >= 0 ? RL_OPEN : RL_WAIT_QEMU;
+			if (!c->opened) {
+				c->opened = true;
+				chan_event(r, c, QMIG_RELAY_EV_OPEN);
+			}
+		} else if (c->hs_done && c->state == RL_HANDSHAKE)
 			c->state = RL_WAIT_QEMU;
 		/* Data SSL_read just produced can go out in this same step. */
 		if (c->state == RL_OPEN) {
@@ -610,6 +662,16 @@ int qmig_relay_process(struct qmig_relay *r)
 		/* Completions that arrived meanwhile: handle them now rather than
 		 * after another trip through the caller's poll. */
 	} while (io_uring_cq_ready(&r->ring) && ++rounds < 8);
+	/* Completions left for the next call: their eventfd signal was
+	 * consumed above, so signal again or a caller polling only the fd
+	 * would sleep on them. */
+	if (io_uring_cq_ready(&r->ring)) {
+		uint64_t one = 1;
+
+		if (write(r->efd, &one, sizeof(one)) < 0) {
+			/* the counter is full: it is signalled anyway */
+		}
+	}
 	update_rates(r);
 	return 0;
 }
@@ -744,6 +806,12 @@ static int check_opts(const struct qmig_relay_opts *o, char *msg, size_t len)
 		qm_tp_msg(msg, len, "relay: the destination side needs QEMU's unix socket path");
 		return -EINVAL;
 	}
+	if (o->version >= 2 && o->preconnect &&
+	    (o->side != QMIG_RELAY_SOURCE || o->preconnect > (o->max_channels ? o->max_channels : 8))) {
+		qm_tp_msg(msg, len, "relay options: preconnect is for the source side, at most "
+			  "max_channels");
+		return -EINVAL;
+	}
 	if (o->max_channels > 256 || o->nsegs > RL_MAX_SEGS || o->seg_kib > 4096 ||
 	    o->port > 65535) {
 		qm_tp_msg(msg, len, "relay options: max_channels <= 256, nsegs <= %d, "
@@ -814,6 +882,14 @@ static int setup(struct qmig_relay *r, char *msg, size_t len)
 	}
 	if (rc < 0)
 		return rc;
+	for (unsigned i = 0; r->o.side == QMIG_RELAY_SOURCE && i < r->o.preconnect; i++) {
+		struct rl_chan *c = chan_alloc(r);
+
+		c->state = RL_CONNECTING;
+		c->ahead = true;
+		fifo_push(r, c);
+	}
+	pump_connects(r);
 	arm_accept(r);
 	io_uring_submit(&r->ring);
 	return 0;
@@ -844,7 +920,11 @@ int qmig_relay_new(struct qmig_relay **out, const struct qmig_relay_opts *opts, 
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->o = *opts;
+	/* A version-1 caller's struct ends before preconnect. */
+	if (opts->version < 2)
+		memcpy(&r->o, opts, offsetof(struct qmig_relay_opts, preconnect));
+	else
+		r->o = *opts;
 	r->lfd = r->efd = -1;
 	r->unix_path = dup_or_null(opts->unix_path, &oom);
 	r->host = dup_or_null(opts->host, &oom);
@@ -873,10 +953,42 @@ fail:
 	return rc;
 }
 
+/* Cancel everything in flight and wait (bounded) for the ring to let go
+ * of the sockets: a request still pending keeps its socket open, and a
+ * listener kept open that way makes the next relay's bind on the same
+ * port fail (EADDRINUSE). */
+static void drain_ring(struct qmig_relay *r)
+{
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	unsigned pending = r->accept_busy;
+	int64_t deadline = qm_rl_now() + 500 * MS;
+
+	for (unsigned i = 0; r->ch && i < r->nch; i++)
+		if (r->ch[i].state != RL_FREE)
+			pending += r->ch[i].inflight;
+	if (!pending || !(sqe = qm_rl_sqe(r)))
+		return;
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+	io_uring_sqe_set_data64(sqe, LISTENER_SLOT_CANCEL);
+	io_uring_submit(&r->ring);
+	while (pending && qm_rl_now() < deadline) {
+		struct __kernel_timespec ts = {0, 20 * MS};
+
+		if (io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts) < 0)
+			continue;
+		if (cqe->user_data != LISTENER_SLOT_CANCEL)
+			pending--;
+		io_uring_cqe_seen(&r->ring, cqe);
+	}
+}
+
 void qmig_relay_free(struct qmig_relay *r)
 {
 	if (!r)
 		return;
+	if (r->ring_ok)
+		drain_ring(r);
 	for (unsigned i = 0; r->ch && i < r->nch; i++) {
 		struct rl_chan *c = &r->ch[i];
 

@@ -39,6 +39,7 @@ struct rl_chan {
 	int err;
 	char errmsg[120];
 	bool opened;           /* EV_OPEN was sent */
+	bool ahead;            /* SOURCE: opened before QEMU connected (preconnect) */
 	struct sockaddr_un sun;        /* DEST: QEMU's socket, while connecting */
 	struct __kernel_timespec ts;   /* the connect timeout */
 	int64_t open_ns;

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "relay_int.h"
@@ -90,19 +89,16 @@ void qm_rl_limiter_refund(struct qmig_relay_limiter *l, uint64_t n)
 
 /* ---- sockets in another namespace ------------------------------------- */
 
-/* setns() changes the calling thread and we start no threads: a child
- * enters the namespace, makes the sockets (a socket stays in the namespace
- * it was made in) and passes them back over a socketpair. */
+/* A socket stays in the network namespace it was made in. setns() moves
+ * only the calling thread, and the library starts no threads: the thread
+ * steps into the namespace, makes the sockets and steps back, without a
+ * fork (which would copy the relay's pinned buffers). */
 int qm_rl_netns_sockets(const char *netns, int family, unsigned n, int *fds, char *msg,
 			size_t len)
 {
-	char path[300], cbuf[CMSG_SPACE(sizeof(int) * 256)];
-	struct msghdr mh = {0};
-	struct cmsghdr *cm;
-	struct iovec iov;
-	int sp[2], status, nsfd, rc = 0;
-	char byte = 0;
-	pid_t pid;
+	char path[300];
+	int self, target, rc = 0;
+	unsigned i = 0;
 
 	if (n == 0 || n > 256)
 		return -EINVAL;
@@ -110,72 +106,42 @@ int qm_rl_netns_sockets(const char *netns, int family, unsigned n, int *fds, cha
 		snprintf(path, sizeof(path), "%s", netns);
 	else
 		snprintf(path, sizeof(path), "/run/netns/%s", netns);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0) {
+	target = open(path, O_RDONLY | O_CLOEXEC);
+	if (target < 0) {
 		rc = -errno;
 		qm_tp_msg(msg, len, "network namespace %s: %s", netns, strerror(errno));
 		return rc;
 	}
-	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp) < 0) {
+	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0) {
 		rc = -errno;
-		close(nsfd);
+		close(target);
 		return rc;
 	}
-	pid = fork();
-	if (pid < 0) {
+	if (setns(target, CLONE_NEWNET) < 0) {
 		rc = -errno;
+		qm_tp_msg(msg, len, "cannot enter network namespace %s: %s", netns,
+			  strerror(errno));
 		goto out;
 	}
-	if (pid == 0) {
-		int cfds[256];
-
-		if (setns(nsfd, CLONE_NEWNET) < 0)
-			_exit(1);
-		for (unsigned i = 0; i < n; i++) {
-			cfds[i] = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (cfds[i] < 0)
-				_exit(2);
-		}
-		iov.iov_base = &byte;
-		iov.iov_len = 1;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(cm), cfds, sizeof(int) * n);
-		_exit(sendmsg(sp[1], &mh, 0) == 1 ? 0 : 3);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
+	for (; i < n; i++) {
+		fds[i] = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0) {
 			rc = -errno;
-			goto out;
+			break;
 		}
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		qm_tp_msg(msg, len, "cannot make sockets in network namespace %s", netns);
-		rc = -EPERM;
-		goto out;
 	}
-	iov.iov_base = &byte;
-	iov.iov_len = 1;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	if (recvmsg(sp[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1 ||
-	    !(cm = CMSG_FIRSTHDR(&mh)) || cm->cmsg_type != SCM_RIGHTS ||
-	    cm->cmsg_len != CMSG_LEN(sizeof(int) * n)) {
-		rc = -EPROTO;
-		goto out;
+	if (setns(self, CLONE_NEWNET) < 0)
+		rc = -errno; /* cannot happen for root, who could enter it */
+	if (rc < 0) {
+		qm_tp_msg(msg, len, "cannot make sockets in network namespace %s: %s", netns,
+			  strerror(-rc));
+		while (i > 0)
+			close(fds[--i]);
 	}
-	memcpy(fds, CMSG_DATA(cm), sizeof(int) * n);
 out:
-	close(sp[0]);
-	close(sp[1]);
-	close(nsfd);
+	close(self);
+	close(target);
 	return rc;
 }
 

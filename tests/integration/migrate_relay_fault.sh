@@ -1,0 +1,108 @@
+# --transport relay under faults (attach mode, precopy held by a low
+# bandwidth): the destination QEMU stops reading (the relay's memory and
+# CPU stay flat) and is then killed; the source QEMU is killed; qmigrate
+# itself (both relay halves) is killed and `qmigrate recover` repairs the
+# job. Each time the source guest ends running (or is gone when it was the
+# one killed), the destination runs no copy, and no relay directory,
+# listener or journal is left behind.
+. tests/lib.sh
+
+# This run's relay directories (other tests may run relays meanwhile).
+relay_dirs() { ls -d "/tmp/qmigrate-relay-$1-"* 2>/dev/null | wc -l; }
+
+start() { # NAME: migrate src -> dst through the relay, in the background
+	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --transport relay \
+		--max-bandwidth 20M --no-completion-timeout --json > "$T/$1.jsonl" 2> "$T/$1.err" &
+	mig=$!
+	i=0
+	until grep -q '"relay_bytes":[1-9]' "$T/$1.jsonl" 2>/dev/null; do
+		i=$((i + 1)); [ $i -gt 600 ] && fail "$1: no bytes through the relay: $(cat "$T/$1.err")"
+		alive $mig || fail "$1: qmigrate ended early: $(tail -1 "$T/$1.jsonl")"
+		sleep 0.05
+	done
+}
+finish() { # NAME WANT-EXIT: wait (bounded) for qmigrate and check its exit code
+	i=0
+	while alive $mig; do
+		i=$((i + 1)); [ $i -gt 1200 ] && { kill -9 $mig; fail "$1: qmigrate did not end"; }
+		sleep 0.05
+	done
+	wait $mig; rc=$?
+	res=$(tail -1 "$T/$1.jsonl")
+	echo "$1: exit $rc: $(json_get message "$res")"
+	[ "$rc" = "$2" ] || fail "$1: exit $rc, expected $2: $res $(tail -3 "$T/$1.err")"
+}
+nothing_left() { # NAME
+	[ "$(relay_dirs $mig)" = 0 ] || fail "$1: a relay directory was left: $(ls -d /tmp/qmigrate-relay-$mig-*)"
+	port=$(grep -o '"port":[0-9]*' "$T/$1.jsonl" | head -1 | cut -d: -f2)
+	[ -z "$port" ] || ! ss -Htln | awk '{print $4}' | grep -q ":$port\$" ||
+		fail "$1: the relay's port $port is still listened on"
+	$QMIGRATE recover --list 2>/dev/null | grep -q "$src_qmp" && fail "$1: a journal is left"
+	return 0
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# 1. The destination stops reading, then dies.
+launch_guest src --guest tiny --mem 128M --dirty-rate 20M --accel tcg
+launch_guest dst --guest tiny --mem 128M --incoming --accel tcg
+wait_beats "$src_log" 5 30 || fail "source guest does not heartbeat"
+# Its working set written once: zero pages alone would migrate in a blink,
+# before the destination can be stopped.
+wait_gen "$src_log" 1 60 || fail "source guest does not write its working set"
+start stall
+kill -STOP "$dst_pid"
+# Wait until the relay stops moving: its byte count holds for a second.
+last=-1; same=0; i=0
+while [ $same -lt 10 ]; do
+	b=$(grep -o '"relay_bytes":[0-9]*' "$T/stall.jsonl" | tail -1 | cut -d: -f2)
+	if [ "$b" = "$last" ]; then same=$((same + 1)); else same=0; last=$b; fi
+	i=$((i + 1)); [ $i -gt 600 ] && fail "stall: the relay kept moving with the destination stopped"
+	sleep 0.1
+done
+rss0=$(rss_kib $mig); cpu0=$(cpu_ticks $mig)
+sleep 2
+rss1=$(rss_kib $mig); cpu1=$(cpu_ticks $mig)
+echo "stall: qmigrate RSS $rss0 -> $rss1 KiB, $((cpu1 - cpu0)) ticks of CPU in 2 s"
+[ $((rss1 - rss0)) -lt 1024 ] || fail "stall: qmigrate grew by $((rss1 - rss0)) KiB"
+# The engine still samples every 100 ms; the relay adds nothing.
+[ $((cpu1 - cpu0)) -lt 40 ] || fail "stall: qmigrate used $((cpu1 - cpu0)) ticks in 2 s"
+kill -9 "$dst_pid"
+finish stall 4
+grep -q '"type":"relay","event":"broken"\|"event":"broken"' "$T/stall.jsonl" ||
+	fail "stall: the broken channel was not reported"
+[ "$(json_get rolled_back "$(tail -1 "$T/stall.jsonl")")" = true ] || fail "stall: not rolled back"
+[ "$(status_of "$src_qmp")" = running ] || fail "stall: source not running"
+wait_beats "$src_log" 5 30 || fail "stall: the source guest does not heartbeat"
+nothing_left stall
+ok "destination stopped reading (flat memory and CPU), then killed: source runs"
+
+# 2. The source QEMU is killed mid-stream.
+launch_guest dst2 --guest tiny --mem 128M --incoming --accel tcg
+dst_qmp=$dst2_qmp
+start srckill
+kill -9 "$src_pid"
+finish srckill 4
+[ "$(status_of "$dst2_qmp")" = running ] && fail "srckill: the destination runs a copy"
+nothing_left srckill
+ok "source QEMU killed mid-stream: nothing left, destination not running"
+
+# 3. qmigrate (both relay halves) killed mid-stream, then recover.
+launch_guest src3 --guest tiny --mem 128M --dirty-rate 20M --accel tcg
+launch_guest dst3 --guest tiny --mem 128M --incoming --accel tcg
+src_qmp=$src3_qmp; dst_qmp=$dst3_qmp
+wait_beats "$src3_log" 5 30 || fail "source guest does not heartbeat"
+start selfkill
+job=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$T/selfkill.jsonl" | head -1)
+kill -9 $mig
+wait $mig 2>/dev/null
+[ -n "$job" ] || job=$($QMIGRATE recover --list | grep "$src_qmp" | awk '{print $1}')
+$QMIGRATE recover --job "$job" > "$T/rec.txt" 2>&1 || fail "recover failed: $(cat "$T/rec.txt")"
+[ "$(status_of "$src3_qmp")" = running ] || fail "selfkill: source not running after recover"
+wait_beats "$src3_log" 5 30 || fail "selfkill: the source guest does not heartbeat"
+[ "$(status_of "$dst3_qmp")" = running ] && fail "selfkill: the destination runs a copy"
+# The dead job's relay directory is removed by the next relay migration.
+$QMIGRATE migrate --launch --guest tiny --mem 64M --accel tcg --transport relay --dry-run \
+	> "$T/dry.txt" 2>&1 || fail "dry run: $(cat "$T/dry.txt")"
+nothing_left selfkill
+ok "qmigrate killed mid-stream: recovered to the source, nothing left"
