@@ -61,7 +61,9 @@ struct qmig_recover_result {
 	/* "rolled-back": the source has the guest (running if it was);
 	 * "finished": the destination runs it, the source is paused or quit;
 	 * "left-paused": postcopy that cannot go on; both sides stay paused
-	 * and the journal is kept; "cleaned": no QEMU was left to act on. */
+	 * and the journal is kept; "cleaned": no QEMU was left to act on;
+	 * "unreachable": a QEMU listens but does not answer (busy), nothing
+	 * was changed and the journal is kept (-EAGAIN): try again. */
 	char outcome[16];
 	char owner[16];
 	int error;

@@ -24,7 +24,8 @@
 struct rside {
 	const char *name;
 	struct json_object *j;       /* the journal's view of this side */
-	struct qmig_qmp_conn *qmp;   /* NULL: gone */
+	struct qmig_qmp_conn *qmp;   /* NULL: gone (or busy, below) */
+	int busy;                    /* its socket listens but QEMU does not answer */
 	struct qmig_vm_status st;
 	struct qmig_migrate_info mi;
 };
@@ -342,21 +343,40 @@ static void roll_back(struct rec *r)
 	snprintf(r->res->owner, sizeof(r->res->owner), "source");
 }
 
-static void open_side(struct rec *r, struct rside *s)
+/* Gone means nobody listens on the socket any more. A QEMU that listens
+ * but does not answer is busy (a dead job may have left it writing a
+ * gigabyte for pmemsave, its main loop blocked): wait for it, up to
+ * wait_ms, and never take it for gone, which would give up its guest. */
+static void open_side(struct rec *r, struct rside *s, int wait_ms)
 {
 	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
 	const char *path = qm_jget_str(s->j, "qmp");
+	int64_t until = mono_ms() + wait_ms;
 	int e;
 
 	if (r->o->qmp_timeout_ms > 0)
 		co.timeout_ms = r->o->qmp_timeout_ms;
 	if (!path)
 		return;
-	e = qmig_qmp_conn_open(&s->qmp, path, &co);
-	if (e < 0) {
+	for (;;) {
+		e = qmig_qmp_conn_open(&s->qmp, path, &co);
+		if (e == 0)
+			break;
 		s->qmp = NULL;
-		rlog(r, QMIG_LOG_INFO, "%s: %s: %s (QEMU gone)", s->name, path, strerror(-e));
-		return;
+		if (e == -ENOENT || e == -ECONNREFUSED || e == -ENOTSOCK) {
+			rlog(r, QMIG_LOG_INFO, "%s: %s: %s (QEMU gone)", s->name, path,
+			     strerror(-e));
+			return;
+		}
+		if (mono_ms() >= until) {
+			s->busy = 1;
+			rlog(r, QMIG_LOG_WARN, "%s: %s: %s (QEMU there, not answering)", s->name,
+			     path, strerror(-e));
+			return;
+		}
+		rlog(r, QMIG_LOG_INFO, "%s: %s: %s; waiting for QEMU to answer", s->name, path,
+		     strerror(-e));
+		sleep_ms(POLL_MS * 5);
 	}
 	refresh(s);
 }
@@ -406,8 +426,21 @@ int qmig_recover_job(const char *dir, const char *job, const struct qmig_recover
 	sj = qm_jget_str(r.j, "phase");
 	rlog(&r, QMIG_LOG_INFO, "job %s died in phase %s, the %s owning the guest", job,
 	     sj ? sj : "?", owner ? owner : "?");
-	open_side(&r, &r.s[SRC]);
-	open_side(&r, &r.s[DST]);
+	open_side(&r, &r.s[SRC], r.o->wait_ms > 0 ? r.o->wait_ms : 60000);
+	open_side(&r, &r.s[DST], r.o->wait_ms > 0 ? r.o->wait_ms : 60000);
+	if (r.s[SRC].busy || r.s[DST].busy) {
+		/* Deciding without one side could give its guest up. */
+		snprintf(res.outcome, sizeof(res.outcome), "unreachable");
+		say(&r, "The %s QEMU listens on its QMP socket but does not answer; nothing was "
+			"changed and the journal is kept: run qmigrate recover again.",
+		    r.s[SRC].busy ? "source" : "destination");
+		for (int i = 0; i < 2; i++)
+			qmig_qmp_conn_close(r.s[i].qmp);
+		json_object_put(r.j);
+		res.error = -EAGAIN;
+		*out = res;
+		return -EAGAIN;
+	}
 	settle(&r, r.o->wait_ms > 0 ? r.o->wait_ms : 60000);
 
 	/* The ownership rule: the destination owns the guest once it has run
