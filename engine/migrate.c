@@ -348,7 +348,18 @@ int qmig_migration_get_fd(const struct qmig_migration *m)
 	return m->epfd;
 }
 
+static int64_t step_due_ns(const struct qmig_migration *m);
+
+/* The earliest of what the step and the relay halves need (0: nothing
+ * but input). */
 static int64_t next_due_ns(const struct qmig_migration *m)
+{
+	int64_t due = step_due_ns(m), relay = qm_relay_due_ns(m);
+
+	return relay && (!due || relay < due) ? relay : due;
+}
+
+static int64_t step_due_ns(const struct qmig_migration *m)
 {
 	int64_t due = m->deadline_ns;
 

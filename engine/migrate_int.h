@@ -3,7 +3,6 @@
 #ifndef QMIG_MIGRATE_INT_H
 #define QMIG_MIGRATE_INT_H
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -148,21 +147,16 @@ struct qmig_migration {
 	int keep_journal;
 	/* relay_link.c: --transport relay. Both halves live in this handle
 	 * (the agent that would run the destination half elsewhere does not
-	 * exist yet), each driven by a thread of its own (see relay_link.c
-	 * for why). A fresh pair per postcopy recovery (relay_gen). */
+	 * exist yet), their rings in our epoll set, moved in process() outside
+	 * the fiber. A fresh pair per postcopy recovery (relay_gen). */
 	struct qm_relay_half {
 		struct qmig_relay *r;
-		pthread_t thread;
-		int running;
-		int wake;             /* eventfd: the thread stops */
-		pthread_mutex_t mu;   /* the fields below and every call on r */
-		int stop;
+		int running;          /* its ring is in our epoll set */
 		int fault;            /* qmig_relay_process() failed: -errno */
 		char fault_msg[256];
 		struct qmig_relay_event q[32];
 		int qn, lost;
 	} rh[2];                      /* [SRC]: source half, [DST]: destination half */
-	int relay_notify;             /* eventfd in our epoll set: events queued */
 	int relay_init;
 	char relay_dir[256];          /* private runtime directory, "" none */
 	char relay_in[300];           /* the destination QEMU's socket now */
@@ -286,6 +280,8 @@ int qm_relay_recover_ready(struct qmig_migration *m);
 /* Move bytes, handle channel events (a broken channel fails the
  * migration unless postcopy recovers it). Called from every process(). */
 void qm_relay_pump(struct qmig_migration *m);
+/* When a relay half must run even without input (0: no need). */
+int64_t qm_relay_due_ns(const struct qmig_migration *m);
 /* Fill the relay fields of a sample. */
 void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s);
 /* The relay's record (per-channel bytes and times) for the trace. */

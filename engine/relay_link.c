@@ -146,66 +146,31 @@ int qm_relay_tls_check(struct qmig_migration *m)
 	return 0;
 }
 
-static void kick(int efd)
+/* Move what a half can move now, and queue its channel events for the
+ * engine. Runs in process(), outside the engine's fiber: a step waiting
+ * for a QMP reply never holds the stream up (at the switchover QEMU
+ * answers only once its last pages have drained through us). */
+static void half_turn(struct qmig_migration *m, int side)
 {
-	uint64_t one = 1;
-
-	if (write(efd, &one, sizeof(one)) < 0) {
-		/* the counter is full: it is signalled anyway */
-	}
-}
-
-struct half_arg {
-	struct qmig_migration *m;
-	int side;
-};
-
-/* A relay half's thread: wait for its ring (or the stop request), move
- * bytes, queue channel events for the loop. */
-static void *half_main(void *arg)
-{
-	struct qmig_migration *m = ((struct half_arg *)arg)->m;
-	int side = ((struct half_arg *)arg)->side;
 	struct qm_relay_half *h = &m->rh[side];
 	struct qmig_relay_event ev;
-	struct pollfd p[2];
-	uint64_t junk;
+	int r;
 
-	free(arg);
-	p[0] = (struct pollfd){.fd = h->wake, .events = POLLIN};
-	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(h->r), .events = POLLIN};
-	for (;;) {
-		int t, queued = 0, r;
-
-		pthread_mutex_lock(&h->mu);
-		if (h->stop) {
-			pthread_mutex_unlock(&h->mu);
-			break;
-		}
-		r = qmig_relay_process(h->r);
-		if (r < 0 && !h->fault) {
-			h->fault = r;
-			snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
-				 side_name(side), qmig_relay_error(h->r));
-			queued = 1;
-		}
-		while (qmig_relay_next_event(h->r, &ev)) {
-			if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
-				h->lost++;
-				continue;
-			}
-			h->q[h->qn++] = ev;
-			queued = 1;
-		}
-		t = qmig_relay_get_timeout(h->r);
-		pthread_mutex_unlock(&h->mu);
-		if (queued)
-			kick(m->relay_notify);
-		if (poll(p, 2, t) > 0 && p[0].revents)
-			while (read(h->wake, &junk, sizeof(junk)) > 0)
-				;
+	if (!h->r || !h->running)
+		return;
+	r = qmig_relay_process(h->r);
+	if (r < 0 && !h->fault) {
+		h->fault = r;
+		snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
+			 side_name(side), qmig_relay_error(h->r));
 	}
-	return NULL;
+	while (qmig_relay_next_event(h->r, &ev)) {
+		if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
+			h->lost++;
+			continue;
+		}
+		h->q[h->qn++] = ev;
+	}
 }
 
 static void stop_threads(struct qmig_migration *m)
@@ -215,33 +180,36 @@ static void stop_threads(struct qmig_migration *m)
 
 		if (!h->running)
 			continue;
-		pthread_mutex_lock(&h->mu);
-		h->stop = 1;
-		pthread_mutex_unlock(&h->mu);
-		kick(h->wake);
-		pthread_join(h->thread, NULL);
+		qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
 		h->running = 0;
-		h->stop = 0;
 	}
 }
 
+/* The halves' rings join the engine's epoll set: one fd for embedders,
+ * and no thread of ours. */
 static int start_threads(struct qmig_migration *m)
 {
 	for (int i = 0; i < 2; i++) {
-		struct half_arg *a = malloc(sizeof(*a));
-		int r;
-
-		if (!a)
-			return -ENOMEM;
-		*a = (struct half_arg){m, i};
-		r = pthread_create(&m->rh[i].thread, NULL, half_main, a);
-		if (r) {
-			free(a);
-			return -r;
-		}
+		qm_watch_fd(m, qmig_relay_get_fd(m->rh[i].r));
 		m->rh[i].running = 1;
 	}
 	return 0;
+}
+
+int64_t qm_relay_due_ns(const struct qmig_migration *m)
+{
+	int64_t due = 0;
+
+	for (int i = 0; i < 2; i++) {
+		int t;
+
+		if (!m->rh[i].r || !m->rh[i].running)
+			continue;
+		t = qmig_relay_get_timeout(m->rh[i].r);
+		if (t >= 0 && (!due || qm_now_ns() + (int64_t)t * MS < due))
+			due = qm_now_ns() + (int64_t)t * MS;
+	}
+	return due;
 }
 
 static void free_halves(struct qmig_migration *m)
@@ -261,31 +229,7 @@ static void free_halves(struct qmig_migration *m)
 
 static int init_thread_state(struct qmig_migration *m)
 {
-	int n = 0;
-
-	if (m->relay_init)
-		return 0;
-	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	for (; n < 2 && m->relay_notify >= 0; n++) {
-		m->rh[n].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (m->rh[n].wake < 0)
-			break;
-		if (pthread_mutex_init(&m->rh[n].mu, NULL)) {
-			close(m->rh[n].wake);
-			break;
-		}
-	}
-	if (n < 2) {
-		while (n-- > 0) {
-			close(m->rh[n].wake);
-			pthread_mutex_destroy(&m->rh[n].mu);
-		}
-		if (m->relay_notify >= 0)
-			close(m->relay_notify);
-		return -ENOMEM;
-	}
 	m->relay_init = 1;
-	qm_watch_fd(m, m->relay_notify);
 	return 0;
 }
 
@@ -452,16 +396,14 @@ void qm_relay_pump(struct qmig_migration *m)
 	struct qmig_relay_event q[sizeof(m->rh[0].q) / sizeof(m->rh[0].q[0])];
 	char fault[sizeof(m->rh[0].fault_msg)];
 	int n, lost, err;
-	uint64_t junk;
 
 	if (!m->relay_init)
 		return;
-	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
-		;
+	for (int side = 0; side < 2; side++)
+		half_turn(m, side);
 	for (int side = 0; side < 2; side++) {
 		struct qm_relay_half *h = &m->rh[side];
 
-		pthread_mutex_lock(&h->mu);
 		n = h->qn;
 		memcpy(q, h->q, sizeof(q[0]) * (size_t)n);
 		h->qn = 0;
@@ -470,7 +412,6 @@ void qm_relay_pump(struct qmig_migration *m)
 		err = h->fault;
 		memcpy(fault, h->fault_msg, sizeof(fault));
 		h->fault = 0;
-		pthread_mutex_unlock(&h->mu);
 		if (lost)
 			qm_log(m, QMIG_LOG_WARN, "relay (%s half): %d channel events lost",
 			       side_name(side), lost);
@@ -497,9 +438,7 @@ void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
 	if (!m->rh[DST].r && !m->relay_bytes_prev)
 		return;
 	if (m->rh[DST].r) {
-		pthread_mutex_lock(&m->rh[DST].mu);
 		qmig_relay_get_stats(m->rh[DST].r, &st);
-		pthread_mutex_unlock(&m->rh[DST].mu);
 		bytes += st.bytes_up;
 	}
 	s->relay_bytes = bytes;
@@ -589,16 +528,9 @@ void qm_relay_stop(struct qmig_migration *m)
 	m->relay_dir[0] = 0;
 }
 
-/* With the handle: the thread's mutex and eventfds. */
+/* With the handle. */
 void qm_relay_release(struct qmig_migration *m)
 {
 	qm_relay_stop(m);
-	if (!m->relay_init)
-		return;
-	for (int i = 0; i < 2; i++) {
-		close(m->rh[i].wake);
-		pthread_mutex_destroy(&m->rh[i].mu);
-	}
-	close(m->relay_notify);
 	m->relay_init = 0;
 }

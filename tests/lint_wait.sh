@@ -12,7 +12,6 @@ engine/migrate.c        qmig_migration_run(): the caller's own blocking loop, by
 transport/port.c        reaping a child it has just SIGKILLed (returns at once)
 engine/versions.c       reaping a child it has just SIGKILLed (returns at once)
 engine/launch_spawn.c   reaping a child whose exec failed (it has already exited when the pipe says so)
-engine/relay_link.c     the relay halves' own threads: their event loop, never the caller's
 "
 bad=0
 for f in qmp/*.c transport/*.c engine/*.c; do
