@@ -28,3 +28,6 @@ LIB_SRCS += engine/steer.c
 LIB_SRCS += engine/journal.c engine/recover.c
 PUBLIC_HEADERS += engine/qmig_journal.h
 ITEST_SCRIPTS += tests/integration/migrate_kill.sh
+# Migrations between hosts: the source side of the agent protocol.
+LIB_SRCS += engine/agent_io.c engine/agent_client.c
+PUBLIC_HEADERS += engine/qmig_agent.h

@@ -14,6 +14,7 @@
 #include "qmig_doctor.h"
 #include "qmig_policy.h"
 #include "qmig_journal.h"
+#include "qmig_agent.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -57,5 +57,6 @@ int cmd_replay(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_postcopy(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 
 #endif

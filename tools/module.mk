@@ -13,3 +13,5 @@ UNIT_SRCS += tests/unit/test_job.c tools/job.c
 ITEST_SCRIPTS += tests/integration/migrate_steer.sh
 # Recovery of migrations whose qmigrate died, from their journals.
 TOOL_SRCS += tools/cmd_recover.c
+# The destination agent (qmigrate agent) and migrations to other hosts.
+TOOL_SRCS += tools/cmd_agent.c tools/agent_conn.c tools/agent_job.c tools/agent_src.c

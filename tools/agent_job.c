@@ -1,0 +1,878 @@
+/* The agent's inbound migrations: host profiles (the only source of a
+ * command line: a request fills in values the profile allows), launching
+ * the destination QEMU with -incoming defer, watching it with a monitor of
+ * our own, and the ownership rule when the source goes away. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "qm_wait.h"
+
+#define MS 1000000LL
+#define MAX_ARGS 64
+
+void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
+		 const char *result, const char *detail)
+{
+	struct json_object *o = json_object_new_object();
+	struct timespec ts;
+	char t[40];
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_object_add(o, "audit", json_object_new_string(t));
+	json_object_object_add(o, "peer", json_object_new_string(peer ? peer : "?"));
+	json_object_object_add(o, "op", json_object_new_string(op ? op : "?"));
+	if (job)
+		json_object_object_add(o, "job", json_object_new_string(job));
+	json_object_object_add(o, "result", json_object_new_string(result));
+	if (detail && *detail)
+		json_object_object_add(o, "detail", json_object_new_string(detail));
+	pthread_mutex_lock(&a->lock);
+	fprintf(a->cfg.audit, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(a->cfg.audit);
+	pthread_mutex_unlock(&a->lock);
+	json_object_put(o);
+}
+
+/* STATE/jobs/ID.json, atomically: what a later agent (or an operator)
+ * needs to apply the ownership rule if this process dies. */
+void agent_journal(struct agent *a, const struct agent_job *j, const char *state)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	struct json_object *o;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/jobs/%s.json", a->cfg.state_dir, j->id);
+	if (!strcmp(state, "ended")) {
+		unlink(path);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	o = json_object_new_object();
+	json_object_object_add(o, "job", json_object_new_string(j->id));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "profile", json_object_new_string(j->profile));
+	json_object_object_add(o, "peer", json_object_new_string(j->peer));
+	json_object_object_add(o, "pid", json_object_new_int(j->pid));
+	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
+	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
+	json_object_object_add(o, "dir", json_object_new_string(j->dir));
+	json_object_object_add(o, "owner", json_object_new_string(j->ran ? "destination"
+									 : "source"));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		int ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) && fsync(fd) == 0;
+
+		close(fd);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	json_object_put(o);
+}
+
+/* ---- profiles ----------------------------------------------------------- */
+
+static int valid_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; s && s[n]; n++)
+		if (!isalnum((unsigned char)s[n]) && s[n] != '-' && s[n] != '_')
+			return 0;
+	return n > 0 && n < 64;
+}
+
+/* What a value filled into a QEMU option may contain: no commas (QEMU's
+ * option separator), no '=', nothing a shell or QEMU would read specially. */
+static int safe_value(const char *s)
+{
+	if (!*s || strlen(s) > 200)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-/:", *s))
+			return 0;
+	return 1;
+}
+
+static int parse_bytes(struct json_object *v, uint64_t *out)
+{
+	const char *s;
+	char *end;
+	double d;
+
+	if (json_object_is_type(v, json_type_int)) {
+		if (json_object_get_int64(v) < 0)
+			return -EINVAL;
+		*out = (uint64_t)json_object_get_int64(v);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return -EINVAL;
+	s = json_object_get_string(v);
+	errno = 0;
+	d = strtod(s, &end);
+	if (end == s || errno || d < 0 || d > 1e15)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 0: break;
+	case 'K': d *= 1024; end++; break;
+	case 'M': d *= 1024 * 1024; end++; break;
+	case 'G': d *= 1024.0 * 1024 * 1024; end++; break;
+	default: return -EINVAL;
+	}
+	if (*end == 'i' || *end == 'B')
+		end++;
+	if (*end)
+		return -EINVAL;
+	*out = (uint64_t)d;
+	return 0;
+}
+
+static struct json_object *load_profile(struct agent *a, const char *name, const char **err,
+					char *msg, size_t len)
+{
+	char path[PATH_MAX];
+	struct json_object *p;
+	struct stat st;
+
+	if (!valid_name(name)) {
+		*err = "unknown-profile";
+		snprintf(msg, len, "'%.64s' is not a profile name", name ? name : "");
+		return NULL;
+	}
+	snprintf(path, sizeof(path), "%s/%s.json", a->cfg.profiles_dir, name);
+	if (stat(path, &st) < 0) {
+		*err = "unknown-profile";
+		snprintf(msg, len, "no profile '%s' on this host", name);
+		return NULL;
+	}
+	p = json_object_from_file(path);
+	if (!p || !json_object_is_type(p, json_type_object)) {
+		json_object_put(p);
+		*err = "bad-profile";
+		snprintf(msg, len, "profile '%s' (%s) is not a JSON object", name, path);
+		return NULL;
+	}
+	return p;
+}
+
+struct json_object *agent_profile_list(const struct agent *a)
+{
+	struct json_object *arr = json_object_new_array();
+	DIR *d = opendir(a->cfg.profiles_dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+
+		if (n > 5 && !strcmp(e->d_name + n - 5, ".json"))
+			json_object_array_add(arr, json_object_new_string_len(e->d_name, (int)n - 5));
+	}
+	if (d)
+		closedir(d);
+	return arr;
+}
+
+/* The values a request chose, after the profile allowed them. */
+struct chosen {
+	const char *keys[40];
+	char vals[40][208];
+	int n;
+	uint64_t mem;
+	int cpus;
+	const char *accel;
+	int guest;
+};
+
+static void put(struct chosen *c, const char *k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void put(struct chosen *c, const char *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->n == 40)
+		return;
+	c->keys[c->n] = k;
+	va_start(ap, fmt);
+	vsnprintf(c->vals[c->n], sizeof(c->vals[0]), fmt, ap);
+	va_end(ap);
+	c->n++;
+}
+
+static const char *get(const struct chosen *c, const char *k)
+{
+	for (int i = 0; i < c->n; i++)
+		if (!strcmp(c->keys[i], k))
+			return c->vals[i];
+	return NULL;
+}
+
+static int in_list(struct json_object *arr, const char *v)
+{
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), v))
+			return 1;
+	return 0;
+}
+
+/* A range {"min","max","default"} in bytes or plain numbers. */
+static int check_range(struct json_object *spec, const char *what, uint64_t v, char *msg,
+		       size_t len)
+{
+	struct json_object *x;
+	uint64_t lo = 0, hi = UINT64_MAX;
+
+	if (json_object_object_get_ex(spec, "min", &x) && parse_bytes(x, &lo) < 0)
+		lo = UINT64_MAX;
+	if (json_object_object_get_ex(spec, "max", &x) && parse_bytes(x, &hi) < 0)
+		hi = 0;
+	if (v < lo || v > hi) {
+		snprintf(msg, len, "%s %llu is outside the profile's range %llu-%llu", what,
+			 (unsigned long long)v, (unsigned long long)lo, (unsigned long long)hi);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+/* One generic value from the profile's "values": one_of, dir, or range. */
+static int check_value(struct json_object *spec, const char *k, const char *v, char *msg,
+		       size_t len)
+{
+	struct json_object *x;
+
+	if (!safe_value(v)) {
+		snprintf(msg, len, "value of '%s' may hold only letters, digits and ._-/:", k);
+		return -EINVAL;
+	}
+	if (json_object_object_get_ex(spec, "one_of", &x)) {
+		if (!in_list(x, v)) {
+			snprintf(msg, len, "'%s' is not an allowed %s (%s)", v, k,
+				 json_object_to_json_string_ext(x, JSON_C_TO_STRING_PLAIN));
+			return -EPERM;
+		}
+		return 0;
+	}
+	if (json_object_object_get_ex(spec, "dir", &x)) {
+		const char *d = json_object_get_string(x);
+		size_t n = strlen(d);
+
+		if (strncmp(v, d, n) || v[n] != '/' || strstr(v, "/../") ||
+		    (strlen(v) >= 3 && !strcmp(v + strlen(v) - 3, "/..")) || strstr(v, "//")) {
+			snprintf(msg, len, "%s '%s' is not a file under %s", k, v, d);
+			return -EPERM;
+		}
+		return 0;
+	}
+	if (json_object_object_get_ex(spec, "min", &x) || json_object_object_get_ex(spec, "max", &x)) {
+		struct json_object *sv = json_object_new_string(v);
+		uint64_t n = 0;
+		int r = parse_bytes(sv, &n);
+
+		json_object_put(sv);
+		if (r < 0) {
+			snprintf(msg, len, "%s '%s' is not a number", k, v);
+			return -EINVAL;
+		}
+		return check_range(spec, k, n, msg, len);
+	}
+	snprintf(msg, len, "the profile's value '%s' has no rule (one_of, dir, min/max)", k);
+	return -EPERM;
+}
+
+static int choose(struct json_object *prof, struct json_object *req, struct chosen *c,
+		  const char **err, char *msg, size_t len)
+{
+	struct json_object *set = NULL, *vm = NULL, *x, *values = NULL, *spec;
+	const char *g = NULL;
+	int64_t cpus = 1;
+
+	*err = "not-allowed";
+	json_object_object_get_ex(req, "set", &set);
+	json_object_object_get_ex(req, "vm", &vm);
+	if ((set && !json_object_is_type(set, json_type_object)) ||
+	    (vm && !json_object_is_type(vm, json_type_object))) {
+		*err = "bad-request";
+		snprintf(msg, len, "'set' and 'vm' must be objects");
+		return -EINVAL;
+	}
+	json_object_object_get_ex(prof, "values", &values);
+	/* Every key the request sets must be one the profile names. */
+	if (set) {
+		json_object_object_foreach(set, k, v) {
+			if (!json_object_is_type(v, json_type_string)) {
+				*err = "bad-request";
+				snprintf(msg, len, "set.%s must be a string", k);
+				return -EINVAL;
+			}
+			if (strcmp(k, "mem") && strcmp(k, "cpus") && strcmp(k, "accel") &&
+			    strcmp(k, "machine") &&
+			    !(values && json_object_object_get_ex(values, k, NULL))) {
+				snprintf(msg, len, "the profile does not let a request set '%.64s'",
+					 k);
+				return -EPERM;
+			}
+		}
+	}
+	x = json_object_object_get(prof, "guest");
+	g = x ? json_object_get_string(x) : "none";
+	c->guest = !strcmp(g, "tiny") ? QMIG_GUEST_TINY : !strcmp(g, "linux") ? QMIG_GUEST_LINUX
+									      : QMIG_GUEST_NONE;
+	/* RAM: the source's own size, or set.mem, or the profile's default. */
+	c->mem = 0;
+	if (set && (x = json_object_object_get(set, "mem")) && parse_bytes(x, &c->mem) < 0) {
+		*err = "bad-request";
+		snprintf(msg, len, "set.mem '%.64s' is not a size", json_object_get_string(x));
+		return -EINVAL;
+	}
+	if (!c->mem && vm && (x = json_object_object_get(vm, "mem")) && parse_bytes(x, &c->mem) < 0) {
+		*err = "bad-request";
+		snprintf(msg, len, "vm.mem is not a size");
+		return -EINVAL;
+	}
+	spec = json_object_object_get(prof, "mem");
+	if (!c->mem && spec && (x = json_object_object_get(spec, "default")))
+		parse_bytes(x, &c->mem);
+	if (!c->mem) {
+		*err = "bad-request";
+		snprintf(msg, len, "no RAM size: the request gives none and the profile has no "
+				   "default");
+		return -EINVAL;
+	}
+	if (spec && check_range(spec, "mem", c->mem, msg, len) < 0)
+		return -ERANGE;
+	put(c, "mem_kib", "%llu", (unsigned long long)(c->mem / 1024));
+	put(c, "mem_mib", "%llu", (unsigned long long)(c->mem >> 20));
+	spec = json_object_object_get(prof, "cpus");
+	if (spec && (x = json_object_object_get(spec, "default")))
+		cpus = json_object_get_int64(x);
+	if (set && (x = json_object_object_get(set, "cpus"))) {
+		char *end;
+
+		cpus = strtoll(json_object_get_string(x), &end, 10);
+		if (*end || end == json_object_get_string(x)) {
+			*err = "bad-request";
+			snprintf(msg, len, "set.cpus is not a number");
+			return -EINVAL;
+		}
+	}
+	if (cpus < 1 || (spec && check_range(spec, "cpus", (uint64_t)cpus, msg, len) < 0)) {
+		if (cpus < 1)
+			snprintf(msg, len, "cpus %lld is not a count", (long long)cpus);
+		return -ERANGE;
+	}
+	c->cpus = (int)cpus;
+	put(c, "cpus", "%d", c->cpus);
+	/* accel and machine: the request picks from the profile's list. */
+	{
+		static const char *const keys[2] = {"accel", "machine"};
+		static const char *const lists[2] = {"accel", "machines"};
+
+		for (int i = 0; i < 2; i++) {
+			struct json_object *arr = json_object_object_get(prof, lists[i]);
+			const char *v = NULL;
+
+			if (set && (x = json_object_object_get(set, keys[i])))
+				v = json_object_get_string(x);
+			if (v && !in_list(arr, v)) {
+				snprintf(msg, len, "%s '%.64s' is not allowed here (%s)", keys[i], v,
+					 arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN)
+					     : "the profile names none");
+				return -EPERM;
+			}
+			if (!v && arr && json_object_array_length(arr))
+				v = json_object_get_string(json_object_array_get_idx(arr, 0));
+			if (v)
+				put(c, keys[i], "%s", v);
+		}
+	}
+	c->accel = get(c, "accel");
+	if (values) {
+		json_object_object_foreach(values, k, vs) {
+			const char *v = NULL;
+
+			if (set && (x = json_object_object_get(set, k)))
+				v = json_object_get_string(x);
+			else if ((x = json_object_object_get(vs, "default")))
+				v = json_object_get_string(x);
+			if (!v)
+				continue;
+			if (check_value(vs, k, v, msg, len) < 0)
+				return -EPERM;
+			put(c, k, "%s", v);
+		}
+	}
+	return 0;
+}
+
+/* "{name}" replaced by chosen values; an unknown name refuses. */
+static int expand(const char *t, const struct chosen *c, char *out, size_t len, char *msg,
+		  size_t mlen)
+{
+	size_t o = 0;
+
+	while (*t) {
+		if (*t == '{') {
+			const char *e = strchr(t, '}');
+			char k[64];
+			const char *v;
+
+			if (!e || (size_t)(e - t - 1) >= sizeof(k)) {
+				snprintf(msg, mlen, "profile template: unbalanced '{' in '%s'", t);
+				return -EINVAL;
+			}
+			snprintf(k, sizeof(k), "%.*s", (int)(e - t - 1), t + 1);
+			v = get(c, k);
+			if (!v) {
+				snprintf(msg, mlen, "profile template: no value for {%s}", k);
+				return -EINVAL;
+			}
+			if (o + strlen(v) >= len)
+				return -E2BIG;
+			memcpy(out + o, v, strlen(v));
+			o += strlen(v);
+			t = e + 1;
+			continue;
+		}
+		if (o + 1 >= len)
+			return -E2BIG;
+		out[o++] = *t++;
+	}
+	out[o] = 0;
+	return 0;
+}
+
+static void gen_token(char *out, size_t len)
+{
+	unsigned char b[24];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (unsigned char)rand();
+	for (size_t i = 0; i < sizeof(b) && 2 * i + 2 < len; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static void on_event(const char *event, struct json_object *data, int64_t s, int64_t us,
+		     void *ud)
+{
+	struct agent_job *j = ud;
+
+	if (!strcmp(event, "RESUME"))
+		j->ran = 1;
+}
+
+static int register_job(struct agent *a, struct agent_job *j)
+{
+	int r = -EBUSY;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < AGENT_MAX_JOBS; i++) {
+		if (a->jobs[i] && !strcmp(a->jobs[i]->id, j->id)) {
+			r = -EEXIST;
+			break;
+		}
+	}
+	for (int i = 0; r == -EBUSY && i < AGENT_MAX_JOBS; i++) {
+		if (!a->jobs[i]) {
+			a->jobs[i] = j;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+static void unregister_job(struct agent *a, struct agent_job *j)
+{
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < AGENT_MAX_JOBS; i++)
+		if (a->jobs[i] == j)
+			a->jobs[i] = NULL;
+	pthread_mutex_unlock(&a->lock);
+}
+
+struct agent_job *agent_job_find(struct agent *a, const char *id)
+{
+	struct agent_job *j = NULL;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; id && i < AGENT_MAX_JOBS; i++)
+		if (a->jobs[i] && !strcmp(a->jobs[i]->id, id))
+			j = a->jobs[i];
+	pthread_mutex_unlock(&a->lock);
+	return j;
+}
+
+static void free_job(struct agent_job *j)
+{
+	qmig_qmp_conn_close(j->monc);
+	qmig_port_free(j->portlock);
+	qmig_vm_free(j->vm);
+	free(j);
+}
+
+int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
+		      const char *listen_addr, struct agent_job **out, const char **err,
+		      char *msg, size_t len)
+{
+	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
+	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
+	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
+	char argbuf[MAX_ARGS][256], monarg[400], tmpl[PATH_MAX];
+	const char *argv[MAX_ARGS + 3];
+	struct json_object *prof, *targs, *x;
+	struct chosen c = {0};
+	struct agent_job *j;
+	int r, n = 0;
+
+	if (!valid_name(id)) {
+		*err = "bad-request";
+		snprintf(msg, len, "'job' must be 1-63 letters, digits, '-' or '_'");
+		return -EINVAL;
+	}
+	prof = load_profile(a, name, err, msg, len);
+	if (!prof)
+		return -ENOENT;
+	r = choose(prof, req, &c, err, msg, len);
+	targs = json_object_object_get(prof, "args");
+	for (size_t i = 0; r == 0 && targs && i < json_object_array_length(targs); i++) {
+		x = json_object_array_get_idx(targs, i);
+		if (n == MAX_ARGS || !json_object_is_type(x, json_type_string)) {
+			*err = "bad-profile";
+			snprintf(msg, len, "profile '%s': args must be at most %d strings", name,
+				 MAX_ARGS);
+			r = -EINVAL;
+			break;
+		}
+		r = expand(json_object_get_string(x), &c, argbuf[n], sizeof(argbuf[0]), msg, len);
+		if (r < 0)
+			*err = "bad-profile";
+		argv[n] = argbuf[n];
+		n++;
+	}
+	if (r < 0) {
+		json_object_put(prof);
+		return r;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		json_object_put(prof);
+		return -ENOMEM;
+	}
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	snprintf(j->profile, sizeof(j->profile), "%s", name);
+	snprintf(j->peer, sizeof(j->peer), "%s", peer);
+	snprintf(j->listen_addr, sizeof(j->listen_addr), "%s", listen_addr);
+	j->guest_kind = c.guest;
+	gen_token(j->token, sizeof(j->token));
+	r = register_job(a, j);
+	if (r < 0) {
+		*err = r == -EEXIST ? "job-exists" : "busy";
+		snprintf(msg, len, r == -EEXIST ? "a job '%s' is already here" : "too many jobs (%s)",
+			 id);
+		free(j);
+		json_object_put(prof);
+		return r;
+	}
+	/* The port first: a full range refuses before anything is started. */
+	po.lo = a->cfg.port_lo;
+	po.hi = a->cfg.port_hi;
+	po.bind_addr = listen_addr;
+	po.lock_dir = a->cfg.port_lock_dir;
+	r = qmig_port_alloc(&j->portlock, &po, msg, len);
+	if (r < 0) {
+		*err = "no-port";
+		goto fail;
+	}
+	j->port = qmig_port_number(j->portlock);
+	snprintf(tmpl, sizeof(tmpl), "%s/vm-XXXXXX", a->cfg.state_dir);
+	if (!mkdtemp(tmpl)) {
+		r = -errno;
+		*err = "internal";
+		snprintf(msg, len, "cannot create a directory in %s: %s", a->cfg.state_dir,
+			 strerror(errno));
+		goto fail;
+	}
+	if (strlen(tmpl) >= 90) { /* room for a socket name in a sun_path */
+		rmdir(tmpl);
+		r = -ENAMETOOLONG;
+		*err = "internal";
+		snprintf(msg, len, "the state directory's path is too long for sockets");
+		goto fail;
+	}
+	memcpy(j->dir, tmpl, strlen(tmpl) + 1);
+	snprintf(j->qmp, sizeof(j->qmp), "%s/qmp.sock", j->dir);
+	snprintf(j->mon, sizeof(j->mon), "%s/agent.sock", j->dir);
+	snprintf(monarg, sizeof(monarg), "unix:%s,server=on,wait=off", j->mon);
+	argv[n++] = "-qmp";
+	argv[n++] = monarg;
+	argv[n] = NULL;
+	x = json_object_object_get(prof, "qemu");
+	spec.qemu_binary = x ? json_object_get_string(x) : NULL;
+	spec.accel = c.accel;
+	spec.guest = c.guest;
+	spec.mem_bytes = c.mem;
+	spec.incoming = 1;
+	spec.detach = 1;       /* it outlives us once it owns the guest */
+	spec.runtime_dir = j->dir;
+	spec.extra_args = argv;
+	spec.userfaultfd = json_object_get_boolean(json_object_object_get(prof, "postcopy"));
+	agent_journal(a, j, "launching");
+	r = qmig_vm_launch(&j->vm, &spec, msg, len);
+	if (r < 0) {
+		*err = "launch-failed";
+		goto fail;
+	}
+	j->pid = qmig_vm_pid(j->vm);
+	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
+	if (r < 0) {
+		*err = "launch-failed";
+		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
+		goto fail;
+	}
+	ecb.user_data = j;
+	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
+	agent_journal(a, j, "prepared");
+	json_object_put(prof);
+	*out = j;
+	return 0;
+fail:
+	json_object_put(prof);
+	if (j->vm) {
+		qmig_vm_kill(j->vm);
+	}
+	if (*j->dir) {
+		char cmd[PATH_MAX];
+
+		/* Only our own files: QEMU's sockets, log, stderr. */
+		DIR *d = opendir(j->dir);
+		struct dirent *e;
+
+		while (d && (e = readdir(d)))
+			if (e->d_name[0] != '.') {
+				snprintf(cmd, sizeof(cmd), "%s/%s", j->dir, e->d_name);
+				unlink(cmd);
+			}
+		if (d)
+			closedir(d);
+	}
+	qmig_vm_free(j->vm);
+	j->vm = NULL;
+	if (*j->dir)
+		rmdir(j->dir);
+	agent_journal(a, j, "ended");
+	unregister_job(a, j);
+	free_job(j);
+	return r;
+}
+
+int agent_job_mon_fd(const struct agent_job *j)
+{
+	return j->monc ? qmig_qmp_conn_fd(j->monc) : -1;
+}
+
+int agent_job_poll(struct agent_job *j)
+{
+	int was = j->ran, r, st;
+
+	if (!j->monc)
+		return -ENOTCONN;
+	r = qmig_qmp_conn_process(j->monc);
+	if (j->vm && qmig_vm_exited(j->vm, &st))
+		return -ECHILD;
+	(void)was;
+	return r < 0 ? r : 0;
+}
+
+int agent_job_finish(struct agent *a, struct agent_job *j, struct json_object *rep, char *msg,
+		     size_t len)
+{
+	struct qmig_vm_status st;
+	struct qmig_verify_report vr;
+	int r;
+
+	r = qmig_cmd_query_status(j->monc, &st);
+	if (r < 0) {
+		snprintf(msg, len, "the destination does not answer: %s",
+			 qmig_qmp_conn_error(j->monc));
+		return r;
+	}
+	if (st.running)
+		j->ran = 1;
+	json_object_object_add(rep, "status", json_object_new_string(st.status));
+	if (!st.running) {
+		snprintf(msg, len, "the destination guest is '%s', not running", st.status);
+		return -EAGAIN;
+	}
+	agent_journal(a, j, "running");
+	json_object_object_add(rep, "owner", json_object_new_string("destination"));
+	if (j->guest_kind != QMIG_GUEST_TINY) {
+		json_object_object_add(rep, "verified", json_object_new_boolean(1));
+		json_object_object_add(rep, "verify_method", json_object_new_string("running"));
+		return 0;
+	}
+	/* Our tiny guest stamps every page: check them all, here, where the
+	 * memory is (stopped for the dump, a few ms per 100 MiB). */
+	r = qmig_cmd_stop(j->monc);
+	if (r == 0)
+		r = qmig_tiny_verify(j->monc, j->dir, &vr);
+	if (qmig_cmd_cont(j->monc) < 0) {
+		snprintf(msg, len, "cont after the stamp check failed: %s",
+			 qmig_qmp_conn_error(j->monc));
+		return -EIO;
+	}
+	json_object_object_add(rep, "verify_method", json_object_new_string("stamps"));
+	json_object_object_add(rep, "pages_checked", json_object_new_int64((int64_t)vr.pages_checked));
+	if (r == 1) {
+		json_object_object_add(rep, "verified", json_object_new_boolean(0));
+		snprintf(msg, len, "%llu of %llu guest pages are wrong: %s",
+			 (unsigned long long)vr.pages_bad, (unsigned long long)vr.pages_checked,
+			 vr.detail);
+		return -EBADMSG;
+	}
+	json_object_object_add(rep, "verified", r == 0 ? json_object_new_boolean(1) : NULL);
+	return 0;
+}
+
+static void kill_and_clean(struct agent_job *j)
+{
+	char p[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	if (j->vm)
+		qmig_vm_kill(j->vm);
+	qmig_vm_free(j->vm);
+	j->vm = NULL;
+	d = opendir(j->dir);
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", j->dir, e->d_name);
+			unlink(p);
+		}
+	if (d)
+		closedir(d);
+	rmdir(j->dir);
+}
+
+void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait_stream,
+		   const char *why)
+{
+	struct qmig_migrate_info mi;
+	struct qmig_vm_status st;
+	int64_t until = qm_wait_now_ns() + 600000 * MS;
+	int keep = confirmed || j->ran;
+
+	/* A stream still moving decides: QEMU either runs the guest (it owns
+	 * it then) or exits when the stream fails. */
+	while (!keep && wait_stream && j->monc && qm_wait_now_ns() < until) {
+		if (agent_job_poll(j) < 0 || qmig_cmd_query_migrate(j->monc, &mi) < 0)
+			break;
+		if (qmig_cmd_query_status(j->monc, &st) == 0 && st.running)
+			j->ran = 1;
+		keep = j->ran;
+		if (keep || (strcmp(mi.status, "active") && strcmp(mi.status, "device") &&
+			     strncmp(mi.status, "postcopy", 8) && strcmp(mi.status, "completed")))
+			break;
+		qm_wait_fd(agent_job_mon_fd(j), POLLIN, qm_wait_now_ns() + 200 * MS);
+	}
+	if (!keep && j->monc && qmig_cmd_query_status(j->monc, &st) == 0 && st.running)
+		keep = j->ran = 1;
+	qmig_qmp_conn_close(j->monc);
+	j->monc = NULL;
+	if (keep) {
+		/* Detached: it runs on without us. */
+		agent_audit(a, j->peer, "end", j->id, "kept",
+			    confirmed ? "confirmed: the destination owns the guest"
+				      : "the destination had run: it keeps the guest");
+		qmig_vm_free(j->vm);
+		j->vm = NULL;
+	} else {
+		agent_audit(a, j->peer, "end", j->id, "removed", why);
+		kill_and_clean(j);
+	}
+	agent_journal(a, j, "ended");
+	unregister_job(a, j);
+	free_job(j);
+}
+
+/* A previous agent died: its journals say which destinations it left. One
+ * that never ran and has no stream is killed; one that runs is kept. */
+void agent_reap_stale(struct agent *a)
+{
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/jobs", a->cfg.state_dir);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+		struct qmig_qmp_conn *q = NULL;
+		struct qmig_vm_status st = {0};
+		struct qmig_migrate_info mi = {0};
+		struct json_object *o;
+		const char *mon, *dir;
+		int64_t pid = 0;
+		char f[PATH_MAX + 300];
+		int kill_it = 0;
+
+		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		o = json_object_from_file(f);
+		mon = qm_aj_str(o, "monitor");
+		dir = qm_aj_str(o, "dir");
+		qm_aj_int(o, "pid", &pid);
+		co.timeout_ms = 2000;
+		if (mon && qmig_qmp_conn_open(&q, mon, &co) == 0 &&
+		    qmig_cmd_query_status(q, &st) == 0 && qmig_cmd_query_migrate(q, &mi) == 0)
+			kill_it = !st.running && strcmp(st.status, "paused") &&
+				  (!strcmp(mi.status, "none") || !strcmp(mi.status, "setup") ||
+				   !strcmp(mi.status, "failed"));
+		qmig_qmp_conn_close(q);
+		if (kill_it && pid > 1) {
+			kill((pid_t)pid, SIGKILL);
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
+				    "left by a previous agent, never ran");
+		} else if (q) {
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "kept", st.status);
+		}
+		if (dir && kill_it) {
+			char p[PATH_MAX];
+			DIR *dd = opendir(dir);
+			struct dirent *de;
+
+			while (dd && (de = readdir(dd)))
+				if (de->d_name[0] != '.') {
+					snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+					unlink(p);
+				}
+			if (dd)
+				closedir(dd);
+			rmdir(dir);
+		}
+		unlink(f);
+		json_object_put(o);
+	}
+	if (d)
+		closedir(d);
+}
