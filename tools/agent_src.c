@@ -99,10 +99,19 @@ static void merge(struct json_object *rec, struct qmig_result *res, struct json_
 		snprintf(res->message, sizeof(res->message), "the agent could not confirm: %.400s",
 			 msg);
 	} else if (rep && json_object_object_get_ex(rep, "verified", &v) && v) {
+		char *tail;
+
 		res->verified = json_object_get_boolean(v);
 		if ((v = json_object_object_get(rep, "verify_method")))
 			snprintf(res->verify_method, sizeof(res->verify_method), "%s",
 				 json_object_get_string(v));
+		tail = strstr(res->message, ", verification skipped");
+		if (tail)
+			*tail = 0;
+		snprintf(res->message + strlen(res->message),
+			 sizeof(res->message) - strlen(res->message), "; the agent %s (%s)",
+			 res->verified ? "verified the destination" : "found the destination wrong",
+			 res->verify_method);
 	}
 	if (rec) {
 		json_object_object_add(rec, "status", json_object_new_string(res->status));
@@ -110,8 +119,7 @@ static void merge(struct json_object *rec, struct qmig_result *res, struct json_
 				       res->verified < 0 ? NULL : json_object_new_boolean(res->verified));
 		json_object_object_add(rec, "verify_method",
 				       json_object_new_string(res->verify_method));
-		if (r < 0)
-			json_object_object_add(rec, "message", json_object_new_string(res->message));
+		json_object_object_add(rec, "message", json_object_new_string(res->message));
 	}
 }
 
