@@ -87,5 +87,5 @@ assert_clean() {
 		awk "\$1 >= 49152 && \$1 <= 49215 {f=1} END {exit !f}"' ||
 		fail "$1: a migration port still listens in $NETNS_B"
 	alive "$AGENT_PID" || fail "$1: the agent died"
-	peer hello > /dev/null || fail "$1: the agent no longer answers"
+	peer "$C" hello | grep -q "\"op\": \"hello\"" || fail "$1: the agent no longer answers"
 }
