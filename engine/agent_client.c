@@ -306,10 +306,10 @@ static int make_local(struct qmig_agent_session *s, char *msg, size_t len)
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (s->ep < 0)
 		return -errno;
+	/* The tunnel joins the set when the engine connects: until then
+	 * QEMU's greeting waits in the socket for it. */
 	ev.data.fd = s->listen_fd;
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, s->listen_fd, &ev);
-	ev.data.fd = qm_aconn_fd(&s->tun);
-	epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	return 0;
 }
 
@@ -418,6 +418,8 @@ static void drop_client(struct qmig_agent_session *s)
 	if (s->client_fd < 0)
 		return;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->client_fd, NULL);
+	if (s->have_tun)
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, qm_aconn_fd(&s->tun), NULL);
 	close(s->client_fd);
 	s->client_fd = -1;
 }
@@ -429,7 +431,6 @@ static int lose(struct qmig_agent_session *s, const char *why)
 	s->lost = 1;
 	drop_client(s);
 	if (s->have_tun) {
-		epoll_ctl(s->ep, EPOLL_CTL_DEL, qm_aconn_fd(&s->tun), NULL);
 		qm_aconn_close(&s->tun);
 		s->have_tun = 0;
 	}
@@ -474,8 +475,12 @@ int qmig_agent_session_process(struct qmig_agent_session *s)
 
 			s->client_fd = fd;
 			epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev);
+			ev.data.fd = qm_aconn_fd(&s->tun);
+			epoll_ctl(s->ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
 		}
 	}
+	if (s->client_fd < 0)
+		return 0;
 	/* The agent's side first: QEMU's greeting, replies and events. */
 	for (;;) {
 		n = qm_aconn_read_now(&s->tun, buf, sizeof(buf));
@@ -483,8 +488,10 @@ int qmig_agent_session_process(struct qmig_agent_session *s)
 			break;
 		if (n <= 0)
 			return lose(s, n == 0 ? "the agent closed it" : strerror((int)-n));
-		if (s->client_fd >= 0 && to_client(s, buf, (size_t)n) < 0)
+		if (to_client(s, buf, (size_t)n) < 0) {
 			drop_client(s);
+			break;
+		}
 	}
 	while (s->client_fd >= 0) {
 		n = read(s->client_fd, buf, sizeof(buf));
@@ -527,7 +534,6 @@ int qmig_agent_session_end(struct qmig_agent_session *s, const struct qmig_resul
 	/* The tunnel is the engine's; it is done with it now. */
 	if (s->have_tun) {
 		drop_client(s);
-		epoll_ctl(s->ep, EPOLL_CTL_DEL, qm_aconn_fd(&s->tun), NULL);
 		qm_aconn_close(&s->tun);
 		s->have_tun = 0;
 	}
