@@ -814,6 +814,43 @@ void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait
 	free_job(j);
 }
 
+/* pid is a live (not zombie) QEMU started with monitor socket mon: never
+ * kill a process that merely reuses a journal's pid. */
+static int our_qemu(int64_t pid, const char *mon)
+{
+	char path[64], buf[8192];
+	ssize_t n;
+	int fd, ok = 0;
+
+	if (pid <= 1 || !mon)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (!strrchr(buf, ')') || strrchr(buf, ')')[2] == 'Z')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	if (n > 0) {
+		buf[n] = 0;
+		ok = strstr(buf, mon) != NULL;
+	}
+	return ok;
+}
+
 /* A previous agent died: its journals say which destinations it left. One
  * that never ran and has no stream is killed; one that runs is kept. */
 void agent_reap_stale(struct agent *a)
@@ -849,7 +886,14 @@ void agent_reap_stale(struct agent *a)
 				  (!strcmp(mi.status, "none") || !strcmp(mi.status, "setup") ||
 				   !strcmp(mi.status, "failed"));
 		qmig_qmp_conn_close(q);
-		if (kill_it && pid > 1) {
+		if (!our_qemu(pid, mon)) {
+			/* QEMU is gone already (a failed stream ends it). */
+			kill_it = 1;
+			pid = 0;
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
+				    "left by a previous agent; its QEMU had exited");
+		}
+		if (kill_it && pid > 1 && our_qemu(pid, mon)) {
 			kill((pid_t)pid, SIGKILL);
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
 				    "left by a previous agent, never ran");
