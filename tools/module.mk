@@ -15,3 +15,5 @@ ITEST_SCRIPTS += tests/integration/migrate_steer.sh
 TOOL_SRCS += tools/cmd_recover.c
 # The destination agent (qmigrate agent) and migrations to other hosts.
 TOOL_SRCS += tools/cmd_agent.c tools/agent_conn.c tools/agent_job.c tools/agent_src.c
+ITEST_SCRIPTS += tests/integration/agent_migrate.sh tests/integration/agent_refuse.sh \
+	tests/integration/agent_queue.sh tests/integration/agent_kill.sh
