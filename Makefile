@@ -64,7 +64,8 @@ STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
-.PHONY: abicheck all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
+.PHONY: abicheck all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run \
+	demo-two-hosts demo-two-hosts-run deps \
 	bench bench-run bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -163,6 +164,13 @@ check-full-run: check-run
 # The README's main job: a real live migration of the built-in test guest.
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
+
+# Two hosts (network namespaces), the agent on one: tools/agent_demo.sh.
+demo-two-hosts: deps
+	@$(MAKE) --no-print-directory demo-two-hosts-run
+
+demo-two-hosts-run: all
+	@sh tools/agent_demo.sh
 
 demo-run: all
 	./$(TOOL) migrate --launch --guest tiny --mem 256M --dirty-rate 50M
