@@ -39,6 +39,7 @@ struct qmig_agent_session {
 	char dir[128], sock[160], lockdir[160];
 	int listen_fd, client_fd, ep;
 	int lost;
+	int ssh;            /* connections come from o.connect */
 	char cbuf[65536];   /* local client -> tunnel, waiting to be sent */
 	char *err;
 };
@@ -67,19 +68,22 @@ static int parse_url(struct qmig_agent_session *s, char *msg, size_t len)
 {
 	const char *u = s->o.url, *p = "qmigrate+tls://";
 
-	if (!strcmp(u, "qmigrate+fd://")) {
-		if (s->o.rfd < 0 || s->o.wfd < 0) {
-			snprintf(msg, len, "%s needs rfd and wfd", u);
+	if (!strncmp(u, "ssh://", 6)) {
+		const char *at = strchr(u + 6, '@');
+
+		if (!s->o.connect.fn) {
+			snprintf(msg, len, "%s needs a connect callback", u);
 			return -EINVAL;
 		}
-		*s->host = 0;
-		return 0;
-	}
-	if (strncmp(u, p, strlen(p))) {
-		snprintf(msg, len, "'%s' is not qmigrate+tls://HOST[:PORT]", u);
+		s->ssh = 1;
+		u = at ? at + 1 : u + 6;
+	} else if (strncmp(u, p, strlen(p))) {
+		snprintf(msg, len, "'%s' is not qmigrate+tls://HOST[:PORT] or ssh://[USER@]HOST",
+			 u);
 		return -EINVAL;
+	} else {
+		u += strlen(p);
 	}
-	u += strlen(p);
 	if (strchr(u, '/') || qmig_addr_parse(u, QMIG_AGENT_PORT_DEFAULT, s->host,
 					       sizeof(s->host), &s->ctl_port) < 0 || !*s->host) {
 		snprintf(msg, len, "'%s' is not qmigrate+tls://HOST[:PORT]", s->o.url);
@@ -95,8 +99,18 @@ static int open_conn(struct qmig_agent_session *s, struct qm_aconn *c, char *msg
 	int64_t v = 0;
 	int fd, r;
 
-	if (!*s->host) {
-		qm_aconn_plain(c, s->o.rfd, s->o.wfd, 0);
+	if (s->ssh) {
+		int rfd = -1, wfd = -1;
+
+		r = s->o.connect.fn(&rfd, &wfd, s->o.connect.user_data);
+		if (r < 0) {
+			snprintf(msg, len, "cannot reach the agent through %s: %s", s->o.url,
+				 strerror(-r));
+			return r;
+		}
+		fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+		fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+		qm_aconn_plain(c, rfd, wfd, 1);
 	} else {
 		fd = qmig_tcp_connect(s->host, s->ctl_port, s->o.timeout_ms ? s->o.timeout_ms : 30000,
 				      msg, len);
@@ -351,7 +365,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
 	make_job_id(s);
 	r = parse_url(s, msg, msg_len);
-	if (r == 0 && *s->host) {
+	if (r == 0 && !s->ssh) {
 		if (!o->tls_dir) {
 			snprintf(msg, msg_len, "agent: qmigrate+tls:// needs a TLS directory");
 			r = -EINVAL;
@@ -363,11 +377,6 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 		s->have_ctl = 1;
 	if (r == 0)
 		r = prepare(s, msg, msg_len);
-	if (r == 0 && !*s->host) {
-		snprintf(msg, msg_len, "agent over fds: the QMP tunnel needs a second connection "
-				       "(not supported yet)");
-		r = -EOPNOTSUPP;
-	}
 	if (r == 0)
 		r = open_tunnel(s, msg, msg_len);
 	if (r == 0)
@@ -382,7 +391,9 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 			qm_aconn_send(&s->ctl, m, qm_wait_now_ns() + 2000 * MS);
 			json_object_put(m);
 		}
-		s->o.log.free = NULL; /* the caller keeps ownership on failure */
+		/* the caller keeps ownership on failure */
+		s->o.log.free = NULL;
+		s->o.connect.free = NULL;
 		qmig_agent_session_free(s);
 		return r;
 	}
@@ -585,6 +596,8 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 	if (*s->dir)
 		rmdir(s->dir);
 	SSL_CTX_free(s->ctx);
+	if (s->o.connect.free)
+		s->o.connect.free(s->o.connect.user_data);
 	if (s->o.log.free)
 		s->o.log.free(s->o.log.user_data);
 	free(s);

@@ -41,12 +41,22 @@ extern "C" {
 
 #define QMIG_AGENT_OPTS_VERSION 1
 
+/* Opens one connection to an agent's stdio (e.g. runs `ssh HOST qmigrate
+ * agent --stdio`): 0 with the fds to read from and write to (they may be
+ * the same; the session closes them), or a negative errno. Called once per
+ * connection the session needs (the control connection, the tunnel). */
+struct qmig_agent_connect_cb {
+	int (*fn)(int *rfd, int *wfd, void *user_data);
+	void *user_data;
+	void (*free)(void *user_data);
+};
+
 struct qmig_agent_opts {
 	unsigned int version;
-	/* qmigrate+tls://HOST[:PORT] (mutual TLS), or qmigrate+fd:// with
-	 * rfd/wfd below (e.g. the pipes of `ssh HOST qmigrate agent --stdio`). */
+	/* qmigrate+tls://HOST[:PORT] (mutual TLS), or ssh://[USER@]HOST[:PORT]
+	 * with connect below (HOST is also where the stream goes). */
 	const char *url;
-	int rfd, wfd;
+	struct qmig_agent_connect_cb connect;
 	/* ca-cert.pem, client-cert.pem, client-key.pem (qmigrate tls init). */
 	const char *tls_dir;
 	/* The agent's host profile, and the values the request fills in
@@ -64,7 +74,7 @@ struct qmig_agent_opts {
 	struct qmig_log_cb log;
 };
 
-#define QMIG_AGENT_OPTS_INIT {.version = QMIG_AGENT_OPTS_VERSION, .rfd = -1, .wfd = -1}
+#define QMIG_AGENT_OPTS_INIT {.version = QMIG_AGENT_OPTS_VERSION}
 
 struct qmig_agent_session;
 struct qmig_migrate_opts;

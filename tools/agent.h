@@ -89,6 +89,10 @@ int agent_job_finish(struct agent *a, struct agent_job *j, struct json_object *r
 void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait_stream,
 		   const char *why);
 struct agent_job *agent_job_find(struct agent *a, const char *id);
+/* A job of another agent process on this state directory (ssh --stdio):
+ * its QMP socket when token and peer match its journal. */
+int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
+			    const char *peer, char *qmp, size_t len);
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail);
 void agent_journal(struct agent *a, const struct agent_job *j, const char *state);

@@ -179,7 +179,8 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	json_object_object_add(o, "token", json_object_new_string(k->job->token));
 	json_object_object_add(o, "port", json_object_new_int((int)k->job->port));
 	json_object_object_add(o, "listen_addr", json_object_new_string(k->listen_addr));
-	json_object_object_add(o, "tls_dir", json_object_new_string(k->a->cfg.tls_dir));
+	if (k->a->cfg.tls_dir)
+		json_object_object_add(o, "tls_dir", json_object_new_string(k->a->cfg.tls_dir));
 	agent_audit(k->a, k->c->peer, "prepare", job, "prepared", qm_aj_str(req, "profile"));
 	return send_free(k, o);
 }
@@ -198,17 +199,17 @@ static void do_tunnel(struct conn *k, struct json_object *req)
 		busy = j->tunnel_busy;
 		j->tunnel_busy = 1;
 		pthread_mutex_unlock(&k->a->lock);
+		if (!busy)
+			memcpy(sa.sun_path, j->qmp, strnlen(j->qmp, sizeof(sa.sun_path) - 1));
+	} else if (!j && agent_job_lookup_tunnel(k->a, id, tok, k->c->peer, sa.sun_path,
+					      sizeof(sa.sun_path)) == 0) {
+		busy = 0; /* the job is another agent process's (ssh) */
 	}
-	if (busy || !j) {
+	if (busy) {
 		send_error(k, "qmp", id, "forbidden",
 			   "no such job for this client, a wrong token, or its tunnel is open");
 		return;
 	}
-	if (strlen(j->qmp) >= sizeof(sa.sun_path)) {
-		send_error(k, "qmp", id, "internal", "the destination's QMP path is too long");
-		goto out;
-	}
-	memcpy(sa.sun_path, j->qmp, strlen(j->qmp) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)) {
 		send_error(k, "qmp", id, "internal", "cannot reach the destination's QMP socket");
@@ -257,9 +258,11 @@ static void do_tunnel(struct conn *k, struct json_object *req)
 out:
 	if (fd >= 0)
 		close(fd);
-	pthread_mutex_lock(&k->a->lock);
-	j->tunnel_busy = 0;
-	pthread_mutex_unlock(&k->a->lock);
+	if (j) {
+		pthread_mutex_lock(&k->a->lock);
+		j->tunnel_busy = 0;
+		pthread_mutex_unlock(&k->a->lock);
+	}
 }
 
 static int do_status(struct conn *k)
@@ -410,6 +413,16 @@ void agent_serve(struct agent *a, struct qm_aconn *c)
 
 		if (getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), NULL, 0, NI_NUMERICHOST) == 0)
 			snprintf(k.listen_addr, sizeof(k.listen_addr), "%s", h);
+	}
+	if (!*k.listen_addr && getenv("SSH_CONNECTION")) {
+		/* "client port server port": the address the source reached. */
+		char sc[256], *w, *save = NULL;
+		int i = 0;
+
+		snprintf(sc, sizeof(sc), "%s", getenv("SSH_CONNECTION"));
+		for (w = strtok_r(sc, " ", &save); w; w = strtok_r(NULL, " ", &save), i++)
+			if (i == 2 && strlen(w) < sizeof(k.listen_addr))
+				memcpy(k.listen_addr, w, strlen(w) + 1);
 	}
 	if (!*k.listen_addr)
 		snprintf(k.listen_addr, sizeof(k.listen_addr), "0.0.0.0");

@@ -69,9 +69,14 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_object_add(o, "profile", json_object_new_string(j->profile));
 	json_object_object_add(o, "peer", json_object_new_string(j->peer));
 	json_object_object_add(o, "pid", json_object_new_int(j->pid));
+	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
 	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
 	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
 	json_object_object_add(o, "dir", json_object_new_string(j->dir));
+	/* The tunnel may be asked for by another agent process (ssh: one
+	 * `qmigrate agent --stdio` per connection): the file is 0600 in a
+	 * 0700 directory. */
+	json_object_object_add(o, "token", json_object_new_string(j->token));
 	json_object_object_add(o, "owner", json_object_new_string(j->ran ? "destination"
 									 : "source"));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -684,6 +689,31 @@ fail:
 	return r;
 }
 
+int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
+			    const char *peer, char *qmp, size_t len)
+{
+	char path[PATH_MAX];
+	struct json_object *o;
+	const char *t, *p, *q, *st;
+	int r = -ENOENT;
+
+	if (!valid_name(id) || !token)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/jobs/%s.json", a->cfg.state_dir, id);
+	o = json_object_from_file(path);
+	t = qm_aj_str(o, "token");
+	p = qm_aj_str(o, "peer");
+	q = qm_aj_str(o, "qmp");
+	st = qm_aj_str(o, "state");
+	if (t && p && q && st && !strcmp(t, token) && !strcmp(p, peer) &&
+	    !strcmp(st, "prepared") && strlen(q) < len) {
+		memcpy(qmp, q, strlen(q) + 1);
+		r = 0;
+	}
+	json_object_put(o);
+	return r;
+}
+
 int agent_job_mon_fd(const struct agent_job *j)
 {
 	return j->monc ? qmig_qmp_conn_fd(j->monc) : -1;
@@ -814,8 +844,9 @@ void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait
 	free_job(j);
 }
 
-/* pid is a live (not zombie) QEMU started with monitor socket mon: never
- * kill a process that merely reuses a journal's pid. */
+/* pid is a live (not zombie) process whose command line holds word: a
+ * QEMU started with the journal's monitor socket, or the agent that wrote
+ * the journal; never trust a bare pid, which may have been reused. */
 static int our_qemu(int64_t pid, const char *mon)
 {
 	char path[64], buf[8192];
@@ -872,10 +903,19 @@ void agent_reap_stale(struct agent *a)
 		char f[PATH_MAX + 300];
 		int kill_it = 0;
 
+		int64_t apid = 0;
+
 		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
 			continue;
 		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
 		o = json_object_from_file(f);
+		/* Another agent on this state directory is alive (ssh: one per
+		 * connection): the job is its own. */
+		if (qm_aj_int(o, "agent_pid", &apid) == 0 && apid != getpid() &&
+		    our_qemu(apid, "agent")) {
+			json_object_put(o);
+			continue;
+		}
 		mon = qm_aj_str(o, "monitor");
 		dir = qm_aj_str(o, "dir");
 		qm_aj_int(o, "pid", &pid);

@@ -3,8 +3,14 @@
  * its destination QMP; the destination's memory is verified by the agent,
  * where it is (the engine's own stamp check would dump it there). */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -13,6 +19,93 @@
 
 static struct qmig_agent_session *sess;
 static struct json_object *held;
+
+/* --to ssh://[USER@]HOST[:PORT]: each connection is `ssh HOST qmigrate
+ * agent --stdio` ($QMIGRATE_SSH replaces "ssh", e.g. to add -i KEY;
+ * $QMIGRATE_AGENT_COMMAND the remote command). */
+static char ssh_target[300], ssh_port[8];
+static pid_t ssh_pids[4];
+static int n_ssh;
+extern char **environ;
+
+static int ssh_connect(int *rfd, int *wfd, void *ud)
+{
+	const char *cmd = getenv("QMIGRATE_AGENT_COMMAND");
+	char sshbuf[1024], *argv[48], *save = NULL, *w;
+	posix_spawn_file_actions_t fa;
+	int in[2], out[2], n = 0, r;
+	pid_t pid;
+
+	if (n_ssh == 4)
+		return -EMFILE;
+	snprintf(sshbuf, sizeof(sshbuf), "%s", getenv("QMIGRATE_SSH") ? getenv("QMIGRATE_SSH") : "ssh");
+	for (w = strtok_r(sshbuf, " ", &save); w && n < 36; w = strtok_r(NULL, " ", &save))
+		argv[n++] = w;
+	argv[n++] = "-T";
+	argv[n++] = "-o";
+	argv[n++] = "BatchMode=yes";
+	if (*ssh_port) {
+		argv[n++] = "-p";
+		argv[n++] = ssh_port;
+	}
+	argv[n++] = ssh_target;
+	argv[n++] = (char *)(cmd ? cmd : "qmigrate agent --stdio");
+	argv[n] = NULL;
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(in[0]);
+		close(in[1]);
+		return -errno;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	if (r) {
+		close(in[1]);
+		close(out[0]);
+		return -r;
+	}
+	ssh_pids[n_ssh++] = pid;
+	*rfd = out[0];
+	*wfd = in[1];
+	return 0;
+}
+
+static void ssh_reap(void)
+{
+	for (int i = 0; i < n_ssh; i++) {
+		int st, k;
+
+		/* Its stdin is closed: it ends by itself, soon. */
+		for (k = 0; k < 100 && waitpid(ssh_pids[i], &st, WNOHANG) == 0; k++)
+			usleep(50000);
+		if (k == 100) {
+			kill(ssh_pids[i], SIGTERM);
+			waitpid(ssh_pids[i], &st, 0);
+		}
+	}
+	n_ssh = 0;
+}
+
+static void ssh_setup(struct qmig_agent_opts *ao, const char *to)
+{
+	const char *h = to + 6, *colon = strrchr(h, ':');
+
+	if (colon && !strchr(colon, ']')) {
+		snprintf(ssh_port, sizeof(ssh_port), "%s", colon + 1);
+		snprintf(ssh_target, sizeof(ssh_target), "%.*s", (int)(colon - h), h);
+	} else {
+		snprintf(ssh_target, sizeof(ssh_target), "%s", h);
+	}
+	if (!*ssh_target || strchr(ssh_target, '/') || *ssh_target == '-')
+		die(EXIT_USAGE, "--to: '%s' is not ssh://[USER@]HOST[:PORT]", to);
+	ao->connect = (struct qmig_agent_connect_cb){ssh_connect, NULL, NULL};
+}
 
 void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *profile,
 		     const char *const *sets)
@@ -40,9 +133,13 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	ao.src_qmp = o->src_qmp;
 	ao.job_id = o->job_id;
 	ao.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	if (!strncmp(to, "ssh://", 6))
+		ssh_setup(&ao, to);
 	r = qmig_agent_session_new(&sess, &ao, msg, sizeof(msg));
-	if (r < 0)
+	if (r < 0) {
+		ssh_reap();
 		die(EXIT_SETUP, "%s", msg);
+	}
 	qmig_agent_session_apply(sess, o);
 	/* The agent checks the destination's memory where it is. */
 	o->no_verify = 1;
@@ -148,4 +245,5 @@ void agent_src_end(struct qmig_result *res, int json)
 	held = NULL;
 	qmig_agent_session_free(sess);
 	sess = NULL;
+	ssh_reap();
 }

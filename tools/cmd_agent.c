@@ -193,8 +193,11 @@ int cmd_agent(int argc, char **argv)
 		fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
 		fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
 		qm_aconn_plain(&conn, 0, 1, 0);
-		snprintf(conn.peer, sizeof(conn.peer), "ssh:%s",
-			 getenv("SSH_CLIENT") ? getenv("SSH_CLIENT") : "stdio");
+		/* The same for each ssh connection of one client (its address),
+		 * so that its tunnel matches its prepare. */
+		snprintf(conn.peer, sizeof(conn.peer), "ssh:%.*s",
+			 getenv("SSH_CLIENT") ? (int)strcspn(getenv("SSH_CLIENT"), " ") : 5,
+			 getenv("SSH_CLIENT") ? getenv("SSH_CLIENT") : "local");
 		agent_serve(&a, &conn);
 		qm_aconn_close(&conn);
 		return EXIT_OK;
