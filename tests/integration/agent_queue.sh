@@ -8,7 +8,7 @@
 agent_setup qaq --max-inbound 2
 
 for i in 1 2 3 4; do
-	launch_guest s$i --guest tiny --mem 64M --dirty-rate 5M --accel tcg --netns "$NETNS_A"
+	launch_guest s$i --guest tiny --mem 128M --dirty-rate 10M --accel tcg --netns "$NETNS_A"
 done
 start() { # N BANDWIDTH
 	eval "_q=\$s${1}_qmp"

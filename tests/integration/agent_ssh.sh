@@ -31,7 +31,7 @@ i=0; until [ -s "$T/sshd.pid" ]; do i=$((i + 1)); [ $i -gt 100 ] && fail "sshd d
 export QMIGRATE_SSH="ssh -i $T/key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 export QMIGRATE_AGENT_COMMAND="$PWD/tools/qmigrate agent --stdio --profiles $PWD/examples/profiles --state $T/state --port-lock-dir $T/ports-b --audit $T/agent.log"
 
-launch_guest src --guest tiny --mem 64M --dirty-rate 10M --accel tcg --netns "$NETNS_A"
+launch_guest src --guest tiny --mem 128M --dirty-rate 20M --accel tcg --netns "$NETNS_A"
 timeout 200 ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src_qmp" \
 	--to "ssh://root@$NETNS_ADDR_B:2222" --profile tiny --json > "$T/ssh.jsonl" 2> "$T/ssh.err"
 rc=$?
