@@ -36,6 +36,7 @@ struct qmig_agent_session {
 	unsigned ctl_port;
 	char job[64], token[80], listen_addr[QMIG_HOST_MAX], dst_tls_dir[512];
 	unsigned port;
+	uint64_t max_bw;
 	char dir[128], sock[160], lockdir[160];
 	int listen_fd, client_fd, ep;
 	int lost;
@@ -257,6 +258,8 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 			snprintf(s->dst_tls_dir, sizeof(s->dst_tls_dir), "%s",
 				 qm_aj_str(rep, "tls_dir"));
 		s->port = (unsigned)port;
+		if (qm_aj_int(rep, "max_bandwidth", &port) == 0 && port > 0)
+			s->max_bw = (uint64_t)port;
 		break;
 	}
 	json_object_put(rep);
@@ -414,6 +417,9 @@ int qmig_agent_session_apply(struct qmig_agent_session *s, struct qmig_migrate_o
 	/* The port is the agent's, reserved on its host; ours only keeps our
 	 * own processes apart. */
 	mo->port_lock_dir = s->lockdir;
+	/* The destination host's limit per migration. */
+	if (s->max_bw && (!mo->max_bandwidth || mo->max_bandwidth > s->max_bw))
+		mo->max_bandwidth = s->max_bw;
 	if (mo->tls_dir && !mo->tls_dst_dir && *s->dst_tls_dir)
 		mo->tls_dst_dir = s->dst_tls_dir;
 	return 0;

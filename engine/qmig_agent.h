@@ -90,8 +90,9 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 			   char *msg, size_t msg_len);
 /* Point migrate options at the destination: dst_qmp (the local end of the
  * tunnel), dst_addr, listen_addr, the port the agent reserved, a private
- * port lock directory, and tls_dst_dir when tls_dir is set. The strings
- * belong to the session. */
+ * port lock directory, tls_dst_dir when tls_dir is set, and max_bandwidth
+ * lowered to the agent's per-migration limit. The strings belong to the
+ * session. */
 int qmig_agent_session_apply(struct qmig_agent_session *s, struct qmig_migrate_opts *mo);
 /* Relay the tunnel: poll get_fd() for POLLIN, then process(). Never waits.
  * 0, or a negative errno when the connection to the agent was lost (the

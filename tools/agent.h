@@ -25,6 +25,7 @@ struct agent_cfg {
 	int max_conns;       /* concurrent control connections */
 	int idle_ms;         /* a connection with nothing to do is closed after this */
 	int queue_ms;        /* the longest a request waits for a place */
+	uint64_t max_bw;     /* bytes/s per inbound migration, 0: no limit */
 	unsigned port_lo, port_hi;
 	const char *port_lock_dir;
 	SSL_CTX *ctx;

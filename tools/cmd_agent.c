@@ -29,6 +29,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: qmigrate agent --profiles DIR --tls DIR [--listen ADDR[:PORT]] [OPTIONS]\n"
 		"       qmigrate agent --stdio --profiles DIR [OPTIONS]\n"
+		"       qmigrate agent --recover --profiles DIR [--state DIR]\n"
 		"\n"
 		"The destination host's daemon: sources connect with\n"
 		"'qmigrate migrate --src-qmp SOCK --to qmigrate+tls://HOST[:PORT] --profile NAME';\n"
@@ -53,6 +54,10 @@ static void usage(FILE *f)
 		"  --queue-timeout SECS   longest wait in the queue (default 600)\n"
 		"  --port-range LO-HI     migration ports to hand out (default 49152-49215)\n"
 		"  --port-lock-dir DIR    port lock files (default: the transport's)\n"
+		"  --max-bandwidth RATE   the most one inbound migration may use (e.g. 1gbit);\n"
+		"                         the source lowers its max-bandwidth to it\n"
+		"  --recover              apply the ownership rule to the jobs a killed agent\n"
+		"                         left in --state (also done at every start), then exit\n"
 		"  --stdio                serve one connection on stdin/stdout (for ssh)\n"
 		"  --audit FILE           append the audit lines here (default stderr)\n",
 		QMIG_AGENT_PORT_DEFAULT);
@@ -111,7 +116,7 @@ static int state_dir(char *buf, size_t len, const char *given)
 int cmd_agent(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_TLS, O_ALLOW, O_PROF, O_STATE, O_MAXIN, O_MAXC, O_IDLE, O_QT,
-	       O_RANGE, O_LOCK, O_STDIO, O_AUDIT, O_HELP };
+	       O_RANGE, O_LOCK, O_STDIO, O_AUDIT, O_HELP, O_BW, O_RECOVER };
 	static const struct option lo[] = {
 		{"listen", 1, 0, O_LISTEN}, {"tls", 1, 0, O_TLS}, {"allow", 1, 0, O_ALLOW},
 		{"profiles", 1, 0, O_PROF}, {"state", 1, 0, O_STATE},
@@ -119,12 +124,13 @@ int cmd_agent(int argc, char **argv)
 		{"idle-timeout", 1, 0, O_IDLE}, {"queue-timeout", 1, 0, O_QT},
 		{"port-range", 1, 0, O_RANGE}, {"port-lock-dir", 1, 0, O_LOCK},
 		{"stdio", 0, 0, O_STDIO}, {"audit", 1, 0, O_AUDIT}, {"help", 0, 0, O_HELP},
+		{"max-bandwidth", 1, 0, O_BW}, {"recover", 0, 0, O_RECOVER},
 		{0, 0, 0, 0}};
 	static struct agent a;
 	const char *listen_s = NULL, *state = NULL, *audit = NULL;
 	char host[QMIG_HOST_MAX] = "", sdir[PATH_MAX], msg[512] = "";
 	unsigned port = QMIG_AGENT_PORT_DEFAULT;
-	int c, stdio = 0, lfd, sfd;
+	int c, stdio = 0, recover = 0, lfd, sfd;
 	struct stat st;
 	sigset_t set;
 
@@ -152,6 +158,8 @@ int cmd_agent(int argc, char **argv)
 		case O_RANGE: parse_port_range("--port-range", optarg, &a.cfg.port_lo, &a.cfg.port_hi); break;
 		case O_LOCK: a.cfg.port_lock_dir = optarg; break;
 		case O_STDIO: stdio = 1; break;
+		case O_BW: a.cfg.max_bw = parse_rate("--max-bandwidth", optarg); break;
+		case O_RECOVER: recover = 1; break;
 		case O_AUDIT: audit = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -163,7 +171,7 @@ int cmd_agent(int argc, char **argv)
 		die(EXIT_USAGE, "give --profiles DIR (see examples/profiles)");
 	if (stat(a.cfg.profiles_dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		die(EXIT_SETUP, "--profiles %s: not a directory", a.cfg.profiles_dir);
-	if (!stdio && !a.cfg.tls_dir)
+	if (!stdio && !recover && !a.cfg.tls_dir)
 		die(EXIT_USAGE, "give --tls DIR: the agent only speaks mutual TLS on the network "
 				"(or --stdio under ssh)");
 	if (listen_s && qmig_addr_parse(listen_s, QMIG_AGENT_PORT_DEFAULT, host, sizeof(host),
@@ -186,6 +194,8 @@ int cmd_agent(int argc, char **argv)
 	pthread_cond_init(&a.cond, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	agent_reap_stale(&a);
+	if (recover)
+		return EXIT_OK;
 	if (stdio) {
 		struct qm_aconn conn;
 

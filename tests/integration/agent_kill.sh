@@ -49,9 +49,12 @@ i=0; until grep -q '^PORT' "$T/k2.out"; do i=$((i + 1)); [ $i -gt 200 ] && fail 
 kill -9 "$AGENT_PID"; AGENT_PID=
 wait "$hp" 2>/dev/null
 [ "$(dst_qemus | wc -l)" = 1 ] || fail "k2: the destination died with the agent"
+# Recovery on the agent's host alone.
+ip netns exec "$NETNS_B" $QMIGRATE agent --recover --profiles examples/profiles --state "$STATE" \
+	2> "$T/recover-b.log" || fail "agent --recover: $(cat "$T/recover-b.log")"
+grep -q '"op":"reap","job":"k2","result":"removed"' "$T/recover-b.log" || fail "k2: not reaped: $(cat "$T/recover-b.log")"
+echo "agent killed after prepare: 'qmigrate agent --recover' removed the destination"
 agent_start
-grep -q '"op":"reap","job":"k2","result":"removed"' "$T/agent.log" || fail "k2: not reaped: $(cat "$T/agent.log")"
-echo "agent killed after prepare: the restarted agent removed the destination"
 assert_clean "agent killed after prepare"
 
 # 3. The source's qmigrate, in precopy.

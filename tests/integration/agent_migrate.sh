@@ -29,6 +29,7 @@ run() { # NAME MIGRATE-OPTIONS...
 	[ -z "$(ls "$STATE/jobs")" ] || fail "$_name: job journal left"
 	$QMIGRATE qmp "$dq" quit > /dev/null
 	wait_no_dst 10 || fail "$_name: destination did not quit"
+	rm -rf "$STATE"/vm-* # a kept destination's runtime dir is its owner's
 }
 
 run plain --agent-tls "$C"
@@ -36,6 +37,20 @@ run tls --tls "$C"
 grep -q '"qom-type":"tls-creds-x509"' "$T/tls.jsonl" || fail "tls: no tls-creds-x509 object"
 run tls-multifd4 --tls "$C" --multifd 4
 grep -q '"multifd-channels":4' "$T/tls-multifd4.jsonl" || fail "multifd 4 not planned"
+# --dry-run: both halves of the plan, the destination's through the agent.
+launch_guest src --guest tiny --mem 128M --accel tcg --netns "$NETNS_A"
+ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src_qmp" --to "$(agent_to)" --profile tiny \
+	--agent-tls "$C" --dry-run > "$T/dry.out" 2>&1 || fail "dry run: $(cat "$T/dry.out")"
+grep -q "^destination  migrate-incoming.*tcp:$NETNS_ADDR_B:" "$T/dry.out" || fail "dry run: no destination half"
+grep -q "^source       migrate .*tcp:$NETNS_ADDR_B:" "$T/dry.out" || fail "dry run: no source half"
+[ "$(status_of "$src_qmp")" = running ] || fail "dry run: the source changed"
+assert_clean "dry run"
+echo "dry run: both halves planned, nothing left on host B"
+# The agent's per-migration bandwidth limit lowers the source's.
+agent_stop; agent_start --max-bandwidth 400M
+migrate_to bw "$src_qmp" --profile tiny --agent-tls "$C" --dry-run
+grep -q '"max-bandwidth":419430400' "$T/bw.jsonl" || fail "the agent's --max-bandwidth was not applied"
+assert_clean "bandwidth"
 n=$(grep -c '"op":"prepare".*"result":"prepared"' "$T/agent.log")
-[ "$n" = 3 ] || fail "expected 3 prepared audit lines, have $n"
+[ "$n" = 1 ] || fail "expected 1 prepared audit line, have $n"
 ok "three migrations through the agent (plain, TLS, TLS + multifd 4), verified"
