@@ -201,6 +201,9 @@ install: all
 	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/
 	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man1/; done
 	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
+	install -d $(DESTDIR)$(DATADIR)/qmigrate/profiles $(DESTDIR)$(DATADIR)/qmigrate/examples
+	install -m 644 examples/profiles/*.json examples/profiles/README $(DESTDIR)$(DATADIR)/qmigrate/profiles/
+	install -m 644 examples/qmigrate-agent.service $(DESTDIR)$(DATADIR)/qmigrate/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(STATIC_LIB) $(DESTDIR)$(LIBDIR)/$(SHARED_LIB) \
