@@ -31,3 +31,4 @@ ITEST_SCRIPTS += tests/integration/migrate_kill.sh
 # Migrations between hosts: the source side of the agent protocol.
 LIB_SRCS += engine/agent_io.c engine/agent_client.c
 PUBLIC_HEADERS += engine/qmig_agent.h
+UNIT_SRCS += tests/unit/test_agent.c

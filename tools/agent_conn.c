@@ -188,26 +188,54 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	return send_free(k, o);
 }
 
+/* Claim a job's tunnel, all under the lock: the job's own thread may end
+ * it (and free it) at any moment. 1 claimed, 0 refused, -1 not here. */
+static int tunnel_claim(struct agent *a, const char *id, const char *tok, const char *peer,
+			char *qmp, size_t len)
+{
+	int r = -1;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; id && i < AGENT_MAX_JOBS; i++) {
+		struct agent_job *j = a->jobs[i];
+
+		if (!j || strcmp(j->id, id))
+			continue;
+		r = 0;
+		if (tok && !strcmp(tok, j->token) && !strcmp(peer, j->peer) && !j->tunnel_busy &&
+		    strlen(j->qmp) < len) {
+			j->tunnel_busy = 1;
+			memcpy(qmp, j->qmp, strlen(j->qmp) + 1);
+			r = 1;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+static void tunnel_release(struct agent *a, const char *id)
+{
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < AGENT_MAX_JOBS; i++)
+		if (a->jobs[i] && !strcmp(a->jobs[i]->id, id))
+			a->jobs[i]->tunnel_busy = 0;
+	pthread_mutex_unlock(&a->lock);
+}
+
 /* The tunnel: this connection now carries the destination QEMU's QMP. */
 static void do_tunnel(struct conn *k, struct json_object *req)
 {
 	const char *id = qm_aj_str(req, "job"), *tok = qm_aj_str(req, "token");
-	struct agent_job *j = agent_job_find(k->a, id);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char buf[16384];
-	int fd = -1, busy = 1;
+	int fd = -1, busy = 1, mine;
 
-	if (j && tok && !strcmp(tok, j->token) && !strcmp(k->c->peer, j->peer)) {
-		pthread_mutex_lock(&k->a->lock);
-		busy = j->tunnel_busy;
-		j->tunnel_busy = 1;
-		pthread_mutex_unlock(&k->a->lock);
-		if (!busy)
-			memcpy(sa.sun_path, j->qmp, strnlen(j->qmp, sizeof(sa.sun_path) - 1));
-	} else if (!j && agent_job_lookup_tunnel(k->a, id, tok, k->c->peer, sa.sun_path,
-					      sizeof(sa.sun_path)) == 0) {
+	mine = tunnel_claim(k->a, id, tok, k->c->peer, sa.sun_path, sizeof(sa.sun_path));
+	if (mine == 1)
+		busy = 0;
+	else if (mine < 0 && agent_job_lookup_tunnel(k->a, id, tok, k->c->peer, sa.sun_path,
+						     sizeof(sa.sun_path)) == 0)
 		busy = 0; /* the job is another agent process's (ssh) */
-	}
 	if (busy) {
 		send_error(k, "qmp", id, "forbidden",
 			   "no such job for this client, a wrong token, or its tunnel is open");
@@ -261,11 +289,8 @@ static void do_tunnel(struct conn *k, struct json_object *req)
 out:
 	if (fd >= 0)
 		close(fd);
-	if (j) {
-		pthread_mutex_lock(&k->a->lock);
-		j->tunnel_busy = 0;
-		pthread_mutex_unlock(&k->a->lock);
-	}
+	if (mine == 1)
+		tunnel_release(k->a, id);
 }
 
 static int do_status(struct conn *k)
