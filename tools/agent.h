@@ -47,6 +47,8 @@ struct agent_job {
 	unsigned port;
 	int ran;             /* the destination guest has run: it owns the guest */
 	int tunnel_busy;
+	int tunnel_seen;     /* the source has opened the tunnel once */
+	int64_t t_prepared;  /* monotonic ns */
 	int tunnel_closed;   /* the tunnel ended: no more QMP from the source */
 	struct qmig_vm *vm;
 	struct qmig_port *portlock;

@@ -205,6 +205,7 @@ static int tunnel_claim(struct agent *a, const char *id, const char *tok, const 
 		if (tok && !strcmp(tok, j->token) && !strcmp(peer, j->peer) && !j->tunnel_busy &&
 		    strlen(j->qmp) < len) {
 			j->tunnel_busy = 1;
+			j->tunnel_seen = 1;
 			memcpy(qmp, j->qmp, strlen(j->qmp) + 1);
 			r = 1;
 		}
@@ -410,6 +411,14 @@ static int next_request(struct conn *k, struct json_object **req)
 			return qm_aconn_recv(k->c, req, qm_wait_now_ns() + (int64_t)k->a->cfg.idle_ms * MS);
 		if (qm_aconn_pending(k->c))
 			return qm_aconn_recv(k->c, req, qm_wait_now_ns() + 10000 * MS);
+		/* A source that prepared and then never drives its destination
+		 * holds a place: the idle limit applies until its tunnel opens. */
+		if (!k->job->tunnel_seen &&
+		    qm_wait_now_ns() - k->job->t_prepared > (int64_t)k->a->cfg.idle_ms * MS) {
+			snprintf(k->c->err, sizeof(k->c->err),
+				 "no QMP tunnel within the idle timeout after prepare");
+			return -ETIMEDOUT;
+		}
 		p[0] = (struct pollfd){qm_aconn_fd(k->c), POLLIN, 0};
 		p[1] = (struct pollfd){agent_job_mon_fd(k->job), POLLIN, 0};
 		r = poll(p, 2, 1000);

@@ -655,6 +655,7 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	}
 	ecb.user_data = j;
 	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
+	j->t_prepared = qm_wait_now_ns();
 	agent_journal(a, j, "prepared");
 	json_object_put(prof);
 	*out = j;

@@ -16,6 +16,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -257,6 +259,16 @@ int cmd_agent(int argc, char **argv)
 		}
 		t->a = &a;
 		t->fd = fd;
+		{
+			/* A source host that vanishes (power, link) is noticed in
+			 * about 30 s, and the ownership rule applied. */
+			int on = 1, idle = 15, intvl = 5, cnt = 3;
+
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+		}
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &at, conn_main, t) != 0) {
