@@ -238,8 +238,8 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 			int64_t pos = 0;
 
 			qm_aj_int(rep, "position", &pos);
-			slog(s, QMIG_LOG_INFO, "agent: queued (position %lld): the host's inbound "
-					       "limit is reached", (long long)pos);
+			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
+					       "host's inbound limit is reached; waiting", (long long)pos);
 			json_object_put(rep);
 			rep = NULL;
 			continue;
@@ -574,6 +574,55 @@ int qmig_agent_session_end(struct qmig_agent_session *s, const struct qmig_resul
 		*reply = rep;
 	else
 		json_object_put(rep);
+	return r;
+}
+
+int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
+		       struct json_object **reply, char *msg, size_t msg_len)
+{
+	struct qmig_agent_session *s;
+	struct json_object *m, *rep = NULL;
+	char dummy[8];
+	int r;
+
+	if (!msg || !msg_len) {
+		msg = dummy;
+		msg_len = sizeof(dummy);
+	}
+	*msg = 0;
+	if (!o || o->version < 1 || o->version > QMIG_AGENT_OPTS_VERSION || !o->url || !op ||
+	    !reply) {
+		snprintf(msg, msg_len, "agent: a request needs options with a url, and an op");
+		return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->o = *o;
+	s->o.log.free = NULL;       /* the caller's, untouched */
+	s->o.connect.free = NULL;
+	s->listen_fd = s->client_fd = s->ep = -1;
+	r = parse_url(s, msg, msg_len);
+	if (r == 0 && !s->ssh && !(s->ctx = o->tls_dir ? qm_agent_tls_ctx(o->tls_dir, 0, msg, msg_len)
+							: NULL)) {
+		if (!*msg)
+			snprintf(msg, msg_len, "agent: qmigrate+tls:// needs a TLS directory");
+		r = -EKEYREJECTED;
+	}
+	if (r == 0 && (r = open_conn(s, &s->ctl, msg, msg_len)) == 0) {
+		s->have_ctl = 1;
+		m = json_object_new_object();
+		json_object_object_add(m, "op", json_object_new_string(op));
+		r = qm_aconn_send(&s->ctl, m, deadline(s));
+		json_object_put(m);
+		if (r == 0)
+			r = qm_aconn_recv(&s->ctl, &rep, deadline(s));
+		if (r < 0)
+			snprintf(msg, msg_len, "agent: %s: %s", op, s->ctl.err);
+	}
+	if (r == 0)
+		*reply = rep;
+	qmig_agent_session_free(s);
 	return r;
 }
 

@@ -106,6 +106,13 @@ int qmig_agent_session_process(struct qmig_agent_session *s);
 int qmig_agent_session_end(struct qmig_agent_session *s, const struct qmig_result *r,
 			   struct json_object **reply, char *msg, size_t msg_len);
 const char *qmig_agent_session_job(const struct qmig_agent_session *s);
+
+/* One request on a connection of its own (hello first): "status",
+ * "profiles" or "ping" (docs/PROTOCOL.md). o needs url and tls_dir (or
+ * connect); profile is not used. *reply: the agent's reply (new
+ * reference), also when it refused (ok false). Waits like session_new. */
+int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
+		       struct json_object **reply, char *msg, size_t msg_len);
 /* Frees at once; a session not ended is simply dropped, and the agent
  * applies the ownership rule on its own. NULL is fine. */
 void qmig_agent_session_free(struct qmig_agent_session *s);

@@ -32,6 +32,7 @@ static void usage(FILE *f)
 		"usage: qmigrate agent --profiles DIR --tls DIR [--listen ADDR[:PORT]] [OPTIONS]\n"
 		"       qmigrate agent --stdio --profiles DIR [OPTIONS]\n"
 		"       qmigrate agent --recover --profiles DIR [--state DIR]\n"
+		"       qmigrate agent --status qmigrate+tls://HOST[:PORT] --tls DIR\n"
 		"\n"
 		"The destination host's daemon: sources connect with\n"
 		"'qmigrate migrate --src-qmp SOCK --to qmigrate+tls://HOST[:PORT] --profile NAME';\n"
@@ -58,6 +59,8 @@ static void usage(FILE *f)
 		"  --port-lock-dir DIR    port lock files (default: the transport's)\n"
 		"  --max-bandwidth RATE   the most one inbound migration may use (e.g. 1gbit);\n"
 		"                         the source lowers its max-bandwidth to it\n"
+		"  --status URL           ask the agent at URL for its jobs and queue (JSON;\n"
+		"                         --tls DIR holds this host's client certificate)\n"
 		"  --recover              apply the ownership rule to the jobs a killed agent\n"
 		"                         left in --state (also done at every start), then exit\n"
 		"  --stdio                serve one connection on stdin/stdout (for ssh)\n"
@@ -118,7 +121,7 @@ static int state_dir(char *buf, size_t len, const char *given)
 int cmd_agent(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_TLS, O_ALLOW, O_PROF, O_STATE, O_MAXIN, O_MAXC, O_IDLE, O_QT,
-	       O_RANGE, O_LOCK, O_STDIO, O_AUDIT, O_HELP, O_BW, O_RECOVER };
+	       O_RANGE, O_LOCK, O_STDIO, O_AUDIT, O_HELP, O_BW, O_RECOVER, O_QUERY };
 	static const struct option lo[] = {
 		{"listen", 1, 0, O_LISTEN}, {"tls", 1, 0, O_TLS}, {"allow", 1, 0, O_ALLOW},
 		{"profiles", 1, 0, O_PROF}, {"state", 1, 0, O_STATE},
@@ -127,9 +130,10 @@ int cmd_agent(int argc, char **argv)
 		{"port-range", 1, 0, O_RANGE}, {"port-lock-dir", 1, 0, O_LOCK},
 		{"stdio", 0, 0, O_STDIO}, {"audit", 1, 0, O_AUDIT}, {"help", 0, 0, O_HELP},
 		{"max-bandwidth", 1, 0, O_BW}, {"recover", 0, 0, O_RECOVER},
+		{"status", 1, 0, O_QUERY},
 		{0, 0, 0, 0}};
 	static struct agent a;
-	const char *listen_s = NULL, *state = NULL, *audit = NULL;
+	const char *listen_s = NULL, *state = NULL, *audit = NULL, *query = NULL;
 	char host[QMIG_HOST_MAX] = "", sdir[PATH_MAX], msg[512] = "";
 	unsigned port = QMIG_AGENT_PORT_DEFAULT;
 	int c, stdio = 0, recover = 0, lfd, sfd;
@@ -162,6 +166,7 @@ int cmd_agent(int argc, char **argv)
 		case O_STDIO: stdio = 1; break;
 		case O_BW: a.cfg.max_bw = parse_rate("--max-bandwidth", optarg); break;
 		case O_RECOVER: recover = 1; break;
+		case O_QUERY: query = optarg; break;
 		case O_AUDIT: audit = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
@@ -169,6 +174,23 @@ int cmd_agent(int argc, char **argv)
 	}
 	if (optind < argc)
 		die(EXIT_USAGE, "unexpected argument '%s' (see 'qmigrate agent --help')", argv[optind]);
+	if (query) {
+		/* A client: what the agent at URL is doing (jobs, queue). */
+		struct qmig_agent_opts ao = QMIG_AGENT_OPTS_INIT;
+		struct json_object *rep = NULL;
+		int r;
+
+		ao.url = query;
+		ao.tls_dir = a.cfg.tls_dir;
+		ao.timeout_ms = 10000;
+		r = qmig_agent_request(&ao, "status", &rep, msg, sizeof(msg));
+		if (r < 0)
+			die(EXIT_SETUP, "%s", msg);
+		printf("%s\n", json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN));
+		r = json_object_get_boolean(json_object_object_get(rep, "ok"));
+		json_object_put(rep);
+		return r ? EXIT_OK : EXIT_FAIL;
+	}
 	if (!a.cfg.profiles_dir)
 		die(EXIT_USAGE, "give --profiles DIR (see examples/profiles)");
 	if (stat(a.cfg.profiles_dir, &st) < 0 || !S_ISDIR(st.st_mode))

@@ -30,7 +30,8 @@ start 1 1M; start 2 1M
 wait_audits "prepared" 2 60
 start 3 1G; start 4 1G
 wait_audits "queued" 2 60
-st=$(peer "$C" status); echo "agent status: $st"
+st=$(ip netns exec "$NETNS_A" $QMIGRATE agent --status "$(agent_to)" --tls "$C" 2>&1); echo "agent status: $st"
+grep -q 'queued' "$T/m3.err" || fail "m3: the source did not say it is queued"
 [ "$(jf inbound "$st")" = 2 ] || fail "expected 2 inbound: $st"
 [ "$(jf queued "$st")" = 2 ] || fail "expected 2 queued: $st"
 [ "$(audits prepared)" = 2 ] || fail "a third migration was let in over the limit"
