@@ -346,6 +346,8 @@ static int do_request(struct conn *k, struct json_object *req)
 
 	if (!op)
 		return send_error(k, NULL, job, "bad-request", "a request needs 'op'");
+	if (!strcmp(op, "ping") || !strcmp(op, "status") || !strcmp(op, "profiles"))
+		agent_audit(k->a, k->c->peer, op, job, "ok", NULL);
 	if (!strcmp(op, "ping"))
 		return send_free(k, reply("ping", 1));
 	if (!strcmp(op, "status"))
