@@ -41,7 +41,11 @@ struct qmig_agent_session {
 	int listen_fd, client_fd, ep;
 	int lost;
 	int ssh;            /* connections come from o.connect */
-	char cbuf[65536];   /* local client -> tunnel, waiting to be sent */
+	/* Tunnel -> engine bytes the engine's socket could not take yet: the
+	 * tunnel is not read again until they are written (backpressure), and
+	 * process() never waits on the engine, which runs in the same loop. */
+	char pend[16384];
+	size_t pend_len;
 	char *err;
 };
 
@@ -432,6 +436,7 @@ int qmig_agent_session_get_fd(const struct qmig_agent_session *s)
 
 static void drop_client(struct qmig_agent_session *s)
 {
+	s->pend_len = 0;
 	if (s->client_fd < 0)
 		return;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, s->client_fd, NULL);
@@ -454,10 +459,11 @@ static int lose(struct qmig_agent_session *s, const char *why)
 	return -ECONNRESET;
 }
 
-/* Write to the local client; it is the engine, which reads promptly. */
+/* Write what the engine's socket takes now; keep the rest in pend and
+ * watch the socket for room. 0, 1 when some is left, -EPIPE. */
 static int to_client(struct qmig_agent_session *s, const char *p, size_t n)
 {
-	int64_t dl = qm_wait_now_ns() + 5000 * MS;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = s->client_fd};
 
 	while (n) {
 		ssize_t w = write(s->client_fd, p, n);
@@ -465,14 +471,22 @@ static int to_client(struct qmig_agent_session *s, const char *p, size_t n)
 		if (w > 0) {
 			p += w;
 			n -= (size_t)w;
+		} else if (w < 0 && errno == EINTR) {
+			continue;
 		} else if (w < 0 && errno == EAGAIN) {
-			if (qm_wait_fd(s->client_fd, POLLOUT, dl) <= 0)
-				return -ETIMEDOUT;
-		} else if (!(w < 0 && errno == EINTR)) {
+			break;
+		} else {
 			return -EPIPE;
 		}
 	}
-	return 0;
+	if (n > sizeof(s->pend))
+		return -EPIPE; /* cannot happen: callers pass at most sizeof(pend) */
+	/* p may point into pend itself: memmove. */
+	memmove(s->pend, p, n);
+	s->pend_len = n;
+	ev.events = n ? EPOLLIN | EPOLLOUT : EPOLLIN;
+	epoll_ctl(s->ep, EPOLL_CTL_MOD, s->client_fd, &ev);
+	return n ? 1 : 0;
 }
 
 int qmig_agent_session_process(struct qmig_agent_session *s)
@@ -498,14 +512,24 @@ int qmig_agent_session_process(struct qmig_agent_session *s)
 	}
 	if (s->client_fd < 0)
 		return 0;
-	/* The agent's side first: QEMU's greeting, replies and events. */
-	for (;;) {
-		n = qm_aconn_read_now(&s->tun, buf, sizeof(buf));
+	/* Bytes the engine could not take yet go first. */
+	if (s->pend_len) {
+		int w = to_client(s, s->pend, s->pend_len);
+
+		if (w < 0)
+			drop_client(s);
+	}
+	/* The agent's side: QEMU's greeting, replies and events. */
+	while (s->client_fd >= 0 && !s->pend_len) {
+		int w;
+
+		n = qm_aconn_read_now(&s->tun, buf, sizeof(s->pend));
 		if (n == -EAGAIN)
 			break;
 		if (n <= 0)
 			return lose(s, n == 0 ? "the agent closed it" : strerror((int)-n));
-		if (to_client(s, buf, (size_t)n) < 0) {
+		w = to_client(s, buf, (size_t)n);
+		if (w < 0) {
 			drop_client(s);
 			break;
 		}
