@@ -902,8 +902,7 @@ void agent_reap_stale(struct agent *a)
 		const char *mon, *dir;
 		int64_t pid = 0;
 		char f[PATH_MAX + 300];
-		int kill_it = 0;
-
+		int kill_it = 0, reachable;
 		int64_t apid = 0;
 
 		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
@@ -921,25 +920,34 @@ void agent_reap_stale(struct agent *a)
 		dir = qm_aj_str(o, "dir");
 		qm_aj_int(o, "pid", &pid);
 		co.timeout_ms = 2000;
-		if (mon && qmig_qmp_conn_open(&q, mon, &co) == 0 &&
-		    qmig_cmd_query_status(q, &st) == 0 && qmig_cmd_query_migrate(q, &mi) == 0)
+		reachable = mon && qmig_qmp_conn_open(&q, mon, &co) == 0 &&
+			    qmig_cmd_query_status(q, &st) == 0 && qmig_cmd_query_migrate(q, &mi) == 0;
+		if (reachable) {
+			/* Never ran, and no stream on its way: the source keeps the guest. */
 			kill_it = !st.running && strcmp(st.status, "paused") &&
 				  (!strcmp(mi.status, "none") || !strcmp(mi.status, "setup") ||
 				   !strcmp(mi.status, "failed"));
-		qmig_qmp_conn_close(q);
-		if (!our_qemu(pid, mon)) {
+			if (kill_it) {
+				qmig_cmd_quit(q); /* works even when the journal has no pid yet */
+				if (our_qemu(pid, mon))
+					kill((pid_t)pid, SIGKILL);
+			}
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), kill_it ? "removed" : "kept",
+				    kill_it ? "left by a previous agent, never ran" : st.status);
+		} else if (!our_qemu(pid, mon)) {
 			/* QEMU is gone already (a failed stream ends it). */
 			kill_it = 1;
-			pid = 0;
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
 				    "left by a previous agent; its QEMU had exited");
+		} else {
+			/* Alive but its monitor does not answer: leave it to people. */
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "unknown",
+				    "its QEMU runs but its monitor does not answer; left as it is");
 		}
-		if (kill_it && pid > 1 && our_qemu(pid, mon)) {
-			kill((pid_t)pid, SIGKILL);
-			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
-				    "left by a previous agent, never ran");
-		} else if (q) {
-			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "kept", st.status);
+		qmig_qmp_conn_close(q);
+		if (!reachable && !kill_it) {
+			json_object_put(o); /* the journal stays for the next try */
+			continue;
 		}
 		if (dir && kill_it) {
 			char p[PATH_MAX];
