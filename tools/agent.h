@@ -73,6 +73,22 @@ struct agent {
 /* agent_conn.c: serve one connection until it ends (closes c). */
 void agent_serve(struct agent *a, struct qm_aconn *c);
 
+/* agent_profile.c: what to launch, from a profile and a request. */
+#define AGENT_MAX_ARGS 64
+struct agent_launch {
+	int guest;                   /* enum qmig_guest_kind */
+	uint64_t mem;
+	char accel[32];              /* "": the launch default */
+	char qemu[256];              /* "": qemu-system-x86_64 from PATH */
+	int userfaultfd;
+	int nargs;
+	char args[AGENT_MAX_ARGS][256];
+};
+int agent_profile_build(const struct agent *a, const char *name, struct json_object *req,
+			struct agent_launch *out, const char **err, char *msg, size_t len);
+/* 1-63 of [A-Za-z0-9_-]: profile names and job ids (never a path). */
+int agent_valid_name(const char *s);
+
 /* agent_job.c */
 /* Check req (a prepare) against the profile and launch the destination.
  * 0 with *out, or a negative errno with err (a code, docs/PROTOCOL.md)

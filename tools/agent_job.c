@@ -21,7 +21,6 @@
 #include "qm_wait.h"
 
 #define MS 1000000LL
-#define MAX_ARGS 64
 
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail)
@@ -89,377 +88,6 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 			unlink(tmp);
 	}
 	json_object_put(o);
-}
-
-/* ---- profiles ----------------------------------------------------------- */
-
-static int valid_name(const char *s)
-{
-	size_t n = 0;
-
-	for (; s && s[n]; n++)
-		if (!isalnum((unsigned char)s[n]) && s[n] != '-' && s[n] != '_')
-			return 0;
-	return n > 0 && n < 64;
-}
-
-/* What a value filled into a QEMU option may contain: no commas (QEMU's
- * option separator), no '=', nothing a shell or QEMU would read specially. */
-static int safe_value(const char *s)
-{
-	if (!*s || strlen(s) > 200)
-		return 0;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr("._-/:", *s))
-			return 0;
-	return 1;
-}
-
-static int parse_bytes(struct json_object *v, uint64_t *out)
-{
-	const char *s;
-	char *end;
-	double d;
-
-	if (json_object_is_type(v, json_type_int)) {
-		if (json_object_get_int64(v) < 0)
-			return -EINVAL;
-		*out = (uint64_t)json_object_get_int64(v);
-		return 0;
-	}
-	if (!json_object_is_type(v, json_type_string))
-		return -EINVAL;
-	s = json_object_get_string(v);
-	errno = 0;
-	d = strtod(s, &end);
-	if (end == s || errno || d < 0 || d > 1e15)
-		return -EINVAL;
-	switch (toupper((unsigned char)*end)) {
-	case 0: break;
-	case 'K': d *= 1024; end++; break;
-	case 'M': d *= 1024 * 1024; end++; break;
-	case 'G': d *= 1024.0 * 1024 * 1024; end++; break;
-	default: return -EINVAL;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end)
-		return -EINVAL;
-	*out = (uint64_t)d;
-	return 0;
-}
-
-static struct json_object *load_profile(struct agent *a, const char *name, const char **err,
-					char *msg, size_t len)
-{
-	char path[PATH_MAX];
-	struct json_object *p;
-	struct stat st;
-
-	if (!valid_name(name)) {
-		*err = "unknown-profile";
-		snprintf(msg, len, "'%.64s' is not a profile name", name ? name : "");
-		return NULL;
-	}
-	snprintf(path, sizeof(path), "%s/%s.json", a->cfg.profiles_dir, name);
-	if (stat(path, &st) < 0) {
-		*err = "unknown-profile";
-		snprintf(msg, len, "no profile '%s' on this host", name);
-		return NULL;
-	}
-	p = json_object_from_file(path);
-	if (!p || !json_object_is_type(p, json_type_object)) {
-		json_object_put(p);
-		*err = "bad-profile";
-		snprintf(msg, len, "profile '%s' (%s) is not a JSON object", name, path);
-		return NULL;
-	}
-	return p;
-}
-
-struct json_object *agent_profile_list(const struct agent *a)
-{
-	struct json_object *arr = json_object_new_array();
-	DIR *d = opendir(a->cfg.profiles_dir);
-	struct dirent *e;
-
-	while (d && (e = readdir(d))) {
-		size_t n = strlen(e->d_name);
-
-		if (n > 5 && !strcmp(e->d_name + n - 5, ".json"))
-			json_object_array_add(arr, json_object_new_string_len(e->d_name, (int)n - 5));
-	}
-	if (d)
-		closedir(d);
-	return arr;
-}
-
-/* The values a request chose, after the profile allowed them. */
-struct chosen {
-	const char *keys[40];
-	char vals[40][208];
-	int n;
-	uint64_t mem;
-	int cpus;
-	const char *accel;
-	int guest;
-};
-
-static void put(struct chosen *c, const char *k, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void put(struct chosen *c, const char *k, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->n == 40)
-		return;
-	c->keys[c->n] = k;
-	va_start(ap, fmt);
-	vsnprintf(c->vals[c->n], sizeof(c->vals[0]), fmt, ap);
-	va_end(ap);
-	c->n++;
-}
-
-static const char *get(const struct chosen *c, const char *k)
-{
-	for (int i = 0; i < c->n; i++)
-		if (!strcmp(c->keys[i], k))
-			return c->vals[i];
-	return NULL;
-}
-
-static int in_list(struct json_object *arr, const char *v)
-{
-	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
-		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), v))
-			return 1;
-	return 0;
-}
-
-/* A range {"min","max","default"} in bytes or plain numbers. */
-static int check_range(struct json_object *spec, const char *what, uint64_t v, char *msg,
-		       size_t len)
-{
-	struct json_object *x;
-	uint64_t lo = 0, hi = UINT64_MAX;
-
-	if (json_object_object_get_ex(spec, "min", &x) && parse_bytes(x, &lo) < 0)
-		lo = UINT64_MAX;
-	if (json_object_object_get_ex(spec, "max", &x) && parse_bytes(x, &hi) < 0)
-		hi = 0;
-	if (v < lo || v > hi) {
-		snprintf(msg, len, "%s %llu is outside the profile's range %llu-%llu", what,
-			 (unsigned long long)v, (unsigned long long)lo, (unsigned long long)hi);
-		return -ERANGE;
-	}
-	return 0;
-}
-
-/* One generic value from the profile's "values": one_of, dir, or range. */
-static int check_value(struct json_object *spec, const char *k, const char *v, char *msg,
-		       size_t len)
-{
-	struct json_object *x;
-
-	if (!safe_value(v)) {
-		snprintf(msg, len, "value of '%s' may hold only letters, digits and ._-/:", k);
-		return -EINVAL;
-	}
-	if (json_object_object_get_ex(spec, "one_of", &x)) {
-		if (!in_list(x, v)) {
-			snprintf(msg, len, "'%s' is not an allowed %s (%s)", v, k,
-				 json_object_to_json_string_ext(x, JSON_C_TO_STRING_PLAIN));
-			return -EPERM;
-		}
-		return 0;
-	}
-	if (json_object_object_get_ex(spec, "dir", &x)) {
-		const char *d = json_object_get_string(x);
-		size_t n = strlen(d);
-
-		if (strncmp(v, d, n) || v[n] != '/' || strstr(v, "/../") ||
-		    (strlen(v) >= 3 && !strcmp(v + strlen(v) - 3, "/..")) || strstr(v, "//")) {
-			snprintf(msg, len, "%s '%s' is not a file under %s", k, v, d);
-			return -EPERM;
-		}
-		return 0;
-	}
-	if (json_object_object_get_ex(spec, "min", &x) || json_object_object_get_ex(spec, "max", &x)) {
-		struct json_object *sv = json_object_new_string(v);
-		uint64_t n = 0;
-		int r = parse_bytes(sv, &n);
-
-		json_object_put(sv);
-		if (r < 0) {
-			snprintf(msg, len, "%s '%s' is not a number", k, v);
-			return -EINVAL;
-		}
-		return check_range(spec, k, n, msg, len);
-	}
-	snprintf(msg, len, "the profile's value '%s' has no rule (one_of, dir, min/max)", k);
-	return -EPERM;
-}
-
-static int choose(struct json_object *prof, struct json_object *req, struct chosen *c,
-		  const char **err, char *msg, size_t len)
-{
-	struct json_object *set = NULL, *vm = NULL, *x, *values = NULL, *spec;
-	const char *g = NULL;
-	int64_t cpus = 1;
-
-	*err = "not-allowed";
-	json_object_object_get_ex(req, "set", &set);
-	json_object_object_get_ex(req, "vm", &vm);
-	if ((set && !json_object_is_type(set, json_type_object)) ||
-	    (vm && !json_object_is_type(vm, json_type_object))) {
-		*err = "bad-request";
-		snprintf(msg, len, "'set' and 'vm' must be objects");
-		return -EINVAL;
-	}
-	json_object_object_get_ex(prof, "values", &values);
-	/* Every key the request sets must be one the profile names. */
-	if (set) {
-		json_object_object_foreach(set, k, v) {
-			if (!json_object_is_type(v, json_type_string)) {
-				*err = "bad-request";
-				snprintf(msg, len, "set.%s must be a string", k);
-				return -EINVAL;
-			}
-			if (strcmp(k, "mem") && strcmp(k, "cpus") && strcmp(k, "accel") &&
-			    strcmp(k, "machine") &&
-			    !(values && json_object_object_get_ex(values, k, NULL))) {
-				snprintf(msg, len, "the profile does not let a request set '%.64s'",
-					 k);
-				return -EPERM;
-			}
-		}
-	}
-	x = json_object_object_get(prof, "guest");
-	g = x ? json_object_get_string(x) : "none";
-	c->guest = !strcmp(g, "tiny") ? QMIG_GUEST_TINY : !strcmp(g, "linux") ? QMIG_GUEST_LINUX
-									      : QMIG_GUEST_NONE;
-	/* RAM: the source's own size, or set.mem, or the profile's default. */
-	c->mem = 0;
-	if (set && (x = json_object_object_get(set, "mem")) && parse_bytes(x, &c->mem) < 0) {
-		*err = "bad-request";
-		snprintf(msg, len, "set.mem '%.64s' is not a size", json_object_get_string(x));
-		return -EINVAL;
-	}
-	if (!c->mem && vm && (x = json_object_object_get(vm, "mem")) && parse_bytes(x, &c->mem) < 0) {
-		*err = "bad-request";
-		snprintf(msg, len, "vm.mem is not a size");
-		return -EINVAL;
-	}
-	spec = json_object_object_get(prof, "mem");
-	if (!c->mem && spec && (x = json_object_object_get(spec, "default")))
-		parse_bytes(x, &c->mem);
-	if (!c->mem) {
-		*err = "bad-request";
-		snprintf(msg, len, "no RAM size: the request gives none and the profile has no "
-				   "default");
-		return -EINVAL;
-	}
-	if (spec && check_range(spec, "mem", c->mem, msg, len) < 0)
-		return -ERANGE;
-	put(c, "mem_kib", "%llu", (unsigned long long)(c->mem / 1024));
-	put(c, "mem_mib", "%llu", (unsigned long long)(c->mem >> 20));
-	spec = json_object_object_get(prof, "cpus");
-	if (spec && (x = json_object_object_get(spec, "default")))
-		cpus = json_object_get_int64(x);
-	if (set && (x = json_object_object_get(set, "cpus"))) {
-		char *end;
-
-		cpus = strtoll(json_object_get_string(x), &end, 10);
-		if (*end || end == json_object_get_string(x)) {
-			*err = "bad-request";
-			snprintf(msg, len, "set.cpus is not a number");
-			return -EINVAL;
-		}
-	}
-	if (cpus < 1 || (spec && check_range(spec, "cpus", (uint64_t)cpus, msg, len) < 0)) {
-		if (cpus < 1)
-			snprintf(msg, len, "cpus %lld is not a count", (long long)cpus);
-		return -ERANGE;
-	}
-	c->cpus = (int)cpus;
-	put(c, "cpus", "%d", c->cpus);
-	/* accel and machine: the request picks from the profile's list. */
-	{
-		static const char *const keys[2] = {"accel", "machine"};
-		static const char *const lists[2] = {"accel", "machines"};
-
-		for (int i = 0; i < 2; i++) {
-			struct json_object *arr = json_object_object_get(prof, lists[i]);
-			const char *v = NULL;
-
-			if (set && (x = json_object_object_get(set, keys[i])))
-				v = json_object_get_string(x);
-			if (v && !in_list(arr, v)) {
-				snprintf(msg, len, "%s '%.64s' is not allowed here (%s)", keys[i], v,
-					 arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN)
-					     : "the profile names none");
-				return -EPERM;
-			}
-			if (!v && arr && json_object_array_length(arr))
-				v = json_object_get_string(json_object_array_get_idx(arr, 0));
-			if (v)
-				put(c, keys[i], "%s", v);
-		}
-	}
-	c->accel = get(c, "accel");
-	if (values) {
-		json_object_object_foreach(values, k, vs) {
-			const char *v = NULL;
-
-			if (set && (x = json_object_object_get(set, k)))
-				v = json_object_get_string(x);
-			else if ((x = json_object_object_get(vs, "default")))
-				v = json_object_get_string(x);
-			if (!v)
-				continue;
-			if (check_value(vs, k, v, msg, len) < 0)
-				return -EPERM;
-			put(c, k, "%s", v);
-		}
-	}
-	return 0;
-}
-
-/* "{name}" replaced by chosen values; an unknown name refuses. */
-static int expand(const char *t, const struct chosen *c, char *out, size_t len, char *msg,
-		  size_t mlen)
-{
-	size_t o = 0;
-
-	while (*t) {
-		if (*t == '{') {
-			const char *e = strchr(t, '}');
-			char k[64];
-			const char *v;
-
-			if (!e || (size_t)(e - t - 1) >= sizeof(k)) {
-				snprintf(msg, mlen, "profile template: unbalanced '{' in '%s'", t);
-				return -EINVAL;
-			}
-			snprintf(k, sizeof(k), "%.*s", (int)(e - t - 1), t + 1);
-			v = get(c, k);
-			if (!v) {
-				snprintf(msg, mlen, "profile template: no value for {%s}", k);
-				return -EINVAL;
-			}
-			if (o + strlen(v) >= len)
-				return -E2BIG;
-			memcpy(out + o, v, strlen(v));
-			o += strlen(v);
-			t = e + 1;
-			continue;
-		}
-		if (o + 1 >= len)
-			return -E2BIG;
-		out[o++] = *t++;
-	}
-	out[o] = 0;
-	return 0;
 }
 
 static void gen_token(char *out, size_t len)
@@ -541,52 +169,37 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
 	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
 	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
-	char argbuf[MAX_ARGS][256], monarg[400], tmpl[PATH_MAX];
-	const char *argv[MAX_ARGS + 3];
-	struct json_object *prof, *targs, *x;
-	struct chosen c = {0};
+	char monarg[400], tmpl[PATH_MAX];
+	const char *argv[AGENT_MAX_ARGS + 3];
+	struct agent_launch *L;
 	struct agent_job *j;
 	int r, n = 0;
 
-	if (!valid_name(id)) {
+	if (!agent_valid_name(id)) {
 		*err = "bad-request";
 		snprintf(msg, len, "'job' must be 1-63 letters, digits, '-' or '_'");
 		return -EINVAL;
 	}
-	prof = load_profile(a, name, err, msg, len);
-	if (!prof)
-		return -ENOENT;
-	r = choose(prof, req, &c, err, msg, len);
-	targs = json_object_object_get(prof, "args");
-	for (size_t i = 0; r == 0 && targs && i < json_object_array_length(targs); i++) {
-		x = json_object_array_get_idx(targs, i);
-		if (n == MAX_ARGS || !json_object_is_type(x, json_type_string)) {
-			*err = "bad-profile";
-			snprintf(msg, len, "profile '%s': args must be at most %d strings", name,
-				 MAX_ARGS);
-			r = -EINVAL;
-			break;
-		}
-		r = expand(json_object_get_string(x), &c, argbuf[n], sizeof(argbuf[0]), msg, len);
-		if (r < 0)
-			*err = "bad-profile";
-		argv[n] = argbuf[n];
-		n++;
-	}
+	L = malloc(sizeof(*L));
+	if (!L)
+		return -ENOMEM;
+	r = agent_profile_build(a, name, req, L, err, msg, len);
 	if (r < 0) {
-		json_object_put(prof);
+		free(L);
 		return r;
 	}
+	for (n = 0; n < L->nargs; n++)
+		argv[n] = L->args[n];
 	j = calloc(1, sizeof(*j));
 	if (!j) {
-		json_object_put(prof);
+		free(L);
 		return -ENOMEM;
 	}
 	snprintf(j->id, sizeof(j->id), "%s", id);
 	snprintf(j->profile, sizeof(j->profile), "%s", name);
 	snprintf(j->peer, sizeof(j->peer), "%s", peer);
 	snprintf(j->listen_addr, sizeof(j->listen_addr), "%s", listen_addr);
-	j->guest_kind = c.guest;
+	j->guest_kind = L->guest;
 	gen_token(j->token, sizeof(j->token));
 	r = register_job(a, j);
 	if (r < 0) {
@@ -594,7 +207,7 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 		snprintf(msg, len, r == -EEXIST ? "a job '%s' is already here" : "too many jobs (%s)",
 			 id);
 		free(j);
-		json_object_put(prof);
+		free(L);
 		return r;
 	}
 	/* The port first: a full range refuses before anything is started. */
@@ -630,16 +243,15 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	argv[n++] = "-qmp";
 	argv[n++] = monarg;
 	argv[n] = NULL;
-	x = json_object_object_get(prof, "qemu");
-	spec.qemu_binary = x ? json_object_get_string(x) : NULL;
-	spec.accel = c.accel;
-	spec.guest = c.guest;
-	spec.mem_bytes = c.mem;
+	spec.qemu_binary = *L->qemu ? L->qemu : NULL;
+	spec.accel = *L->accel ? L->accel : NULL;
+	spec.guest = L->guest;
+	spec.mem_bytes = L->mem;
 	spec.incoming = 1;
 	spec.detach = 1;       /* it outlives us once it owns the guest */
 	spec.runtime_dir = j->dir;
 	spec.extra_args = argv;
-	spec.userfaultfd = json_object_get_boolean(json_object_object_get(prof, "postcopy"));
+	spec.userfaultfd = L->userfaultfd;
 	agent_journal(a, j, "launching");
 	r = qmig_vm_launch(&j->vm, &spec, msg, len);
 	if (r < 0) {
@@ -657,11 +269,11 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
 	j->t_prepared = qm_wait_now_ns();
 	agent_journal(a, j, "prepared");
-	json_object_put(prof);
+	free(L);
 	*out = j;
 	return 0;
 fail:
-	json_object_put(prof);
+	free(L);
 	if (j->vm) {
 		qmig_vm_kill(j->vm);
 	}
@@ -698,7 +310,7 @@ int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
 	const char *t, *p, *q, *st;
 	int r = -ENOENT;
 
-	if (!valid_name(id) || !token)
+	if (!agent_valid_name(id) || !token)
 		return -EINVAL;
 	snprintf(path, sizeof(path), "%s/jobs/%s.json", a->cfg.state_dir, id);
 	o = json_object_from_file(path);
