@@ -7,6 +7,7 @@
 #  3. the source's qmigrate dies in precopy: the source QEMU finishes the
 #     stream alone, the agent sees the destination run and keeps it;
 #     `qmigrate recover` on the source host never resumes the source.
+#  4. the source's qmigrate dies while queued: it leaves the queue.
 # Each time exactly one copy of the guest runs afterwards.
 . tests/lib.sh
 . tests/netns.sh
@@ -78,4 +79,26 @@ echo "source qmigrate killed in precopy: destination kept and running, source $s
 $QMIGRATE qmp "$dq" quit > /dev/null
 rm -rf "$STATE"/vm-*
 assert_clean "source killed in precopy"
+# 4. The source's qmigrate, while queued: the agent drops it from the queue,
+#    nothing was launched for it; the job ahead is untouched.
+agent_stop; agent_start --max-inbound 1
+ip netns exec "$NETNS_A" env AGENT_CA="$C/ca-cert.pem" $PEER "$NETNS_ADDR_B" "$AGENT_PORT" "$C" \
+	hold ahead tiny mem=64M > "$T/ahead.out" 2>&1 &
+hp=$!
+i=0; until grep -q '^PORT' "$T/ahead.out"; do i=$((i + 1)); [ $i -gt 200 ] && fail "k4: $(cat "$T/ahead.out")"; sleep 0.05; done
+launch_guest s4 --guest tiny --mem 128M --dirty-rate 5M --accel tcg --netns "$NETNS_A"
+bg_migrate k4 "$s4_qmp"
+i=0; until grep -q '"result":"queued"' "$T/agent.log"; do
+	i=$((i + 1)); [ $i -gt 400 ] && fail "k4: never queued: $(cat "$T/k4.err")"; sleep 0.05
+done
+kill -9 "$MPID"; wait "$MPID" 2>/dev/null
+i=0; until grep -q '"result":"left-queue"' "$T/agent.log"; do
+	i=$((i + 1)); [ $i -gt 200 ] && fail "k4: the agent kept it queued"; sleep 0.05
+done
+[ "$(dst_qemus | wc -l)" = 1 ] || fail "k4: expected only the job ahead's destination"
+[ "$(status_of "$s4_qmp")" = running ] || fail "k4: the source is not running"
+st=$(peer "$C" status); [ "$(jf queued "$st")" = 0 ] || fail "k4: still queued: $st"
+echo "source qmigrate killed while queued: left the queue, nothing launched, source running"
+kill -9 "$hp"; wait "$hp" 2>/dev/null
+assert_clean "source killed while queued"
 ok "kill -9 of the agent or the source's qmigrate: one copy of the guest runs"
