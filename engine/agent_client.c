@@ -3,8 +3,10 @@
  * prepare (possibly queued), the QMP tunnel offered as a local unix
  * socket, then finish + confirm, or abort. docs/PROTOCOL.md is the
  * contract. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -297,15 +299,51 @@ static int open_tunnel(struct qmig_agent_session *s, char *msg, size_t len)
 	return r;
 }
 
-static int make_local(struct qmig_agent_session *s, char *msg, size_t len)
+/* Sessions of processes that died (kill -9) left their directory: the
+ * name carries the pid, so the next session removes it. */
+static void gc_local(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[PATH_MAX], f[PATH_MAX + 32], proc[32];
+		long pid;
+		char *end;
+
+		if (strncmp(e->d_name, "qmig-agent-", 11))
+			continue;
+		pid = strtol(e->d_name + 11, &end, 10);
+		if (pid <= 0 || *end != '-' || pid == getpid())
+			continue;
+		snprintf(proc, sizeof(proc), "/proc/%ld", pid);
+		if (access(proc, F_OK) == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		snprintf(f, sizeof(f), "%s/dst-qmp.sock", path);
+		unlink(f);
+		snprintf(f, sizeof(f), "%s/ports", path);
+		rmdir(f);
+		rmdir(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+static const char *local_base(void)
 {
 	const char *base = getenv("XDG_RUNTIME_DIR");
+
+	return !base || !*base || strlen(base) > 60 ? "/tmp" : base;
+}
+
+static int make_local(struct qmig_agent_session *s, char *msg, size_t len)
+{
+	const char *base = local_base();
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	struct epoll_event ev = {.events = EPOLLIN};
 
-	if (!base || !*base || strlen(base) > 60)
-		base = "/tmp";
-	snprintf(s->dir, sizeof(s->dir), "%s/qmig-agent-XXXXXX", base);
+	snprintf(s->dir, sizeof(s->dir), "%s/qmig-agent-%d-XXXXXX", base, (int)getpid());
 	if (!mkdtemp(s->dir)) {
 		snprintf(msg, len, "cannot create a directory in %s: %s", base, strerror(errno));
 		*s->dir = 0;
@@ -371,6 +409,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	s->listen_fd = s->client_fd = s->ep = -1;
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
 	make_job_id(s);
+	gc_local(local_base());
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh) {
 		if (!o->tls_dir) {

@@ -62,6 +62,7 @@ assert_clean "agent killed after prepare"
 launch_guest s3 --guest tiny --mem 64M --dirty-rate 5M --accel tcg --netns "$NETNS_A"
 bg_migrate k3 "$s3_qmp"
 wait_active k3
+k3pid=$MPID
 kill -9 "$MPID"; wait "$MPID" 2>/dev/null
 # QEMU goes on alone; let it finish quickly.
 $QMIGRATE qmp "$s3_qmp" migrate-set-parameters '{"max-bandwidth": 1073741824}' > /dev/null
@@ -99,6 +100,8 @@ done
 [ "$(status_of "$s4_qmp")" = running ] || fail "k4: the source is not running"
 st=$(peer "$C" status); [ "$(jf queued "$st")" = 0 ] || fail "k4: still queued: $st"
 echo "source qmigrate killed while queued: left the queue, nothing launched, source running"
+# The killed sources' private directories went with the next session.
+ls -d /tmp/qmig-agent-"$k3pid"-* 2>/dev/null && fail "k3: its session directory was left"
 kill -9 "$hp"; wait "$hp" 2>/dev/null
 assert_clean "source killed while queued"
 ok "kill -9 of the agent or the source's qmigrate: one copy of the guest runs"
