@@ -162,6 +162,9 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	if (!job || !qm_aj_str(req, "profile"))
 		return send_error(k, "prepare", job, "bad-request",
 				  "prepare needs 'job' and 'profile'");
+	if (!agent_valid_name(job))
+		return send_error(k, "prepare", NULL, "bad-request",
+				  "'job' must be 1-63 letters, digits, '-' or '_'");
 	r = take_place(k, job);
 	if (r < 0) {
 		agent_audit(k->a, k->c->peer, "prepare", job, "left-queue", NULL);

@@ -6,6 +6,7 @@ vanishing at chosen moments). Speaks docs/PROTOCOL.md over mutual TLS.
   agent_peer.py HOST PORT CERTDIR|- ACTION [ARGS]
     hello                   hello, print the reply; exit 0 when ok
     raw TEXT                send TEXT (\\n escapes) after nothing, print the reply line
+    rawall TEXT             the same, printing every reply line until the agent closes
     oversize                hello, then a 70000-byte line; print the reply
     status                  hello + status; print the reply
     prepare JOB PROFILE [K=V..]  hello + prepare; print the reply; then close
@@ -82,6 +83,16 @@ def main():
         if action == "raw":
             s.sendall(rest[0].encode().decode("unicode_escape").encode())
             print(json.dumps(c.recv()))
+            return 0
+        if action == "rawall":
+            # every reply line until the agent closes (or 5 s of silence)
+            s.sendall(rest[0].encode().decode("unicode_escape").encode())
+            s.settimeout(5)
+            try:
+                while True:
+                    print(json.dumps(c.recv()))
+            except (EOFError, socket.timeout, ssl.SSLError, OSError):
+                pass
             return 0
         if action == "oversize":
             hello(c)

@@ -53,6 +53,13 @@ out=$(peer "$C" raw '{"op":"hello","version":99}\n'); echo "version: $out"
 out=$(peer "$C" oversize); echo "oversized: $(printf '%s' "$out" | cut -c1-200)"
 [ "$(jf error "$out")" = too-large ] || fail "oversized: $out"
 out=$(peer "$C" raw '{"op":"hello","version":1}\n{"op":"prepare","job":"a/b","profile":"tiny"}\n')
+# Requests in the wrong place, a tunnel without the right token, unknown ops.
+out=$(peer "$C" rawall '{"op":"hello","version":1}\n{"op":"finish","job":"x"}\n{"op":"nosuch"}\n{"op":"prepare","job":"a/b","profile":"tiny"}\n{"op":"prepare","job":"ok1"}\n{"op":"qmp","job":"x","token":"y"}\n')
+echo "wrong place:"; printf '%s\n' "$out" | sed 's/^/  /'
+for e in unknown-job bad-request forbidden; do
+	printf '%s' "$out" | grep -q "\"error\": \"$e\"" || fail "wrong place: no '$e' reply"
+done
+[ "$(printf '%s\n' "$out" | wc -l)" = 6 ] || fail "wrong place: expected 6 replies"
 assert_clean "malformed requests"
 # A client that vanishes after prepare, before any stream: removed.
 out=$(peer "$C" prepare gone1 tiny mem=64M); echo "vanish before: $(printf '%s' "$out" | cut -c1-120)"
