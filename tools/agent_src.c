@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,6 +109,49 @@ static void ssh_setup(struct qmig_agent_opts *ao, const char *to)
 	ao->connect = (struct qmig_agent_connect_cb){ssh_connect, NULL, NULL};
 }
 
+/* The host's outbound limit ($QMIGRATE_MAX_OUTBOUND = N): one of N slot
+ * locks, held until this process exits (the kernel drops it even after
+ * kill -9); over the limit, wait our turn ("queued"). */
+static void outbound_slot(void)
+{
+	const char *v = getenv("QMIGRATE_MAX_OUTBOUND");
+	char dir[128], path[160];
+	long n;
+	int told = 0;
+
+	if (!v || (n = strtol(v, NULL, 10)) <= 0)
+		return;
+	if (n > 1024)
+		n = 1024;
+	if (geteuid() == 0) {
+		mkdir("/run/qmigrate", 0755);
+		snprintf(dir, sizeof(dir), "/run/qmigrate/outbound");
+	} else {
+		snprintf(dir, sizeof(dir), "/tmp/qmigrate-outbound-%u", (unsigned)geteuid());
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		die(EXIT_SETUP, "QMIGRATE_MAX_OUTBOUND: cannot create %s: %s", dir, strerror(errno));
+	for (;;) {
+		for (long i = 0; i < n; i++) {
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/slot-%ld.lock", dir, i);
+			fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			if (fd < 0)
+				die(EXIT_SETUP, "QMIGRATE_MAX_OUTBOUND: %s: %s", path, strerror(errno));
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+				return; /* kept open: the slot is ours until we exit */
+			close(fd);
+		}
+		if (!told)
+			warnx("queued: %ld outbound migration%s already run%s from this host "
+			      "(QMIGRATE_MAX_OUTBOUND); waiting", n, n == 1 ? "" : "s",
+			      n == 1 ? "s" : "");
+		told = 1;
+		usleep(200000);
+	}
+}
+
 void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *profile,
 		     const char *const *sets)
 {
@@ -126,6 +171,7 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	if (o->dst_addr || o->listen_addr || o->dst_netns)
 		die(EXIT_USAGE, "--to: the agent says where the destination listens; drop "
 				"--dst-addr, --listen-addr and --dst-netns");
+	outbound_slot();
 	ao.url = to;
 	ao.tls_dir = o->tls_dir;
 	ao.profile = profile;

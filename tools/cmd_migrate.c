@@ -50,6 +50,8 @@ static void usage(FILE *f)
 		"  --profile NAME          the agent host's profile for the destination QEMU\n"
 		"  --set KEY=VALUE         a value the profile lets requests choose (repeatable)\n"
 		"  --agent-tls DIR         client certificate for the agent (default: --tls DIR)\n"
+		"  ($QMIGRATE_MAX_OUTBOUND=N: at most N such migrations leave this host at\n"
+		"  once; more wait, saying \"queued\")\n"
 		"Launch mode:\n"
 		"  --launch                start both QEMUs\n"
 		"  --guest tiny|linux      the built-in test guest (default tiny)\n"

@@ -51,4 +51,29 @@ for i in 1 2 3 4; do
 done
 [ "$(audits kept)" = 4 ] || fail "expected 4 destinations kept"
 [ "$(dst_qemus | wc -l)" = 4 ] || fail "expected 4 destination QEMUs running"
+# The source host's own limit: QMIGRATE_MAX_OUTBOUND=1, two migrations.
+# The first holds its slot (slow); the second waits, saying so, then runs.
+launch_guest o1 --guest tiny --mem 128M --dirty-rate 10M --accel tcg --netns "$NETNS_A"
+launch_guest o2 --guest tiny --mem 128M --dirty-rate 10M --accel tcg --netns "$NETNS_A"
+export QMIGRATE_MAX_OUTBOUND=1
+ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$o1_qmp" --to "$(agent_to)" --profile tiny \
+	--agent-tls "$C" --max-bandwidth 1M --json > "$T/o1.jsonl" 2> "$T/o1.err" &
+op1=$!
+i=0; until grep -q '"type":"sample"' "$T/o1.jsonl" 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt 400 ] && fail "o1 never started"; sleep 0.05
+done
+ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$o2_qmp" --to "$(agent_to)" --profile tiny \
+	--agent-tls "$C" --json > "$T/o2.jsonl" 2> "$T/o2.err" &
+op2=$!
+i=0; until grep -q 'queued: 1 outbound migration' "$T/o2.err" 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt 400 ] && fail "o2 did not queue: $(cat "$T/o2.err")"; sleep 0.05
+done
+i=0; until $QMIGRATE set --job "$op1" max-bandwidth=1G > /dev/null 2>&1; do
+	i=$((i + 1)); [ $i -gt 400 ] && fail "qmigrate set --job $op1 failed"; sleep 0.05
+done
+unset QMIGRATE_MAX_OUTBOUND
+wait "$op1" || fail "o1: $(tail -1 "$T/o1.jsonl")"
+wait "$op2" || fail "o2: $(tail -1 "$T/o2.jsonl") $(cat "$T/o2.err")"
+[ "$(jf verified "$(tail -1 "$T/o2.jsonl")")" = true ] || fail "o2 not verified"
+echo "outbound limit 1: the second migration waited, both completed"
 ok "four migrations, limit 2: two queued, all four completed and verified"
