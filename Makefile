@@ -65,7 +65,8 @@ STATIC_LIB = libqmigrate.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
-.PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
+.PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run \
+	demo-two-hosts demo-two-hosts-run deps \
 	bench bench-run bench-quick bench-quick-run bench-save bench-relay bench-relay-run install uninstall clean
 .DEFAULT_GOAL := all
 
@@ -179,6 +180,13 @@ check-full-run: check-run
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
 
+# Two hosts (network namespaces), the agent on one: tools/agent_demo.sh.
+demo-two-hosts: deps
+	@$(MAKE) --no-print-directory demo-two-hosts-run
+
+demo-two-hosts-run: all
+	@sh tools/agent_demo.sh
+
 demo-run: all
 	./$(TOOL) migrate --launch --guest tiny --mem 256M --dirty-rate 50M
 
@@ -223,6 +231,9 @@ install: all
 	install -d $(DESTDIR)$(MANPREFIX)/man3
 	for m in docs/qmigrate.3 $(MAN3_PAGES); do install -m 644 $$m $(DESTDIR)$(MANPREFIX)/man3/; done
 	for g in $(GUEST_TARGETS); do install -m 644 $$g $(DESTDIR)$(DATADIR)/qmigrate/guests/; done
+	install -d $(DESTDIR)$(DATADIR)/qmigrate/profiles $(DESTDIR)$(DATADIR)/qmigrate/examples
+	install -m 644 examples/profiles/*.json examples/profiles/README $(DESTDIR)$(DATADIR)/qmigrate/profiles/
+	install -m 644 examples/qmigrate-agent.service $(DESTDIR)$(DATADIR)/qmigrate/examples/
 	[ -n "$(DESTDIR)" ] || sh tools/deps.sh --user
 
 uninstall:

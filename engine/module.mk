@@ -38,3 +38,7 @@ LIB_SRCS += engine/save.c engine/restore.c engine/save_file.c engine/save_util.c
 PUBLIC_HEADERS += engine/qmig_save.h
 ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh
 UNIT_SRCS += tests/unit/test_save.c
+# Migrations between hosts: the source side of the agent protocol.
+LIB_SRCS += engine/agent_io.c engine/agent_client.c
+PUBLIC_HEADERS += engine/qmig_agent.h
+UNIT_SRCS += tests/unit/test_agent.c

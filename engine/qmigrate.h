@@ -15,6 +15,7 @@
 #include "qmig_policy.h"
 #include "qmig_journal.h"
 #include "qmig_save.h"
+#include "qmig_agent.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -447,7 +447,11 @@ int qmig_recover_job(const char *dir, const char *job, const struct qmig_recover
 	 * (the journal saw it, or it runs now, or postcopy began). */
 	dst_owns = (owner && !strcmp(owner, "destination")) ||
 		   (r.s[DST].qmp && r.s[DST].st.running) ||
-		   (r.s[SRC].qmp && !strncmp(r.s[SRC].mi.status, "postcopy-", 9));
+		   (r.s[SRC].qmp && !strncmp(r.s[SRC].mi.status, "postcopy-", 9)) ||
+		   /* The stream completed and the destination cannot be asked (on
+		    * another host, behind an agent): it may run; as the engine's
+		    * own rollback, never resume the source then. */
+		   (r.s[SRC].qmp && !r.s[DST].qmp && !strcmp(r.s[SRC].mi.status, "completed"));
 	if (!r.s[SRC].qmp && !r.s[DST].qmp) {
 		snprintf(res.outcome, sizeof(res.outcome), "cleaned");
 		say(&r, "Neither QEMU is reachable (%s mode: they ended with the job).",

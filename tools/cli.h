@@ -60,5 +60,6 @@ int cmd_recover(int argc, char **argv);
 int cmd_save(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_update(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 
 #endif

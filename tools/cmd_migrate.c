@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "agent_src.h"
 #include "job.h"
 #include "qmigrate.h"
 #include "qmig_migrate.h"
@@ -42,6 +43,16 @@ static void usage(FILE *f)
 		"  --dst-qmp SOCK          QMP socket of the destination QEMU\n"
 		"  --src-serial SOCK       serial socket of a test guest (heartbeats)\n"
 		"  --dst-serial SOCK       the destination's serial socket\n"
+		"To another host, through its agent (qmigrate agent, docs/PROTOCOL.md):\n"
+		"  --to qmigrate+tls://HOST[:PORT]  the agent (with --src-qmp; no --dst-qmp)\n"
+		"  --to ssh://[USER@]HOST[:PORT]    the agent through ssh ('qmigrate agent\n"
+		"                          --stdio' there; $QMIGRATE_SSH replaces 'ssh',\n"
+		"                          $QMIGRATE_AGENT_COMMAND the remote command)\n"
+		"  --profile NAME          the agent host's profile for the destination QEMU\n"
+		"  --set KEY=VALUE         a value the profile lets requests choose (repeatable)\n"
+		"  --agent-tls DIR         client certificate for the agent (default: --tls DIR)\n"
+		"  ($QMIGRATE_MAX_OUTBOUND=N: at most N such migrations leave this host at\n"
+		"  once; more wait, saying \"queued\")\n"
 		"Launch mode:\n"
 		"  --launch                start both QEMUs\n"
 		"  --guest tiny|linux      the built-in test guest (default tiny)\n"
@@ -219,6 +230,8 @@ static void print_event(const struct qmig_migration_event *ev, void *user_data)
 	struct json_object *v;
 
 	if (ui->json) {
+		if (agent_src_hold(ev))
+			return;
 		/* A reader that went away (qmigrate migrate --json | head -1)
 		 * ends the printing, not the migration: SIGPIPE is ignored,
 		 * and EPIPE here only stops the output. */
@@ -452,16 +465,18 @@ static int drive(struct qmig_migration *m, struct job *job)
 	signal(SIGINT, SIG_DFL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	while ((r = qmig_migration_process(m)) == 0) {
-		struct pollfd p[3] = {{qmig_migration_get_fd(m), POLLIN, 0},
+		struct pollfd p[4] = {{qmig_migration_get_fd(m), POLLIN, 0},
 				      {sfd, POLLIN, 0},
-				      {job_fd(job), POLLIN, 0}};
+				      {job_fd(job), POLLIN, 0},
+				      {agent_src_active() ? agent_src_fd() : -1, POLLIN, 0}};
 		struct signalfd_siginfo si;
 		int t = qmig_migration_get_timeout(m), tj = job_timeout(job);
 
 		if (tj >= 0 && (t < 0 || tj < t))
 			t = tj;
-		if (poll(p, 3, t) < 0 && errno != EINTR)
+		if (poll(p, 4, t) < 0 && errno != EINTR)
 			break;
+		agent_src_process(); /* the QMP tunnel to a remote destination */
 		if (p[1].revents && read(sfd, &si, sizeof(si)) == sizeof(si)) {
 			const char *why = qmig_migration_cancel_ignored(m);
 
@@ -486,7 +501,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
 	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
-	       O_RUNAS, O_TROVER, O_DSTOP };
+	       O_RUNAS, O_TROVER, O_DSTOP, O_TO, O_PROFILE, O_SET, O_ATLS };
 	enum { O_TRANSPORT = 400, O_RSNS, O_RDNS };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
@@ -521,6 +536,8 @@ int cmd_migrate(int argc, char **argv)
 		{"debug-stop-at", 1, 0, O_DSTOP},
 		{"transport", 1, 0, O_TRANSPORT}, {"relay-src-netns", 1, 0, O_RSNS},
 		{"relay-dst-netns", 1, 0, O_RDNS},
+		{"to", 1, 0, O_TO},            {"profile", 1, 0, O_PROFILE},
+		{"set", 1, 0, O_SET},          {"agent-tls", 1, 0, O_ATLS},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -534,6 +551,8 @@ int cmd_migrate(int argc, char **argv)
 	char jobmsg[256] = "";
 	char jdir[200];
 	const char *src_qemu = NULL, *dst_qemu = NULL;
+	const char *to = NULL, *profile = NULL, *agent_tls = NULL, *sets[33] = {0};
+	int nsets = 0;
 
 	o.guest.guest = QMIG_GUEST_TINY;
 	o.guest.mem_bytes = 256ull << 20;
@@ -651,6 +670,14 @@ int cmd_migrate(int argc, char **argv)
 		case O_TLSD: o.tls_dst_dir = optarg; break;
 		case O_TLSH: o.tls_hostname = optarg; break;
 		case O_TLSA: o.tls_authz = optarg; break;
+		case O_TO: to = optarg; break;
+		case O_PROFILE: profile = optarg; break;
+		case O_ATLS: agent_tls = optarg; break;
+		case O_SET:
+			if (nsets == 32)
+				die(EXIT_USAGE, "--set: at most 32");
+			sets[nsets++] = optarg;
+			break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
@@ -675,6 +702,17 @@ int cmd_migrate(int argc, char **argv)
 		const char *both = o.guest.qemu_binary ? o.guest.qemu_binary : "qemu-system-x86_64";
 		o.guest.qemu_binary = src_qemu ? src_qemu : both;
 		o.dst_qemu_binary = dst_qemu ? dst_qemu : both;
+	}
+	if (to && !launch) { /* the destination is another host's agent's */
+		const char *t = o.tls_dir;
+
+		o.tls_dir = agent_tls ? agent_tls : t;
+		agent_src_start(&o, to, profile, sets);
+		o.tls_dir = t;
+		if (!t)
+			o.tls_dst_dir = NULL; /* the stream is plain */
+	} else if (to || profile || nsets || agent_tls) {
+		die(EXIT_USAGE, "--profile, --set and --agent-tls go with --to (and --src-qmp)");
 	}
 	if (!launch && (!o.src_qmp || !o.dst_qmp))
 		die(EXIT_USAGE, "give --src-qmp and --dst-qmp (attach), or --launch");
@@ -720,6 +758,7 @@ int cmd_migrate(int argc, char **argv)
 	r = drive(m, job);
 	job_close(job);
 	qmig_migration_result(m, &res);
+	agent_src_end(&res, ui.json);
 	if (ui.bar_shown)
 		fputc('\n', stderr);
 	if (!ui.json)

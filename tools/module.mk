@@ -14,3 +14,8 @@ ITEST_SCRIPTS += tests/integration/migrate_steer.sh
 # Recovery of migrations whose qmigrate died, from their journals.
 TOOL_SRCS += tools/cmd_recover.c
 TOOL_SRCS += tools/cmd_save.c tools/cmd_update.c
+# The destination agent (qmigrate agent) and migrations to other hosts.
+TOOL_SRCS += tools/cmd_agent.c tools/agent_conn.c tools/agent_job.c tools/agent_profile.c tools/agent_src.c
+ITEST_SCRIPTS += tests/integration/agent_migrate.sh tests/integration/agent_refuse.sh \
+	tests/integration/agent_queue.sh tests/integration/agent_kill.sh \
+	tests/integration/agent_ssh.sh tests/integration/agent_postcopy.sh

@@ -28,6 +28,7 @@ static const struct subcommand subcommands[] = {
 	{"replay", cmd_replay, "feed a recorded migration's rates to another policy"},
 	{"tls", cmd_tls, "create or check TLS certificates for migration"},
 	{"qmp", cmd_qmp, "send one QMP command to a running QEMU and print its reply"},
+	{"agent", cmd_agent, "the destination host's daemon: migrations from other hosts (docs/PROTOCOL.md)"},
 	{"launch", cmd_launch, "start a test guest (or QEMU) and say where its sockets are"},
 	{"verify", cmd_verify, "check the memory stamps of a tiny test guest"},
 	{"set", cmd_set, "change downtime-limit or max-bandwidth of a running migration"},

@@ -1,0 +1,72 @@
+#!/bin/sh
+# What the agent costs: the same two figures as bench/migrate_latency.sh,
+# between two network namespaces, in attach mode (both QMP sockets local)
+# and through `qmigrate agent` (TLS control channel, QMP tunnel, the
+# destination launched by the agent from its profile):
+#  - before: `qmigrate migrate` started -> destination MIGRATION "active"
+#    (the first byte of the stream has arrived), by QEMU's event clock;
+#    attach mode starts with the destination already running, the agent
+#    mode includes launching it (that is the point of the agent);
+#  - after: source MIGRATION "completed" -> the command has returned
+#    (agent mode: with finish + confirm and the agent's stamp check).
+# Prints medians and the agent/attach ratios.
+# Usage: sh bench/agent_latency.sh [RUNS]   (default 5; root: namespaces)
+set -u
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+. tests/netns.sh
+. tests/integration/agent_lib.sh
+RUNS=${1:-5}
+agent_setup qbl
+ev_us() { # FILE SIDE STATUS
+	grep "\"side\":\"$2\",\"event\":\"MIGRATION\"" "$1" | grep "\"status\":\"$3\"" |
+		head -1 | sed -n 's/.*"qemu_us":\([0-9]*\).*/\1/p'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+measure() { # MODE FILE T0 T1
+	act=$(ev_us "$2" destination active); done_us=$(ev_us "$2" source completed)
+	[ -n "$act" ] && [ -n "$done_us" ] || fail "$1: no MIGRATION events in $2"
+	echo $(( (act * 1000 - $3) / 1000 )) >> "$T/$1.before"
+	echo $(( ($4 - done_us * 1000) / 1000 )) >> "$T/$1.after"
+}
+for i in $(seq "$RUNS"); do
+	for mode in attach attach-verify agent; do
+		launch_guest src --guest tiny --mem 128M --dirty-rate 1M --accel tcg --netns "$NETNS_A"
+		if [ $mode != agent ]; then
+			launch_guest dst --guest tiny --mem 128M --incoming --accel tcg --netns "$NETNS_B"
+			extra=--no-verify
+			[ $mode = attach-verify ] && extra=
+			t0=$(date +%s%N)
+			# shellcheck disable=SC2086
+			ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" \
+				--dst-addr "$NETNS_ADDR_B" $extra --json > "$T/run.jsonl" ||
+				fail "$mode: $(tail -1 "$T/run.jsonl")"
+			t1=$(date +%s%N)
+			kill -9 "$dst_pid" 2>/dev/null
+		else
+			t0=$(date +%s%N)
+			ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src_qmp" --to "$(agent_to)" \
+				--profile tiny --agent-tls "$C" --json > "$T/run.jsonl" ||
+				fail "agent: $(tail -1 "$T/run.jsonl")"
+			t1=$(date +%s%N)
+			dq=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$T/run.jsonl" | tail -1)
+			$QMIGRATE qmp "$dq" quit > /dev/null
+			wait_no_dst 10
+			rm -rf "$STATE"/vm-*
+		fi
+		measure $mode "$T/run.jsonl" "$t0" "$t1"
+		kill -9 "$src_pid" 2>/dev/null
+	done
+done
+for m in attach attach-verify agent; do
+	eval "b_$(echo $m | tr - _)=$(median < "$T/$m.before")"
+	eval "a_$(echo $m | tr - _)=$(median < "$T/$m.after")"
+done
+echo "two namespaces, 128 MiB tiny guest, $RUNS runs (medians, microseconds):"
+echo "                          start->first byte   completed->returned"
+printf "  attach, no verify       %10s          %10s\n" "$b_attach" "$a_attach"
+printf "  attach, stamps verify   %10s          %10s\n" "$b_attach_verify" "$a_attach_verify"
+printf "  agent (TLS), verify     %10s          %10s\n" "$b_agent" "$a_agent"
+awk -v b="$b_agent" -v ba="$b_attach" -v a="$a_agent" -v av="$a_attach_verify" 'BEGIN {
+	printf "  ratio agent/attach: first byte %.2f, return %.2f (against attach with verify)\n",
+		b / ba, a / av }'

@@ -1,0 +1,583 @@
+/* The agent's inbound migrations: host profiles (the only source of a
+ * command line: a request fills in values the profile allows), launching
+ * the destination QEMU with -incoming defer, watching it with a monitor of
+ * our own, and the ownership rule when the source goes away. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "qm_wait.h"
+
+#define MS 1000000LL
+
+void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
+		 const char *result, const char *detail)
+{
+	struct json_object *o = json_object_new_object();
+	struct timespec ts;
+	char t[40];
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_object_add(o, "audit", json_object_new_string(t));
+	json_object_object_add(o, "peer", json_object_new_string(peer ? peer : "?"));
+	json_object_object_add(o, "op", json_object_new_string(op ? op : "?"));
+	if (job)
+		json_object_object_add(o, "job", json_object_new_string(job));
+	json_object_object_add(o, "result", json_object_new_string(result));
+	if (detail && *detail)
+		json_object_object_add(o, "detail", json_object_new_string(detail));
+	pthread_mutex_lock(&a->lock);
+	fprintf(a->cfg.audit, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(a->cfg.audit);
+	pthread_mutex_unlock(&a->lock);
+	json_object_put(o);
+}
+
+/* STATE/jobs/ID.json, atomically: what a later agent (or an operator)
+ * needs to apply the ownership rule if this process dies. */
+void agent_journal(struct agent *a, const struct agent_job *j, const char *state)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	struct json_object *o;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/jobs/%s.json", a->cfg.state_dir, j->id);
+	if (!strcmp(state, "ended")) {
+		unlink(path);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	o = json_object_new_object();
+	json_object_object_add(o, "job", json_object_new_string(j->id));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "profile", json_object_new_string(j->profile));
+	json_object_object_add(o, "peer", json_object_new_string(j->peer));
+	json_object_object_add(o, "pid", json_object_new_int(j->pid));
+	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
+	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
+	json_object_object_add(o, "dir", json_object_new_string(j->dir));
+	/* The tunnel may be asked for by another agent process (ssh: one
+	 * `qmigrate agent --stdio` per connection): the file is 0600 in a
+	 * 0700 directory. */
+	json_object_object_add(o, "token", json_object_new_string(j->token));
+	json_object_object_add(o, "owner", json_object_new_string(j->ran ? "destination"
+									 : "source"));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		int ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) && fsync(fd) == 0;
+
+		close(fd);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	json_object_put(o);
+}
+
+static void gen_token(char *out, size_t len)
+{
+	unsigned char b[24];
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (unsigned char)rand();
+	for (size_t i = 0; i < sizeof(b) && 2 * i + 2 < len; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static void on_event(const char *event, struct json_object *data, int64_t s, int64_t us,
+		     void *ud)
+{
+	struct agent_job *j = ud;
+
+	if (!strcmp(event, "RESUME"))
+		j->ran = 1;
+}
+
+static int register_job(struct agent *a, struct agent_job *j)
+{
+	int r = -EBUSY;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < AGENT_MAX_JOBS; i++) {
+		if (a->jobs[i] && !strcmp(a->jobs[i]->id, j->id)) {
+			r = -EEXIST;
+			break;
+		}
+	}
+	for (int i = 0; r == -EBUSY && i < AGENT_MAX_JOBS; i++) {
+		if (!a->jobs[i]) {
+			a->jobs[i] = j;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+static void unregister_job(struct agent *a, struct agent_job *j)
+{
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; i < AGENT_MAX_JOBS; i++)
+		if (a->jobs[i] == j)
+			a->jobs[i] = NULL;
+	pthread_mutex_unlock(&a->lock);
+}
+
+struct agent_job *agent_job_find(struct agent *a, const char *id)
+{
+	struct agent_job *j = NULL;
+
+	pthread_mutex_lock(&a->lock);
+	for (int i = 0; id && i < AGENT_MAX_JOBS; i++)
+		if (a->jobs[i] && !strcmp(a->jobs[i]->id, id))
+			j = a->jobs[i];
+	pthread_mutex_unlock(&a->lock);
+	return j;
+}
+
+static void free_job(struct agent_job *j)
+{
+	qmig_qmp_conn_close(j->monc);
+	qmig_port_free(j->portlock);
+	qmig_vm_free(j->vm);
+	free(j);
+}
+
+int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
+		      const char *listen_addr, struct agent_job **out, const char **err,
+		      char *msg, size_t len)
+{
+	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
+	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
+	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
+	char monarg[400], tmpl[PATH_MAX];
+	const char *argv[AGENT_MAX_ARGS + 3];
+	struct agent_launch *L;
+	struct agent_job *j;
+	int r, n = 0;
+
+	if (!agent_valid_name(id)) {
+		*err = "bad-request";
+		snprintf(msg, len, "'job' must be 1-63 letters, digits, '-' or '_'");
+		return -EINVAL;
+	}
+	L = malloc(sizeof(*L));
+	if (!L)
+		return -ENOMEM;
+	r = agent_profile_build(a, name, req, L, err, msg, len);
+	if (r < 0) {
+		free(L);
+		return r;
+	}
+	for (n = 0; n < L->nargs; n++)
+		argv[n] = L->args[n];
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		free(L);
+		return -ENOMEM;
+	}
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	snprintf(j->profile, sizeof(j->profile), "%s", name);
+	snprintf(j->peer, sizeof(j->peer), "%s", peer);
+	snprintf(j->listen_addr, sizeof(j->listen_addr), "%s", listen_addr);
+	j->guest_kind = L->guest;
+	gen_token(j->token, sizeof(j->token));
+	r = register_job(a, j);
+	if (r < 0) {
+		*err = r == -EEXIST ? "job-exists" : "busy";
+		snprintf(msg, len, r == -EEXIST ? "a job '%s' is already here" : "too many jobs (%s)",
+			 id);
+		free(j);
+		free(L);
+		return r;
+	}
+	/* The port first: a full range refuses before anything is started. */
+	po.lo = a->cfg.port_lo;
+	po.hi = a->cfg.port_hi;
+	po.bind_addr = listen_addr;
+	po.lock_dir = a->cfg.port_lock_dir;
+	r = qmig_port_alloc(&j->portlock, &po, msg, len);
+	if (r < 0) {
+		*err = "no-port";
+		goto fail;
+	}
+	j->port = qmig_port_number(j->portlock);
+	snprintf(tmpl, sizeof(tmpl), "%s/vm-XXXXXX", a->cfg.state_dir);
+	if (!mkdtemp(tmpl)) {
+		r = -errno;
+		*err = "internal";
+		snprintf(msg, len, "cannot create a directory in %s: %s", a->cfg.state_dir,
+			 strerror(errno));
+		goto fail;
+	}
+	if (strlen(tmpl) >= 90) { /* room for a socket name in a sun_path */
+		rmdir(tmpl);
+		r = -ENAMETOOLONG;
+		*err = "internal";
+		snprintf(msg, len, "the state directory's path is too long for sockets");
+		goto fail;
+	}
+	memcpy(j->dir, tmpl, strlen(tmpl) + 1);
+	snprintf(j->qmp, sizeof(j->qmp), "%s/qmp.sock", j->dir);
+	snprintf(j->mon, sizeof(j->mon), "%s/agent.sock", j->dir);
+	snprintf(monarg, sizeof(monarg), "unix:%s,server=on,wait=off", j->mon);
+	argv[n++] = "-qmp";
+	argv[n++] = monarg;
+	argv[n] = NULL;
+	spec.qemu_binary = *L->qemu ? L->qemu : NULL;
+	spec.accel = *L->accel ? L->accel : NULL;
+	spec.guest = L->guest;
+	spec.mem_bytes = L->mem;
+	spec.incoming = 1;
+	spec.detach = 1;       /* it outlives us once it owns the guest */
+	spec.runtime_dir = j->dir;
+	spec.extra_args = argv;
+	spec.userfaultfd = L->userfaultfd;
+	agent_journal(a, j, "launching");
+	r = qmig_vm_launch(&j->vm, &spec, msg, len);
+	if (r < 0) {
+		*err = "launch-failed";
+		goto fail;
+	}
+	j->pid = qmig_vm_pid(j->vm);
+	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
+	if (r < 0) {
+		*err = "launch-failed";
+		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
+		goto fail;
+	}
+	ecb.user_data = j;
+	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
+	j->t_prepared = qm_wait_now_ns();
+	agent_journal(a, j, "prepared");
+	free(L);
+	*out = j;
+	return 0;
+fail:
+	free(L);
+	if (j->vm) {
+		qmig_vm_kill(j->vm);
+	}
+	if (*j->dir) {
+		char cmd[PATH_MAX];
+
+		/* Only our own files: QEMU's sockets, log, stderr. */
+		DIR *d = opendir(j->dir);
+		struct dirent *e;
+
+		while (d && (e = readdir(d)))
+			if (e->d_name[0] != '.') {
+				snprintf(cmd, sizeof(cmd), "%s/%s", j->dir, e->d_name);
+				unlink(cmd);
+			}
+		if (d)
+			closedir(d);
+	}
+	qmig_vm_free(j->vm);
+	j->vm = NULL;
+	if (*j->dir)
+		rmdir(j->dir);
+	agent_journal(a, j, "ended");
+	unregister_job(a, j);
+	free_job(j);
+	return r;
+}
+
+int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
+			    const char *peer, char *qmp, size_t len)
+{
+	char path[PATH_MAX];
+	struct json_object *o;
+	const char *t, *p, *q, *st;
+	int r = -ENOENT;
+
+	if (!agent_valid_name(id) || !token)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/jobs/%s.json", a->cfg.state_dir, id);
+	o = json_object_from_file(path);
+	t = qm_aj_str(o, "token");
+	p = qm_aj_str(o, "peer");
+	q = qm_aj_str(o, "qmp");
+	st = qm_aj_str(o, "state");
+	if (t && p && q && st && !strcmp(t, token) && !strcmp(p, peer) &&
+	    !strcmp(st, "prepared") && strlen(q) < len) {
+		memcpy(qmp, q, strlen(q) + 1);
+		r = 0;
+	}
+	json_object_put(o);
+	return r;
+}
+
+int agent_job_mon_fd(const struct agent_job *j)
+{
+	return j->monc ? qmig_qmp_conn_fd(j->monc) : -1;
+}
+
+int agent_job_poll(struct agent_job *j)
+{
+	int was = j->ran, r, st;
+
+	if (!j->monc)
+		return -ENOTCONN;
+	r = qmig_qmp_conn_process(j->monc);
+	if (j->vm && qmig_vm_exited(j->vm, &st))
+		return -ECHILD;
+	(void)was;
+	return r < 0 ? r : 0;
+}
+
+int agent_job_finish(struct agent *a, struct agent_job *j, struct json_object *rep, char *msg,
+		     size_t len)
+{
+	struct qmig_vm_status st;
+	struct qmig_verify_report vr;
+	int r;
+
+	r = qmig_cmd_query_status(j->monc, &st);
+	if (r < 0) {
+		snprintf(msg, len, "the destination does not answer: %s",
+			 qmig_qmp_conn_error(j->monc));
+		return r;
+	}
+	if (st.running)
+		j->ran = 1;
+	json_object_object_add(rep, "status", json_object_new_string(st.status));
+	if (!st.running) {
+		snprintf(msg, len, "the destination guest is '%s', not running", st.status);
+		return -EAGAIN;
+	}
+	agent_journal(a, j, "running");
+	json_object_object_add(rep, "owner", json_object_new_string("destination"));
+	if (j->guest_kind != QMIG_GUEST_TINY) {
+		json_object_object_add(rep, "verified", json_object_new_boolean(1));
+		json_object_object_add(rep, "verify_method", json_object_new_string("running"));
+		return 0;
+	}
+	/* Our tiny guest stamps every page: check them all, here, where the
+	 * memory is (stopped for the dump, a few ms per 100 MiB). */
+	r = qmig_cmd_stop(j->monc);
+	if (r == 0)
+		r = qmig_tiny_verify(j->monc, j->dir, &vr);
+	if (qmig_cmd_cont(j->monc) < 0) {
+		snprintf(msg, len, "cont after the stamp check failed: %s",
+			 qmig_qmp_conn_error(j->monc));
+		return -EIO;
+	}
+	json_object_object_add(rep, "verify_method", json_object_new_string("stamps"));
+	json_object_object_add(rep, "pages_checked", json_object_new_int64((int64_t)vr.pages_checked));
+	if (r == 1) {
+		json_object_object_add(rep, "verified", json_object_new_boolean(0));
+		snprintf(msg, len, "%llu of %llu guest pages are wrong: %s",
+			 (unsigned long long)vr.pages_bad, (unsigned long long)vr.pages_checked,
+			 vr.detail);
+		return -EBADMSG;
+	}
+	json_object_object_add(rep, "verified", r == 0 ? json_object_new_boolean(1) : NULL);
+	return 0;
+}
+
+static void kill_and_clean(struct agent_job *j)
+{
+	char p[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	if (j->vm)
+		qmig_vm_kill(j->vm);
+	qmig_vm_free(j->vm);
+	j->vm = NULL;
+	d = opendir(j->dir);
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", j->dir, e->d_name);
+			unlink(p);
+		}
+	if (d)
+		closedir(d);
+	rmdir(j->dir);
+}
+
+void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait_stream,
+		   const char *why)
+{
+	struct qmig_migrate_info mi;
+	struct qmig_vm_status st;
+	int64_t until = qm_wait_now_ns() + 600000 * MS;
+	int keep = confirmed || j->ran;
+
+	/* A stream still moving decides: QEMU either runs the guest (it owns
+	 * it then) or exits when the stream fails. */
+	while (!keep && wait_stream && j->monc && qm_wait_now_ns() < until) {
+		if (agent_job_poll(j) < 0 || qmig_cmd_query_migrate(j->monc, &mi) < 0)
+			break;
+		if (qmig_cmd_query_status(j->monc, &st) == 0 && st.running)
+			j->ran = 1;
+		keep = j->ran;
+		if (keep || (strcmp(mi.status, "active") && strcmp(mi.status, "device") &&
+			     strncmp(mi.status, "postcopy", 8) && strcmp(mi.status, "completed")))
+			break;
+		qm_wait_fd(agent_job_mon_fd(j), POLLIN, qm_wait_now_ns() + 200 * MS);
+	}
+	if (!keep && j->monc && qmig_cmd_query_status(j->monc, &st) == 0 && st.running)
+		keep = j->ran = 1;
+	qmig_qmp_conn_close(j->monc);
+	j->monc = NULL;
+	if (keep) {
+		/* Detached: it runs on without us. */
+		agent_audit(a, j->peer, "end", j->id, "kept",
+			    confirmed ? "confirmed: the destination owns the guest"
+				      : "the destination had run: it keeps the guest");
+		qmig_vm_free(j->vm);
+		j->vm = NULL;
+	} else {
+		agent_audit(a, j->peer, "end", j->id, "removed", why);
+		kill_and_clean(j);
+	}
+	agent_journal(a, j, "ended");
+	unregister_job(a, j);
+	free_job(j);
+}
+
+/* pid is a live (not zombie) process whose command line holds word: a
+ * QEMU started with the journal's monitor socket, or the agent that wrote
+ * the journal; never trust a bare pid, which may have been reused. */
+static int our_qemu(int64_t pid, const char *mon)
+{
+	char path[64], buf[8192];
+	ssize_t n;
+	int fd, ok = 0;
+
+	if (pid <= 1 || !mon)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (!strrchr(buf, ')') || strrchr(buf, ')')[2] == 'Z')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	if (n > 0) {
+		buf[n] = 0;
+		ok = strstr(buf, mon) != NULL;
+	}
+	return ok;
+}
+
+/* A previous agent died: its journals say which destinations it left. One
+ * that never ran and has no stream is killed; one that runs is kept. */
+void agent_reap_stale(struct agent *a)
+{
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/jobs", a->cfg.state_dir);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+		struct qmig_qmp_conn *q = NULL;
+		struct qmig_vm_status st = {0};
+		struct qmig_migrate_info mi = {0};
+		struct json_object *o;
+		const char *mon, *dir;
+		int64_t pid = 0;
+		char f[PATH_MAX + 300];
+		int kill_it = 0, reachable;
+		int64_t apid = 0;
+
+		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		o = json_object_from_file(f);
+		/* Another agent on this state directory is alive (ssh: one per
+		 * connection): the job is its own. */
+		if (qm_aj_int(o, "agent_pid", &apid) == 0 && apid != getpid() &&
+		    our_qemu(apid, "agent")) {
+			json_object_put(o);
+			continue;
+		}
+		mon = qm_aj_str(o, "monitor");
+		dir = qm_aj_str(o, "dir");
+		qm_aj_int(o, "pid", &pid);
+		co.timeout_ms = 2000;
+		reachable = mon && qmig_qmp_conn_open(&q, mon, &co) == 0 &&
+			    qmig_cmd_query_status(q, &st) == 0 && qmig_cmd_query_migrate(q, &mi) == 0;
+		if (reachable) {
+			/* Never ran, and no stream on its way: the source keeps the guest. */
+			kill_it = !st.running && strcmp(st.status, "paused") &&
+				  (!strcmp(mi.status, "none") || !strcmp(mi.status, "setup") ||
+				   !strcmp(mi.status, "failed"));
+			if (kill_it) {
+				qmig_cmd_quit(q); /* works even when the journal has no pid yet */
+				if (our_qemu(pid, mon))
+					kill((pid_t)pid, SIGKILL);
+			}
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), kill_it ? "removed" : "kept",
+				    kill_it ? "left by a previous agent, never ran" : st.status);
+		} else if (!our_qemu(pid, mon)) {
+			/* QEMU is gone already (a failed stream ends it). */
+			kill_it = 1;
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
+				    "left by a previous agent; its QEMU had exited");
+		} else {
+			/* Alive but its monitor does not answer: leave it to people. */
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "unknown",
+				    "its QEMU runs but its monitor does not answer; left as it is");
+		}
+		qmig_qmp_conn_close(q);
+		if (!reachable && !kill_it) {
+			json_object_put(o); /* the journal stays for the next try */
+			continue;
+		}
+		if (dir && kill_it) {
+			char p[PATH_MAX];
+			DIR *dd = opendir(dir);
+			struct dirent *de;
+
+			while (dd && (de = readdir(dd)))
+				if (de->d_name[0] != '.') {
+					snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+					unlink(p);
+				}
+			if (dd)
+				closedir(dd);
+			rmdir(dir);
+		}
+		unlink(f);
+		json_object_put(o);
+	}
+	if (d)
+		closedir(d);
+}

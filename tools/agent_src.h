@@ -1,0 +1,21 @@
+/* qmigrate migrate --to: the source side through a destination agent. */
+#ifndef QMIG_TOOLS_AGENT_SRC_H
+#define QMIG_TOOLS_AGENT_SRC_H
+
+#include "qmigrate.h"
+
+/* Connect to the agent, prepare, and point o at the remote destination.
+ * Dies (exit 3) with the agent's reason when it refuses. */
+void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *profile,
+		     const char *const *sets);
+int agent_src_active(void);
+int agent_src_fd(void);
+void agent_src_process(void);
+/* --json: hold the engine's "result" record back until the agent's
+ * finish has been merged into it. 1 when held. */
+int agent_src_hold(const struct qmig_migration_event *ev);
+/* finish + confirm (or abort), merge the agent's verdict into res, print
+ * the held result record (json). */
+void agent_src_end(struct qmig_result *res, int json);
+
+#endif
