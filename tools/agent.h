@@ -41,6 +41,7 @@ struct agent_job {
 	char dir[256];       /* the destination's runtime directory */
 	char qmp[300];       /* its QMP socket: the tunnel's end */
 	char mon[300];       /* the agent's own monitor socket */
+	char tls[256];       /* the credentials its QEMU reads ("": the agent's own) */
 	char listen_addr[64];
 	int guest_kind;
 	int pid;

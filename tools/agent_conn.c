@@ -183,7 +183,9 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	json_object_object_add(o, "port", json_object_new_int((int)k->job->port));
 	json_object_object_add(o, "listen_addr", json_object_new_string(k->listen_addr));
 	if (k->a->cfg.tls_dir)
-		json_object_object_add(o, "tls_dir", json_object_new_string(k->a->cfg.tls_dir));
+		json_object_object_add(o, "tls_dir",
+				       json_object_new_string(*k->job->tls ? k->job->tls
+									   : k->a->cfg.tls_dir));
 	if (k->a->cfg.max_bw)
 		json_object_object_add(o, "max_bandwidth",
 				       json_object_new_int64((int64_t)k->a->cfg.max_bw));

@@ -160,6 +160,51 @@ static void free_job(struct agent_job *j)
 	free(j);
 }
 
+/* A destination QEMU of another user (launched unprivileged) cannot read
+ * the agent's 0600 keys: it gets a copy of the server's files, owned by
+ * its uid, in its own runtime directory (removed with it). 0, or -errno
+ * with msg. */
+static int give_creds(struct agent *a, struct agent_job *j, char *msg, size_t len)
+{
+	static const char *const names[] = {"ca-cert.pem", "server-cert.pem", "server-key.pem"};
+	unsigned int uid = 0, gid = 0;
+
+	j->tls[0] = 0;
+	if (!a->cfg.tls_dir)
+		return 0;
+	qmig_vm_ids(j->vm, &uid, &gid);
+	if (uid == geteuid())
+		return 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char from[PATH_MAX], to[PATH_MAX], buf[65536];
+		ssize_t n;
+		int in, out, r = 0;
+
+		snprintf(from, sizeof(from), "%s/%s", a->cfg.tls_dir, names[i]);
+		snprintf(to, sizeof(to), "%s/%s", j->dir, names[i]);
+		in = open(from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (in < 0) {
+			snprintf(msg, len, "credentials %s: %s", from, strerror(errno));
+			return -errno;
+		}
+		n = read(in, buf, sizeof(buf));
+		close(in);
+		out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (n <= 0 || n == (ssize_t)sizeof(buf) || out < 0 ||
+		    fchown(out, uid, gid) < 0 || write(out, buf, (size_t)n) != n)
+			r = n <= 0 || n == (ssize_t)sizeof(buf) ? -EINVAL : -errno;
+		if (out >= 0)
+			close(out);
+		if (r < 0) {
+			snprintf(msg, len, "copying %s for the destination QEMU (uid %u): %s", from,
+				 uid, strerror(-r));
+			return r;
+		}
+	}
+	snprintf(j->tls, sizeof(j->tls), "%s", j->dir);
+	return 0;
+}
+
 int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
 		      const char *listen_addr, struct agent_job **out, const char **err,
 		      char *msg, size_t len)
@@ -259,6 +304,11 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 		goto fail;
 	}
 	j->pid = qmig_vm_pid(j->vm);
+	r = give_creds(a, j, msg, len);
+	if (r < 0) {
+		*err = "internal";
+		goto fail;
+	}
 	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
 	if (r < 0) {
 		*err = "launch-failed";
