@@ -2,3 +2,13 @@
 BENCH_PROGS += bench/qmp_bench
 BENCH_SCRIPTS += bench/migrate_latency.sh bench/tls_bench.sh
 ITEST_SCRIPTS += tests/integration/bench_quick.sh
+
+# make bench-peers: libvirt, QEMU driven by plain QMP and qmigrate, side by
+# side in one run (bench/peers.sh; BENCH_REPEATS=N for more or fewer rounds).
+.PHONY: bench-peers bench-peers-run
+bench-peers: deps
+	@sh tools/deps.sh bench
+	@$(MAKE) --no-print-directory bench-peers-run
+
+bench-peers-run: all build/bench/peer_tool
+	@sh bench/peers.sh
