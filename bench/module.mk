@@ -12,3 +12,5 @@ bench-peers: deps
 
 bench-peers-run: all build/bench/peer_tool
 	@sh bench/peers.sh
+# bench/migrate_latency.sh compares qmigrate with the bare QMP driver.
+bench-run: build/bench/peer_tool

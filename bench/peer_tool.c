@@ -16,14 +16,32 @@
  *       us), wall ms, the child's user and system CPU ms, its exit status.
  *       CMD's output goes to stderr.
  *
+ *   peer_tool netprobe ADDR PORT
+ *       From a client network namespace, until SIGTERM: an ICMP echo to
+ *       ADDR every 200 ms, and one TCP session to ADDR:PORT (the Linux test
+ *       guest's httpd) that sends a header line every 200 ms, the guest's
+ *       kernel acknowledging each. Prints "ready" on stderr once both
+ *       answer; on SIGTERM prints the longest gap between echo replies,
+ *       echoes lost, the longest time the session had data unacknowledged,
+ *       and whether it survived (the request finished, a response read).
+ *
  *   peer_tool watch SRC-SERIAL DST-SERIAL TIMEOUT-S
  *       Reads the test guest's heartbeats ("HB seq=...") from the source's
- *       serial socket and, as soon as it exists, the destination's; prints
- *       the guest-observed downtime: the largest gap between consecutive
- *       heartbeats on the host clock (ms) across the move, then exits.
- *       Prints "ready" on stderr once the source is connected.
+ *       serial socket and, as soon as it exists, the destination's, on the
+ *       host clock. Prints "ready" on stderr at the source's first beat;
+ *       1 s after the destination's first beat prints the guest-observed
+ *       downtime (source's last beat to destination's first, ms) and the
+ *       largest gap between consecutive beats over the whole watch (the
+ *       switchover, and any pause before or after it), then exits.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -266,7 +284,7 @@ struct reader {
 	int fd;
 	char buf[512];
 	size_t n;
-	int64_t beats, last_ns, first_ns;
+	int64_t beats, last_ns, first_ns, max_gap;
 };
 
 /* Read what is there; count complete heartbeat lines, time them. */
@@ -283,6 +301,8 @@ static int feed(struct reader *r, int64_t t)
 		if (strstr(r->buf, "HB seq=") && strstr(r->buf, "HB seq=") < nl) {
 			if (!r->beats++)
 				r->first_ns = t;
+			else if (t - r->last_ns > r->max_gap)
+				r->max_gap = t - r->last_ns;
 			r->last_ns = t;
 		}
 		r->n -= (size_t)(nl + 1 - r->buf);
@@ -296,7 +316,7 @@ static int feed(struct reader *r, int64_t t)
 static int cmd_watch(int argc, char **argv)
 {
 	struct reader s = {.fd = -1}, d = {.fd = -1};
-	int64_t deadline, t;
+	int64_t deadline, t, max_gap = 0;
 	int ready = 0;
 
 	if (argc < 4)
@@ -324,13 +344,16 @@ static int cmd_watch(int argc, char **argv)
 			close(d.fd);
 			d.fd = -1;
 		}
+		max_gap = s.max_gap > d.max_gap ? s.max_gap : d.max_gap;
 		if (s.beats == 1 && !d.beats && !ready++)
 			fprintf(stderr, "ready\n"); /* the source guest beats */
 		/* A few beats from the destination: it runs on. */
-		if (d.beats >= 3 && s.beats) {
-			printf("{\"guest_downtime_ms\":%.3f,\"src_beats\":%lld,\"dst_beats\":%lld}\n",
-			       (d.first_ns - s.last_ns) / 1e6, (long long)s.beats,
-			       (long long)d.beats);
+		if (d.beats >= 3 && s.beats && t - d.first_ns > 1000000000LL) {
+			printf("{\"guest_downtime_ms\":%.3f,\"guest_max_gap_ms\":%.3f,"
+			       "\"src_beats\":%lld,\"dst_beats\":%lld}\n",
+			       (d.first_ns - s.last_ns) / 1e6,
+			       (max_gap > d.first_ns - s.last_ns ? max_gap : d.first_ns - s.last_ns) / 1e6,
+			       (long long)s.beats, (long long)d.beats);
 			return 0;
 		}
 	}
@@ -339,8 +362,152 @@ static int cmd_watch(int argc, char **argv)
 	return 1;
 }
 
+/* ---- netprobe ------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_probe;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_probe = 1;
+}
+
+static uint16_t icmp_sum(const void *p, size_t n)
+{
+	const uint16_t *w = p;
+	uint32_t s = 0;
+
+	for (; n > 1; n -= 2)
+		s += *w++;
+	if (n)
+		s += *(const uint8_t *)w;
+	s = (s >> 16) + (s & 0xffff);
+	s += s >> 16;
+	return (uint16_t)~s;
+}
+
+static int cmd_netprobe(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	const int64_t period = 200 * 1000000LL;
+	int64_t next, t, last_reply = 0, max_gap = 0, unacked_since = 0, max_unacked = 0;
+	int64_t deadline;
+	long sent = 0, recvd = 0, tcp_sent = 0;
+	int ic, tc, ready = 0, survived = 0, tcp_broken = 0;
+	uint16_t seq = 0, ident = (uint16_t)getpid();
+
+	if (argc < 3)
+		die("netprobe ADDR PORT");
+	if (inet_pton(AF_INET, argv[1], &a.sin_addr) != 1)
+		die("netprobe: %s is not an IPv4 address", argv[1]);
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	signal(SIGPIPE, SIG_IGN);
+	ic = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+	if (ic < 0)
+		die("raw ICMP socket: %s (root needed)", strerror(errno));
+	/* The session: until the guest's httpd accepts (it boots first). */
+	deadline = now_ns(CLOCK_MONOTONIC) + 120 * 1000000000LL;
+	for (;;) {
+		a.sin_port = htons((uint16_t)atoi(argv[2]));
+		tc = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (tc >= 0 && connect(tc, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		if (tc >= 0)
+			close(tc);
+		if (stop_probe || now_ns(CLOCK_MONOTONIC) > deadline)
+			die("netprobe: cannot connect to %s:%s", argv[1], argv[2]);
+		usleep(100000);
+	}
+	{
+		int one = 1;
+
+		setsockopt(tc, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (write(tc, "GET / HTTP/1.0\r\n", 16) != 16)
+		die("netprobe: the session broke at once");
+	a.sin_port = 0;
+	next = now_ns(CLOCK_MONOTONIC);
+	while (!stop_probe) {
+		struct pollfd p = {ic, POLLIN, 0};
+		int outq = 0;
+
+		t = now_ns(CLOCK_MONOTONIC);
+		if (t >= next) {
+			struct icmphdr h = {.type = ICMP_ECHO};
+			char pkt[64] = {0};
+
+			h.un.echo.id = ident;
+			h.un.echo.sequence = htons(++seq);
+			memcpy(pkt, &h, sizeof(h));
+			((struct icmphdr *)pkt)->checksum = icmp_sum(pkt, sizeof(pkt));
+			if (sendto(ic, pkt, sizeof(pkt), 0, (struct sockaddr *)&a, sizeof(a)) > 0)
+				sent++;
+			if (!tcp_broken) {
+				if (write(tc, "X-Probe: 1\r\n", 12) == 12)
+					tcp_sent++;
+				else
+					tcp_broken = 1;
+			}
+			next += period;
+		}
+		if (poll(&p, 1, 1) > 0) {
+			char buf[256];
+			ssize_t k = recv(ic, buf, sizeof(buf), 0);
+			int hl = k > 0 ? (buf[0] & 0x0f) * 4 : 0;
+
+			if (k >= hl + 8) {
+				struct icmphdr *h = (struct icmphdr *)(buf + hl);
+
+				if (h->type == ICMP_ECHOREPLY && h->un.echo.id == ident) {
+					int64_t now = now_ns(CLOCK_MONOTONIC);
+
+					recvd++;
+					if (last_reply && now - last_reply > max_gap)
+						max_gap = now - last_reply;
+					last_reply = now;
+				}
+			}
+		}
+		if (!tcp_broken && ioctl(tc, SIOCOUTQ, &outq) == 0) {
+			t = now_ns(CLOCK_MONOTONIC);
+			if (outq > 0 && !unacked_since)
+				unacked_since = t;
+			else if (outq == 0 && unacked_since) {
+				if (t - unacked_since > max_unacked)
+					max_unacked = t - unacked_since;
+				unacked_since = 0;
+			}
+		}
+		if (!ready && recvd >= 2 && tcp_sent >= 2 && !unacked_since) {
+			fprintf(stderr, "ready\n");
+			ready = 1;
+			max_gap = 0;
+			max_unacked = 0;
+			sent = recvd = 0;
+		}
+	}
+	if (unacked_since && now_ns(CLOCK_MONOTONIC) - unacked_since > max_unacked)
+		max_unacked = now_ns(CLOCK_MONOTONIC) - unacked_since;
+	/* Survival: finish the request, and the guest answers on this session. */
+	if (!tcp_broken && write(tc, "\r\n", 2) == 2) {
+		struct pollfd p = {tc, POLLIN, 0};
+		char buf[16] = {0};
+
+		if (poll(&p, 1, 5000) > 0 && read(tc, buf, sizeof(buf) - 1) > 0 &&
+		    !strncmp(buf, "HTTP/1.", 7))
+			survived = 1;
+	}
+	printf("{\"ping_sent\":%ld,\"ping_lost\":%ld,\"ping_max_gap_ms\":%.1f,"
+	       "\"tcp_max_unacked_ms\":%.1f,\"tcp_survived\":%d}\n",
+	       sent, sent > recvd ? sent - recvd : 0, max_gap / 1e6, max_unacked / 1e6, survived);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "netprobe"))
+		return cmd_netprobe(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "drive"))
 		return cmd_drive(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "run"))

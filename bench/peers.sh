@@ -19,11 +19,27 @@
 # configuration of each peer).
 # Environment: BENCH_REPEATS (default 5), BENCH_CELLS (a subset, in any
 # order), BENCH_LINK, BENCH_WSS (64M), BENCH_DIRTY (0), BENCH_OUT.
+#
+# BENCH_GUEST=linux: network disruption instead (make bench-net). The Linux
+# test guest (512 MiB + 8 KiB, idle, make linux-guest) with a virtio-net NIC
+# on a tap; each "host" namespace bridges its tap to a veth into a switch
+# namespace, where a client namespace also plugs in. From the client,
+# bench/peer_tool netprobe pings the guest every 200 ms and keeps a TCP
+# session to its httpd that sends a line every 200 ms: longest reply gap,
+# pings lost, longest time with data unacknowledged, session survived.
+# Cells: qemu-defaults, bare-plan, qmigrate-noverify (--verify none),
+# qmigrate (libvirt is left out: it rounds RAM to whole MiB, which QEMU 7.2
+# under TCG cannot migrate safely for a Linux guest).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 REPEATS=${BENCH_REPEATS:-5}
-CELLS=${BENCH_CELLS:-libvirt qemu-defaults bare-plan qmigrate qmigrate-predictive}
+GUEST=${BENCH_GUEST:-tiny}
+if [ "$GUEST" = linux ]; then
+	CELLS=${BENCH_CELLS:-qemu-defaults bare-plan qmigrate-noverify qmigrate}
+else
+	CELLS=${BENCH_CELLS:-libvirt qemu-defaults bare-plan qmigrate qmigrate-predictive}
+fi
 WSS=${BENCH_WSS:-64M}
 DIRTY=${BENCH_DIRTY:-0}
 LINK=${BENCH_LINK:-}
@@ -37,6 +53,16 @@ QEMU=$(command -v qemu-system-x86_64)
 # DESIGN.md, can lose dirty pages; these runs time migrations, not integrity).
 MEM_KIB=132096
 APPEND="rate=$(echo "$DIRTY" | sed 's/M$/000000/') hb=1 wss=$(($(echo "$WSS" | sed 's/M$//') * 1048576))"
+KERNEL_ARGS="-kernel $TINY"
+if [ "$GUEST" = linux ]; then
+	LDIR=${QMIGRATE_LINUX_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qmigrate/linux}
+	[ -r "$LDIR/vmlinux" ] && [ -r "$LDIR/initramfs.cpio.gz" ] ||
+		{ echo "bench-peers: the Linux guest is not built: make linux-guest" >&2; exit 1; }
+	MEM_KIB=524296 # 512 MiB + 8 KiB
+	APPEND="console=ttyS0 quiet qmig.rate=0 qmig.hb=5 qmig.net=1"
+	KERNEL_ARGS="-kernel $LDIR/vmlinux -initrd $LDIR/initramfs.cpio.gz"
+	GUEST_IP=10.0.2.15 GUEST_MAC=52:54:00:12:34:56
+fi
 
 [ "$(id -u)" = 0 ] || { echo "bench-peers: needs root (namespaces, libvirtd)" >&2; exit 1; }
 for x in "$PT" "$QM" "$TINY" "$QEMU"; do
@@ -60,6 +86,10 @@ cleanup() {
 		i=0
 		while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 	done
+	for ns in ${NETNS_EXTRA:-}; do
+		p=$(ip netns pids "$ns" 2>/dev/null); [ -n "$p" ] && kill $p 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
 	netns_down
 	rm -rf "$W"
 }
@@ -68,6 +98,31 @@ trap 'exit 130' INT TERM
 netns_up "qmp$$" || exit 1
 [ -n "$LINK" ] && { netns_shape "$LINK" || exit 1; }
 A=$NETNS_A B=$NETNS_B
+NIC=
+if [ "$GUEST" = linux ]; then
+	# The guests' LAN: a tap bridged to a veth on each host, both veths and
+	# the client's in a switch namespace.
+	S=qmp$$-s C=qmp$$-c
+	ip netns add "$S" && ip netns add "$C" || exit 1
+	NETNS_EXTRA="$S $C"
+	ip -n "$S" link add br0 type bridge && ip -n "$S" link set br0 up || exit 1
+	for h in a b; do
+		ns=$A; [ $h = b ] && ns=$B
+		ip -n "$ns" link add qmbbr type bridge &&
+		ip -n "$ns" tuntap add qmbtap-$h mode tap &&
+		ip -n "$ns" link set qmbtap-$h master qmbbr &&
+		ip -n "$ns" link add qmbup netns "$ns" type veth peer name up-$h netns "$S" &&
+		ip -n "$ns" link set qmbup master qmbbr &&
+		ip -n "$S" link set up-$h master br0 &&
+		ip -n "$ns" link set qmbtap-$h up && ip -n "$ns" link set qmbup up &&
+		ip -n "$ns" link set qmbbr up && ip -n "$S" link set up-$h up || exit 1
+	done
+	ip -n "$C" link add eth0 type veth peer name up-c netns "$S" &&
+	ip -n "$S" link set up-c master br0 && ip -n "$S" link set up-c up &&
+	ip -n "$C" addr add 10.0.2.100/24 dev eth0 && ip -n "$C" link set eth0 up &&
+	ip -n "$C" link set lo up || exit 1
+	NIC=1
+fi
 
 # ---- libvirt: one daemon per namespace, private /run, /var, /etc --------
 lv_start() { # NAME NETNS
@@ -137,11 +192,15 @@ qemu_argv() { # NAME [incoming]
 	echo "$QEMU -display none -nodefaults -no-user-config -accel tcg -m ${MEM_KIB}k" \
 	     "-qmp unix:$W/$1.qmp,server=on,wait=off" \
 	     "-chardev socket,id=ser0,path=$W/$1.ser,server=on,wait=off -serial chardev:ser0" \
-	     "-kernel $TINY -append '$APPEND'${2:+ -incoming defer}"
+	     "$KERNEL_ARGS -append '$APPEND'${2:+ -incoming defer}" \
+	     "${NIC:+-netdev tap,id=n0,ifname=$(nic_of "$1"),script=no,downscript=no}" \
+	     "${NIC:+-device virtio-net-pci,netdev=n0,romfile=,mac=$GUEST_MAC}"
 }
+nic_of() { [ "$1" = src ] && echo qmbtap-a || echo qmbtap-b; }
 qemu_start() { # NETNS NAME [incoming]
 	rm -f "$W/$2.qmp" "$W/$2.ser"
-	eval "ip netns exec $1 $(qemu_argv "$2" ${3:-})" > "$W/$2.log" 2>&1 &
+	# exec: $! is QEMU itself, so qemu_stop kills it.
+	(eval "exec ip netns exec $1 $(qemu_argv "$2" ${3:-})") > "$W/$2.log" 2>&1 &
 	PIDS="$PIDS $!"
 	eval "pid_$2=$!"
 	i=0
@@ -153,25 +212,49 @@ qemu_start() { # NETNS NAME [incoming]
 }
 qemu_stop() { for p in "$@"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
 
+# The client's probes (BENCH_GUEST=linux): started once the guest answers,
+# stopped 3 s after the migration returned (TCP retransmits back off).
+probe_start() {
+	rm -f "$W/probe.out" "$W/probe.err"
+	ip netns exec "$C" "$PT" netprobe "$GUEST_IP" 80 > "$W/probe.out" 2> "$W/probe.err" &
+	PPID_=$!
+	i=0
+	until grep -q ready "$W/probe.err" 2>/dev/null; do
+		i=$((i + 1))
+		kill -0 "$PPID_" 2>/dev/null && [ $i -lt 1200 ] ||
+			{ echo "bench-peers: the guest does not answer on the network: $(cat "$W/probe.err")" >&2; kill "$PPID_" 2>/dev/null; return 1; }
+		sleep 0.05
+	done
+}
+probe_end() {
+	sleep 3
+	kill "$PPID_" 2>/dev/null
+	wait "$PPID_" 2>/dev/null
+	pr=$(cat "$W/probe.out")
+	pgap=$(jget ping_max_gap_ms "$pr"); plost=$(jget ping_lost "$pr")
+	tgap=$(jget tcp_max_unacked_ms "$pr"); tsurv=$(jget tcp_survived "$pr")
+}
+
 # The heartbeat watcher: guest-observed downtime. Returns once the source
 # guest beats (so it has booted and stamped its working set).
 watch_start() { # SRC-SERIAL DST-SERIAL
 	rm -f "$W/watch.out" "$W/watch.err"
-	"$PT" watch "$1" "$2" 120 > "$W/watch.out" 2> "$W/watch.err" &
+	"$PT" watch "$1" "$2" 300 > "$W/watch.out" 2> "$W/watch.err" &
 	WPID=$!
 	i=0
 	until grep -q ready "$W/watch.err" 2>/dev/null; do
 		i=$((i + 1))
-		[ $i -lt 600 ] || { echo "bench-peers: no heartbeat from $1" >&2; return 1; }
+		[ $i -lt 2400 ] || { echo "bench-peers: no heartbeat from $1" >&2; return 1; }
 		sleep 0.05
 	done
 }
-watch_end() { # -> guest downtime ms or empty
+watch_end() { # -> gdt (guest downtime ms) and gmax (largest beat gap), or empty
 	i=0
 	while kill -0 "$WPID" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 	kill "$WPID" 2>/dev/null
 	wait "$WPID" 2>/dev/null
-	sed -n 's/.*"guest_downtime_ms":\([0-9.]*\).*/\1/p' "$W/watch.out"
+	gdt=$(sed -n 's/.*"guest_downtime_ms":\([0-9.]*\).*/\1/p' "$W/watch.out")
+	gmax=$(sed -n 's/.*"guest_max_gap_ms":\([0-9.]*\).*/\1/p' "$W/watch.out")
 }
 jget() { echo "$2" | sed -n "s/.*\"$1\":\(-\{0,1\}[0-9.]*\).*/\1/p" | head -1; }
 # The QEMU timestamp (us) of a MIGRATION event with that status in a file.
@@ -188,13 +271,13 @@ lv_ev_us() { # LOG EVENT [STATUS]
 }
 
 PORT=49400
-echo "cell,repeat,order,status,wall_ms,before_ms,after_ms,qemu_total_ms,overhead_ms,guest_downtime_ms,qemu_downtime_ms,bytes,cmd_cpu_ms,engine_cpu_ms" > "$OUT/runs.csv"
+echo "cell,repeat,order,status,wall_ms,before_ms,after_ms,qemu_total_ms,overhead_ms,guest_downtime_ms,guest_max_gap_ms,qemu_downtime_ms,bytes,cmd_cpu_ms,engine_cpu_ms,q_startup_ms,q_prepare_ms,q_negotiate_ms,q_start_ms,q_precopy_ms,q_switchover_ms,q_confirm_ms,q_finish_ms,ping_max_gap_ms,ping_lost,tcp_max_unacked_ms,tcp_survived" > "$OUT/runs.csv"
 
 run_cell() { # CELL ROUND ORDER
 	cell=$1 r=$2 o=$3
 	PORT=$((PORT + 1))
 	uri=tcp:$NETNS_ADDR_B:$PORT
-	status=failed wall= before= after= qtot= gdt= qdt= bytes= cpu= ecpu=
+	status=setup-failed phases=,,,,,,, pgap= plost= tgap= tsurv= wall= before= after= qtot= gdt= gmax= qdt= bytes= cpu= ecpu=
 	case $cell in
 	libvirt)
 		domxml "$W/lv-src.ser" > "$W/src.xml"
@@ -205,10 +288,11 @@ run_cell() { # CELL ROUND ORDER
 			{ echo "bench-peers: virsh create: $(cat "$W/virsh.out")" >&2; return; }
 		watch_start "$W/lv-src.ser" "$W/lv-dst.ser" || { virsh -q -c "$LA" destroy "qmb-$$" >/dev/null 2>&1; return; }
 		: > "$W/lv-a/libvirtd.log"; : > "$W/lv-b/libvirtd.log"
+		status=failed
 		res=$("$PT" run virsh -q -c "$LA" migrate --live --xml "$W/dst.xml" \
 			--migrateuri "tcp://$NETNS_ADDR_B:$PORT" --listen-address "$NETNS_ADDR_B" \
 			"qmb-$$" "$LB" 2> "$W/virsh.out")
-		gdt=$(watch_end)
+		watch_end
 		if [ "$(jget exit "$res")" = 0 ]; then
 			status=completed
 			t0=$(jget start_us "$res"); t1=$(jget end_us "$res")
@@ -236,14 +320,18 @@ run_cell() { # CELL ROUND ORDER
 		qemu_start "$A" src || return
 		qemu_start "$B" dst incoming || { qemu_stop "$pid_src"; return; }
 		if ! watch_start "$W/src.ser" "$W/dst.ser"; then qemu_stop "$pid_src" "$pid_dst"; return; fi
+		if [ -n "$NIC" ] && ! probe_start; then qemu_stop "$pid_src" "$pid_dst"; return; fi
+		status=failed
 		case $cell in
 		qemu-defaults) "$PT" run "$PT" drive "$W/src.qmp" "$W/dst.qmp" "$uri" 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		bare-plan) "$PT" run "$PT" drive "$W/src.qmp" "$W/dst.qmp" "$uri" --max-bandwidth 68719476736 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		qmigrate) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
+		qmigrate-noverify) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --verify none --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		qmigrate-predictive) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --policy predictive --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		esac
 		# peer_tool run: its line on stdout, the command's output on stderr.
-		gdt=$(watch_end)
+		watch_end
+		[ -n "$NIC" ] && probe_end
 		run=$(tail -1 "$W/cmd.out")
 		wall=$(jget wall_ms "$run"); cpu=$(awk -v u="$(jget user_ms "$run")" -v s="$(jget sys_ms "$run")" 'BEGIN {print u + s}')
 		t0=$(jget start_us "$run"); t1=$(jget end_us "$run")
@@ -256,6 +344,16 @@ run_cell() { # CELL ROUND ORDER
 				last=$(grep '"status":"completed"' "$W/cmd.err" | grep engine_cpu_ms | tail -1)
 				qdt=$(jget downtime_ms "$last"); bytes=$(jget transferred_bytes "$last")
 				ecpu=$(jget engine_cpu_ms "$last")
+				# qmigrate's time itemised by its own phase records: start-up and
+				# exit of the process, then each phase of the engine.
+				phases=$(awk -v wall="$(jget wall_ms "$run")" '
+					/"type":"phase"/ {
+						match($0, /"from":"[a-z]*"/); f = substr($0, RSTART + 8, RLENGTH - 9)
+						match($0, /"t_ms":[0-9]*/); t = substr($0, RSTART + 7, RLENGTH - 7) + 0
+						d[f] = t - prev; prev = t }
+					/"type":"result"/ { match($0, /"t_ms":[0-9]*/); end = substr($0, RSTART + 7) + 0 }
+					END { printf "%.1f,%s,%s,%s,%s,%s,%s,%s", wall - end, d["prepare"], d["negotiate"],
+						d["start"], d["precopy"], d["switchover"], d["confirm"], d["finish"] }' "$W/cmd.err")
 				[ "$r" = 1 ] && grep -m1 '"type":"config"' "$W/cmd.err" > "$OUT/$cell-config.json" ;;
 			*)
 				d=$(grep '"src_completed_us"' "$W/cmd.err" | tail -1)
@@ -266,8 +364,10 @@ run_cell() { # CELL ROUND ORDER
 			[ -n "$done_us" ] && [ "$done_us" != 0 ] && after=$(( (t1 - done_us) / 1000 ))
 			[ -n "$act" ] && [ -n "$done_us" ] && qtot=$(( (done_us - act) / 1000 ))
 		else
-			echo "bench-peers: $cell #$r failed: $(grep -v '^{' "$W/cmd.err" | tail -3)" >&2
+			echo "bench-peers: $cell #$r failed: $(grep -v '^{' "$W/cmd.err" | tail -3)" \
+				"(source QEMU: $(tail -2 "$W/src.log"); destination QEMU: $(tail -2 "$W/dst.log"))" >&2
 		fi
+		cp "$W/cmd.err" "$OUT/run-$cell-$r.log" # the command's records (qmigrate: JSONL)
 		if [ "$r" = 1 ]; then
 			qemu_argv src > "$OUT/$cell-qemu-cmdline.txt"
 			qemu_argv dst incoming >> "$OUT/$cell-qemu-cmdline.txt"
@@ -275,10 +375,15 @@ run_cell() { # CELL ROUND ORDER
 		qemu_stop "$pid_src" "$pid_dst"
 		;;
 	esac
+}
+
+# One row per run, whatever happened (a run that could not even start is
+# "setup-failed", never left out).
+row() { # CELL ROUND ORDER
 	ovh=
 	[ -n "$wall" ] && [ -n "$qtot" ] && ovh=$(awk -v w="$wall" -v q="$qtot" 'BEGIN {printf "%.1f", w - q}')
-	echo "$cell,$r,$o,$status,$wall,$before,$after,$qtot,$ovh,$gdt,$qdt,$bytes,$cpu,$ecpu" >> "$OUT/runs.csv"
-	echo "bench-peers: round $r: $cell $status wall ${wall:-?} ms, overhead ${ovh:-?} ms, guest downtime ${gdt:-?} ms" >&2
+	echo "$1,$2,$3,$status,$wall,$before,$after,$qtot,$ovh,$gdt,$gmax,$qdt,$bytes,$cpu,$ecpu,$phases,$pgap,$plost,$tgap,$tsurv" >> "$OUT/runs.csv"
+	echo "bench-peers: round $2: $1 $status wall ${wall:-?} ms, overhead ${ovh:-?} ms, guest downtime ${gdt:-?} ms" >&2
 }
 
 {
@@ -303,6 +408,7 @@ for r in $(seq "$REPEATS"); do
 	for cell in $(for c in $CELLS; do echo "$c"; done | shuf); do
 		o=$((o + 1))
 		run_cell "$cell" "$r" "$o"
+		row "$cell" "$r" "$o"
 	done
 done
 [ -n "${BENCH_NO_SUMMARY:-}" ] && exit 0

@@ -32,6 +32,7 @@ struct bench_cell {
 	char name[64];
 	uint64_t mem, wss, dirty_rate, max_bandwidth;
 	int multifd, postcopy, timeout_s;
+	int sample_ms;              /* interval=MS: the monitor's sampling */
 	int64_t downtime_limit;
 	char policy[32];
 	char link[32];              /* "" unshaped, else a tc rate such as 1gbit */

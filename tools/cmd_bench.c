@@ -28,7 +28,7 @@ static void usage(FILE *f)
 		   "  NAME [mem=SIZE] [wss=SIZE] [dirty-rate=RATE] [max-bandwidth=RATE]\n"
 		   "       [multifd=N] [downtime-limit=MS] [policy=NAME] [postcopy=1]\n"
 		   "       [cap=NAME]... [param=NAME=VALUE]... [link=RATE] [timeout=SECS]\n"
-		   "       [guest=tiny|linux] [tls=DIR]\n"
+		   "       [guest=tiny|linux] [tls=DIR] [interval=MS]\n"
 		   "and 'repeats=N', 'baseline=NAME' set the run; '#' starts a comment.\n"
 		   "Cells are interleaved: each round runs every cell once, in a fresh random\n"
 		   "order. Repeats: --repeats, else $BENCH_REPEATS, else the file's, else 5.\n"
@@ -70,6 +70,7 @@ static void parse_cell(struct bench_cell *c, char *line)
 		else if (!strcmp(w, "multifd")) c->multifd = (int)parse_long("multifd", eq, 1, 64);
 		else if (!strcmp(w, "downtime-limit")) c->downtime_limit = parse_long("downtime-limit", eq, 1, 100000);
 		else if (!strcmp(w, "postcopy")) c->postcopy = (int)parse_long("postcopy", eq, 0, 1);
+		else if (!strcmp(w, "interval")) c->sample_ms = (int)parse_long("interval", eq, 10, 60000);
 		else if (!strcmp(w, "timeout")) c->timeout_s = (int)parse_long("timeout", eq, 1, 3600);
 		else if (!strcmp(w, "policy")) snprintf(c->policy, sizeof(c->policy), "%s", eq);
 		else if (!strcmp(w, "link")) snprintf(c->link, sizeof(c->link), "%s", strcmp(eq, "unshaped") ? eq : "");
@@ -252,6 +253,7 @@ static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
 	o.caps = c->caps;
 	o.params = c->params;
 	o.timeout_ms = (c->timeout_s ? c->timeout_s : 120) * 1000;
+	o.sample_ms = c->sample_ms;
 	if (l->up) {
 		o.src_netns = l->a;
 		o.dst_netns = l->b;
@@ -376,7 +378,7 @@ int cmd_bench(int argc, char **argv)
 	static const char *const overview[] = {"engine_total_ms", "guest_downtime_ms", "mib_sent",
 					       "downtime_ms", "passes"};
 	static const char *const peer_overview[] = {"wall_ms", "overhead_ms", "before_ms",
-						    "after_ms", "guest_downtime_ms", "cmd_cpu_ms"};
+						    "after_ms", "guest_downtime_ms", "guest_max_gap_ms", "cmd_cpu_ms"};
 	static struct bench_cell cells[BENCH_MAX_CELLS];
 	char dir[512] = "", baseline[64] = "", path[700] = "", summarize[512] = "", cur[32] = "";
 	int repeats = 5, force_rep = 0, n, base = 0, c, order[BENCH_MAX_CELLS];
