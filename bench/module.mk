@@ -14,3 +14,13 @@ bench-peers-run: all build/bench/peer_tool
 	@sh bench/peers.sh
 # bench/migrate_latency.sh compares qmigrate with the bare QMP driver.
 bench-run: build/bench/peer_tool
+
+# make bench-net: guest-visible network disruption, the Linux guest on a
+# bridge, plain QMP and qmigrate side by side (bench/peers.sh, BENCH_GUEST=linux).
+.PHONY: bench-net bench-net-run
+bench-net: deps
+	@$(MAKE) --no-print-directory bench-net-run
+
+bench-net-run: all build/bench/peer_tool
+	@sh tests/guests/linux/build.sh
+	@BENCH_GUEST=linux sh bench/peers.sh

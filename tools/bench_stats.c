@@ -305,14 +305,17 @@ int bench_summarize(const char *csv, const char *dir, const char *baseline, cons
 	if (read_table(csv, &t) < 0 || col_of(&t, "cell") < 0)
 		return -EINVAL;
 	nc = cell_names(&t, names, BENCH_MAX_CELLS);
-	/* Headline columns this CSV does not have are left out. */
+	/* Headline columns this CSV does not have, or has empty, are left out. */
 	{
 		static const char *have[BENCH_MAX_COLS];
 		int k = 0;
 
-		for (int i = 0; i < nover && k < BENCH_MAX_COLS; i++)
-			if (col_of(&t, overview[i]) >= 0)
+		for (int i = 0; i < nover && k < BENCH_MAX_COLS; i++) {
+			int c = col_of(&t, overview[i]);
+
+			if (c >= 0 && t.cols[c].numeric)
 				have[k++] = overview[i];
+		}
 		overview = have;
 		nover = k;
 	}

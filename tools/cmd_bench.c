@@ -378,7 +378,9 @@ int cmd_bench(int argc, char **argv)
 	static const char *const overview[] = {"engine_total_ms", "guest_downtime_ms", "mib_sent",
 					       "downtime_ms", "passes"};
 	static const char *const peer_overview[] = {"wall_ms", "overhead_ms", "before_ms",
-						    "after_ms", "guest_downtime_ms", "guest_max_gap_ms", "cmd_cpu_ms"};
+						    "after_ms", "guest_downtime_ms", "guest_max_gap_ms", "cmd_cpu_ms",
+						    "ping_max_gap_ms", "ping_lost",
+						    "tcp_max_unacked_ms"};
 	static struct bench_cell cells[BENCH_MAX_CELLS];
 	char dir[512] = "", baseline[64] = "", path[700] = "", summarize[512] = "", cur[32] = "";
 	int repeats = 5, force_rep = 0, n, base = 0, c, order[BENCH_MAX_CELLS];
