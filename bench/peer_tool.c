@@ -345,7 +345,7 @@ static int cmd_watch(int argc, char **argv)
 			d.fd = -1;
 		}
 		max_gap = s.max_gap > d.max_gap ? s.max_gap : d.max_gap;
-		if (s.beats == 1 && !d.beats && !ready++)
+		if (s.beats >= 1 && !d.beats && !ready++)
 			fprintf(stderr, "ready\n"); /* the source guest beats */
 		/* A few beats from the destination: it runs on. */
 		if (d.beats >= 3 && s.beats && t - d.first_ns > 1000000000LL) {
