@@ -26,6 +26,7 @@ struct bench_run {
 	/* The engine's own CPU time (this thread; QEMU runs in its own
 	 * processes) and the wall time, from entering precopy to leaving it. */
 	int64_t pc_t0, pc_t1, pc_cpu0, pc_cpu1;
+	int64_t t_end;              /* the result record: the run is over */
 };
 
 struct bench_cell {
@@ -35,6 +36,7 @@ struct bench_cell {
 	int sample_ms;              /* interval=MS: the monitor's sampling */
 	int64_t downtime_limit;
 	char policy[32];
+	const char *plugin;         /* policy-plugin=FILE */
 	char link[32];              /* "" unshaped, else a tc rate such as 1gbit */
 	int linux_guest;            /* guest=linux */
 	char tls[256];              /* tls=DIR: a certificate directory */

@@ -28,7 +28,7 @@ static void usage(FILE *f)
 		   "  NAME [mem=SIZE] [wss=SIZE] [dirty-rate=RATE] [max-bandwidth=RATE]\n"
 		   "       [multifd=N] [downtime-limit=MS] [policy=NAME] [postcopy=1]\n"
 		   "       [cap=NAME]... [param=NAME=VALUE]... [link=RATE] [timeout=SECS]\n"
-		   "       [guest=tiny|linux] [tls=DIR] [interval=MS]\n"
+		   "       [guest=tiny|linux] [tls=DIR] [interval=MS] [policy-plugin=FILE]\n"
 		   "and 'repeats=N', 'baseline=NAME' set the run; '#' starts a comment.\n"
 		   "Cells are interleaved: each round runs every cell once, in a fresh random\n"
 		   "order. Repeats: --repeats, else $BENCH_REPEATS, else the file's, else 5.\n"
@@ -73,6 +73,7 @@ static void parse_cell(struct bench_cell *c, char *line)
 		else if (!strcmp(w, "interval")) c->sample_ms = (int)parse_long("interval", eq, 10, 60000);
 		else if (!strcmp(w, "timeout")) c->timeout_s = (int)parse_long("timeout", eq, 1, 3600);
 		else if (!strcmp(w, "policy")) snprintf(c->policy, sizeof(c->policy), "%s", eq);
+		else if (!strcmp(w, "policy-plugin")) c->plugin = keep(c, eq);
 		else if (!strcmp(w, "link")) snprintf(c->link, sizeof(c->link), "%s", strcmp(eq, "unshaped") ? eq : "");
 		else if (!strcmp(w, "tls")) snprintf(c->tls, sizeof(c->tls), "%s", eq);
 		else if (!strcmp(w, "guest")) {
@@ -207,6 +208,10 @@ static void collect(const struct qmig_migration_event *ev, void *ud)
 	struct bench_run *r = ud;
 	struct bench_point *p;
 
+	if (!strcmp(ev->type, "result")) {
+		r->t_end = clock_ns(CLOCK_MONOTONIC);
+		return;
+	}
 	if (!strcmp(ev->type, "phase")) {
 		if (ev->phase == QMIG_PHASE_PRECOPY && !r->pc_t0) {
 			r->pc_t0 = clock_ns(CLOCK_MONOTONIC);
@@ -250,6 +255,7 @@ static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
 	o.downtime_limit_ms = c->downtime_limit;
 	o.postcopy = c->postcopy;
 	o.policy = c->policy[0] ? c->policy : NULL;
+	o.policy_plugin = c->plugin;
 	o.caps = c->caps;
 	o.params = c->params;
 	o.timeout_ms = (c->timeout_s ? c->timeout_s : 120) * 1000;
@@ -285,14 +291,14 @@ static void write_results(const char *dir, struct bench_cell *cells, int n)
 	fprintf(c, "cell,repeat,order,status,verified,total_ms,setup_ms,downtime_ms,engine_total_ms,"
 		   "guest_downtime_ms,switchover_ms,transferred_bytes,mib_sent,bytes_vs_mem,passes,"
 		   "throttle_pct_max,engine_cpu_ms,guest_slowdown,precopy_ms,precopy_cpu_ms,"
-		   "cpu_ms_per_precopy_s\n");
+		   "cpu_ms_per_precopy_s,migrate_to_end_ms\n");
 	for (int i = 0; i < n; i++)
 		for (int k = 0; k < cells[i].nruns; k++) {
 			const struct bench_run *run = &cells[i].runs[k];
 			const struct qmig_result *r = &run->res;
 			struct json_object *o = qmig_result_to_json(r);
 			double bvm = (double)r->transferred_bytes / (double)cells[i].mem;
-			char gd[32] = "", sw[32] = "", sl[32] = "", pc[96] = ",,";
+			char gd[32] = "", sw[32] = "", sl[32] = "", pc[96] = ",,", te[32] = "";
 
 			json_object_object_add(o, "cell", json_object_new_string(cells[i].name));
 			json_object_object_add(o, "repeat", json_object_new_int(k + 1));
@@ -314,6 +320,10 @@ static void write_results(const char *dir, struct bench_cell *cells, int n)
 			fprintf(j, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 								  JSON_C_TO_STRING_NOSLASHESCAPE));
 			json_object_put(o);
+			/* From entering precopy to the end, completed or not: for a
+			 * run that gave up, the time it took to give up. */
+			if (run->pc_t0 && run->t_end > run->pc_t0)
+				snprintf(te, sizeof(te), "%.0f", (run->t_end - run->pc_t0) / 1e6);
 			/* Unknowns (-1) stay empty: never a figure. */
 			if (r->guest_downtime_ms >= 0)
 				snprintf(gd, sizeof(gd), "%lld", (long long)r->guest_downtime_ms);
@@ -322,7 +332,7 @@ static void write_results(const char *dir, struct bench_cell *cells, int n)
 			if (r->guest_slowdown >= 0)
 				snprintf(sl, sizeof(sl), "%.3f", r->guest_slowdown);
 			fprintf(c, "%s,%d,%d,%s,%s,%llu,%llu,%llu,%llu,%s,%s,%llu,%.2f,%.3f,%llu,%lld,"
-				   "%.1f,%s,%s\n",
+				   "%.1f,%s,%s,%s\n",
 				cells[i].name, k + 1, run->order, r->status,
 				r->verified == 1 ? "true" : r->verified == 0 ? "false" : "",
 				(unsigned long long)r->total_ms, (unsigned long long)r->setup_ms,
@@ -330,7 +340,7 @@ static void write_results(const char *dir, struct bench_cell *cells, int n)
 				(unsigned long long)r->engine_total_ms, gd, sw,
 				(unsigned long long)r->transferred_bytes,
 				r->transferred_bytes / 1048576.0, bvm, (unsigned long long)r->passes,
-				(long long)r->throttle_pct_max, r->engine_cpu_ms, sl, pc);
+				(long long)r->throttle_pct_max, r->engine_cpu_ms, sl, pc, te);
 		}
 	fclose(j);
 	fclose(c);

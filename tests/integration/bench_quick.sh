@@ -18,12 +18,12 @@ cat "$T/err.txt"
 [ "$(grep -c '"status":"completed"' "$T/out/results.jsonl")" = 2 ] || fail "a run did not complete"
 [ "$(wc -l < "$T/out/results.csv")" = 4 ] || fail "results.csv: not a header and 3 rows"
 head -1 "$T/out/results.csv" | grep -q '^cell,repeat,order,status,verified,total_ms' || fail "CSV header"
-head -1 "$T/out/results.csv" | grep -q ',cpu_ms_per_precopy_s$' || fail "CSV lacks the engine CPU column"
+head -1 "$T/out/results.csv" | grep -q ',cpu_ms_per_precopy_s,migrate_to_end_ms$' || fail "CSV lacks the engine CPU column"
 # Interleaved: the three cells ran in some order, each once in the round.
 [ "$(cut -d, -f3 "$T/out/results.csv" | sed 1d | sort | tr '\n' ' ')" = "1 2 3 " ] ||
 	fail "the order column is not a permutation: $(cut -d, -f3 "$T/out/results.csv")"
 # A completed run with a precopy phase has its precopy time and CPU.
-grep '^ours,' "$T/out/results.csv" | awk -F, '$(NF-2) == "" || $(NF-1) == "" {exit 1}' ||
+grep '^ours,' "$T/out/results.csv" | awk -F, '$(NF-3) == "" || $(NF-2) == "" || $NF == "" {exit 1}' ||
 	fail "no precopy time or CPU for ours: $(grep '^ours,' "$T/out/results.csv")"
 grep -q 'baseline cell \*\*defaults\*\*' "$T/out/summary.md" || fail "summary lacks the baseline"
 grep -q '^| ours | 1/1 | 1/1 |' "$T/out/summary.md" || fail "summary lacks the cell"
