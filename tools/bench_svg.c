@@ -2,6 +2,7 @@
  * one run (remaining, dirty rate, throughput, throttle, pass markers) and
  * bar charts comparing cells. Plain SVG 1.1, viewable in any browser. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -161,6 +162,88 @@ int bench_svg_compare(const char *path, const struct bench_cell *cells, int n)
 				   "transform='rotate(-30 %.1f %d)'>%s</text>\n", x + (bw - 8) / 2,
 				H - 16, x + (bw - 8) / 2, H - 16, cells[c].name);
 		}
+	}
+	fprintf(f, "</svg>\n");
+	return fclose(f);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double quantile(const double *s, int n, double q)
+{
+	double pos = q * (n - 1);
+	int i = (int)pos;
+
+	return i + 1 < n ? s[i] + (pos - i) * (s[i + 1] - s[i]) : s[n - 1];
+}
+
+/* One box per cell: whiskers min-max, box quartiles, a bar at the median,
+ * every run as a dot; a cell with no value is labelled n/a. */
+int bench_svg_box(const char *path, const char *metric, const char *const *cells, int n,
+		  double v[][BENCH_STAT_MAX], const int *nv)
+{
+	FILE *f = fopen(path, "we");
+	double ymax = 0;
+	int pw = n > 0 ? (W - L - R) / n : W - L - R;
+	char title[160];
+
+	if (!f)
+		return -1;
+	for (int c = 0; c < n; c++)
+		for (int i = 0; i < nv[c]; i++)
+			if (v[c][i] > ymax)
+				ymax = v[c][i];
+	ymax = nice_max(ymax);
+	fprintf(f, "<?xml version='1.0' encoding='UTF-8'?>\n<svg xmlns='http://www.w3.org/2000/svg' "
+		   "width='%d' height='%d' font-family='sans-serif'>\n<rect width='100%%' "
+		   "height='100%%' fill='white'/>\n", W, H + 40);
+	snprintf(title, sizeof(title), "%s per cell (every run a dot)", metric);
+	fprintf(f, "<text x='%d' y='22' font-size='15' font-weight='bold'>%s</text>\n", L, title);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>\n", L, H - B, W - R, H - B);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#333'/>\n", L, T, L, H - B);
+	for (int i = 0; i <= 5; i++) {
+		double y = H - B - (H - T - B) * i / 5.0;
+
+		fprintf(f, "<text x='%d' y='%.0f' font-size='11' text-anchor='end'>%.3g</text>\n",
+			L - 6, y + 4, ymax * i / 5);
+		fprintf(f, "<line x1='%d' y1='%.0f' x2='%d' y2='%.0f' stroke='#eee'/>\n", L, y,
+			W - R, y);
+	}
+	for (int c = 0; c < n; c++) {
+		double s[BENCH_STAT_MAX], cx = L + pw * (c + 0.5), bw = pw * 0.5;
+		int k = nv[c];
+
+#define YV(x) (H - B - (H - T - B) * (x) / ymax)
+		fprintf(f, "<text x='%.1f' y='%d' font-size='11' text-anchor='end' "
+			   "transform='rotate(-25 %.1f %d)'>%s</text>\n", cx, H - B + 16, cx,
+			H - B + 16, cells[c]);
+		if (!k) {
+			fprintf(f, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle' "
+				   "fill='#999'>n/a</text>\n", cx, H - B - 10);
+			continue;
+		}
+		memcpy(s, v[c], k * sizeof(double));
+		qsort(s, k, sizeof(double), cmp_dbl);
+		fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333'/>\n", cx,
+			YV(s[0]), cx, YV(s[k - 1]));
+		fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='#c6dbef' "
+			   "stroke='#1f77b4'/>\n", cx - bw / 2, YV(quantile(s, k, 0.75)), bw,
+			YV(quantile(s, k, 0.25)) - YV(quantile(s, k, 0.75)));
+		fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#d62728' "
+			   "stroke-width='2'/>\n", cx - bw / 2, YV(quantile(s, k, 0.5)), cx + bw / 2,
+			YV(quantile(s, k, 0.5)));
+		fprintf(f, "<text x='%.1f' y='%.1f' font-size='10'>%.4g</text>\n", cx + bw / 2 + 3,
+			YV(quantile(s, k, 0.5)) + 4, quantile(s, k, 0.5));
+		for (int i = 0; i < k; i++)
+			fprintf(f, "<circle cx='%.1f' cy='%.1f' r='2.5' fill='#333' "
+				   "fill-opacity='0.6'/>\n", cx - bw / 4 + bw / 2 * i / (k > 1 ? k - 1 : 1),
+				YV(v[c][i]));
+#undef YV
 	}
 	fprintf(f, "</svg>\n");
 	return fclose(f);

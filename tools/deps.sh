@@ -38,6 +38,17 @@ PKGS="$PKGS g++"
 PKGS="$PKGS groff-base"
 # make check and make fuzz run the libFuzzer targets (tests/fuzz/).
 PKGS="$PKGS clang"
+# make bench-peers (sh tools/deps.sh bench): libvirt beside qmigrate, two
+# daemons run by bench/peers.sh itself (no service, no systemd).
+if [ "${1:-}" = bench ]; then
+	PKGS="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
+	# libvirt's QEMU driver looks its default user up at start (Debian's
+	# libvirt-daemon-system would create it, with polkit and firewalld).
+	if ! getent passwd libvirt-qemu >/dev/null 2>&1; then
+		[ "$(id -u)" = 0 ] || { echo "qmigrate: bench-peers needs root" >&2; exit 1; }
+		useradd --system --no-create-home --user-group --shell /usr/sbin/nologin libvirt-qemu
+	fi
+fi
 
 missing=""
 for p in $PKGS; do
@@ -47,7 +58,7 @@ for p in $PKGS; do
 done
 # A second QEMU (10.0, Debian backports, private cache) for the
 # cross-version tests; they skip when it cannot be fetched.
-if [ -z "$missing" ] || [ "$(id -u)" = 0 ]; then
+if [ "${1:-}" != bench ] && { [ -z "$missing" ] || [ "$(id -u)" = 0 ]; }; then
 	sh "$(dirname "$0")/qemu-cache.sh" 10.0 >/dev/null ||
 		echo "qmigrate: QEMU 10.0 unavailable: cross-version tests will be skipped" >&2
 fi
