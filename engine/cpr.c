@@ -530,6 +530,7 @@ static int run(struct upd *u)
 	u->j.phase = "precopy";
 	u->j.migrate_started = 1;
 	qm_sr_journal_write(&u->j, "source", "migrate");
+	qm_sr_log(&u->o->log, QMIG_LOG_DEBUG, "journaled: migrate (cpr-transfer)");
 	t0 = qm_sr_now_ns();
 	r = migrate_cpr(u);
 	if (r < 0)

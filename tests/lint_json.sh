@@ -20,6 +20,11 @@ engine/versions.c       query-machines, type-checked as an array by qm_call_get;
 engine/phases.c         qom-list reply type-checked before use; the config record it builds itself
 engine/cpr.c            qom-get values, each type-checked (json_object_is_type) before it is read
 engine/save_util.c      a qom-get string type-checked first; caps/params validated by the qm_parse_query_migrate_* parsers
+engine/agent_io.c       the agent protocol's own typed accessors (qm_aj_*): each checks the member's type first
+engine/agent_client.c   only json_object_get_boolean on "ok" (defined for every type and for a missing member)
+tools/cmd_agent.c       the same: "ok" read with json_object_get_boolean
+tools/agent_src.c       boolean and string getters, defined for every type (a non-string prints as JSON text)
+tools/agent_profile.c   the host's own profile files (root's), every value type-checked before it is read
 tools/cmd_job.c         the job control socket's replies (our own process, 0600 socket)
 tools/cmd_migrate.c     the engine's own records and the job socket's replies
 "

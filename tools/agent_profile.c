@@ -151,9 +151,14 @@ static const char *get(const struct chosen *c, const char *k)
 
 static int in_list(struct json_object *arr, const char *v)
 {
-	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
-		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), v))
+	if (!json_object_is_type(arr, json_type_array))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+
+		if (json_object_is_type(e, json_type_string) && !strcmp(json_object_get_string(e), v))
 			return 1;
+	}
 	return 0;
 }
 

@@ -77,10 +77,29 @@ static void usage(FILE *f)
 		"errors (the new QEMU runs the guest).\n");
 }
 
+/* --debug-stop-at STEP (hidden, for the kill tests): stop this process
+ * (SIGSTOP) when the library journals STEP, so that a test can kill it
+ * there deterministically, however fast the machine. */
+static const char *stop_at;
+
+static void update_log(enum qmig_log_level level, const char *msg, void *ud)
+{
+	char want[64];
+
+	if (stop_at) {
+		snprintf(want, sizeof(want), "journaled: %s", stop_at);
+		if (!strncmp(msg, want, strlen(want))) {
+			raise(SIGSTOP);
+			return;
+		}
+	}
+	cli_log(level, msg, ud);
+}
+
 int cmd_update(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_SSER, O_QEMU, O_LAUNCH, O_SQEMU, O_GUEST, O_MEM, O_WSS, O_RATE,
-	       O_ACCEL, O_KEEP, O_NOVER, O_TIMEOUT, O_JSON, O_HELP };
+	       O_ACCEL, O_KEEP, O_NOVER, O_TIMEOUT, O_JSON, O_HELP, O_DSTOP };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"src-serial", 1, 0, O_SSER},
 		{"qemu", 1, 0, O_QEMU},        {"launch", 0, 0, O_LAUNCH},
@@ -89,7 +108,8 @@ int cmd_update(int argc, char **argv)
 		{"dirty-rate", 1, 0, O_RATE},  {"accel", 1, 0, O_ACCEL},
 		{"keep-running", 0, 0, O_KEEP}, {"no-verify", 0, 0, O_NOVER},
 		{"timeout", 1, 0, O_TIMEOUT},  {"json", 0, 0, O_JSON},
-		{"help", 0, 0, O_HELP},        {0, 0, 0, 0}};
+		{"help", 0, 0, O_HELP},        {"debug-stop-at", 1, 0, O_DSTOP},
+		{0, 0, 0, 0}};
 	struct qmig_update_opts o = QMIG_UPDATE_OPTS_INIT;
 	struct qmig_update_result r;
 	const char *src_qemu = NULL;
@@ -126,6 +146,7 @@ int cmd_update(int argc, char **argv)
 		case O_NOVER: o.no_verify = 1; break;
 		case O_TIMEOUT: o.timeout_ms = (int)parse_long("--timeout", optarg, 1, 86400) * 1000; break;
 		case O_JSON: json = 1; break;
+		case O_DSTOP: stop_at = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -140,7 +161,7 @@ int cmd_update(int argc, char **argv)
 		die(EXIT_USAGE, "--src-serial goes with --src-qmp");
 	if (launch)
 		o.guest.qemu_binary = src_qemu ? src_qemu : o.new_qemu;
-	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	o.log = (struct qmig_log_cb){update_log, NULL, NULL};
 	if (job_prepare_dir(jdir, sizeof(jdir), jmsg, sizeof(jmsg)) == 0)
 		o.journal_dir = jdir;
 	else

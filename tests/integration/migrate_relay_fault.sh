@@ -12,7 +12,7 @@ relay_dirs() { ls -d "/tmp/qmigrate-relay-$1-"* 2>/dev/null | wc -l; }
 
 start() { # NAME: migrate src -> dst through the relay, in the background
 	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --transport relay \
-		--max-bandwidth 20M --no-completion-timeout --json > "$T/$1.jsonl" 2> "$T/$1.err" &
+		--max-bandwidth 5M --no-completion-timeout --json > "$T/$1.jsonl" 2> "$T/$1.err" &
 	mig=$!
 	i=0
 	until grep -q '"relay_bytes":[1-9]' "$T/$1.jsonl" 2>/dev/null; do
@@ -49,7 +49,7 @@ launch_guest dst --guest tiny --mem 128M --incoming --accel tcg
 wait_beats "$src_log" 5 30 || fail "source guest does not heartbeat"
 # Its working set written once: zero pages alone would migrate in a blink,
 # before the destination can be stopped.
-wait_gen "$src_log" 1 60 || fail "source guest does not write its working set"
+wait_gen "$src_log" 2 120 || fail "source guest does not write its working set"
 start stall
 kill -STOP "$dst_pid"
 # Wait until the relay stops moving: its byte count holds for a second.

@@ -109,15 +109,17 @@ wait_gen "$src_log" 2 60 || fail "source guest does not write its working set"
 JOBDIR=/run/qmigrate/jobs
 [ "$(id -u)" = 0 ] || JOBDIR=${XDG_RUNTIME_DIR:-/tmp/qmigrate-jobs-$(id -u)}
 [ "$(id -u)" = 0 ] || [ -z "${XDG_RUNTIME_DIR:-}" ] || JOBDIR=$XDG_RUNTIME_DIR/qmigrate-jobs
-$QMIGRATE update --src-qmp "$src_qmp" --qemu "$Q10" --json > "$T/killed.json" 2>&1 &
+$QMIGRATE update --src-qmp "$src_qmp" --qemu "$Q10" --json --debug-stop-at migrate \
+	> "$T/killed.json" 2>&1 &
 up=$!
 i=0
-until grep -qs '"command":"migrate"' "$JOBDIR/$up.journal"; do
-	i=$((i + 1)); [ $i -gt 4000 ] && fail "the update never journaled its migrate step"
+# It stops itself right after journaling its migrate step.
+until [ "$(awk '{print $3}' "/proc/$up/stat" 2>/dev/null)" = T ]; do
+	i=$((i + 1)); [ $i -gt 2400 ] && fail "the update never reached its migrate step"
 	alive "$up" || fail "the update ended before it could be killed: $(cat "$T/killed.json")"
-	sleep 0.002
+	sleep 0.05
 done
-kill -STOP "$up"
+grep -qs '"command":"migrate"' "$JOBDIR/$up.journal" || fail "stopped, but no migrate step journaled"
 sed 's#\\/#/#g' "$JOBDIR/$up.journal" > "$T/journal"  # json-c writes \/
 new_qmp=$(sed -n 's/.*"destination":{"qmp":"\([^"]*\)".*/\1/p' "$T/journal")
 new_pid=$(sed -n 's/.*"destination":{[^}]*"qemu_pid":\([0-9]*\).*/\1/p' "$T/journal")
