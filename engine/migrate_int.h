@@ -12,6 +12,7 @@
 #include "qmig_doctor.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
+#include "storage_int.h"
 
 enum side_id { SRC, DST };
 
@@ -137,6 +138,9 @@ struct qmig_migration {
 	uint64_t low_remaining;       /* lowest remaining at a pass start so far */
 	uint64_t low_pass;            /* the pass it was seen at */
 	int hint_given;
+
+	/* storage.c: disks mirrored over NBD (NULL: none). */
+	struct qm_storage *storage;
 };
 
 /* migrate.c */

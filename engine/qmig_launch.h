@@ -54,6 +54,12 @@ struct qmig_vm_spec {
 	int userfaultfd;             /* keep CAP_SYS_PTRACE: a postcopy destination needs
 					userfaultfd, which vm.unprivileged_userfaultfd=0
 					reserves to it */
+	uint64_t disk_bytes;         /* a virtio-blk disk (id vdisk0) of this size: a raw
+					image made with qemu-img in the runtime dir; 0 none */
+	const char *disk_backing;    /* with disk_bytes: a qcow2 overlay on this image
+					(raw, or qcow2 by its .qcow2 name) instead */
+	uint64_t disk_write_rate;    /* linux guest: bytes/s of stamped blocks it writes
+					to the disk (and checks); 0: none */
 };
 
 #define QMIG_VM_SPEC_INIT {.version = QMIG_VM_SPEC_VERSION}

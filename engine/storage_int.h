@@ -1,0 +1,56 @@
+/* Internal to engine/: storage migration without shared disks (storage.c).
+ *
+ * The destination serves each disk over NBD (nbd-server-start, a writable
+ * block-export-add per disk); the source opens each export as an NBD
+ * client node (blockdev-add) and mirrors its disk into it (blockdev-mirror,
+ * sync=full for --copy-storage-all, sync=top for --copy-storage-inc). RAM
+ * moves once every mirror is READY, with pause-before-switchover; in that
+ * pause each mirror is cancelled without force (a ready mirror then
+ * completes: the copy is consistent), its client node deleted, and the
+ * migration continued. Afterwards the destination's server is stopped.
+ *
+ * Every function runs on the engine's fiber: waits suspend the step, they
+ * never block the embedder. Each returns 0 or m->error (after qm_fail). */
+#ifndef QMIG_STORAGE_INT_H
+#define QMIG_STORAGE_INT_H
+
+#include <stdint.h>
+
+struct qmig_migration;
+struct json_object;
+
+/* NEGOTIATE: which disks (query-block on both sides), checked (same
+ * virtual size, destination writable, a backing file there for --inc),
+ * the NBD port; the capability pause-before-switchover goes into want.
+ * Nothing is changed. A no-op unless copy_storage is set. */
+int qm_storage_plan(struct qmig_migration *m, struct json_object *want);
+/* The plan's storage steps (server, exports, client nodes, mirrors),
+ * added just before the migrate step. */
+int qm_storage_plan_steps(struct qmig_migration *m);
+/* Called by the plan before it sends migrate: wait until every mirror is
+ * READY (progress as "disk" records), failing on a job error, a stall,
+ * a cancel or the deadline. */
+int qm_storage_ready(struct qmig_migration *m);
+/* QEMU is in pre-switchover (the source is paused): end the mirrors
+ * consistently, delete the client nodes, migrate-continue. Idempotent. */
+int qm_storage_switchover(struct qmig_migration *m);
+/* Keep the destination paused after the move, for qm_storage_verify? */
+int qm_storage_holds_dst(const struct qmig_migration *m);
+/* CONFIRM, destination paused, source in postmigrate: compare each disk
+ * (qemu-img compare -U of both images), then cont the destination unless
+ * --verify=memory still holds it. Sets res.disks_verified. A difference
+ * fails the migration (the destination has not run). */
+int qm_storage_verify(struct qmig_migration *m);
+/* FINISH: remove the exports, stop the NBD server, check nothing is left. */
+void qm_storage_finish(struct qmig_migration *m);
+/* ROLLBACK (after the RAM migration was cancelled): yank and force-cancel
+ * the mirrors, delete the client nodes, remove the exports, stop the
+ * server; then check with query-block-jobs / query-named-block-nodes /
+ * query-block-exports that nothing of ours is left. */
+void qm_storage_rollback(struct qmig_migration *m);
+/* A sample record gets the mirrors' bytes remaining (disk_remaining,
+ * disk_total, disk_dirty_rate) while they run. */
+void qm_storage_sample(struct qmig_migration *m, struct json_object *rec);
+void qm_storage_free(struct qmig_migration *m);
+
+#endif
