@@ -20,7 +20,8 @@ static void usage(FILE *f)
 		"                       [--guest-args WORDS] [--incoming] [--paused]\n"
 		"                       [--netns NS] [--accel auto|tcg|kvm] [--net]\n"
 		"                       [--host-port PORT] [--qemu BINARY] [--runtime-dir DIR]\n"
-		"                       [--no-mem-workaround] [--json] [-- QEMU-ARGS...]\n\n"
+		"                       [--no-mem-workaround] [--disk SIZE [--disk-backing IMAGE]\n"
+		"                       [--disk-write-rate RATE]] [--json] [-- QEMU-ARGS...]\n\n"
 		"Starts QEMU detached, in a private runtime directory, with capabilities\n"
 		"dropped, and prints its pid, QMP socket, serial socket and serial log\n"
 		"(--json: one JSON object with pid, qmp, serial, serial_socket, runtime_dir,\n"
@@ -35,7 +36,10 @@ static void usage(FILE *f)
 		"--accel auto (default) uses KVM only when /dev/kvm works and the tiny guest\n"
 		"passes a boot smoke test under it, else TCG. Under TCG a RAM size that is a\n"
 		"multiple of 256 KiB gets 8 KiB more (QEMU < 9.0 loses dirty pages on such\n"
-		"RAM during migration) unless --no-mem-workaround.\n");
+		"RAM during migration) unless --no-mem-workaround.\n"
+		"--disk SIZE gives the guest a virtio-blk disk (id vdisk0): RUNTIME_DIR/disk.img,\n"
+		"raw, made with qemu-img (a qcow2 overlay on --disk-backing IMAGE); the Linux\n"
+		"guest writes stamped blocks to it at --disk-write-rate and reads them back.\n");
 }
 
 static enum qmig_guest_kind parse_guest(const char *s)
@@ -111,6 +115,9 @@ int cmd_launch(int argc, char **argv)
 		{"runtime-dir", required_argument, 0, 'd'},
 		{"no-mem-workaround", no_argument, 0, 'W'},
 		{"json", no_argument, 0, 'j'},
+		{"disk", required_argument, 0, 'D'},
+		{"disk-backing", required_argument, 0, 'B'},
+		{"disk-write-rate", required_argument, 0, 'R'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -141,6 +148,9 @@ int cmd_launch(int argc, char **argv)
 		case 'd': spec.runtime_dir = optarg; break;
 		case 'W': spec.no_mem_workaround = 1; break;
 		case 'j': json = 1; break;
+		case 'D': spec.disk_bytes = parse_size("--disk", optarg); break;
+		case 'B': spec.disk_backing = optarg; break;
+		case 'R': spec.disk_write_rate = parse_rate("--disk-write-rate", optarg); break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
