@@ -184,6 +184,18 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 	const char *list = m->o.migrate_disks;
 	int inc = m->o.copy_storage == QMIG_COPY_STORAGE_INC;
 
+	/* A named disk that neither side has is a typo, not a no-op. */
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		char one[128];
+
+		snprintf(one, sizeof(one), "%.*s", (int)(e ? e - p : (long)strlen(p)), p);
+		if (*one && !find_dev(src, ns, one))
+			return qm_fail(m, -ENODEV, "--migrate-disks: the source has no disk '%s'",
+				       one);
+		p = e ? e + 1 : NULL;
+	}
+
 	for (int i = 0; i < ns; i++) {
 		const struct qmig_block_dev *s = &src[i], *d;
 		int named = listed(list, s->name);
@@ -254,17 +266,6 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 		snprintf(k->nbd, sizeof(k->nbd), "qmigrate-nbd-%d", st->n);
 		snprintf(k->exp, sizeof(k->exp), "qmigrate-exp-%d", st->n);
 		st->n++;
-	}
-	/* A named disk that neither side has is a typo, not a no-op. */
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		char one[128];
-
-		snprintf(one, sizeof(one), "%.*s", (int)(e ? e - p : (long)strlen(p)), p);
-		if (*one && !find_dev(src, ns, one))
-			return qm_fail(m, -ENODEV, "--migrate-disks: the source has no disk '%s'",
-				       one);
-		p = e ? e + 1 : NULL;
 	}
 	return 0;
 }

@@ -16,3 +16,4 @@ ITEST_SCRIPTS += tests/integration/verify_memory.sh
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh
 ITEST_SCRIPTS += tests/integration/qemu10_verify.sh
 ITEST_FULL_SCRIPTS += tests/integration/qemu10_verify_full.sh
+ITEST_SCRIPTS += tests/integration/storage_basic.sh
