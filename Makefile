@@ -65,7 +65,7 @@ SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
 .PHONY: abicheck all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run deps \
-	bench bench-run bench-quick bench-quick-run install uninstall clean
+	bench bench-run bench-storage bench-quick bench-quick-run install uninstall clean
 .DEFAULT_GOAL := all
 
 all: lib $(TOOL) guests libqmigrate.pc $(EXAMPLE_PLUGINS)
@@ -174,6 +174,9 @@ bench: deps
 bench-run: all $(BENCH_BINS) $(HELPER_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; ./$$b || exit 1; done
 	@for s in $(BENCH_SCRIPTS); do echo "== $$s"; sh $$s || exit 1; done
+
+bench-storage: all
+	@sh bench/storage_bench.sh
 
 bench-quick: deps
 	@$(MAKE) --no-print-directory bench-quick-run

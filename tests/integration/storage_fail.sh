@@ -9,11 +9,11 @@
 . tests/netns.sh
 linux_guest_or_skip
 
-# start_pair NAME [NETNS_A NETNS_B]: a source writing 64 MiB of disk first
-# (so the mirror, limited to 4 MiB/s, runs for ~15 s) and a destination.
+# start_pair NAME [NETNS_A NETNS_B]: a source writing 16 MiB of disk first
+# (so the mirror, limited to 1 MiB/s, runs for ~16 s) and a destination.
 start_pair() {
 	launch_guest src --guest linux --mem 256M --wss 16M --dirty-rate 2M --disk 256M \
-		--disk-write-rate 2M --guest-args qmig.dfill=64M --accel tcg ${2:+--netns $2}
+		--disk-write-rate 2M --guest-args qmig.dfill=16M --accel tcg ${2:+--netns $2}
 	launch_guest dst --guest linux --mem 256M --wss 16M --disk 256M --incoming --accel tcg \
 		${3:+--netns $3}
 	wait_ready "$src_log" || fail "$1: the source guest did not boot: $(tail -3 "$src_log")"
@@ -26,7 +26,7 @@ start_pair() {
 migrate_bg() {
 	_name=$1; shift
 	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --src-serial "$src_serial_socket" \
-		--copy-storage-all --disk-bandwidth 4M --json "$@" > "$T/$_name.jsonl" 2> "$T/$_name.err" &
+		--copy-storage-all --disk-bandwidth 1M --json "$@" > "$T/$_name.jsonl" 2> "$T/$_name.err" &
 	mig=$!
 	_i=0
 	until grep -q '"what":"mirroring".*"remaining":[1-9]' "$T/$_name.jsonl" 2>/dev/null; do
