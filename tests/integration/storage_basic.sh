@@ -74,4 +74,6 @@ refused() { # CASE EXPECTED-TEXT DST_QMP ARGS...
 refused "wrong size" "same virtual size" "$d2_qmp" --copy-storage-all
 refused "unknown disk" "has no disk 'vdb'" "$d2_qmp" --copy-storage-all --migrate-disks vdisk0,vdb
 refused "no backing" "no backing file" "$d3_qmp" --copy-storage-inc
-ok "refusals: wrong image size, unknown disk, --inc without a backing file"
+$QMIGRATE doctor --src-qmp "$s2_qmp" --dst-qmp "$d2_qmp" > "$T/doctor.txt" 2>&1
+grep -q "disk-size-differs" "$T/doctor.txt" || fail "doctor: no disk-size-differs finding: $(cat "$T/doctor.txt")"
+ok "refusals: wrong image size, unknown disk, --inc without a backing file; the doctor names the size"
