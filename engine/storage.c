@@ -829,3 +829,84 @@ void qm_storage_free(struct qmig_migration *m)
 	free(m->storage);
 	m->storage = NULL;
 }
+
+/* For `qmigrate recover` (a dead job: no bookkeeping, only names): what a
+ * job of ours left in one QEMU, by the qmigrate- prefixes. The source:
+ * mirrors yanked, force-cancelled and dismissed, NBD client nodes
+ * deleted; the destination: our exports removed and, when there were
+ * any, the NBD server stopped. Returns how many things it removed. */
+int qm_storage_scrub(struct qmig_qmp_conn *c, int source)
+{
+	char names[16384], line[160];
+	int64_t deadline = qm_now_ns() + CLEAN_WAIT_NS;
+	int removed = 0;
+
+	if (!c)
+		return 0;
+	if (source) {
+		struct qmig_block_job *j = NULL;
+		int n = 0, left;
+
+		if (qmig_cmd_query_block_jobs(c, &j, &n) == 0) {
+			for (int i = 0; i < n; i++) {
+				if (strncmp(j[i].id, "qmigrate-mirror-", 16))
+					continue;
+				if (strcmp(j[i].status, "concluded")) {
+					snprintf(line, sizeof(line), "qmigrate-nbd-%s", j[i].id + 16);
+					qmig_cmd_yank_block_node(c, line);
+					qmig_cmd_block_job_cancel(c, j[i].id, 1);
+				}
+				removed++;
+			}
+			free(j);
+		}
+		do { /* until none of ours is still running */
+			left = 0;
+			j = NULL;
+			if (qmig_cmd_query_block_jobs(c, &j, &n) < 0)
+				break;
+			for (int i = 0; i < n; i++)
+				if (!strncmp(j[i].id, "qmigrate-mirror-", 16)) {
+					if (!strcmp(j[i].status, "concluded"))
+						qmig_cmd_job_dismiss(c, j[i].id);
+					else
+						left++;
+				}
+			free(j);
+		} while (left && qm_now_ns() < deadline &&
+			 qm_sleep_until(qm_now_ns() + 20 * MS) != -ECANCELED);
+		if (qmig_cmd_query_node_names(c, names, sizeof(names)) == 0)
+			for (char *p = names, *e; *p; p = e + 1) {
+				e = strchr(p, '\n');
+				if (!e)
+					break;
+				*e = 0;
+				if (!strncmp(p, "qmigrate-nbd-", 13) && qmig_cmd_blockdev_del(c, p) == 0)
+					removed++;
+			}
+		return removed;
+	}
+	if (qmig_cmd_query_export_ids(c, names, sizeof(names)) == 0) {
+		int ours = 0;
+
+		for (char *p = names, *e; *p; p = e + 1) {
+			e = strchr(p, '\n');
+			if (!e)
+				break;
+			*e = 0;
+			if (!strncmp(p, "qmigrate-exp-", 13)) {
+				qmig_cmd_block_export_del(c, p, 1);
+				ours++;
+			}
+		}
+		if (ours) {
+			while (qmig_cmd_query_export_ids(c, names, sizeof(names)) == 0 &&
+			       has_prefix_line(names, "qmigrate-exp-") && qm_now_ns() < deadline &&
+			       qm_sleep_until(qm_now_ns() + 20 * MS) != -ECANCELED)
+				;
+			qmig_cmd_nbd_server_stop(c);
+			removed += ours;
+		}
+	}
+	return removed;
+}

@@ -52,5 +52,10 @@ void qm_storage_rollback(struct qmig_migration *m);
  * disk_total, disk_dirty_rate) while they run. */
 void qm_storage_sample(struct qmig_migration *m, struct json_object *rec);
 void qm_storage_free(struct qmig_migration *m);
+/* qmigrate recover: remove what a dead job's storage migration left in
+ * one QEMU (source: mirrors and NBD client nodes; destination: exports
+ * and the NBD server), by the qmigrate- names. Returns the count. */
+struct qmig_qmp_conn;
+int qm_storage_scrub(struct qmig_qmp_conn *c, int source);
 
 #endif

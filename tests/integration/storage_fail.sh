@@ -77,7 +77,26 @@ ss -Htln | awk '{print $4}' | grep -q ":$port\$" && fail "cancel: the NBD server
 ok "cancel during the mirror: source runs on its disk, nothing left, NBD server stopped"
 kill -9 "$src_pid" "$dst_pid"
 
-# 3. The link cut between two namespaces during the mirror.
+# 3. qmigrate itself killed (SIGKILL) during the mirror, then
+# `qmigrate recover`: the mirror and the NBD pieces are found by name.
+start_pair recover
+migrate_bg recover
+job=$(sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p' "$T/recover.jsonl" | head -1)
+[ -n "$job" ] || job=$(sed -n 's/.*"job":"\([^"]*\)".*/\1/p' "$T/recover.jsonl" | head -1)
+kill -9 $mig
+wait $mig 2>/dev/null
+[ -n "$job" ] || job=$($QMIGRATE recover --list | grep "$src_qmp" | awk '{print $1}')
+$QMIGRATE recover --job "$job" > "$T/rec.txt" 2>&1 || fail "recover: $(cat "$T/rec.txt")"
+cat "$T/rec.txt"
+grep -q 'rolled-back' "$T/rec.txt" || fail "recover did not roll back"
+grep -q "leftovers were removed" "$T/rec.txt" || fail "recover did not remove the storage leftovers"
+ended recover 0 0
+no_storage_leftovers recover "$src_qmp"
+alive "$dst_pid" && no_storage_leftovers recover "$src_qmp" "$dst_qmp"
+ok "qmigrate killed during the mirror: recover removes the mirror and NBD pieces, source runs"
+kill -9 "$src_pid" "$dst_pid" 2>/dev/null
+
+# 4. The link cut between two namespaces during the mirror.
 [ "$(id -u)" = 0 ] || skip "network namespaces need root"
 CLEANUP_HOOKS="netns_down"
 netns_up "qsf$$" || fail "could not set up the namespaces"
