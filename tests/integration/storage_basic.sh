@@ -74,6 +74,15 @@ refused() { # CASE EXPECTED-TEXT DST_QMP ARGS...
 refused "wrong size" "same virtual size" "$d2_qmp" --copy-storage-all
 refused "unknown disk" "has no disk 'vdb'" "$d2_qmp" --copy-storage-all --migrate-disks vdisk0,vdb
 refused "no backing" "no backing file" "$d3_qmp" --copy-storage-inc
+# --dry-run prints the storage steps and changes nothing.
+$QMIGRATE migrate --src-qmp "$s2_qmp" --dst-qmp "$d3_qmp" --copy-storage-all --dry-run \
+	> "$T/dry.txt" 2>&1 || fail "dry run: $(cat "$T/dry.txt")"
+for c in nbd-server-start block-export-add blockdev-add blockdev-mirror; do
+	grep -q "$c" "$T/dry.txt" || fail "dry run: no $c: $(cat "$T/dry.txt")"
+done
+[ "$(status_of "$d3_qmp")" = inmigrate ] || fail "dry run: the destination was touched"
+no_storage_leftovers "dry run" "$s2_qmp" "$d3_qmp"
+$QMIGRATE migrate --help | grep -q -- "--copy-storage-inc" || fail "--help lacks the storage options"
 $QMIGRATE doctor --src-qmp "$s2_qmp" --dst-qmp "$d2_qmp" > "$T/doctor.txt" 2>&1
 grep -q "disk-size-differs" "$T/doctor.txt" || fail "doctor: no disk-size-differs finding: $(cat "$T/doctor.txt")"
 ok "refusals: wrong image size, unknown disk, --inc without a backing file; the doctor names the size"
