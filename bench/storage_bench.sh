@@ -1,7 +1,9 @@
 #!/bin/sh
-# Storage migration (--copy-storage-all) against RAM only, for the same
-# Linux guest in the same run: total time and guest-observed downtime
-# (heartbeats), and how the guest's disk write rate changes both. The
+# Storage migration (--copy-storage-all, local disks) against shared
+# storage (both QEMUs on one image, RAM only), for the same Linux guest
+# writing its disk at the same rate, in the same run: total time and
+# guest-observed downtime (heartbeats), and how the disk write rate
+# changes both. The
 # mirrors end inside the pause-before-switchover pause, so the downtime
 # may grow by the time that takes (disk_cancel_ms, measured) and no more.
 # Last, the time a cancel during the mirror takes to leave the source as
@@ -13,25 +15,51 @@ cd "$(dirname "$0")/.."
 . tests/integration/storage_lib.sh
 REPS=${1:-2}
 linux_guest_or_skip
-GUEST="--guest linux --mem 512M --wss 64M --dirty-rate 4M --disk 512M --accel tcg"
+MEM="--guest linux --mem 512M --wss 64M --dirty-rate 4M --accel tcg"
+GUEST="$MEM --disk 512M"
 echo "case run total_ms guest_downtime_ms qemu_downtime_ms mirror_ms cancel_ms disk_bytes" > "$T/rows"
-one() { # CASE ARGS...
-	c=$1; shift
+row() { # CASE JSONL
+	res=$(tail -1 "$2")
+	[ "$(json_get verified "$res")" = true ] || fail "$1: not verified: $res"
+	f() { _v=$(json_get "$1" "$res"); echo "${_v:--}"; }
+	echo "$1 $rep $(f engine_total_ms) $(f guest_downtime_ms) $(f downtime_ms) $(f disk_mirror_ms) $(f disk_cancel_ms) $(f disk_bytes)" >> "$T/rows"
+}
+# Shared storage (the baseline): both QEMUs on one image, RAM only.
+shared() { # CASE DRATE
+	img="$T/shared.img"
+	qemu-img create -q -f raw "$img" 512M || fail "qemu-img"
+	disk="-blockdev driver=file,node-name=f0,filename=$img -blockdev driver=raw,node-name=disk0,file=f0 -device virtio-blk-pci,drive=disk0,id=vdisk0"
+	g="qmig.dfill=32M"
+	[ "$2" != 0 ] && g="$g qmig.drate=$2"
 	# shellcheck disable=SC2086
-	$QMIGRATE migrate --launch $GUEST --json "$@" > "$T/run.jsonl" 2> "$T/run.err" ||
-		fail "$c: $(tail -1 "$T/run.jsonl") $(tail -2 "$T/run.err")"
-	res=$(tail -1 "$T/run.jsonl")
-	[ "$(json_get verified "$res")" = true ] || fail "$c: not verified: $res"
-	printf '%s %s %s %s %s %s %s %s\n' "$c" "$rep" "$(json_get engine_total_ms "$res")" \
-		"$(json_get guest_downtime_ms "$res")" "$(json_get downtime_ms "$res")" \
-		"$(json_get disk_mirror_ms "$res")" "$(json_get disk_cancel_ms "$res")" \
-		"$(json_get disk_bytes "$res")" | sed 's/  / - /g; s/ $/ -/' >> "$T/rows"
+	launch_guest src $MEM --guest-args "$g" -- $disk
+	# shellcheck disable=SC2086
+	launch_guest dst $MEM --incoming -- $disk
+	wait_ready "$src_log" || fail "$1: the guest did not boot"
+	wait_beats "$src_log" 20 30 || fail "$1: no heartbeats"
+	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --src-serial "$src_serial_socket" \
+		--dst-serial "$dst_serial_socket" --json > "$T/run.jsonl" 2> "$T/run.err" ||
+		fail "$1: $(tail -1 "$T/run.jsonl") $(tail -2 "$T/run.err")"
+	grep -aq CORRUPT "$dst_log" && fail "$1: the guest reports corruption"
+	row "$1" "$T/run.jsonl"
+	kill -9 "$src_pid" "$dst_pid" 2>/dev/null
+	rm -f "$img"
+}
+# Local disks, copied: the same guest, launch mode.
+copied() { # CASE DRATE
+	extra=""
+	[ "$2" != 0 ] && extra="--disk-write-rate $2"
+	# shellcheck disable=SC2086
+	$QMIGRATE migrate --launch $GUEST $extra --guest-args qmig.dfill=32M --copy-storage-all \
+		--json > "$T/run.jsonl" 2> "$T/run.err" ||
+		fail "$1: $(tail -1 "$T/run.jsonl") $(tail -2 "$T/run.err")"
+	row "$1" "$T/run.jsonl"
 }
 for rep in $(seq "$REPS"); do
-	one ram-only --guest-args qmig.dfill=32M
-	one storage-idle-disk --copy-storage-all --guest-args qmig.dfill=32M
-	for r in 2M 8M; do
-		one "storage-disk-$r/s" --copy-storage-all --disk-write-rate "$r" --guest-args qmig.dfill=32M
+	for r in 0 2097152 8388608; do
+		n=$((r >> 20))
+		shared "shared-disk-${n}M/s" "$r"
+		copied "copied-disk-${n}M/s" "$r"
 	done
 done
 # A cancel while the mirror copies (limited to 4 MiB/s so it is still
@@ -50,9 +78,11 @@ for rep in $(seq "$REPS"); do
 	kill -INT $pid
 	wait $pid
 	echo "cancel-during-mirror $rep $(( ($(date +%s%N) - t0) / 1000000 )) - - - - -" >> "$T/rows"
+	echo "cancel-during-mirror: $(tail -1 "$T/c.jsonl" | sed -n 's/.*"message":"\([^"]*\)".*/\1/p')"
 done
-echo "Storage migration vs RAM only, Linux guest 512 MiB RAM (4 MiB/s dirtied), 512 MiB disk,"
-echo "one host, TCG, $REPS repeats (medians; ms):"
+echo "Storage copied (--copy-storage-all) vs shared storage (RAM only), the same Linux guest:"
+echo "512 MiB RAM (4 MiB/s dirtied), 512 MiB disk written at 0/2/8 MiB/s, one host, TCG,"
+echo "$REPS repeats (medians; ms):"
 awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 		for (f = 3; f <= 8; f++) v[k, f, n[k]] = $f }
 	function med(k, f,   i, j, t, a, c) { c = n[k]; for (i = 1; i <= c; i++) a[i] = v[k, f, i]
@@ -65,9 +95,10 @@ awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 		for (i = 1; i <= nk; i++) { k = order[i]
 			for (f = 3; f <= 8; f++) M[k, f] = med(k, f)
 			printf "  %-22s %9s %15s %12s %10s %10s %12s\n", k, M[k, 3], M[k, 4], M[k, 5], M[k, 6], M[k, 7], M[k, 8] }
-		b = "ram-only"
 		for (i = 1; i <= nk; i++) { k = order[i]
-			if (k == b || k ~ /^cancel/ || M[b, 3] <= 0) continue
-			printf "  %-22s total x%.2f of RAM only; guest downtime %+d ms (mirrors ended in %s ms)\n",
+			if (k !~ /^copied/) continue
+			b = k; sub(/^copied/, "shared", b)
+			if (M[b, 3] <= 0) continue
+			printf "  %-22s total x%.2f of shared; guest downtime %+d ms against shared (mirrors ended in %s ms)\n",
 				k, M[k, 3] / M[b, 3], M[k, 4] - M[b, 4], M[k, 7] }
 	}' "$T/rows"

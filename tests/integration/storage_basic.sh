@@ -46,7 +46,7 @@ ss -Htln | awk '{print $4}' | grep -q ":$port\$" && fail "attach: the NBD server
 # Every block the guest wrote, read back from the destination's disk.
 wait_sweeps "$dst_log" 2 90 || fail "attach: the destination guest did not read its disk back"
 disk_grows "$dst_log" 10 || fail "attach: the destination guest no longer writes its disk"
-grep -q CORRUPT "$dst_log" && fail "attach: the destination guest reports: $(grep CORRUPT "$dst_log" | head -3)"
+grep -aq CORRUPT "$dst_log" && fail "attach: the destination guest reports: $(grep CORRUPT "$dst_log" | head -3)"
 echo "destination: $(grep '^HB' "$dst_log" | tail -1)"
 ok "attach mode: destination reads back every block ($(ddisk "$dst_log") written), nothing left behind"
 kill -9 "$src_pid" "$dst_pid"

@@ -45,7 +45,7 @@ ended() {
 		fail "$1: the source's disk is not its own node any more"
 	disk_grows "$src_log" 10 || fail "$1: the source guest no longer writes its disk"
 	wait_sweeps "$src_log" 1 120 || fail "$1: the source guest does not read its disk back"
-	grep -q CORRUPT "$src_log" && fail "$1: the source guest reports: $(grep CORRUPT "$src_log" | head -2)"
+	grep -aq CORRUPT "$src_log" && fail "$1: the source guest reports: $(grep CORRUPT "$src_log" | head -2)"
 	$QMIGRATE qmp "$src_qmp" query-migrate-capabilities > "$T/caps.after"
 	cmp -s "$T/caps.before" "$T/caps.after" || fail "$1: source capabilities not restored"
 }

@@ -14,9 +14,9 @@ wait_ready() { _i=0; until grep -q '^READY linux' "$1" 2>/dev/null; do
 	_i=$((_i + 1)); [ $_i -gt 1200 ] && return 1; sleep 0.05; done; }
 
 # dsweep LOG: the last heartbeat's count of full read-back sweeps of the disk.
-dsweep() { _v=$(grep '^HB .*dsweep=' "$1" 2>/dev/null | tail -1 | sed 's/.*dsweep=\([0-9]*\).*/\1/'); echo "${_v:-0}"; }
+dsweep() { _v=$(grep -a '^HB .*dsweep=' "$1" 2>/dev/null | tail -1 | sed 's/.*dsweep=\([0-9]*\).*/\1/'); echo "${_v:-0}"; }
 # ddisk LOG: blocks the guest has written to its disk.
-ddisk() { _v=$(grep '^HB .*disk=' "$1" 2>/dev/null | tail -1 | sed 's/.* disk=\([0-9]*\).*/\1/'); echo "${_v:-0}"; }
+ddisk() { _v=$(grep -a '^HB .*disk=' "$1" 2>/dev/null | tail -1 | sed 's/.* disk=\([0-9]*\).*/\1/'); echo "${_v:-0}"; }
 
 # wait_sweeps LOG N SECS: until N more full sweeps than now were read back
 # (every block written so far verified from the disk the guest now runs on).
