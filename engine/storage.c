@@ -219,7 +219,9 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 				       (unsigned long long)s->virtual_size);
 		/* Shared storage: a network file system, or (on one host) both
 		 * QEMUs on the same file. Copying a disk onto itself would
-		 * destroy it; one on shared storage needs no copy. */
+		 * destroy it; one on shared storage needs no copy. (Where this
+		 * cannot tell, QEMU's image locking can: exporting a file the
+		 * source holds open fails block-export-add, before any copy.) */
 		if (*s->file && !strcmp(s->file, d->file) && same_host(m)) {
 			if (named)
 				return qm_fail(m, -EINVAL, "storage: disk '%s': source and "
@@ -602,7 +604,7 @@ int qm_storage_switchover(struct qmig_migration *m)
 
 int qm_storage_holds_dst(const struct qmig_migration *m)
 {
-	return m->storage && m->storage->n && !m->o.no_verify && !m->o.dry_run;
+	return m->storage && m->storage->n && !m->o.no_verify;
 }
 
 /* qemu-img compare: 0 identical, 1 differ, <0 could not compare. */
