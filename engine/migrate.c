@@ -154,6 +154,8 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 		return -ENOMEM;
 	if (opts->version < 2)
 		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, dst_qemu_binary));
+	else if (opts->version < 3) /* storage.c's fields came with version 3 */
+		memcpy(&m->o, opts, offsetof(struct qmig_migrate_opts, copy_storage));
 	else
 		m->o = *opts;
 	m->o.src_qmp = dup_opt(m, 0, opts->src_qmp);

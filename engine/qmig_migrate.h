@@ -80,7 +80,7 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 2
+#define QMIG_MIGRATE_OPTS_VERSION 3
 
 struct qmig_migrate_opts {
 	unsigned int version;
@@ -196,6 +196,7 @@ struct qmig_migrate_opts {
 	 * NULL: no journal. job_id NULL: the process id. */
 	const char *journal_dir;
 	const char *job_id;
+	/* Version 3 adds the fields from here on. */
 	/* Storage without shared disks (engine/storage.c): the destination
 	 * serves its disks over NBD, the source mirrors each local disk into
 	 * them (blockdev-mirror), RAM moves once every mirror is in sync, and
