@@ -58,3 +58,46 @@ result_field() { json_get "$2" "$(tail -1 "$1")"; }
 
 # message JSONL: the result's message, whole (json_get stops at a comma).
 message() { tail -1 "$1" | sed -n 's/.*"message":"\([^"]*\)".*/\1/p'; }
+
+# ---- failure tests (storage_fail.sh, storage_cut.sh) ----
+
+# start_pair NAME [NETNS_A NETNS_B]: a source writing 16 MiB of disk first
+# (so the mirror, limited to 1 MiB/s, runs for ~16 s) and a destination.
+start_pair() {
+	launch_guest src --guest linux --mem 256M --wss 16M --dirty-rate 2M --disk 256M \
+		--disk-write-rate 2M --guest-args qmig.dfill=16M --accel tcg ${2:+--netns $2}
+	launch_guest dst --guest linux --mem 256M --wss 16M --disk 256M --incoming --accel tcg \
+		${3:+--netns $3}
+	wait_ready "$src_log" || fail "$1: the source guest did not boot: $(tail -3 "$src_log")"
+	wait_beats "$src_log" 5 30 || fail "$1: no heartbeats"
+	$QMIGRATE qmp "$src_qmp" query-migrate-capabilities > "$T/caps.before"
+}
+
+# migrate_bg NAME ARGS...: the migration in the background; waits until
+# the mirror is copying.
+migrate_bg() {
+	_name=$1; shift
+	$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --src-serial "$src_serial_socket" \
+		--copy-storage-all --disk-bandwidth 1M --json "$@" > "$T/$_name.jsonl" 2> "$T/$_name.err" &
+	mig=$!
+	_i=0
+	until grep -q '"what":"mirroring".*"remaining":[1-9]' "$T/$_name.jsonl" 2>/dev/null; do
+		_i=$((_i + 1)); [ $_i -gt 300 ] && fail "$_name: the mirror did not start: $(tail -2 "$T/$_name.jsonl")"
+		alive $mig || fail "$_name: the migration ended early: $(tail -1 "$T/$_name.jsonl")"
+		sleep 0.1
+	done
+}
+
+# ended NAME WANT-RC RC: the migration's exit code and its rolled-back source.
+ended() {
+	_rc=$3
+	[ $_rc = "$2" ] || fail "$1: exit $_rc, expected $2: $(tail -3 "$T/$1.err")"
+	[ "$(status_of "$src_qmp")" = running ] || fail "$1: the source is not running"
+	$QMIGRATE qmp "$src_qmp" query-block | grep -q '"node-name": *"disk0"' ||
+		fail "$1: the source's disk is not its own node any more"
+	disk_grows "$src_log" 10 || fail "$1: the source guest no longer writes its disk"
+	wait_sweeps "$src_log" 1 120 || fail "$1: the source guest does not read its disk back"
+	grep -aq CORRUPT "$src_log" && fail "$1: the source guest reports: $(grep CORRUPT "$src_log" | head -2)"
+	$QMIGRATE qmp "$src_qmp" query-migrate-capabilities > "$T/caps.after"
+	cmp -s "$T/caps.before" "$T/caps.after" || fail "$1: source capabilities not restored"
+}
