@@ -556,7 +556,7 @@ int qm_storage_switchover(struct qmig_migration *m)
 	struct qm_storage *st = m->storage;
 	struct side *src = &m->side[SRC];
 	char err[300] = "";
-	int64_t t0 = qm_now_ns();
+	int64_t t0 = qm_now_ns(), t1, t2;
 	int r;
 
 	if (!st || !st->n || st->switched)
@@ -573,7 +573,9 @@ int qm_storage_switchover(struct qmig_migration *m)
 		if (r < 0)
 			return qm_qmp_fail(m, src, r, "block-job-cancel");
 	}
+	t1 = qm_now_ns();
 	r = wait_concluded(m, t0 + CANCEL_WAIT_NS, err, sizeof(err));
+	t2 = qm_now_ns();
 	if (r < 0)
 		return r == -ETIMEDOUT
 			? qm_fail(m, r, "storage: the mirrors did not finish within %lld s of the "
@@ -596,7 +598,10 @@ int qm_storage_switchover(struct qmig_migration *m)
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "migrate-continue");
 	qm_log(m, QMIG_LOG_INFO, "storage: mirrors ended consistently in %llu ms of the "
-	       "switchover pause", (unsigned long long)m->res.disk_cancel_ms);
+	       "switchover pause (cancel sent %lld ms, last copy %lld ms, NBD clients "
+	       "deleted %lld ms)", (unsigned long long)m->res.disk_cancel_ms,
+	       (long long)((t1 - t0) / MS), (long long)((t2 - t1) / MS),
+	       (long long)((qm_now_ns() - t2) / MS));
 	return 0;
 }
 
