@@ -455,6 +455,11 @@ int qm_storage_ready(struct qmig_migration *m)
 		return 0;
 	st->t0_ns = last_move = qm_now_ns();
 	for (;;) {
+		/* Already failing (the destination's QMP connection lost, read
+		 * by process() while this step waited): roll back at once,
+		 * without waiting for the mirror to notice. */
+		if (m->error)
+			return m->error;
 		if (mirrors_state(m, &total, &remaining, &ready) < 0)
 			return m->error;
 		now = qm_now_ns();
