@@ -14,7 +14,7 @@
  *   qmig.dsize=<bytes>  the part of the disk used (default: all of it)
  *
  * Serial console /dev/ttyS0, one write(2) per line:
- *   READY linux wss=<bytes> rate=<bytes/s>
+ *   READY linux wss=<bytes> rate=<bytes/s> [dblocks=<disk blocks in use>]
  *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s> [disk=<blocks> dchk=<blocks> dsweep=<n>]
  *   CORRUPT page=<i> expected_gen=<g> found_gen=<g'>
  *   CORRUPT disk block=<i> expected_gen=<g> found_gen=<g'>
@@ -727,7 +727,10 @@ int main(void)
 	/* From here on the serial lines are ours: only emergencies from the
 	 * kernel, whose console writes could land inside a line. */
 	set_sysctl("/proc/sys/kernel/printk", "1");
-	say("READY linux wss=%lu rate=%lu dblocks=%lu\n", p.wss, p.rate, dblocks);
+	if (disk >= 0)
+		say("READY linux wss=%lu rate=%lu dblocks=%lu\n", p.wss, p.rate, dblocks);
+	else
+		say("READY linux wss=%lu rate=%lu\n", p.wss, p.rate);
 	if (p.wss && p.rate)
 		start_thread(writer, NULL, 0);
 	if (disk >= 0) {
