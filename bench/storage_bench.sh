@@ -6,8 +6,9 @@
 # changes both. The mirrors end inside the pause-before-switchover pause,
 # so the downtime may grow by that pause (measured on QEMU's clock, from
 # the pre-switchover event to the device state: the engine's reaction and
-# the mirrors' end, disk_cancel_ms) and no more; stop->device (QEMU's
-# clock, from STOP) shows where the rest goes.
+# the mirrors' end, disk_cancel_ms) and no more; stop->end (QEMU's
+# clock, from the source's STOP to its "completed") shows where the rest
+# goes.
 # Last, the time a cancel during the mirror takes to leave the source as
 # it was (SIGINT to exit, rollback included).
 # Usage: sh bench/storage_bench.sh [REPEATS]   (default 2)
@@ -19,7 +20,7 @@ REPS=${1:-2}
 linux_guest_or_skip
 MEM="--guest linux --mem 512M --wss 16M --dirty-rate 4M --accel tcg"
 GUEST="$MEM --disk 512M"
-echo "case run total_ms guest_downtime_ms qemu_downtime_ms stop_to_device_ms pause_ms mirror_ms cancel_ms disk_bytes" > "$T/rows"
+echo "case run total_ms guest_downtime_ms qemu_downtime_ms stop_to_completed_ms pause_ms mirror_ms cancel_ms disk_bytes" > "$T/rows"
 # qemu_ms JSONL EVENT [STATUS]: the source's QEMU timestamp (ms) of an event.
 qemu_ms() {
 	_us=$(grep "\"side\":\"source\",\"event\":\"$2\"" "$1" | grep "${3:-}" | head -1 |
@@ -30,13 +31,15 @@ row() { # CASE JSONL
 	res=$(tail -1 "$2")
 	[ "$(json_get verified "$res")" = true ] || fail "$1: not verified: $res"
 	f() { _v=$(json_get "$1" "$res"); echo "${_v:--}"; }
-	# From the source's STOP to the device state (vm stop, its block
-	# flush, and for a copy the pre-switchover pause), and that pause
-	# alone: QEMU's own clock, whatever the engine reports.
+	# From the source's STOP to its "completed" (vm stop and its block
+	# flush, the pre-switchover pause of a copy, the last RAM and the
+	# devices), and the pause alone (pre-switchover to device): QEMU's
+	# own clock, whatever the engine reports.
 	stop=$(qemu_ms "$2" STOP); dev=$(qemu_ms "$2" MIGRATION '"status":"device"')
 	pre=$(qemu_ms "$2" MIGRATION '"status":"pre-switchover"')
+	done_=$(qemu_ms "$2" MIGRATION '"status":"completed"')
 	s2d=-; pause=-
-	[ -n "$stop" ] && [ -n "$dev" ] && s2d=$((dev - stop))
+	[ -n "$stop" ] && [ -n "$done_" ] && s2d=$((done_ - stop))
 	[ -n "$pre" ] && [ -n "$dev" ] && pause=$((dev - pre))
 	echo "$1 $rep $(f engine_total_ms) $(f guest_downtime_ms) $(f downtime_ms) $s2d $pause $(f disk_mirror_ms) $(f disk_cancel_ms) $(f disk_bytes)" >> "$T/rows"
 }
@@ -108,7 +111,7 @@ awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 		return a[int((c + 1) / 2)] }
 	END {
 		printf "  %-21s %7s %8s %8s %9s %7s %7s %7s %10s\n", "case", "total", "guest", "QEMU",
-			"stop->dev", "pause", "mirror", "cancel", "disk bytes"
+			"stop->end", "pause", "mirror", "cancel", "disk bytes"
 		printf "  %-21s %7s %8s %8s %9s %7s %7s %7s %10s\n", "", "", "downtime", "downtime", "", "", "", "", ""
 		for (i = 1; i <= nk; i++) { k = order[i]
 			for (f = 3; f <= 10; f++) M[k, f] = med(k, f)
@@ -118,6 +121,6 @@ awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 			if (k !~ /^copied/) continue
 			b = k; sub(/^copied/, "shared", b)
 			if (M[b, 3] <= 0) continue
-			printf "  %-21s total x%.2f of shared; guest downtime %+d ms, stop->device %+d ms against shared; the pause (reaction + mirrors ended) %s ms, of it the mirrors %s ms\n",
+			printf "  %-21s total x%.2f of shared; guest downtime %+d ms, stop->completed %+d ms against shared; the pause (reaction + mirrors ended) %s ms, of it the mirrors %s ms\n",
 				k, M[k, 3] / M[b, 3], M[k, 4] - M[b, 4], M[k, 6] - M[b, 6], M[k, 7], M[k, 9] }
 	}' "$T/rows"

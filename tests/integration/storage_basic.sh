@@ -26,6 +26,19 @@ grep -q '"sync":"full"' "$T/l.jsonl" || fail "launch: the mirror is not sync=ful
 grep -q 'block-job-cancel' "$T/l.jsonl" && fail "launch: a command was journaled into the records?"
 ok "launch mode: completed, verified, disks identical ($(json_get disk_bytes "$res") bytes mirrored in $(json_get disk_mirror_ms "$res") ms, mirrors ended in $(json_get disk_cancel_ms "$res") ms)"
 
+# 1b. The tiny guest: --copy-storage-synchronous (write-blocking mirror),
+# --disk-bandwidth, --migrate-disks.
+$QMIGRATE migrate --launch --guest tiny --mem 128M --disk 64M --accel tcg --copy-storage-all \
+	--copy-storage-synchronous --disk-bandwidth 200M --migrate-disks vdisk0 --json \
+	> "$T/s.jsonl" 2> "$T/s.err" || fail "synchronous: $(tail -1 "$T/s.jsonl") $(tail -3 "$T/s.err")"
+res=$(tail -1 "$T/s.jsonl")
+[ "$(json_get disks_verified "$res")" = true ] || fail "synchronous: disks not verified: $res"
+grep '"command":"blockdev-mirror"' "$T/s.jsonl" | grep -q '"copy-mode":"write-blocking"' ||
+	fail "synchronous: the mirror is not write-blocking"
+grep '"command":"blockdev-mirror"' "$T/s.jsonl" | grep -q '"speed":209715200' ||
+	fail "synchronous: --disk-bandwidth not applied"
+ok "tiny guest: write-blocking mirror, 200 MiB/s limit, --migrate-disks vdisk0"
+
 # 2. Attach mode: the destination kept, its guest reads every block back.
 launch_guest src --guest linux --mem 256M --wss 32M --dirty-rate 4M --disk 256M \
 	--disk-write-rate 5M --guest-args "qmig.dfill=16M qmig.dsize=32M" --accel tcg
