@@ -835,6 +835,7 @@ static int step_rollback(struct qmig_migration *m)
 	if (m->owner == OWNER_DESTINATION && m->completed) {
 		/* After the hand-over: the destination keeps the guest, the
 		 * source is never resumed; finish as after a migration. */
+		qm_storage_finish(m); /* storage.c: exports, NBD server */
 		finish_source(m);
 		if (m->side[DST].qmp && !m->side[DST].vm)
 			qm_restore_side(m, &m->side[DST]);
