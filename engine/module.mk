@@ -10,7 +10,7 @@ UNIT_SRCS += tests/unit/test_launch.c
 LIB_SRCS += engine/postcopy.c
 LIB_SRCS += engine/tls.c
 # Storage without shared disks: NBD + blockdev-mirror.
-LIB_SRCS += engine/storage.c
+LIB_SRCS += engine/storage.c engine/storage_clean.c
 ITEST_PROGS += tests/integration/launch_fail tests/integration/launch_life
 ITEST_SCRIPTS += tests/integration/launch_cli.sh
 # Convergence: the model, the policies, the simulator, the live wiring.

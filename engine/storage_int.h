@@ -58,4 +58,47 @@ void qm_storage_free(struct qmig_migration *m);
 struct qmig_qmp_conn;
 int qm_storage_scrub(struct qmig_qmp_conn *c, int source);
 
+/* ---- shared by storage.c and storage_clean.c (not for other files) ---- */
+#ifdef QM_STORAGE_INTERNAL
+
+#include "qmig_commands.h"
+#include "qmig_transport.h"
+
+#define MS 1000000LL
+#define QM_MAX_DISKS 16
+#define STALL_NS (15000 * MS)      /* a mirror that moves nothing for this long failed */
+#define CANCEL_WAIT_NS (30000 * MS) /* ending the mirrors in the switchover pause */
+#define CLEAN_WAIT_NS (10000 * MS)  /* forced cancels and export removal in a rollback */
+#define COMPARE_NS (300000 * MS)    /* qemu-img compare of one disk */
+#define PROGRESS_NS (500 * MS)
+
+struct qm_disk {
+	char name[128];               /* the device, as query-block names it */
+	char src_node[128], dst_node[128];
+	char src_file[1024], dst_file[1024];
+	char src_fmt[32], dst_fmt[32];
+	uint64_t size;
+	char job[64], nbd[64], exp[64]; /* ours: qmigrate-mirror-N, -nbd-N, -exp-N */
+};
+
+struct qm_storage {
+	int n;
+	struct qm_disk d[QM_MAX_DISKS];
+	struct qmig_port *port;
+	unsigned nbd_port;
+	int srv_step;                 /* plan index of nbd-server-start, -1 none */
+	int switched;                 /* the mirrors were ended for the switchover */
+	int cleaned;
+	int64_t t0_ns;                /* first mirror started */
+	uint64_t last_len;            /* for the disk dirty rate */
+	int64_t last_ns;
+};
+
+struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, const char *id);
+/* A list of names, one a line (qmig_cmd_query_*_ids), holding one with this prefix? */
+int qm_storage_has_prefix(const char *lines, const char *prefix);
+/* Wait until each mirror is concluded; the first job error into err. */
+int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *err, size_t len);
+#endif /* QM_STORAGE_INTERNAL */
+
 #endif
