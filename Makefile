@@ -67,7 +67,7 @@ TOOL = tools/qmigrate
 
 .PHONY: abicheck man3 all lib guests check check-run check-full check-full-run unit itest headertest demo demo-run \
 	demo-two-hosts demo-two-hosts-run deps \
-	bench bench-run bench-quick bench-quick-run bench-save bench-relay bench-relay-run install uninstall clean
+	bench bench-run bench-storage bench-quick bench-quick-run bench-save bench-relay bench-relay-run install uninstall clean
 .DEFAULT_GOAL := all
 
 MAN3_PAGES = $(filter-out build/man/qmigrate.3,$(patsubst %.h,build/man/%.3,$(notdir $(PUBLIC_HEADERS))))
@@ -197,6 +197,9 @@ bench: deps
 bench-run: all $(BENCH_BINS) $(HELPER_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; ./$$b || exit 1; done
 	@for s in $(BENCH_SCRIPTS); do echo "== $$s"; sh $$s || exit 1; done
+
+bench-storage: all
+	@sh bench/storage_bench.sh
 
 bench-quick: deps
 	@$(MAKE) --no-print-directory bench-quick-run

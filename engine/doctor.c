@@ -236,6 +236,41 @@ static void check_cpu(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_
 		    model);
 }
 
+/* Storage migration (--copy-storage-*) mirrors each disk into the
+ * destination's image of the same device id: it must have exactly the
+ * same virtual size and be writable (the engine refuses otherwise, before
+ * anything changes; here they are named ahead of time). */
+static void check_disk_images(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst)
+{
+	struct qmig_block_dev *s = NULL, *t = NULL;
+	int ns = 0, nt = 0;
+
+	if (qmig_cmd_query_block(src, &s, &ns) < 0 || qmig_cmd_query_block(dst, &t, &nt) < 0) {
+		free(s);
+		return; /* check_disks reports a failing query-block */
+	}
+	for (int i = 0; i < ns; i++)
+		for (int j = 0; j < nt; j++) {
+			if (strcmp(s[i].name, t[j].name) || !s[i].inserted || s[i].ro ||
+			    !t[j].inserted || !strcmp(s[i].file, t[j].file))
+				continue;
+			if (s[i].virtual_size != t[j].virtual_size)
+				add(d, QMIG_FINDING_WARN, "disk-size-differs",
+				    "for --copy-storage-*, give the destination an image of exactly the "
+				    "source's size (qemu-img create or qemu-img resize)",
+				    "disk %s: the destination's image %s is %llu bytes, the source's %s "
+				    "%llu", s[i].name, t[j].file, (unsigned long long)t[j].virtual_size,
+				    s[i].file, (unsigned long long)s[i].virtual_size);
+			if (t[j].ro)
+				add(d, QMIG_FINDING_WARN, "disk-read-only",
+				    "for --copy-storage-*, the destination's image must be writable",
+				    "disk %s: the destination's image %s is read-only (%s)", s[i].name,
+				    t[j].file, t[j].format);
+		}
+	free(s);
+	free(t);
+}
+
 /* Each source disk must exist on the destination, and (on this host) its
  * image file too. */
 /* query-block: each device's name, and its image file when a medium is in. */
@@ -395,6 +430,7 @@ int qmig_doctor_run(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		check_machine(&d, src, dst);
 		check_cpu(&d, src, dst);
 		check_disks(&d, src, dst);
+		check_disk_images(&d, src, dst); /* storage migration (storage.c) */
 	}
 	if (d.o->same_host)
 		check_memory(&d, src);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "launch_int.h"
 
@@ -175,6 +176,9 @@ static void guest_cmdline(char *app, size_t len, const char *head, const char *p
 				      (unsigned long long)spec->wss_bytes);
 	if (spec->net && *pfx && n < len)
 		n += (size_t)snprintf(app + n, len - n, " %snet=1", pfx);
+	if (spec->disk_bytes && spec->disk_write_rate && *pfx && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %sdrate=%llu", pfx,
+				      (unsigned long long)spec->disk_write_rate);
 	if (spec->guest_append && n < len)
 		snprintf(app + n, len - n, " %s", spec->guest_append);
 }
@@ -230,6 +234,64 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 	return 0;
 }
 
+/* --disk: the image, made with qemu-img in the runtime directory (a
+ * source and a destination get the same virtual size from one spec). */
+static int make_disk(const struct qmig_vm_spec *spec, const char *dir, char *msg,
+		     size_t msg_len)
+{
+	char img[4200], size[32], out[4200], back[4300];
+	const char *argv[12];
+	struct qm_spawn s = {0};
+	int n = 0, pidfd = -1, st = 0, r;
+	pid_t pid;
+
+	snprintf(img, sizeof(img), "%s/disk.img", dir);
+	snprintf(out, sizeof(out), "%s/qemu-img.out", dir);
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)spec->disk_bytes);
+	argv[n++] = "qemu-img";
+	argv[n++] = "create";
+	argv[n++] = "-q";
+	argv[n++] = "-f";
+	if (spec->disk_backing) {
+		const char *b = spec->disk_backing;
+		size_t bl = strlen(b);
+
+		argv[n++] = "qcow2";
+		snprintf(back, sizeof(back), "%s", b);
+		argv[n++] = "-b";
+		argv[n++] = back;
+		argv[n++] = "-F";
+		argv[n++] = bl > 6 && !strcmp(b + bl - 6, ".qcow2") ? "qcow2" : "raw";
+	} else {
+		argv[n++] = "raw";
+	}
+	argv[n++] = img;
+	argv[n++] = size;
+	argv[n] = NULL;
+	s.argv = argv;
+	s.out_path = out;
+	r = qm_spawn(&s, &pid, &pidfd, msg, msg_len);
+	if (r < 0)
+		return r;
+	if (!qm_wait_exit(pid, pidfd, 60000, &st))
+		qm_terminate(pid, pidfd, 0, &st);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		char *why = qm_launch_read_tail(out, 300);
+
+		snprintf(msg, msg_len, "qemu-img create %s %s failed: %s", img, size,
+			 why && *why ? why : "(no output)");
+		free(why);
+		return -EIO;
+	}
+	if (spec->change_id && chown(img, spec->uid, spec->gid) < 0) {
+		snprintf(msg, msg_len, "chown %s: %s", img, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char *dir,
 		  const char *accel, uint64_t mem_bytes, char *msg, size_t msg_len)
 {
@@ -276,6 +338,18 @@ int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char
 		r = linux_args(a, spec, msg, msg_len);
 	if (r < 0)
 		return r;
+	if (spec->disk_bytes) {
+		r = make_disk(spec, dir, msg, msg_len);
+		if (r < 0)
+			return r;
+		qm_argv_add(a, "-blockdev");
+		qm_argv_addf(a, "driver=file,node-name=disk0-file,filename=%s/disk.img", esc);
+		qm_argv_add(a, "-blockdev");
+		qm_argv_addf(a, "driver=%s,node-name=disk0,file=disk0-file",
+			     spec->disk_backing ? "qcow2" : "raw");
+		qm_argv_add(a, "-device");
+		qm_argv_add(a, "virtio-blk-pci,drive=disk0,id=vdisk0");
+	}
 	if (spec->incoming) {
 		qm_argv_add(a, "-incoming");
 		qm_argv_add(a, "defer");

@@ -145,7 +145,8 @@ static const size_t opts_ends[] = {
 	 * grew (runas, no_sandbox, shared_mem) and moved every later field. */
 	0, 0,
 	offsetof(struct qmig_migrate_opts, transport),       /* 3 */
-	sizeof(struct qmig_migrate_opts),                    /* 4 */
+	offsetof(struct qmig_migrate_opts, copy_storage),    /* 4 */
+	sizeof(struct qmig_migrate_opts),                    /* 5 */
 };
 _Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,
 	       "a new version of qmig_migrate_opts needs its end in opts_ends");
@@ -253,6 +254,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->res.switchover_ms = -1;
 	m->res.guest_downtime_ms = -1;
 	m->res.memory_verified = -1;
+	m->res.disks_verified = -1;
 	m->res.guest_slowdown = -1;
 	m->phase = QMIG_PHASE_INIT;
 	{
@@ -329,6 +331,7 @@ void qmig_migration_free(struct qmig_migration *m)
 	side_release(&m->side[DST]);
 	qm_policy_close(m);
 	qmig_port_free(m->port);
+	qm_storage_free(m);
 	qm_plan_clear(&m->plan);
 	close(m->epfd);
 	close(m->tfd);
@@ -626,6 +629,15 @@ struct json_object *qmig_result_to_json(const struct qmig_result *r)
 		ADD_I("pages_differ", r->pages_differ);
 		json_object_object_add(o, "first_differ_gpa", first);
 		ADD_I("memory_verify_ms", r->memory_verify_ms);
+	}
+	if (r->disks_migrated) {
+		ADD_I("disks_migrated", r->disks_migrated);
+		json_object_object_add(o, "disks_verified", r->disks_verified < 0 ? NULL
+					: json_object_new_boolean(r->disks_verified));
+		ADD_I("disk_bytes", r->disk_bytes);
+		ADD_I("disk_mirror_ms", r->disk_mirror_ms);
+		ADD_I("disk_cancel_ms", r->disk_cancel_ms);
+		ADD_I("disk_verify_ms", r->disk_verify_ms);
 	}
 	json_object_object_add(o, "message", json_object_new_string(r->message));
 #undef ADD_I

@@ -13,6 +13,7 @@
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
 #include "qmig_relay.h"
+#include "storage_int.h"
 
 enum side_id { SRC, DST };
 
@@ -167,6 +168,8 @@ struct qmig_migration {
 	uint64_t relay_bytes_prev;    /* earlier generations' bytes up */
 	uint64_t relay_sample_bytes;  /* at the previous sample */
 	int64_t relay_sample_ns;
+	/* storage.c: disks mirrored over NBD (NULL: none). */
+	struct qm_storage *storage;
 };
 
 /* migrate.c */

@@ -9,6 +9,8 @@ LIB_SRCS += engine/migrate.c engine/phases.c engine/plan.c engine/monitor.c engi
 UNIT_SRCS += tests/unit/test_launch.c
 LIB_SRCS += engine/postcopy.c engine/relay_link.c
 LIB_SRCS += engine/tls.c
+# Storage without shared disks: NBD + blockdev-mirror.
+LIB_SRCS += engine/storage.c engine/storage_clean.c
 ITEST_PROGS += tests/integration/launch_fail tests/integration/launch_life
 ITEST_SCRIPTS += tests/integration/launch_cli.sh
 # Convergence: the model, the policies, the simulator, the live wiring.

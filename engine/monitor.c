@@ -189,6 +189,7 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 	json_object_object_add(rec, "wire_rate", json_object_new_int64((int64_t)m->wire_rate));
 	json_object_object_add(rec, "verdict", json_object_new_string(qmig_verdict_name(m->verdict)));
 	json_object_object_add(rec, "prediction", prediction_json(&m->pred));
+	qm_storage_sample(m, rec); /* storage.c: the disk mirrors' bytes left */
 	qm_emit(m, "sample", rec, &m->last);
 	return 0;
 }

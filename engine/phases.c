@@ -487,6 +487,10 @@ static int step_monitor(struct qmig_migration *m)
 	int completed = !strcmp(src->mig_status, "completed");
 	int r;
 
+	/* storage.c: the source waits in pre-switchover for the disk mirrors
+	 * to end; the MIGRATION event says so at once. */
+	if (!strcmp(src->mig_status, "pre-switchover") && qm_storage_switchover(m) < 0)
+		return m->error;
 	if (!completed && qm_now_ns() < m->next_sample_ns)
 		return STEP_WAIT;
 	r = qmig_cmd_query_migrate(src->qmp, &mi);
@@ -541,7 +545,8 @@ static int confirm_running(struct qmig_migration *m)
 		return qm_qmp_fail(m, dst, r, "query-status");
 	if (st.running)
 		qm_set_owner(m, OWNER_DESTINATION, "the destination guest runs");
-	if (st.running || ((m->o.verify_memory || m->offline) && strcmp(st.status, "inmigrate")))
+	if (st.running || ((m->o.verify_memory || m->offline || qm_storage_holds_dst(m)) &&
+			   strcmp(st.status, "inmigrate")))
 		return STEP_NEXT;
 	/* QEMU carries the source's run state over: a guest the engine paused
 	 * to finish arrives paused, and it is the engine's to resume. */
@@ -669,7 +674,8 @@ static int confirm_beats(struct qmig_migration *m)
 	} else {
 		/* The memory comparison held the destination paused on purpose:
 		 * that is verification time, not migration downtime. */
-		gap = (dst.first_ns - src.last_ns) / MS - (int64_t)m->res.memory_verify_ms;
+		gap = (dst.first_ns - src.last_ns) / MS - (int64_t)m->res.memory_verify_ms -
+		      (int64_t)m->res.disk_verify_ms;
 		m->res.guest_downtime_ms = gap > 0 ? gap : 0;
 	}
 	return STEP_NEXT;
@@ -745,6 +751,8 @@ static int step_confirm(struct qmig_migration *m)
 			m->res.switchover_ms =
 				(m->side[DST].resume_us - m->side[SRC].stop_us) / 1000;
 		m->res.engine_total_ms = (uint64_t)((qm_now_ns() - m->t_migrate_ns) / MS);
+		if (qm_storage_verify(m) < 0) /* storage.c: compare the disks, then cont */
+			return m->error;
 		if (m->o.verify_memory) {
 			r = confirm_memory(m);
 			if (r != STEP_NEXT)
@@ -815,6 +823,7 @@ static int step_finish(struct qmig_migration *m)
 	char dt[200];
 
 	if (!dry) {
+		qm_storage_finish(m); /* storage.c: exports, NBD server */
 		finish_source(m);
 		/* The destination now runs the guest: hand it back as we found it
 		 * (capabilities, parameters, no TLS object of ours). */
@@ -954,6 +963,7 @@ static int rollback_after_handover(struct qmig_migration *m)
 	struct side *dst = &m->side[DST];
 	struct qmig_vm_status st;
 
+	qm_storage_finish(m); /* storage.c: exports, NBD server */
 	finish_source(m);
 	/* A destination that cannot be asked cannot be restored either: the
 	 * journal stays for qmigrate recover. */
@@ -1012,6 +1022,7 @@ static int step_rollback(struct qmig_migration *m)
 				return wait_ms(m, 10);
 			qm_log(m, QMIG_LOG_WARN, "source: migration still not cancelled after 15 s");
 		}
+		qm_storage_rollback(m); /* storage.c: mirrors, NBD nodes, exports, server */
 		stop_destination(m);
 		/* A RESUME that raced the stop: the destination has run. */
 		if (m->owner == OWNER_DESTINATION) {

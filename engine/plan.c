@@ -339,6 +339,8 @@ int qm_plan_build(struct qmig_migration *m)
 
 	r = qm_policy_open(m);
 	if (!r)
+		r = qm_storage_plan(m, want); /* storage.c: disks, pause-before-switchover */
+	if (!r)
 		r = wanted_caps(m, want);
 	if (!r && !json_object_object_get_ex(want, "auto-converge", NULL))
 		m->policy_armed = qm_policy_plan(m, want);
@@ -354,9 +356,11 @@ int qm_plan_build(struct qmig_migration *m)
 		r = qm_relay_plan(m);
 	if (!r)
 		r = qm_alloc_port(m);
-	if (!r && m->o.verify_memory)
+	if (!r && (m->o.verify_memory || qm_storage_holds_dst(m)))
 		r = add_step(&m->plan, DST, "stop", NULL,
-			     "keep the destination paused until its memory is compared");
+			     m->o.verify_memory
+				     ? "keep the destination paused until its memory is compared"
+				     : "keep the destination paused until its disks are compared");
 	else if (!r && m->offline)
 		r = add_step(&m->plan, DST, "stop", NULL,
 			     "offline migration: the guest stays paused on the destination");
@@ -379,6 +383,8 @@ int qm_plan_build(struct qmig_migration *m)
 		r = qm_tls_plan(m, &m->side[SRC], NULL);
 	if (!r)
 		r = plan_params(m, &m->side[SRC]);
+	if (!r)
+		r = qm_storage_plan_steps(m); /* storage.c: NBD server, exports, mirrors */
 	if (!r)
 		r = add_step(&m->plan, SRC, "migrate", channel_args(m, SRC),
 			     qm_relay_on(m) ? "start the migration (into the relay's source half)"
@@ -503,7 +509,12 @@ int qm_plan_exec(struct qmig_migration *m, int upto_migrate)
 {
 	for (; m->plan.exec < m->plan.n; m->plan.exec++) {
 		struct plan_step *st = &m->plan.steps[m->plan.exec];
-		int r = run_step(m, st);
+		int r;
+
+		/* storage.c: RAM moves only once every disk mirror is in sync. */
+		if (!strcmp(st->command, "migrate") && qm_storage_ready(m) < 0)
+			return m->error;
+		r = run_step(m, st);
 
 		for (int a = 1; r == -EREMOTEIO && a < PORT_ATTEMPTS && !qm_relay_on(m) &&
 				!strcmp(st->command, "migrate-incoming");

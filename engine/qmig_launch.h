@@ -65,6 +65,12 @@ struct qmig_vm_spec {
 	int no_sandbox;              /* leave out "-sandbox on,...": QEMU's seccomp filter */
 	int shared_mem;              /* guest RAM in a shared memfd backend, with
 					aux-ram-share=on (cpr-transfer: qmigrate update) */
+	uint64_t disk_bytes;         /* a virtio-blk disk (id vdisk0) of this size: a raw
+					image made with qemu-img in the runtime dir; 0 none */
+	const char *disk_backing;    /* with disk_bytes: a qcow2 overlay on this image
+					(raw, or qcow2 by its .qcow2 name) instead */
+	uint64_t disk_write_rate;    /* linux guest: bytes/s of stamped blocks it writes
+					to the disk (and checks); 0: none */
 };
 
 /* The system user launched QEMUs run as (tools/deps.sh, make install). */

@@ -85,7 +85,7 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 4
+#define QMIG_MIGRATE_OPTS_VERSION 5
 
 /* How the migration stream travels (the transport option). */
 enum qmig_transport_kind {
@@ -226,7 +226,26 @@ struct qmig_migrate_opts {
 	 * NULL: src_netns and dst_netns (the QEMUs' own). */
 	const char *relay_src_netns;
 	const char *relay_dst_netns;
+	/* Version 5 adds the fields from here on. */
+	/* Storage without shared disks (engine/storage.c): the destination
+	 * serves its disks over NBD, the source mirrors each local disk into
+	 * them (blockdev-mirror), RAM moves once every mirror is in sync, and
+	 * the mirrors are ended inside the pause-before-switchover pause.
+	 * copy_storage: QMIG_COPY_STORAGE_ALL (the whole disk, sync=full) or
+	 * _INC (only the top image, sync=top: the backing chain is already on
+	 * the destination); 0 off. migrate_disks: "DEV,DEV" (device ids as
+	 * query-block names them), NULL: every writable disk with a medium.
+	 * Must outlive the handle. disk_bandwidth: bytes/s per mirror, 0
+	 * unlimited. copy_storage_synchronous: mirror copy-mode write-blocking
+	 * (guest writes wait for the destination; always converges). */
+	int copy_storage;
+	const char *migrate_disks;
+	uint64_t disk_bandwidth;
+	int copy_storage_synchronous;
 };
+
+#define QMIG_COPY_STORAGE_ALL 1
+#define QMIG_COPY_STORAGE_INC 2
 
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
 
@@ -281,6 +300,17 @@ struct qmig_result {
 	/* Why guest_downtime_ms is -1 (no heartbeats from this guest, ...). */
 	char guest_downtime_reason[96];
 	char job_id[32];
+	/* Storage copy: disks mirrored, their contents compared after the
+	 * move (1 identical, 0 differ, -1 not compared), the bytes the
+	 * mirrors moved, the time from the first mirror to all in sync, the
+	 * time to end the mirrors inside the switchover pause (it adds to the
+	 * downtime) and the comparison's time (not downtime). */
+	int disks_migrated;
+	int disks_verified;
+	uint64_t disk_bytes;
+	uint64_t disk_mirror_ms;
+	uint64_t disk_cancel_ms;
+	uint64_t disk_verify_ms;
 };
 
 struct qmig_migration;

@@ -109,6 +109,9 @@ static void restore(struct rec *r, struct rside *s)
 
 	if (!s->qmp)
 		return;
+	/* storage.c: a storage migration's mirrors, NBD nodes and exports. */
+	if (qm_storage_scrub(s->qmp, s == &r->s[SRC]) > 0)
+		say(r, "%s: the storage migration's leftovers were removed.", s->name);
 	if (set_caps && orig_caps) {
 		struct json_object *caps = json_object_new_object();
 

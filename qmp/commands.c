@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -469,4 +471,259 @@ int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out)
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out)
 {
 	return qm_call_get(c, "query-cpu-definitions", NULL, json_type_array, out);
+}
+
+/* ---- block devices, jobs and NBD (storage migration) ------------------- */
+
+#define QM_MAX_BLOCK 64
+
+/* "/machine/peripheral/ID/virtio-backend" -> "ID"; other paths as they are. */
+static void qdev_id(const char *qdev, char *dst, size_t n)
+{
+	const char *p = "/machine/peripheral/", *s, *e;
+
+	if (!strncmp(qdev, p, strlen(p))) {
+		s = qdev + strlen(p);
+		e = strchr(s, '/');
+		snprintf(dst, n, "%.*s", (int)(e ? e - s : (ptrdiff_t)strlen(s)), s);
+		return;
+	}
+	snprintf(dst, n, "%s", qdev);
+}
+
+int qm_parse_query_block(struct qm_rd *rd, struct json_object *ret, struct qmig_block_dev *out,
+			 int *n)
+{
+	size_t len = qm_rd_len(rd, qm_rd_as_arr(rd, ret));
+
+	*n = 0;
+	if (len > QM_MAX_BLOCK)
+		return qm_rd_fail(rd, "%zu block devices, more than %d", len, QM_MAX_BLOCK);
+	for (size_t i = 0; i < len && !rd->err; i++) {
+		struct json_object *d = qm_rd_idx_obj(rd, ret, i), *ins, *img;
+		struct qmig_block_dev *b = &out[*n];
+		const char *dev, *qdev;
+
+		memset(b, 0, sizeof(*b));
+		dev = qm_rd_opt_str(rd, d, "device", "");
+		qdev = qm_rd_opt_str(rd, d, "qdev", "");
+		if (dev && *dev)
+			snprintf(b->name, sizeof(b->name), "%s", dev);
+		else if (qdev)
+			qdev_id(qdev, b->name, sizeof(b->name));
+		b->removable = qm_rd_opt_bool(rd, d, "removable", 0);
+		ins = qm_rd_opt_obj(rd, d, "inserted");
+		if (ins) {
+			b->inserted = 1;
+			b->ro = qm_rd_bool(rd, ins, "ro");
+			qm_rd_opt_strcpy(rd, ins, "node-name", b->node, sizeof(b->node), "");
+			qm_rd_opt_strcpy(rd, ins, "file", b->file, sizeof(b->file), "");
+			qm_rd_opt_strcpy(rd, ins, "drv", b->format, sizeof(b->format), "");
+			b->backing_depth = (int)qm_rd_opt_i64(rd, ins, "backing_file_depth", 0);
+			img = qm_rd_opt_obj(rd, ins, "image");
+			if (img)
+				b->virtual_size = qm_rd_u64(rd, img, "virtual-size");
+		}
+		if (!rd->err)
+			(*n)++;
+	}
+	return rd->err;
+}
+
+int qmig_cmd_query_block(struct qmig_qmp_conn *c, struct qmig_block_dev **out, int *n)
+{
+	struct json_object *ret = NULL;
+	struct qmig_block_dev *b;
+	struct qm_rd rd;
+	int r = qmig_qmp_conn_call(c, "query-block", NULL, &ret, -1);
+
+	if (r < 0)
+		return r;
+	b = calloc(QM_MAX_BLOCK, sizeof(*b));
+	if (!b) {
+		json_object_put(ret);
+		return -ENOMEM;
+	}
+	qm_rd_init(&rd, "query-block");
+	r = qm_parse_query_block(&rd, ret, b, n);
+	json_object_put(ret);
+	if (r < 0) {
+		free(b);
+		return qm_call_rd(c, &rd);
+	}
+	*out = b;
+	return 0;
+}
+
+int qm_parse_query_block_jobs(struct qm_rd *rd, struct json_object *ret,
+			      struct qmig_block_job *out, int *n)
+{
+	size_t len = qm_rd_len(rd, qm_rd_as_arr(rd, ret));
+
+	*n = 0;
+	if (len > QM_MAX_BLOCK)
+		return qm_rd_fail(rd, "%zu block jobs, more than %d", len, QM_MAX_BLOCK);
+	for (size_t i = 0; i < len && !rd->err; i++) {
+		struct json_object *j = qm_rd_idx_obj(rd, ret, i);
+		struct qmig_block_job *b = &out[*n];
+
+		memset(b, 0, sizeof(*b));
+		qm_rd_strcpy(rd, j, "device", b->id, sizeof(b->id));
+		qm_rd_opt_strcpy(rd, j, "type", b->type, sizeof(b->type), "");
+		qm_rd_opt_strcpy(rd, j, "status", b->status, sizeof(b->status), "");
+		/* QEMU's text, for people: cut to fit. */
+		snprintf(b->error, sizeof(b->error), "%s", qm_rd_opt_str(rd, j, "error", ""));
+		b->len = qm_rd_u64(rd, j, "len");
+		b->offset = qm_rd_u64(rd, j, "offset");
+		b->speed = qm_rd_opt_u64(rd, j, "speed", 0);
+		b->ready = qm_rd_opt_bool(rd, j, "ready", 0);
+		if (!rd->err)
+			(*n)++;
+	}
+	return rd->err;
+}
+
+int qmig_cmd_query_block_jobs(struct qmig_qmp_conn *c, struct qmig_block_job **out, int *n)
+{
+	struct json_object *ret = NULL;
+	struct qmig_block_job *b;
+	struct qm_rd rd;
+	int r = qmig_qmp_conn_call(c, "query-block-jobs", NULL, &ret, -1);
+
+	if (r < 0)
+		return r;
+	b = calloc(QM_MAX_BLOCK, sizeof(*b));
+	if (!b) {
+		json_object_put(ret);
+		return -ENOMEM;
+	}
+	qm_rd_init(&rd, "query-block-jobs");
+	r = qm_parse_query_block_jobs(&rd, ret, b, n);
+	json_object_put(ret);
+	if (r < 0) {
+		free(b);
+		return qm_call_rd(c, &rd);
+	}
+	*out = b;
+	return 0;
+}
+
+/* An array of objects each with string member key: the values, one a line. */
+int qm_parse_name_list(struct qm_rd *rd, struct json_object *ret, const char *key, char *buf,
+		       size_t len)
+{
+	size_t n = qm_rd_len(rd, qm_rd_as_arr(rd, ret)), o = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (size_t i = 0; i < n && !rd->err; i++) {
+		const char *v = qm_rd_opt_str(rd, qm_rd_idx_obj(rd, ret, i), key, NULL);
+		size_t l = v ? strlen(v) : 0;
+
+		if (!v || rd->err)
+			continue;
+		if (o + l + 2 > len)
+			return qm_rd_fail(rd, "more names than fit in %zu bytes", len);
+		memcpy(buf + o, v, l);
+		o += l;
+		buf[o++] = '\n';
+		buf[o] = 0;
+	}
+	return rd->err;
+}
+
+static int name_list(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args,
+		     const char *key, char *buf, size_t len)
+{
+	struct json_object *ret = NULL;
+	struct qm_rd rd;
+	int r = qmig_qmp_conn_call(c, cmd, args, &ret, -1);
+
+	json_object_put(args);
+	if (r < 0)
+		return r;
+	qm_rd_init(&rd, cmd);
+	r = qm_parse_name_list(&rd, ret, key, buf, len);
+	json_object_put(ret);
+	return r < 0 ? qm_call_rd(c, &rd) : 0;
+}
+
+int qmig_cmd_query_node_names(struct qmig_qmp_conn *c, char *names, size_t len)
+{
+	struct json_object *args = json_object_new_object();
+
+	if (args)
+		json_object_object_add(args, "flat", json_object_new_boolean(1));
+	return name_list(c, "query-named-block-nodes", args, "node-name", names, len);
+}
+
+int qmig_cmd_query_export_ids(struct qmig_qmp_conn *c, char *ids, size_t len)
+{
+	return name_list(c, "query-block-exports", NULL, "id", ids, len);
+}
+
+int qmig_cmd_blockdev_add(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	if (!args)
+		return -EINVAL;
+	return qmig_qmp_conn_call(c, "blockdev-add", args, NULL, -1);
+}
+
+int qmig_cmd_blockdev_del(struct qmig_qmp_conn *c, const char *node)
+{
+	return call_own(c, "blockdev-del", arg_str("node-name", node));
+}
+
+int qmig_cmd_block_job_cancel(struct qmig_qmp_conn *c, const char *job, int force)
+{
+	struct json_object *args = arg_str("device", job);
+
+	if (args)
+		json_object_object_add(args, "force", json_object_new_boolean(force));
+	return call_own(c, "block-job-cancel", args);
+}
+
+int qmig_cmd_job_dismiss(struct qmig_qmp_conn *c, const char *job)
+{
+	return call_own(c, "job-dismiss", arg_str("id", job));
+}
+
+int qmig_cmd_block_job_set_speed(struct qmig_qmp_conn *c, const char *job, uint64_t speed)
+{
+	struct json_object *args = arg_str("device", job);
+
+	if (args)
+		json_object_object_add(args, "speed", json_object_new_int64((int64_t)speed));
+	return call_own(c, "block-job-set-speed", args);
+}
+
+int qmig_cmd_nbd_server_stop(struct qmig_qmp_conn *c)
+{
+	return call0(c, "nbd-server-stop");
+}
+
+int qmig_cmd_block_export_del(struct qmig_qmp_conn *c, const char *id, int force)
+{
+	struct json_object *args = arg_str("id", id);
+
+	if (args && force)
+		json_object_object_add(args, "mode", json_object_new_string("hard"));
+	return call_own(c, "block-export-del", args);
+}
+
+int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node)
+{
+	struct json_object *args = json_object_new_object(), *list = json_object_new_array(),
+			   *inst = arg_str("type", "block-node");
+
+	if (!args || !list || !inst) {
+		json_object_put(args);
+		json_object_put(list);
+		json_object_put(inst);
+		return -ENOMEM;
+	}
+	json_object_object_add(inst, "node-name", json_object_new_string(node));
+	json_object_array_add(list, inst);
+	json_object_object_add(args, "instances", list);
+	return call_own(c, "yank", args);
 }

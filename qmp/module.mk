@@ -5,5 +5,6 @@ PUBLIC_HEADERS += qmp/qmig_qmp.h qmp/qmig_commands.h
 # a scripted fake peer (run under ASan in unit-asan).
 UNIT_SRCS += tests/unit/test_qmp_core.c tests/unit/test_qmp_schema.c \
 	tests/unit/test_qmp_peer.c tests/fakepeer/fakepeer.c tests/unit/test_wait.c
+UNIT_SRCS += tests/unit/test_storage_reply.c
 ITEST_PROGS += tests/integration/qmp_real
 ITEST_SCRIPTS += tests/integration/qmp_cli.sh

@@ -98,6 +98,55 @@ int qmig_cmd_query_kvm(struct qmig_qmp_conn *c, int *enabled, int *present);
 int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out);
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out);
 
+/* ---- block devices, jobs and NBD (storage migration) ---- */
+
+/* query-block: one entry per block device. Empty drives (no medium) have
+ * inserted 0 and nothing else filled. */
+struct qmig_block_dev {
+	char name[128];       /* the device, else the qdev id (or QOM path) */
+	char node[128];       /* the root node's name ("" when QEMU gave none) */
+	char file[1024];      /* the image's file name */
+	char format[32];      /* "raw", "qcow2", ... */
+	uint64_t virtual_size;
+	int inserted, ro, removable;
+	int backing_depth;    /* 0: no backing file */
+};
+/* *out is a new array of *n entries (free() it), at most 64 devices. */
+int qmig_cmd_query_block(struct qmig_qmp_conn *c, struct qmig_block_dev **out, int *n);
+
+/* query-block-jobs: at most 64 jobs. */
+struct qmig_block_job {
+	char id[128];         /* "device": the job id */
+	char type[32];        /* "mirror", ... */
+	char status[24];      /* "running", "ready", "concluded", ... */
+	char error[256];      /* "" unless the job failed */
+	uint64_t len, offset, speed;
+	int ready;
+};
+int qmig_cmd_query_block_jobs(struct qmig_qmp_conn *c, struct qmig_block_job **out, int *n);
+
+/* query-named-block-nodes (flat): the node names, as one string of
+ * names each followed by '\n' (at most len-1 bytes; longer fails). */
+int qmig_cmd_query_node_names(struct qmig_qmp_conn *c, char *names, size_t len);
+/* query-block-exports: the export ids, the same way. */
+int qmig_cmd_query_export_ids(struct qmig_qmp_conn *c, char *ids, size_t len);
+
+/* blockdev-add with a ready argument object; blockdev-del by node name. */
+int qmig_cmd_blockdev_add(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_blockdev_del(struct qmig_qmp_conn *c, const char *node);
+/* block-job-cancel: force 0 on a ready mirror completes it leaving the
+ * target a consistent copy; force 1 abandons it. job-dismiss removes a
+ * concluded job (started with auto-dismiss off). */
+int qmig_cmd_block_job_cancel(struct qmig_qmp_conn *c, const char *job, int force);
+int qmig_cmd_job_dismiss(struct qmig_qmp_conn *c, const char *job);
+int qmig_cmd_block_job_set_speed(struct qmig_qmp_conn *c, const char *job, uint64_t speed);
+/* nbd-server-stop, block-export-del (force: even with clients attached). */
+int qmig_cmd_nbd_server_stop(struct qmig_qmp_conn *c);
+int qmig_cmd_block_export_del(struct qmig_qmp_conn *c, const char *id, int force);
+/* yank the connection of an NBD client node: its requests fail at once
+ * (a client stuck on a cut link otherwise waits for TCP's timeout). */
+int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node);
+
 #ifdef __cplusplus
 }
 #endif

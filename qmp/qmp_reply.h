@@ -116,6 +116,16 @@ int qm_parse_add_fd(struct qm_rd *rd, struct json_object *ret, struct qm_add_fd 
 int qm_parse_query_dirty_rate(struct qm_rd *rd, struct json_object *ret,
 			      struct qmig_dirty_rate *out);
 int qm_parse_query_kvm(struct qm_rd *rd, struct json_object *ret, struct qm_kvm *out);
+/* Storage migration: query-block, query-block-jobs (out has room for 64;
+ * more is a failure), and a list of objects' string member key as lines. */
+struct qmig_block_dev;
+struct qmig_block_job;
+int qm_parse_query_block(struct qm_rd *rd, struct json_object *ret, struct qmig_block_dev *out,
+			 int *n);
+int qm_parse_query_block_jobs(struct qm_rd *rd, struct json_object *ret,
+			      struct qmig_block_job *out, int *n);
+int qm_parse_name_list(struct qm_rd *rd, struct json_object *ret, const char *key, char *buf,
+		       size_t len);
 
 /* Build a schema from query-qmp-schema's return; a wrong shape is
  * rd->err with the entity named. */

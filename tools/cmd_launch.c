@@ -20,8 +20,9 @@ static void usage(FILE *f)
 		"                       [--guest-args WORDS] [--incoming] [--paused]\n"
 		"                       [--netns NS] [--accel auto|tcg|kvm] [--net]\n"
 		"                       [--host-port PORT] [--qemu BINARY] [--runtime-dir DIR]\n"
-		"                       [--no-mem-workaround] [--runas USER] [--postcopy] [--json]\n"
-		"                       [-- QEMU-ARGS...]\n\n"
+		"                       [--no-mem-workaround] [--runas USER] [--postcopy]\n"
+		"                       [--disk SIZE [--disk-backing IMAGE]\n"
+		"                       [--disk-write-rate RATE]] [--json] [-- QEMU-ARGS...]\n\n"
 		"Starts QEMU detached, in a private runtime directory, with capabilities\n"
 		"dropped, under QEMU's seccomp sandbox (-sandbox on), as an unprivileged\n"
 		"user when run as root: --runas USER (a name or UID[:GID]; default\n"
@@ -42,7 +43,10 @@ static void usage(FILE *f)
 		"passes a boot smoke test under it, else TCG. Under TCG a RAM size that is a\n"
 		"multiple of 256 KiB gets 8 KiB more (QEMU < 9.0 loses dirty pages on such\n"
 		"RAM during migration) unless --no-mem-workaround. --postcopy keeps the one\n"
-		"capability a postcopy destination needs (userfaultfd).\n");
+		"capability a postcopy destination needs (userfaultfd).\n"
+		"--disk SIZE gives the guest a virtio-blk disk (id vdisk0): RUNTIME_DIR/disk.img,\n"
+		"raw, made with qemu-img (a qcow2 overlay on --disk-backing IMAGE); the Linux\n"
+		"guest writes stamped blocks to it at --disk-write-rate and reads them back.\n");
 }
 
 static enum qmig_guest_kind parse_guest(const char *s)
@@ -120,6 +124,9 @@ int cmd_launch(int argc, char **argv)
 		{"runas", required_argument, 0, 'u'},
 		{"json", no_argument, 0, 'j'},
 		{"postcopy", no_argument, 0, 'P'},
+		{"disk", required_argument, 0, 'D'},
+		{"disk-backing", required_argument, 0, 'B'},
+		{"disk-write-rate", required_argument, 0, 'R'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -152,6 +159,9 @@ int cmd_launch(int argc, char **argv)
 		case 'u': spec.runas = optarg; break;
 		case 'j': json = 1; break;
 		case 'P': spec.userfaultfd = 1; break;
+		case 'D': spec.disk_bytes = parse_size("--disk", optarg); break;
+		case 'B': spec.disk_backing = optarg; break;
+		case 'R': spec.disk_write_rate = parse_rate("--disk-write-rate", optarg); break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}

@@ -71,6 +71,11 @@ static void usage(FILE *f)
 		"                          (tiny: \"mode=hot hot=64\" keeps a hot set of pages)\n"
 		"  --no-mem-workaround     keep a RAM size that is a multiple of 256 KiB even\n"
 		"                          under TCG on QEMU < 9.0 (which then loses pages)\n"
+		"  --disk SIZE             give the guest a virtio-blk disk (vdisk0): a raw image\n"
+		"                          of SIZE on each side, made with qemu-img\n"
+		"  --disk-backing IMAGE    the disk is a qcow2 overlay on IMAGE (both sides)\n"
+		"  --disk-write-rate RATE  linux guest: bytes/s of stamped blocks it writes to\n"
+		"                          the disk and checks\n"
 		"Channel:\n"
 		"  --dst-addr ADDR         address the source connects to (default 127.0.0.1)\n"
 		"  --listen-addr ADDR      address the destination listens on (default --dst-addr)\n"
@@ -116,6 +121,18 @@ static void usage(FILE *f)
 		"  --recover-timeout SECS  how long to retry a broken postcopy (default 120)\n"
 		"  --pause-after SECS      stop the guest after SECS so the migration finishes\n"
 		"                          non-live (a paused source is migrated offline)\n"
+		"Storage (local disks, no shared storage):\n"
+		"  --copy-storage-all      copy every writable local disk to the destination's\n"
+		"                          image of the same size (NBD + blockdev-mirror) while\n"
+		"                          the guest runs; RAM moves once the disks are in sync\n"
+		"  --copy-storage-inc      copy only the top image (sync=top): the destination's\n"
+		"                          image must sit on the same backing image\n"
+		"  --migrate-disks DEV,... only these disks (names as query-block gives them;\n"
+		"                          default: every writable disk not on shared storage)\n"
+		"  --disk-bandwidth RATE   limit each disk mirror (default: unlimited)\n"
+		"  --copy-storage-synchronous  guest writes wait for the destination too\n"
+		"                          (write-blocking mirror): always converges, slower\n"
+		"                          guest writes\n"
 		"Behaviour:\n"
 		"  --dry-run               print the QMP plan for both sides, change nothing\n"
 		"  --force                 go ahead despite the doctor's refusals\n"
@@ -158,7 +175,7 @@ static void usage(FILE *f)
 		"keeps running, the source is not resumed).\n");
 }
 
-static void bar(struct ui *ui, const struct qmig_sample *s)
+static void bar(struct ui *ui, const struct qmig_sample *s, int64_t disk_left)
 {
 	char rate[32], rem[32], dirty[32], line[200];
 	int width = 24, fill = (int)(s->percent * width / 100.0);
@@ -193,6 +210,10 @@ static void bar(struct ui *ui, const struct qmig_sample *s)
 	if (s->throttle_pct)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  throttle %lld%%",
 			 (long long)s->throttle_pct);
+	if (disk_left >= 0) { /* --copy-storage-*: the mirrors' dirty bytes */
+		format_size(dirty, sizeof(dirty), (double)disk_left);
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), "  disk %s", dirty);
+	}
 	fprintf(stderr, "\r%-100s", line);
 	ui->bar_shown = 1;
 }
@@ -246,8 +267,22 @@ static void print_event(const struct qmig_migration_event *ev, void *user_data)
 		}
 		return;
 	}
-	if (!strcmp(ev->type, "sample") && ui->tty) {
-		bar(ui, ev->sample);
+	if (!strcmp(ev->type, "disk") && ui->tty) {
+		struct json_object *t, *rem;
+		char a[32], b[32];
+
+		if (json_object_object_get_ex(ev->record, "total", &t) &&
+		    json_object_object_get_ex(ev->record, "remaining", &rem)) {
+			format_size(a, sizeof(a), (double)json_object_get_int64(rem));
+			format_size(b, sizeof(b), (double)json_object_get_int64(t));
+			fprintf(stderr, "\r  disks: %s of %s left to mirror%-40s", a, b, "");
+			ui->bar_shown = 1;
+		}
+	} else if (!strcmp(ev->type, "sample") && ui->tty) {
+		struct json_object *dr;
+
+		bar(ui, ev->sample, json_object_object_get_ex(ev->record, "disk_remaining", &dr)
+					    ? json_object_get_int64(dr) : -1);
 	} else if (!strcmp(ev->type, "phase")) {
 		if (ui->bar_shown) {
 			fputc('\n', stderr);
@@ -313,6 +348,16 @@ static void summary(const struct qmig_result *r)
 		fprintf(stderr, "  convergence  CPU throttle up to %lld%%%s\n",
 			(long long)r->throttle_pct_max,
 			r->paused_to_finish ? ", guest paused to finish" : "");
+	if (r->disks_migrated) {
+		char db[32];
+
+		format_size(db, sizeof(db), (double)r->disk_bytes);
+		fprintf(stderr, "  disks        %d mirrored (%s in %llu ms), ended in %llu ms of "
+			"the switchover, %s\n", r->disks_migrated, db,
+			(unsigned long long)r->disk_mirror_ms, (unsigned long long)r->disk_cancel_ms,
+			r->disks_verified == 1 ? "identical on both sides"
+			: r->disks_verified == 0 ? "DIFFER" : "not compared");
+	}
 	if (r->memory_verified >= 0)
 		fprintf(stderr, "  memory       %llu pages compared, %llu differ (%llu ms)\n",
 			(unsigned long long)r->pages_compared, (unsigned long long)r->pages_differ,
@@ -501,7 +546,8 @@ int cmd_migrate(int argc, char **argv)
 	       O_DRY, O_KEEPS, O_NOVER, O_TIMEOUT, O_INTERVAL, O_JSON, O_HELP, O_SSER, O_DSER, O_VERIFY, O_PARAM, O_AC, O_XBZ, O_PC, O_PCN, O_PCT,
 	       O_RECT, O_PAUSE, O_TLS, O_TLSD, O_TLSH, O_TLSA, O_GARGS, O_NOWA, O_TRACE, O_POL,
 	       O_POLP, O_MAXD, O_MAXP, O_MEAS, O_FORCE, O_SQEMU, O_DQEMU, O_CTPG, O_NOCT,
-	       O_RUNAS, O_TROVER, O_DSTOP, O_TO, O_PROFILE, O_SET, O_ATLS };
+	       O_RUNAS, O_TROVER, O_DSTOP, O_TO, O_PROFILE, O_SET, O_ATLS,
+	       O_CSALL, O_CSINC, O_MDISKS, O_DBW, O_CSSYNC, O_DISK, O_DBACK, O_DRATE };
 	enum { O_TRANSPORT = 400, O_RSNS, O_RDNS };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
@@ -538,6 +584,10 @@ int cmd_migrate(int argc, char **argv)
 		{"relay-dst-netns", 1, 0, O_RDNS},
 		{"to", 1, 0, O_TO},            {"profile", 1, 0, O_PROFILE},
 		{"set", 1, 0, O_SET},          {"agent-tls", 1, 0, O_ATLS},
+		{"copy-storage-all", 0, 0, O_CSALL}, {"copy-storage-inc", 0, 0, O_CSINC},
+		{"migrate-disks", 1, 0, O_MDISKS}, {"disk-bandwidth", 1, 0, O_DBW},
+		{"copy-storage-synchronous", 0, 0, O_CSSYNC}, {"disk", 1, 0, O_DISK},
+		{"disk-backing", 1, 0, O_DBACK}, {"disk-write-rate", 1, 0, O_DRATE},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -678,6 +728,14 @@ int cmd_migrate(int argc, char **argv)
 				die(EXIT_USAGE, "--set: at most 32");
 			sets[nsets++] = optarg;
 			break;
+		case O_CSALL: o.copy_storage = QMIG_COPY_STORAGE_ALL; break;
+		case O_CSINC: o.copy_storage = QMIG_COPY_STORAGE_INC; break;
+		case O_MDISKS: o.migrate_disks = optarg; break;
+		case O_DBW: o.disk_bandwidth = parse_rate("--disk-bandwidth", optarg); break;
+		case O_CSSYNC: o.copy_storage_synchronous = 1; break;
+		case O_DISK: o.guest.disk_bytes = parse_size("--disk", optarg); break;
+		case O_DBACK: o.guest.disk_backing = optarg; break;
+		case O_DRATE: o.guest.disk_write_rate = parse_rate("--disk-write-rate", optarg); break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
@@ -714,6 +772,12 @@ int cmd_migrate(int argc, char **argv)
 	} else if (to || profile || nsets || agent_tls) {
 		die(EXIT_USAGE, "--profile, --set and --agent-tls go with --to (and --src-qmp)");
 	}
+	if ((o.migrate_disks || o.disk_bandwidth || o.copy_storage_synchronous) &&
+	    !o.copy_storage)
+		die(EXIT_USAGE, "--migrate-disks, --disk-bandwidth and --copy-storage-synchronous "
+				"need --copy-storage-all or --copy-storage-inc");
+	if ((o.guest.disk_backing || o.guest.disk_write_rate) && !o.guest.disk_bytes)
+		die(EXIT_USAGE, "--disk-backing and --disk-write-rate need --disk SIZE");
 	if (!launch && (!o.src_qmp || !o.dst_qmp))
 		die(EXIT_USAGE, "give --src-qmp and --dst-qmp (attach), or --launch");
 	if (o.dst_netns && !o.dst_addr)

@@ -15,7 +15,7 @@ SRC=$(cd "$(dirname "$0")" && pwd)
 OUT=${QMIGRATE_LINUX_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qmigrate/linux}
 CC=${CC:-gcc}
 # What /init loads; their dependencies are found in the modules themselves.
-MODULES="virtio_pci virtio_net"
+MODULES="virtio_pci virtio_net virtio_blk"
 
 say() { echo "linux-guest: $*"; }
 die() { echo "linux-guest: $*" >&2; exit 1; }

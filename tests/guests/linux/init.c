@@ -6,11 +6,18 @@
  *   qmig.rate=<bytes/s> write rate over the working set (0 = idle; default 4M)
  *   qmig.hb=<ms>        heartbeat period (default 100)
  *   qmig.net=1          virtio-net up as 10.0.2.15/24, busybox httpd on :80
+ *   qmig.drate=<bytes/s> write stamped 4 KiB blocks to /dev/vda (virtio-blk) at
+ *                       this rate, each checked before it is rewritten; a
+ *                       checker thread reads every written block back, over
+ *                       and over, at twice that rate
+ *   qmig.dfill=<bytes>  first write this much of the disk at full speed
+ *   qmig.dsize=<bytes>  the part of the disk used (default: all of it)
  *
  * Serial console /dev/ttyS0, one write(2) per line:
- *   READY linux wss=<bytes> rate=<bytes/s>
- *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>
+ *   READY linux wss=<bytes> rate=<bytes/s> [dblocks=<disk blocks in use>]
+ *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s> [disk=<blocks> dchk=<blocks> dsweep=<n>]
  *   CORRUPT page=<i> expected_gen=<g> found_gen=<g'>
+ *   CORRUPT disk block=<i> expected_gen=<g> found_gen=<g'>
  * Memory layout of the stamps: stamp.h.
  *
  * One writer thread and one heartbeat thread (SCHED_FIFO, so heartbeats stay
@@ -55,6 +62,7 @@ struct params {
 	uint64_t rate;
 	uint64_t hb_ms;
 	int net;
+	uint64_t drate, dfill, dsize;
 };
 
 static int con = -1;	/* serial console */
@@ -180,6 +188,12 @@ static void parse_cmdline(struct params *p)
 			p->hb_ms = strtoull(tok + 8, NULL, 0);
 		else if (!strncmp(tok, "qmig.net=", 9))
 			p->net = atoi(tok + 9);
+		else if (!strncmp(tok, "qmig.drate=", 11))
+			p->drate = parse_size(tok + 11);
+		else if (!strncmp(tok, "qmig.dfill=", 11))
+			p->dfill = parse_size(tok + 11);
+		else if (!strncmp(tok, "qmig.dsize=", 11))
+			p->dsize = parse_size(tok + 11);
 	}
 	if (p->hb_ms == 0)
 		p->hb_ms = 1;
@@ -284,7 +298,6 @@ static void setup_net(void)
 	pid_t pid;
 	int s;
 
-	load_modules();
 	deadline = now_ns() + 10 * NSEC;
 	while (!if_nametoindex("eth0")) {
 		if (now_ns() > deadline) {
@@ -454,6 +467,190 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/* ---- disk ---- */
+
+static int disk = -1;
+static uint64_t dblocks;		/* blocks in use */
+static uint64_t dwritten;		/* blocks written since boot (the one counter) */
+static uint64_t dchecked, dsweeps;	/* blocks read back and verified, full sweeps */
+static pthread_mutex_t dlock = PTHREAD_MUTEX_INITIALIZER;
+
+static void disk_stamp(uint64_t *w, uint64_t index, uint64_t gen)
+{
+	w[0] = QMIG_LG_DISK_MAGIC;
+	w[1] = index;
+	w[2] = gen;
+	for (unsigned int k = 3; k < QMIG_LG_WORDS; k++)
+		w[k] = qmig_lg_word(index, gen, k) ^ QMIG_LG_DISK_SALT;
+}
+
+/* Does block w hold generation gen? *found says what it holds. */
+static int disk_holds(const uint64_t *w, uint64_t index, uint64_t gen, uint64_t *found)
+{
+	unsigned int k;
+
+	if (gen == 0) {
+		for (k = 0; k < QMIG_LG_WORDS; k++)
+			if (w[k]) {
+				*found = w[0] == QMIG_LG_DISK_MAGIC ? w[2] : ~0ull;
+				return 0;
+			}
+		return 1;
+	}
+	*found = w[0] == QMIG_LG_DISK_MAGIC && w[1] == index ? w[2] : ~0ull;
+	if (*found != gen)
+		return 0;
+	for (k = 3; k < QMIG_LG_WORDS; k++)
+		if (w[k] != (qmig_lg_word(index, gen, k) ^ QMIG_LG_DISK_SALT)) {
+			*found = ~0ull;
+			return 0;
+		}
+	return 1;
+}
+
+/* What block i holds now, by the counter (stamp.h's rule, for the disk). */
+static uint64_t disk_gen_of(uint64_t i)
+{
+	uint64_t g = dwritten / dblocks + 1;
+
+	return i < dwritten % dblocks ? g : g - 1;
+}
+
+static void disk_report(uint64_t i, uint64_t want, uint64_t found, const char *what)
+{
+	static unsigned int reported;
+
+	if (++reported <= REPORTS_PER_GEN)
+		say("CORRUPT disk block=%lu expected_gen=%lu found_gen=%ld (%s)\n", i, want,
+		    found == ~0ull ? -1L : (long)found, what);
+}
+
+/* Rewrite the next block after checking it; n blocks at a time (the fill). */
+static void disk_write_next(uint64_t *buf, uint64_t n)
+{
+	uint64_t i = dwritten % dblocks, found;
+
+	if (n > dblocks - i)
+		n = dblocks - i;
+	pthread_mutex_lock(&dlock);
+	if (pread(disk, buf, n * QMIG_LG_PAGE, i * QMIG_LG_PAGE) != (ssize_t)(n * QMIG_LG_PAGE))
+		fatal("disk read");
+	for (uint64_t b = 0; b < n; b++) {
+		uint64_t g = disk_gen_of(i + b) + 1;
+		uint64_t *w = buf + b * QMIG_LG_WORDS;
+
+		if (!disk_holds(w, i + b, g - 1, &found))
+			disk_report(i + b, g - 1, found, "before rewriting");
+		disk_stamp(w, i + b, g);
+	}
+	if (pwrite(disk, buf, n * QMIG_LG_PAGE, i * QMIG_LG_PAGE) != (ssize_t)(n * QMIG_LG_PAGE))
+		fatal("disk write");
+	__atomic_store_n(&dwritten, dwritten + n, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&dlock);
+}
+
+static void setup_disk(struct params *p)
+{
+	uint64_t deadline = now_ns() + 10 * NSEC, size = 0, *buf;
+
+	while ((disk = open("/dev/vda", O_RDWR | O_DIRECT | O_CLOEXEC)) < 0) {
+		if (now_ns() > deadline)
+			fatal("/dev/vda");
+		usleep(10000);
+	}
+	if (ioctl(disk, _IOR(0x12, 114, size_t), &size) < 0) /* BLKGETSIZE64 */
+		fatal("BLKGETSIZE64");
+	if (p->dsize && p->dsize < size)
+		size = p->dsize;
+	dblocks = size / QMIG_LG_PAGE;
+	if (!dblocks) {
+		errno = ENOSPC;
+		fatal("/dev/vda");
+	}
+	if (posix_memalign((void **)&buf, QMIG_LG_PAGE, 256 * QMIG_LG_PAGE))
+		fatal("disk buffer");
+	/* The fill: whole megabytes at a time, so a mirror has data to move. */
+	for (uint64_t left = p->dfill / QMIG_LG_PAGE; left && dwritten < dblocks;) {
+		uint64_t n = left < 256 ? left : 256;
+
+		disk_write_next(buf, n);
+		left -= n;
+	}
+	free(buf);
+}
+
+static void *disk_writer(void *arg)
+{
+	const uint64_t rate = *(uint64_t *)arg;
+	uint64_t start = now_ns(), done = 0, *buf;
+
+	if (posix_memalign((void **)&buf, QMIG_LG_PAGE, QMIG_LG_PAGE))
+		fatal("disk buffer");
+	for (;;) {
+		uint64_t t = now_ns();
+		uint64_t due = (unsigned __int128)(t - start) * rate / QMIG_LG_PAGE / NSEC;
+		uint64_t max_debt = (unsigned __int128)MAX_DEBT_NS * rate / QMIG_LG_PAGE / NSEC + 1;
+		uint64_t next;
+
+		if (due > done + max_debt)
+			done = due - max_debt;
+		while (done < due) {
+			disk_write_next(buf, 1);
+			done++;
+		}
+		next = start + (unsigned __int128)(done + 1) * QMIG_LG_PAGE * NSEC / rate;
+		if (next < t + 1000000)
+			next = t + 1000000;
+		sleep_until(next);
+	}
+	return NULL;
+}
+
+/* Read every written block back, over and over: after a move, a full sweep
+ * proves the destination's disk holds what the guest wrote. */
+static void *disk_checker(void *arg)
+{
+	const uint64_t rate = 2 * *(uint64_t *)arg;
+	uint64_t start = now_ns(), done = 0, i = 0, *buf, found;
+
+	if (posix_memalign((void **)&buf, QMIG_LG_PAGE, QMIG_LG_PAGE))
+		fatal("disk buffer");
+	for (;;) {
+		uint64_t t = now_ns();
+		uint64_t due = (unsigned __int128)(t - start) * rate / QMIG_LG_PAGE / NSEC;
+		uint64_t max_debt = (unsigned __int128)MAX_DEBT_NS * rate / QMIG_LG_PAGE / NSEC + 1;
+
+		if (due > done + max_debt)
+			done = due - max_debt;
+		while (done < due) {
+			uint64_t used = dwritten < dblocks ? dwritten : dblocks, want;
+
+			if (i >= used) {
+				if (used)
+					__atomic_store_n(&dsweeps, dsweeps + 1, __ATOMIC_RELAXED);
+				i = 0;
+				if (!used)
+					break;
+			}
+			pthread_mutex_lock(&dlock);
+			want = disk_gen_of(i);
+			if (pread(disk, buf, QMIG_LG_PAGE, i * QMIG_LG_PAGE) != QMIG_LG_PAGE)
+				fatal("disk read");
+			pthread_mutex_unlock(&dlock);
+			if (!disk_holds(buf, i, want, &found))
+				disk_report(i, want, found, "read back");
+			__atomic_store_n(&dchecked, dchecked + 1, __ATOMIC_RELAXED);
+			i++;
+			done++;
+		}
+		sleep_until(start + (unsigned __int128)(done + 1) * QMIG_LG_PAGE * NSEC / rate >
+				    t + 1000000
+			    ? start + (unsigned __int128)(done + 1) * QMIG_LG_PAGE * NSEC / rate
+			    : t + 1000000);
+	}
+	return NULL;
+}
+
 /* ---- heartbeat ---- */
 
 /* The rate is measured over the last 1-2 s of guest time. */
@@ -473,7 +670,13 @@ static void *heartbeat(void *arg)
 		gen = p ? (p - 1) / npages + 1 : 0; /* of the last page written */
 		if (t > t0)
 			rate = (unsigned __int128)(p - p0) * QMIG_LG_PAGE * NSEC / (t - t0);
-		say("HB seq=%lu gen=%lu pages=%lu rate=%lu\n", seq++, gen, p, rate);
+		if (disk >= 0)
+			say("HB seq=%lu gen=%lu pages=%lu rate=%lu disk=%lu dchk=%lu dsweep=%lu\n",
+			    seq++, gen, p, rate, __atomic_load_n(&dwritten, __ATOMIC_RELAXED),
+			    __atomic_load_n(&dchecked, __ATOMIC_RELAXED),
+			    __atomic_load_n(&dsweeps, __ATOMIC_RELAXED));
+		else
+			say("HB seq=%lu gen=%lu pages=%lu rate=%lu\n", seq++, gen, p, rate);
 		if (t - t1 >= NSEC) {
 			t0 = t1;
 			p0 = p1;
@@ -514,15 +717,26 @@ int main(void)
 	setup_fs();
 	setup_console();
 	parse_cmdline(&p);
+	if (p.net || p.drate)
+		load_modules();
 	if (p.net)
 		setup_net();
+	if (p.drate)
+		setup_disk(&p);
 	setup_memory(&p);
 	/* From here on the serial lines are ours: only emergencies from the
 	 * kernel, whose console writes could land inside a line. */
 	set_sysctl("/proc/sys/kernel/printk", "1");
-	say("READY linux wss=%lu rate=%lu\n", p.wss, p.rate);
+	if (disk >= 0)
+		say("READY linux wss=%lu rate=%lu dblocks=%lu\n", p.wss, p.rate, dblocks);
+	else
+		say("READY linux wss=%lu rate=%lu\n", p.wss, p.rate);
 	if (p.wss && p.rate)
 		start_thread(writer, NULL, 0);
+	if (disk >= 0) {
+		start_thread(disk_writer, &p.drate, 0);
+		start_thread(disk_checker, &p.drate, 0);
+	}
 	start_thread(heartbeat, &p.hb_ms, 1);
 	for (;;) {
 		pid_t pid = wait(NULL);

@@ -48,4 +48,11 @@ static inline uint64_t qmig_lg_word_gen(uint64_t w, unsigned int k)
 	return (w ^ (k * 0x9e3779b97f4a7c15ull)) >> 32;
 }
 
+/* The disk (qmig.drate): blocks of 4096 bytes on /dev/vda, swept like the
+ * working set (block i of generation g: w[0] = QMIG_LG_DISK_MAGIC, w[1] =
+ * i, w[2] = g, w[k] = qmig_lg_word(i, g, k) ^ QMIG_LG_DISK_SALT); a block
+ * never written reads as zeros (generation 0). */
+#define QMIG_LG_DISK_MAGIC 0x4b53444c47494d51ull /* "QMIGLDSK" */
+#define QMIG_LG_DISK_SALT 0x5a5a5a5a00000000ull
+
 #endif
