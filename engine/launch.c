@@ -427,7 +427,15 @@ static int launch(struct qmig_vm *vm, const struct qmig_vm_spec *spec, char *msg
 	vm->mem_bytes = settle_mem(vm, spec);
 	vm->has_serial = spec->guest != QMIG_GUEST_NONE;
 	a.by_fd = vm->change_id;
-	r = qm_build_argv(&a, spec, vm->dir, vm->accel, vm->mem_bytes, msg, msg_len);
+	{
+		/* Helpers run for it (qemu-img for --disk) run as QEMU will. */
+		struct qmig_vm_spec as_qemu = *spec;
+
+		as_qemu.change_id = vm->change_id;
+		as_qemu.uid = vm->uid;
+		as_qemu.gid = vm->gid;
+		r = qm_build_argv(&a, &as_qemu, vm->dir, vm->accel, vm->mem_bytes, msg, msg_len);
+	}
 	if (r < 0)
 		goto out;
 	s.argv = (const char *const *)a.v;

@@ -270,6 +270,11 @@ static int make_disk(const struct qmig_vm_spec *spec, const char *dir, char *msg
 	argv[n] = NULL;
 	s.argv = argv;
 	s.out_path = out;
+	/* As QEMU's own user: the runtime directory is that user's (and closed
+	 * to a root without capabilities), and QEMU must write the image. */
+	s.change_id = spec->change_id;
+	s.uid = spec->uid;
+	s.gid = spec->gid;
 	r = qm_spawn(&s, &pid, &pidfd, msg, msg_len);
 	if (r < 0)
 		return r;

@@ -33,6 +33,8 @@ struct qm_spawn {
 	int detach;             /* no death signal: outlive the caller */
 	int change_id;
 	int userfaultfd;
+	int read_any;           /* keep CAP_DAC_READ_SEARCH (a tool of ours reading
+				   images that belong to QEMU's user), not with change_id */
 	unsigned int uid, gid;
 	const gid_t *groups;    /* supplementary groups with change_id */
 	int ngroups;

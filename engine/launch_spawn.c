@@ -84,6 +84,8 @@ static int drop_caps(const struct qm_spawn *s)
 	capng_clear(CAPNG_SELECT_ALL);
 	if (s->userfaultfd)
 		capng_update(CAPNG_ADD, keep, CAP_SYS_PTRACE);
+	if (s->read_any && !s->change_id)
+		capng_update(CAPNG_ADD, keep, CAP_DAC_READ_SEARCH);
 	if (s->change_id) {
 		if (setgroups((size_t)s->ngroups, s->groups) < 0)
 			return -1;

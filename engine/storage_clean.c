@@ -39,6 +39,7 @@ static int compare_images(struct qmig_migration *m, const struct qm_disk *k, cha
 	snprintf(out, sizeof(out), "/tmp/qmigrate-compare.%d.%s", (int)getpid(), m->job);
 	s.argv = argv;
 	s.out_path = out;
+	s.read_any = 1; /* the images belong to the QEMUs' (unprivileged) users */
 	r = qm_spawn(&s, &pid, &pidfd, why, len);
 	if (r < 0)
 		return r;

@@ -29,6 +29,10 @@ void warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Log callback for library handles: prints warnings and errors to stderr,
  * everything with -v. */
 void cli_log(enum qmig_log_level level, const char *msg, void *user_data);
+/* SIGINT, SIGTERM, SIGHUP set cli_cancel_flag (for options' cancel
+ * pointers) instead of killing the process. */
+extern volatile int cli_cancel_flag;
+void cli_catch_cancel(void);
 extern int cli_verbose;
 
 /* "256M", "1G", "4096", "512k": bytes. Dies with a message naming what on error. */

@@ -12,27 +12,6 @@
 #include "job.h"
 #include "qmig_save.h"
 
-/* SIGINT, SIGTERM, SIGHUP: cancel, and let the library roll back, rather
- * than die with the guest stopped. */
-static volatile sig_atomic_t cancelled_by;
-static volatile int cancel_flag;
-
-static void on_signal(int sig)
-{
-	cancelled_by = sig;
-	cancel_flag = 1;
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = {0};
-
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
 
 static void usage(FILE *f)
 {
@@ -166,8 +145,8 @@ int cmd_update(int argc, char **argv)
 		o.journal_dir = jdir;
 	else
 		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
-	o.cancel = &cancel_flag;
-	catch_signals();
+	o.cancel = &cli_cancel_flag;
+	cli_catch_cancel();
 	rc = qmig_update(&o, &r);
 	if (rc == -EINVAL && !r.status[0])
 		die(EXIT_USAGE, "bad options");

@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,4 +135,26 @@ void format_size(char *buf, size_t len, double b)
 		i++;
 	}
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+/* SIGINT, SIGTERM, SIGHUP: ask the library to cancel (it rolls back) rather
+ * than die with the guest stopped (the blocking save/restore/update calls
+ * poll this flag). */
+volatile int cli_cancel_flag;
+
+static void on_cancel_signal(int sig)
+{
+	(void)sig;
+	cli_cancel_flag = 1;
+}
+
+void cli_catch_cancel(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = on_cancel_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 }
