@@ -63,7 +63,7 @@ wait_stopped() {
 
 kill_case() {
 	ph=$1
-	opts="" lopts=""
+	opts="" lopts="" rate=""
 	case $ph in
 	*+tls)
 		[ -d "$T/certs" ] || $QMIGRATE tls init "$T/certs" --host 127.0.0.1 > /dev/null ||
@@ -75,11 +75,15 @@ kill_case() {
 	base=${base%+mem}
 	case $base in
 	precopy|rollback) opts="$opts --max-bandwidth 5M --no-completion-timeout" ;; # stays in precopy
-	postcopy) opts="--max-bandwidth 5M --postcopy-after 1"; lopts="--postcopy" ;;
+	postcopy) # a guest that dirties faster than the link: precopy never ends
+		opts="--max-bandwidth 5M --postcopy-after 1"; lopts="--postcopy"; rate=200M ;;
 	esac
-	launch_guest s --guest tiny --mem 128M --wss 32M --dirty-rate 20M --accel tcg $lopts
+	launch_guest s --guest tiny --mem 128M --wss 32M --dirty-rate "${rate:-20M}" --accel tcg $lopts
 	launch_guest d --guest tiny --mem 128M --wss 32M --incoming --accel tcg $lopts
 	wait_beats "$s_log" 5 30 || fail "$ph: source guest does not heartbeat"
+	# Its working set written (twice): zero pages alone would let the
+	# migration finish before the phase under test, on a fast machine.
+	wait_gen "$s_log" 2 120 || fail "$ph: source guest does not write its working set"
 	snapshot src "$s_qmp"
 	snapshot dst "$d_qmp"
 
