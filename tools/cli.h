@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qmig_launch.h"
 #include "qmig_qmp.h"
 
 /* Exit codes (documented in qmigrate(1)). */
@@ -39,6 +40,9 @@ extern int cli_verbose;
 uint64_t parse_size(const char *what, const char *s);
 /* "50M" (bytes/s), "1gbit", "800mbit": bytes per second. */
 uint64_t parse_rate(const char *what, const char *s);
+/* --guest tiny|linux and --accel auto|tcg|kvm, or die with the usage error. */
+enum qmig_guest_kind parse_guest_kind(const char *s);
+const char *parse_accel(const char *s);
 long parse_long(const char *what, const char *s, long min, long max);
 /* "LO-HI", e.g. 49152-49215. Dies with a message naming what on error. */
 void parse_port_range(const char *what, const char *s, unsigned *lo, unsigned *hi);

@@ -612,22 +612,11 @@ int cmd_migrate(int argc, char **argv)
 		case O_SRC: o.src_qmp = optarg; break;
 		case O_DST: o.dst_qmp = optarg; break;
 		case O_LAUNCH: launch = 1; break;
-		case O_GUEST:
-			if (!strcmp(optarg, "tiny"))
-				o.guest.guest = QMIG_GUEST_TINY;
-			else if (!strcmp(optarg, "linux"))
-				o.guest.guest = QMIG_GUEST_LINUX;
-			else
-				die(EXIT_USAGE, "--guest: '%s' is not tiny or linux", optarg);
-			break;
+		case O_GUEST: o.guest.guest = parse_guest_kind(optarg); break;
 		case O_MEM: o.guest.mem_bytes = parse_size("--mem", optarg); break;
 		case O_WSS: o.guest.wss_bytes = parse_size("--wss", optarg); break;
 		case O_RATE: o.guest.dirty_rate = parse_rate("--dirty-rate", optarg); break;
-		case O_ACCEL:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "tcg") && strcmp(optarg, "kvm"))
-				die(EXIT_USAGE, "--accel: '%s' is not auto, tcg or kvm", optarg);
-			o.guest.accel = optarg;
-			break;
+		case O_ACCEL: o.guest.accel = parse_accel(optarg); break;
 		case O_QEMU: o.guest.qemu_binary = optarg; break;
 		case O_SNS: o.src_netns = optarg; break;
 		case O_DNS: o.dst_netns = optarg; break;

@@ -91,22 +91,6 @@ static void print_json(struct json_object *o)
 #define JI(o, k, v) json_object_object_add(o, k, json_object_new_int64((int64_t)(v)))
 #define JB(o, k, v) json_object_object_add(o, k, json_object_new_boolean(v))
 
-static int guest_kind(const char *s)
-{
-	if (!strcmp(s, "tiny"))
-		return QMIG_GUEST_TINY;
-	if (!strcmp(s, "linux"))
-		return QMIG_GUEST_LINUX;
-	die(EXIT_USAGE, "--guest: '%s' is not tiny or linux", s);
-}
-
-static const char *accel_arg(const char *s)
-{
-	if (strcmp(s, "auto") && strcmp(s, "tcg") && strcmp(s, "kvm"))
-		die(EXIT_USAGE, "--accel: '%s' is not auto, tcg or kvm", s);
-	return s;
-}
-
 int cmd_save(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU, O_MFD,
@@ -133,11 +117,11 @@ int cmd_save(int argc, char **argv)
 		switch (c) {
 		case O_SRC: o.src_qmp = optarg; break;
 		case O_LAUNCH: launch = 1; break;
-		case O_GUEST: o.guest.guest = guest_kind(optarg); break;
+		case O_GUEST: o.guest.guest = parse_guest_kind(optarg); break;
 		case O_MEM: o.guest.mem_bytes = parse_size("--mem", optarg); break;
 		case O_WSS: o.guest.wss_bytes = parse_size("--wss", optarg); break;
 		case O_RATE: o.guest.dirty_rate = parse_rate("--dirty-rate", optarg); break;
-		case O_ACCEL: o.guest.accel = accel_arg(optarg); break;
+		case O_ACCEL: o.guest.accel = parse_accel(optarg); break;
 		case O_QEMU: o.guest.qemu_binary = optarg; break;
 		case O_MFD: o.multifd_channels = (int)parse_long("--multifd", optarg, 1, 255); break;
 		case O_NOMFD: o.multifd_channels = -1; break;
@@ -267,7 +251,7 @@ int cmd_restore(int argc, char **argv)
 		case O_DSER: o.dst_serial = optarg; break;
 		case O_LAUNCH: launch = 1; break;
 		case O_QEMU: o.guest.qemu_binary = optarg; break;
-		case O_ACCEL: o.guest.accel = accel_arg(optarg); break;
+		case O_ACCEL: o.guest.accel = parse_accel(optarg); break;
 		case O_KEEP: o.keep_running = 1; break;
 		case O_PAUSED: o.paused = 1; break;
 		case O_RUNNING: o.paused = 2; break;

@@ -100,6 +100,22 @@ uint64_t parse_rate(const char *what, const char *s)
 	return parse_scaled(what, s, 1);
 }
 
+enum qmig_guest_kind parse_guest_kind(const char *s)
+{
+	if (!strcmp(s, "tiny"))
+		return QMIG_GUEST_TINY;
+	if (!strcmp(s, "linux"))
+		return QMIG_GUEST_LINUX;
+	die(EXIT_USAGE, "--guest: '%s' is not tiny or linux", s);
+}
+
+const char *parse_accel(const char *s)
+{
+	if (strcmp(s, "auto") && strcmp(s, "tcg") && strcmp(s, "kvm"))
+		die(EXIT_USAGE, "--accel: '%s' is not auto, tcg or kvm", s);
+	return s;
+}
+
 long parse_long(const char *what, const char *s, long min, long max)
 {
 	char *end;
