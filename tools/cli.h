@@ -34,6 +34,9 @@ void cli_log(enum qmig_log_level level, const char *msg, void *user_data);
  * pointers) instead of killing the process. */
 extern volatile int cli_cancel_flag;
 void cli_catch_cancel(void);
+/* The journal directory for a job of this process (job_prepare_dir()), or
+ * NULL after a warning that a crash could not be repaired without it. */
+const char *job_journal_dir(char *buf, size_t len);
 extern int cli_verbose;
 
 /* "256M", "1G", "4096", "512k": bytes. Dies with a message naming what on error. */

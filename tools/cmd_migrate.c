@@ -788,11 +788,7 @@ int cmd_migrate(int argc, char **argv)
 	/* The job journal lives beside the control sockets: if this process
 	 * dies, `qmigrate recover` finds it there. */
 	if (!o.dry_run) {
-		if (job_prepare_dir(jdir, sizeof(jdir), jobmsg, sizeof(jobmsg)) == 0)
-			o.journal_dir = jdir;
-		else
-			warnx("no job journal (qmigrate recover could not repair a crash): %s",
-			      jobmsg);
+		o.journal_dir = job_journal_dir(jdir, sizeof(jdir));
 	}
 	r = qmig_migration_new(&m, &o);
 	if (r == -EEXIST && o.trace_path)

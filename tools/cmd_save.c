@@ -107,7 +107,7 @@ int cmd_save(int argc, char **argv)
 		{0, 0, 0, 0}};
 	struct qmig_save_opts o = QMIG_SAVE_OPTS_INIT;
 	struct qmig_save_result r;
-	char jdir[200], jmsg[256];
+	char jdir[200];
 	int launch = 0, json = 0, c, rc;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -142,10 +142,7 @@ int cmd_save(int argc, char **argv)
 	o.log = (struct qmig_log_cb){cli_log, NULL, NULL};
 	/* Journaled like a migration: 'qmigrate recover' repairs a save whose
 	 * qmigrate died (the source resumed, or quit once the file is whole). */
-	if (job_prepare_dir(jdir, sizeof(jdir), jmsg, sizeof(jmsg)) == 0)
-		o.journal_dir = jdir;
-	else
-		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
+	o.journal_dir = job_journal_dir(jdir, sizeof(jdir));
 	o.cancel = &cli_cancel_flag;
 	cli_catch_cancel();
 	rc = qmig_save(&o, &r);

@@ -92,7 +92,7 @@ int cmd_update(int argc, char **argv)
 	struct qmig_update_opts o = QMIG_UPDATE_OPTS_INIT;
 	struct qmig_update_result r;
 	const char *src_qemu = NULL;
-	char jdir[200], jmsg[256];
+	char jdir[200];
 	int launch = 0, json = 0, c, rc;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -130,10 +130,7 @@ int cmd_update(int argc, char **argv)
 	if (launch)
 		o.guest.qemu_binary = src_qemu ? src_qemu : o.new_qemu;
 	o.log = (struct qmig_log_cb){update_log, NULL, NULL};
-	if (job_prepare_dir(jdir, sizeof(jdir), jmsg, sizeof(jmsg)) == 0)
-		o.journal_dir = jdir;
-	else
-		warnx("no job journal (qmigrate recover could not repair a crash): %s", jmsg);
+	o.journal_dir = job_journal_dir(jdir, sizeof(jdir));
 	o.cancel = &cli_cancel_flag;
 	cli_catch_cancel();
 	rc = qmig_update(&o, &r);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "job.h"
 
 const char *prog_name = "qmigrate";
 int cli_verbose;
@@ -173,4 +174,14 @@ void cli_catch_cancel(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+}
+
+const char *job_journal_dir(char *buf, size_t len)
+{
+	char msg[256];
+
+	if (job_prepare_dir(buf, len, msg, sizeof(msg)) == 0)
+		return buf;
+	warnx("no job journal (qmigrate recover could not repair a crash): %s", msg);
+	return NULL;
 }
