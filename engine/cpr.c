@@ -139,7 +139,7 @@ static int check_source(struct upd *u)
 		    u, -EOPNOTSUPP, "refused",
 		    "the machine lacks aux-ram-share=on: ROMs and device RAM would have to "
 		    "be copied; start QEMU with -machine ...,aux-ram-share=on");
-	if (qm_sr_machine_type(u->c, u->machine, sizeof(u->machine)) < 0)
+	if (qm_machine_type(u->c, u->machine, sizeof(u->machine)) < 0)
 		return qm_upd_fail(u, -EPROTO, "failed", "qom-get /machine type: no usable answer");
 	nv = qm_binary_version(u->o->new_qemu);
 	if (u->o->new_qemu && nv && ov && nv < ov)

@@ -162,7 +162,7 @@ static int restore_check_qemu(struct restore *s)
 			     "%s was saved with mapped-ram by QEMU %s; QEMU %s has no mapped-ram "
 			     "capability",
 			     s->o->path, s->h.qemu, ver);
-	if (qm_sr_machine_type(s->c, mt, sizeof(mt)) == 0 && strcmp(mt, s->h.machine))
+	if (qm_machine_type(s->c, mt, sizeof(mt)) == 0 && strcmp(mt, s->h.machine))
 		return rfail(s, -EPROTONOSUPPORT, "refused",
 			     "%s holds a %s machine; this QEMU was started as %s (use -machine %s)",
 			     s->o->path, s->h.machine, mt, s->h.machine);

@@ -112,7 +112,7 @@ static int save_identify(struct save *s)
 	s->h.was_running = st.running;
 	if (qm_sr_qemu_version(s->c, s->h.qemu, sizeof(s->h.qemu), &s->h.qemu_version) < 0)
 		return sfail(s, -EPROTO, "query-version: no usable answer");
-	if (qm_sr_machine_type(s->c, s->h.machine, sizeof(s->h.machine)) < 0)
+	if (qm_machine_type(s->c, s->h.machine, sizeof(s->h.machine)) < 0)
 		return sfail(s, -EPROTO, "qom-get /machine type: no usable answer (%s)",
 			     qmig_qmp_conn_error(s->c));
 	r = qmig_cmd_query_memory_size(s->c, &s->h.ram_bytes);

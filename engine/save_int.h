@@ -10,6 +10,7 @@
 
 #include "qmig_commands.h"
 #include "qmig_save.h"
+#include "versions.h"
 
 /* save_file.c: the header block and the stream's checksum. */
 int qm_sf_sha256(int fd, uint64_t off, uint64_t len, char hex[65]);
@@ -22,8 +23,7 @@ int64_t qm_sr_now_ns(void);
 void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* The concrete machine type ("pc-i440fx-10.0"), from qom-get /machine type. */
-int qm_sr_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len);
+/* The machine type: qm_machine_type() in versions.h. */
 /* query-version: "10.0.2" and major*10000+minor*100+micro. */
 int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num);
 

@@ -44,38 +44,6 @@ void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const cha
 	log->fn(lvl, buf, log->user_data);
 }
 
-int qm_sr_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len)
-{
-	struct json_object *a = json_object_new_object(), *ret = NULL;
-	struct qm_rd rd;
-	const char *t;
-	size_t n;
-	int r;
-
-	if (!a)
-		return -ENOMEM;
-	json_object_object_add(a, "path", json_object_new_string("/machine"));
-	json_object_object_add(a, "property", json_object_new_string("type"));
-	r = qmig_qmp_conn_call(c, "qom-get", a, &ret, -1);
-	json_object_put(a);
-	if (r < 0)
-		return r;
-	qm_rd_init(&rd, "qom-get");
-	t = json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : NULL;
-	n = t ? strlen(t) : 0;
-	/* The QOM type is "pc-i440fx-10.0-machine"; -machine takes the name. */
-	if (n > 8 && !strcmp(t + n - 8, "-machine"))
-		n -= 8;
-	if (!n || n >= len) {
-		json_object_put(ret);
-		return -EPROTO;
-	}
-	memcpy(buf, t, n);
-	buf[n] = 0;
-	json_object_put(ret);
-	return 0;
-}
-
 int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num)
 {
 	struct json_object *ret = NULL, *q;

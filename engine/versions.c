@@ -131,9 +131,7 @@ int qm_binary_has_machine(const char *bin, const char *type)
 	return found;
 }
 
-/* The concrete machine type QEMU runs: qom-get /machine type is
- * "pc-i440fx-7.2-machine". */
-static int machine_type(struct qmig_qmp_conn *c, char *buf, size_t len)
+int qm_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len)
 {
 	struct json_object *a = json_object_new_object(), *ret = NULL;
 	const char *t;
@@ -174,7 +172,7 @@ void qm_xver_dst_spec(struct qmig_migration *m, struct qmig_vm_spec *spec, struc
 	 * version would choose for the TCG workaround. */
 	spec->mem_bytes = qmig_vm_mem_bytes(src->vm);
 	spec->no_mem_workaround = 1;
-	if (machine_type(src->qmp, x->machine, sizeof(x->machine)) < 0) {
+	if (qm_machine_type(src->qmp, x->machine, sizeof(x->machine)) < 0) {
 		qm_log(m, QMIG_LOG_WARN, "destination: the source's machine type is unknown; "
 					 "launching with QEMU's default");
 		return;
@@ -242,7 +240,7 @@ size_t qm_version_findings(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 		return 0;
 	/* Backwards: a newer QEMU's default machine type does not exist in an
 	 * older one, whose device models cannot load the newer state. */
-	if (dv < sv && machine_type(src, mt, sizeof(mt)) == 0 && dst_has_machine(dst, mt) == 0) {
+	if (dv < sv && qm_machine_type(src, mt, sizeof(mt)) == 0 && dst_has_machine(dst, mt) == 0) {
 		snprintf(text, sizeof(text),
 			 "migrating from QEMU %u.%u.%u to the older QEMU %u.%u.%u is not supported "
 			 "for this guest: it runs machine type %s, which QEMU %u.%u lacks, and an "

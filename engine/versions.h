@@ -21,6 +21,10 @@ unsigned qm_binary_version(const char *bin);
 /* 1 when `BIN -machine help` lists TYPE (a name or an alias), 0 when it
  * does not, a negative errno when the binary could not be asked. */
 int qm_binary_has_machine(const char *bin, const char *type);
+/* The machine type a running QEMU was started with, as -machine takes it
+ * (qom-get /machine type says "pc-i440fx-7.2-machine"). 0, or -errno
+ * (-EPROTO: no such string, or longer than len). */
+int qm_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len);
 
 /* The destination's launch spec in launch mode, once the source runs:
  * its own binary (dst_qemu_binary), the source's exact RAM size and, when
