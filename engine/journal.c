@@ -119,7 +119,7 @@ static struct json_object *side_json(struct qmig_migration *m, struct side *s, i
 	return o;
 }
 
-static int write_atomic(const char *path, const char *text)
+int qm_write_atomic(const char *path, const char *text)
 {
 	char tmp[PATH_MAX + 8];
 	size_t len = strlen(text), off = 0;
@@ -205,7 +205,7 @@ int qm_journal(struct qmig_migration *m, const char *side, const char *command,
 	json_object_object_add(sides, "source", side_json(m, &m->side[SRC], SRC));
 	json_object_object_add(sides, "destination", side_json(m, &m->side[DST], DST));
 	json_object_object_add(j, "sides", sides);
-	r = write_atomic(m->jpath, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+	r = qm_write_atomic(m->jpath, json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
 	json_object_put(j);
 	if (r < 0 && !m->journal_failed) {
 		m->journal_failed = 1;

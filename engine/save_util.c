@@ -330,38 +330,6 @@ void qm_sr_journal_side(struct qm_sr_journal *j, int dst, const char *qmp, int p
 		j->src = o;
 }
 
-static int write_atomic(const char *path, const char *text)
-{
-	char tmp[4200];
-	size_t len = strlen(text), off = 0;
-	int fd, r = 0;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	while (off < len && !r) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			r = n < 0 ? -errno : -EIO;
-		else
-			off += (size_t)n;
-	}
-	if (!r && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && !r)
-		r = -errno;
-	if (!r && rename(tmp, path) < 0)
-		r = -errno;
-	if (r)
-		unlink(tmp);
-	return r;
-}
-
 int qm_sr_journal_write(struct qm_sr_journal *j, const char *side, const char *step)
 {
 	struct json_object *o, *st, *sides;
@@ -395,7 +363,7 @@ int qm_sr_journal_write(struct qm_sr_journal *j, const char *side, const char *s
 	json_object_object_add(sides, "source", json_object_get(j->src));
 	json_object_object_add(sides, "destination", json_object_get(j->dst));
 	json_object_object_add(o, "sides", sides);
-	r = write_atomic(j->path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	r = qm_write_atomic(j->path, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return r;
 }
