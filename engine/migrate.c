@@ -386,11 +386,11 @@ static int64_t step_due_ns(const struct qmig_migration *m)
 
 int qmig_migration_get_timeout(const struct qmig_migration *m)
 {
-	int64_t left;
+	int64_t due = m->finished ? 0 : next_due_ns(m), left;
 
-	if (m->finished || !next_due_ns(m))
+	if (!due)
 		return -1;
-	left = next_due_ns(m) - qm_now_ns();
+	left = due - qm_now_ns();
 	if (left <= 0)
 		return 0;
 	return (int)((left + 999999) / 1000000);
