@@ -14,9 +14,10 @@ TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
 ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh tests/lint_wait.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh
-# QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused.
+# QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused;
+# the same scenario matrix (qemu10_lib.sh) on 7.2->7.2 too.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh
-ITEST_SCRIPTS += tests/integration/qemu10_verify.sh
+ITEST_SCRIPTS += tests/integration/qemu10_verify.sh tests/integration/qemu72_same.sh
 ITEST_FULL_SCRIPTS += tests/integration/qemu10_verify_full.sh
 # Storage migration (engine/storage.c): one host, the refusals.
 ITEST_SCRIPTS += tests/integration/storage_basic.sh tests/integration/storage_qemu10.sh
