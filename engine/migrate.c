@@ -146,7 +146,8 @@ static const size_t opts_ends[] = {
 	0, 0,
 	offsetof(struct qmig_migrate_opts, transport),       /* 3 */
 	offsetof(struct qmig_migrate_opts, copy_storage),    /* 4 */
-	sizeof(struct qmig_migrate_opts),                    /* 5 */
+	offsetof(struct qmig_migrate_opts, multifd_compression), /* 5 */
+	sizeof(struct qmig_migrate_opts),                    /* 6 */
 };
 _Static_assert(sizeof(opts_ends) / sizeof(opts_ends[0]) == QMIG_MIGRATE_OPTS_VERSION,
 	       "a new version of qmig_migrate_opts needs its end in opts_ends");
@@ -186,6 +187,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->o.policy = dup_opt(m, 16, o.policy);
 	m->o.policy_plugin = dup_opt(m, 17, o.policy_plugin);
 	m->o.guest.runas = dup_opt(m, 18, o.guest.runas);
+	m->o.multifd_compression = dup_opt(m, 19, o.multifd_compression);
 	if (m->o.transport != QMIG_TRANSPORT_DIRECT && m->o.transport != QMIG_TRANSPORT_RELAY) {
 		free(m);
 		return -EINVAL;

@@ -14,6 +14,7 @@
 #include "qmig_transport.h"
 #include "qmig_relay.h"
 #include "storage_int.h"
+#include "feature_int.h"
 
 enum side_id { SRC, DST };
 
@@ -170,6 +171,8 @@ struct qmig_migration {
 	int64_t relay_sample_ns;
 	/* storage.c: disks mirrored over NBD (NULL: none). */
 	struct qm_storage *storage;
+	/* features.c: newer QEMU features, used when the QEMUs have them. */
+	struct qm_features feat;
 };
 
 /* migrate.c */

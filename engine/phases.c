@@ -523,7 +523,8 @@ static int step_monitor(struct qmig_migration *m)
 		return qm_fail(m, -ECONNABORTED, "source: migration %s%s%s", mi.status,
 			       *mi.error_desc ? ": " : "", mi.error_desc);
 	if (m->phase == QMIG_PHASE_PRECOPY &&
-	    (qm_precopy_decide(m, &mi) < 0 || qm_policy_step(m) < 0))
+	    (qm_precopy_decide(m, &mi) < 0 || qm_policy_step(m) < 0 ||
+	     qm_features_sample(m) < 0))
 		return m->error;
 	if (m->phase == QMIG_PHASE_PRECOPY && !m->res.paused_to_finish && !m->offline &&
 	    (src->stop_us || !strcmp(mi.status, "device") ||

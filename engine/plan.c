@@ -237,6 +237,7 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 	}
 	if (m->o.multifd_channels > 0)
 		param_if_changed(s, set, "multifd-channels", m->o.multifd_channels);
+	qm_features_params(m, src ? SRC : DST, set); /* features.c */
 	/* With the relay, TLS is the relay's: QEMU sends plain bytes to it. */
 	if (!qm_relay_on(m))
 		qm_tls_plan(m, s, set);
@@ -292,30 +293,26 @@ void qm_tcp_uri(char *buf, size_t len, const char *host, unsigned port)
 	qmig_addr_format(buf + n, len - (size_t)n, host, port);
 }
 
-static struct json_object *uri_args(const char *host, unsigned port)
+/* {"uri": "tcp:..."}, or the channels form (features.c). */
+static struct json_object *uri_args(struct qmig_migration *m, const char *host, unsigned port)
 {
-	struct json_object *a = json_object_new_object();
 	char uri[QMIG_HOST_MAX + 32];
 
 	qm_tcp_uri(uri, sizeof(uri), host, port);
-	json_object_object_add(a, "uri", json_object_new_string(uri));
-	return a;
+	return qm_features_addr_args(m, host, port, uri);
 }
 
 /* The relay: QEMU's URIs are the unix sockets of the relay halves. */
 static struct json_object *channel_args(struct qmig_migration *m, enum side_id side)
 {
-	struct json_object *a;
 	char uri[320];
 
 	if (!qm_relay_on(m))
-		return side == DST ? uri_args(m->o.listen_addr, m->res.port)
-				   : uri_args(m->o.dst_addr, m->res.port);
-	a = json_object_new_object();
-	json_object_object_add(a, "uri", json_object_new_string(
-		side == DST ? qm_relay_in_uri(m, uri, sizeof(uri))
-			    : qm_relay_out_uri(m, uri, sizeof(uri))));
-	return a;
+		return side == DST ? uri_args(m, m->o.listen_addr, m->res.port)
+				   : uri_args(m, m->o.dst_addr, m->res.port);
+	return qm_features_addr_args(m, NULL, 0,
+				     side == DST ? qm_relay_in_uri(m, uri, sizeof(uri))
+						 : qm_relay_out_uri(m, uri, sizeof(uri)));
 }
 
 /* The schema of one side, probed on first use; NULL if that failed. */
@@ -342,6 +339,8 @@ int qm_plan_build(struct qmig_migration *m)
 		r = qm_storage_plan(m, want); /* storage.c: disks, pause-before-switchover */
 	if (!r)
 		r = wanted_caps(m, want);
+	if (!r)
+		r = qm_features_plan(m, want); /* features.c: newer QEMU features */
 	if (!r && !json_object_object_get_ex(want, "auto-converge", NULL))
 		m->policy_armed = qm_policy_plan(m, want);
 	if (!r && m->o.verify_memory &&
@@ -429,6 +428,7 @@ void qm_plan_emit(struct qmig_migration *m)
 {
 	if (qm_relay_on(m))
 		relay_emit(m);
+	qm_features_emit(m);
 	for (int i = 0; i < m->plan.n; i++) {
 		struct plan_step *st = &m->plan.steps[i];
 		struct json_object *rec = json_object_new_object();
@@ -464,17 +464,21 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 	    !strcmp(st->command, "migrate-set-parameters")) {
 		s->touched = 1;
 		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
-	} else if (!strcmp(st->command, "migrate-incoming")) {
-		json_object_object_get_ex(st->args, "uri", &v);
+	} else if (!strcmp(st->command, "migrate-incoming") &&
+		   json_object_object_get_ex(st->args, "uri", &v)) {
 		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
+		if (r < 0)
+			s->incoming_started = 0;
+	} else if (!strcmp(st->command, "migrate-incoming")) { /* the channels form */
+		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
 		if (r < 0)
 			s->incoming_started = 0;
 	} else if (!strcmp(st->command, "object-add")) {
 		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
 		if (!r)
 			s->tls_object = 1;
-	} else if (!strcmp(st->command, "migrate")) {
-		json_object_object_get_ex(st->args, "uri", &v);
+	} else if (!strcmp(st->command, "migrate") &&
+		   json_object_object_get_ex(st->args, "uri", &v)) {
 		r = qmig_cmd_migrate(s->qmp, json_object_get_string(v), 0);
 	} else {
 		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
@@ -496,10 +500,10 @@ static int retry_incoming(struct qmig_migration *m, int i)
 	if (qm_alloc_port(m) < 0)
 		return m->error;
 	json_object_put(st->args);
-	st->args = uri_args(m->o.listen_addr, m->res.port);
+	st->args = uri_args(m, m->o.listen_addr, m->res.port);
 	for (int k = 0; k < m->plan.n; k++)
 		if (!strcmp(m->plan.steps[k].command, "migrate"))
-			m->plan.steps[k].args = uri_args(m->o.dst_addr, m->res.port);
+			m->plan.steps[k].args = uri_args(m, m->o.dst_addr, m->res.port);
 	qm_log(m, QMIG_LOG_WARN, "destination: could not listen, retrying on port %u",
 	       m->res.port);
 	return 0;

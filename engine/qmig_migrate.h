@@ -85,7 +85,7 @@ struct qmig_migration_event_cb {
 	void (*free)(void *user_data);
 };
 
-#define QMIG_MIGRATE_OPTS_VERSION 5
+#define QMIG_MIGRATE_OPTS_VERSION 6
 
 /* How the migration stream travels (the transport option). */
 enum qmig_transport_kind {
@@ -242,7 +242,22 @@ struct qmig_migrate_opts {
 	const char *migrate_disks;
 	uint64_t disk_bandwidth;
 	int copy_storage_synchronous;
+	/* Version 6 adds the fields from here on. */
+	/* Multifd compression: a multifd-compression method ("zstd", "zlib",
+	 * ...) that both QEMUs' schemas list (QEMU lists only the methods it
+	 * was built with); needs multifd_channels. NULL: QEMU's default. */
+	const char *multifd_compression;
+	/* Newer QEMU features the engine uses by itself when the QEMUs have
+	 * them (probed from their schemas, never from version numbers; each
+	 * decision is a "plan" record, command "feature"): the
+	 * QMIG_FEATURE_* bits set here are not used. */
+	unsigned int features_off;
 };
+
+#define QMIG_FEATURE_ZERO_PAGE_DETECTION 0x1u        /* =multifd, with multifd */
+#define QMIG_FEATURE_CHANNELS 0x2u                   /* migrate's "channels" form */
+#define QMIG_FEATURE_SWITCHOVER_ACK 0x4u             /* when a device needs it (VFIO) */
+#define QMIG_FEATURE_AVAIL_SWITCHOVER_BANDWIDTH 0x8u /* fed the monitor's estimate */
 
 #define QMIG_COPY_STORAGE_ALL 1
 #define QMIG_COPY_STORAGE_INC 2

@@ -22,6 +22,7 @@ static char *printable(char *s)
 
 struct plan_values {
 	struct json_object *src, *dst; /* name -> value the plan sets */
+	struct json_object *feat;      /* the plan's "feature" records' arguments + why */
 };
 
 /* The plan's records are the engine's own, but the names and values in
@@ -44,7 +45,16 @@ static void collect(const struct qmig_migration_event *ev, void *ud)
 	if (rd.err)
 		return;
 	target = !strcmp(side, "source") ? pv->src : pv->dst;
-	if (!strcmp(cmd, "migrate-set-parameters")) {
+	if (!strcmp(side, "qmigrate") && !strcmp(cmd, "feature")) {
+		struct json_object *row = NULL;
+
+		if (json_object_deep_copy(args, &row, NULL) < 0)
+			return;
+
+		json_object_object_add(row, "why", json_object_new_string(
+			qm_rd_opt_str(&rd, ev->record, "why", "")));
+		json_object_array_add(pv->feat, row);
+	} else if (!strcmp(cmd, "migrate-set-parameters")) {
 		qm_rd_iter_init(&rd, args, &it);
 		while (qm_rd_iter_next(&it, &k, &v))
 			json_object_object_add(target, k, json_object_get(v));
@@ -109,7 +119,37 @@ static void usage(FILE *f)
 		   "List every migration capability and parameter of a pair of QEMUs: on\n"
 		   "the source, on the destination, whether both have it, and the value\n"
 		   "qmigrate migrate would set (from a dry run; the destination must be\n"
-		   "waiting with -incoming for that column). Changes nothing.\n");
+		   "waiting with -incoming for that column), then the newer features\n"
+		   "qmigrate uses when both QEMUs have them (zero-page-detection, multifd\n"
+		   "compression, switchover-ack, channels, avail-switchover-bandwidth):\n"
+		   "which side has each, whether it would be used, and why. Changes nothing.\n");
+}
+
+/* The newer features qmigrate uses by itself when both QEMUs have them. */
+static void features(struct json_object *feat, struct json_object *out)
+{
+	struct qm_rd rd;
+	char nm[64], why[200];
+
+	qm_rd_init(&rd, "features");
+	if (out) {
+		json_object_object_add(out, "features", json_object_get(feat));
+		return;
+	}
+	printf("\n%-32s %-12s %-12s %-6s %s\n", "features", "source", "destination", "used",
+	       "why");
+	for (size_t i = 0; i < qm_rd_len(&rd, feat); i++) {
+		struct json_object *f = qm_rd_idx_obj(&rd, feat, i);
+
+		if (!f)
+			break;
+		snprintf(nm, sizeof(nm), "%s", qm_rd_opt_str(&rd, f, "name", "?"));
+		snprintf(why, sizeof(why), "%s", qm_rd_opt_str(&rd, f, "why", ""));
+		printf("%-32s %-12s %-12s %-6s %s\n", printable(nm),
+		       qm_rd_opt_bool(&rd, f, "source", 0) ? "yes" : "no",
+		       qm_rd_opt_bool(&rd, f, "destination", 0) ? "yes" : "no",
+		       qm_rd_opt_bool(&rd, f, "used", 0) ? "YES" : "no", printable(why));
+	}
 }
 
 static void table(const char *what, struct json_object *s, struct json_object *d,
@@ -187,7 +227,8 @@ int cmd_caps(int argc, char **argv)
 					   {"json", 0, 0, 'j'},    {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
 	const char *src = NULL, *dst = NULL;
-	struct plan_values pv = {json_object_new_object(), json_object_new_object()};
+	struct plan_values pv = {json_object_new_object(), json_object_new_object(),
+				 json_object_new_array()};
 	struct json_object *caps[2] = {0}, *params[2] = {0}, *out = NULL;
 	int json = 0, c;
 
@@ -225,6 +266,7 @@ int cmd_caps(int argc, char **argv)
 		out = json_object_new_object();
 	table("capabilities", caps[0], caps[1], pv.src, pv.dst, out);
 	table("parameters", params[0], params[1], pv.src, pv.dst, out);
+	features(pv.feat, out);
 	if (out) {
 		puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN |
 							      JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -236,5 +278,6 @@ int cmd_caps(int argc, char **argv)
 	}
 	json_object_put(pv.src);
 	json_object_put(pv.dst);
+	json_object_put(pv.feat);
 	return EXIT_OK;
 }

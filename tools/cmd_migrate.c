@@ -104,6 +104,15 @@ static void usage(FILE *f)
 		"  --param NAME=VALUE      set migration parameter NAME (repeatable)\n"
 		"  --auto-converge         let QEMU throttle the guest's CPUs to converge\n"
 		"  --xbzrle-cache SIZE     compress re-sent pages with XBZRLE, this cache\n"
+		"  --compress zstd|zlib    compress the multifd channels (needs --multifd N;\n"
+		"                          refused, by name, unless both QEMUs list the method)\n"
+		"  --no-feature NAME       do not use a newer QEMU feature qmigrate uses by\n"
+		"                          itself when both QEMUs have it: zero-page-detection\n"
+		"                          (=multifd, with multifd), channels (the channel-list\n"
+		"                          form of migrate), switchover-ack (when the\n"
+		"                          destination has a VFIO device), avail-switchover-\n"
+		"                          bandwidth (fed the monitor's bandwidth); --dry-run\n"
+		"                          and 'qmigrate caps' show which are used and why\n"
 		"Convergence:\n"
 		"  --policy NAME           passive (QEMU alone, default), nova, kubevirt,\n"
 		"                          proxmox or predictive (ours: acts on the model)\n"
@@ -296,10 +305,15 @@ static void print_event(const struct qmig_migration_event *ev, void *user_data)
 		json_object_object_get_ex(ev->record, "side", &side);
 		json_object_object_get_ex(ev->record, "command", &cmd);
 		json_object_object_get_ex(ev->record, "arguments", &args);
-		fprintf(ui->dry_run ? stdout : stderr, "%-12s %s %s\n", json_object_get_string(side),
+		fprintf(ui->dry_run ? stdout : stderr, "%-12s %s %s", json_object_get_string(side),
 			json_object_get_string(cmd),
 			args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN |
 								   JSON_C_TO_STRING_NOSLASHESCAPE) : "");
+		/* A feature's decision says why (features: used or not). */
+		if (!strcmp(json_object_get_string(cmd), "feature") &&
+		    json_object_object_get_ex(ev->record, "why", &v))
+			fprintf(ui->dry_run ? stdout : stderr, ": %s", json_object_get_string(v));
+		fputc('\n', ui->dry_run ? stdout : stderr);
 	}
 }
 
@@ -539,6 +553,25 @@ static int drive(struct qmig_migration *m, struct job *job)
 	return r;
 }
 
+/* --no-feature NAME: the QMIG_FEATURE_* bit. */
+static unsigned parse_feature(const char *name)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} f[] = {{"zero-page-detection", QMIG_FEATURE_ZERO_PAGE_DETECTION},
+		 {"channels", QMIG_FEATURE_CHANNELS},
+		 {"switchover-ack", QMIG_FEATURE_SWITCHOVER_ACK},
+		 {"avail-switchover-bandwidth", QMIG_FEATURE_AVAIL_SWITCHOVER_BANDWIDTH}};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (!strcmp(name, f[i].name))
+			return f[i].bit;
+	die(EXIT_USAGE, "--no-feature: '%s' is not zero-page-detection, channels, switchover-ack "
+			"or avail-switchover-bandwidth", name);
+	return 0;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	enum { O_SRC = 256, O_DST, O_LAUNCH, O_GUEST, O_MEM, O_WSS, O_RATE, O_ACCEL, O_QEMU,
@@ -549,6 +582,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_RUNAS, O_TROVER, O_DSTOP, O_TO, O_PROFILE, O_SET, O_ATLS,
 	       O_CSALL, O_CSINC, O_MDISKS, O_DBW, O_CSSYNC, O_DISK, O_DBACK, O_DRATE };
 	enum { O_TRANSPORT = 400, O_RSNS, O_RDNS };
+	enum { O_COMPRESS = 450, O_NOFEAT };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -588,6 +622,7 @@ int cmd_migrate(int argc, char **argv)
 		{"migrate-disks", 1, 0, O_MDISKS}, {"disk-bandwidth", 1, 0, O_DBW},
 		{"copy-storage-synchronous", 0, 0, O_CSSYNC}, {"disk", 1, 0, O_DISK},
 		{"disk-backing", 1, 0, O_DBACK}, {"disk-write-rate", 1, 0, O_DRATE},
+		{"compress", 1, 0, O_COMPRESS}, {"no-feature", 1, 0, O_NOFEAT},
 		{0, 0, 0, 0}};
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
@@ -725,6 +760,8 @@ int cmd_migrate(int argc, char **argv)
 		case O_DISK: o.guest.disk_bytes = parse_size("--disk", optarg); break;
 		case O_DBACK: o.guest.disk_backing = optarg; break;
 		case O_DRATE: o.guest.disk_write_rate = parse_rate("--disk-write-rate", optarg); break;
+		case O_COMPRESS: o.multifd_compression = optarg; break;
+		case O_NOFEAT: o.features_off |= parse_feature(optarg); break;
 		case O_SSER: o.src_serial = optarg; break;
 		case O_DSER: o.dst_serial = optarg; break;
 		case 'h': case O_HELP: usage(stdout); return EXIT_OK;
@@ -767,6 +804,9 @@ int cmd_migrate(int argc, char **argv)
 				"need --copy-storage-all or --copy-storage-inc");
 	if ((o.guest.disk_backing || o.guest.disk_write_rate) && !o.guest.disk_bytes)
 		die(EXIT_USAGE, "--disk-backing and --disk-write-rate need --disk SIZE");
+	if (o.multifd_compression && o.multifd_channels <= 0)
+		die(EXIT_USAGE, "--compress %s needs --multifd N: QEMU compresses in the multifd "
+				"channels", o.multifd_compression);
 	if (!launch && (!o.src_qmp || !o.dst_qmp))
 		die(EXIT_USAGE, "give --src-qmp and --dst-qmp (attach), or --launch");
 	if (o.dst_netns && !o.dst_addr)
