@@ -47,7 +47,18 @@ struct bench_cell {
 	struct bench_run runs[BENCH_MAX_REPEATS];
 	int nruns;
 	double median[3];           /* total ms, guest downtime ms, MiB sent */
+	/* qemu=7.2|10.0|PATH (bench_qemu.c): the QEMU both sides run (NULL:
+	 * the system's), its label, and the cell's other keys, by which cells
+	 * that differ only in their QEMU are paired in the summary. */
+	const char *qemu;
+	char qemu_label[64];
+	char others[512];
 };
+
+/* bench_qemu.c: qemu=VALUE of a cell; the comparison section of
+ * summary.md (cells identical but for qemu=, each against the 7.2 one). */
+void bench_qemu_cell(struct bench_cell *c, const char *value);
+void bench_qemu_compare(const char *dir, const struct bench_cell *cells, int n);
 
 /* A median with its 95% bootstrap interval; NAN when n is 0. */
 struct bench_stat {

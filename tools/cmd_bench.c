@@ -29,6 +29,7 @@ static void usage(FILE *f)
 		   "       [multifd=N] [downtime-limit=MS] [policy=NAME] [postcopy=1]\n"
 		   "       [cap=NAME]... [param=NAME=VALUE]... [link=RATE] [timeout=SECS]\n"
 		   "       [guest=tiny|linux] [tls=DIR] [interval=MS] [policy-plugin=FILE]\n"
+		   "       [qemu=7.2|10.0|PATH]\n"
 		   "and 'repeats=N', 'baseline=NAME' set the run; '#' starts a comment.\n"
 		   "Cells are interleaved: each round runs every cell once, in a fresh random\n"
 		   "order. Repeats: --repeats, else $BENCH_REPEATS, else the file's, else 5.\n"
@@ -39,7 +40,10 @@ static void usage(FILE *f)
 		   "with 'cell' and 'status' columns (bench/peers.sh uses it).\n"
 		   "link=1gbit shapes a veth link between two network namespaces with tc\n"
 		   "tbf (needs root); guest=linux needs 'make linux-guest'; tls=DIR migrates\n"
-		   "over TLS with certificates from qmigrate tls init. The baseline (default: the first cell) is the\n"
+		   "over TLS with certificates from qmigrate tls init. qemu=10.0 runs QEMU 10.0\n"
+		   "(tools/qemu-cache.sh fetches it), qemu=7.2 the system's (the default); cells\n"
+		   "that differ only in qemu= are compared in summary.md (10.0 over 7.2).\n"
+		   "The baseline (default: the first cell) is the\n"
 		   "reference for the ratios; 'qemu-defaults' cells should set\n"
 		   "max-bandwidth=134217728, QEMU 7.2's own default.\n");
 }
@@ -62,8 +66,12 @@ static void parse_cell(struct bench_cell *c, char *line)
 
 		if (!eq)
 			die(EXIT_USAGE, "scenario: '%s' in cell %s is not KEY=VALUE", w, c->name);
+		if (strncmp(w, "qemu=", 5)) /* what pairs a cell with its twin on another QEMU */
+			snprintf(c->others + strlen(c->others), sizeof(c->others) - strlen(c->others),
+				 " %s", w);
 		*eq++ = 0;
-		if (!strcmp(w, "mem")) c->mem = parse_size("mem", eq);
+		if (!strcmp(w, "qemu")) bench_qemu_cell(c, eq);
+		else if (!strcmp(w, "mem")) c->mem = parse_size("mem", eq);
 		else if (!strcmp(w, "wss")) c->wss = parse_size("wss", eq);
 		else if (!strcmp(w, "dirty-rate")) c->dirty_rate = parse_rate("dirty-rate", eq);
 		else if (!strcmp(w, "max-bandwidth")) c->max_bandwidth = parse_rate("max-bandwidth", eq);
@@ -247,6 +255,7 @@ static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
 	o.guest.guest = c->linux_guest ? QMIG_GUEST_LINUX : QMIG_GUEST_TINY;
 	o.tls_dir = c->tls[0] ? c->tls : NULL;
 	o.guest.accel = "tcg";
+	o.guest.qemu_binary = c->qemu;
 	o.guest.mem_bytes = c->mem;
 	o.guest.wss_bytes = c->wss;
 	o.guest.dirty_rate = c->dirty_rate;
@@ -304,6 +313,7 @@ static void write_results(const char *dir, struct bench_cell *cells, int n)
 			json_object_object_add(o, "repeat", json_object_new_int(k + 1));
 			json_object_object_add(o, "order", json_object_new_int(run->order));
 			json_object_object_add(o, "mem_bytes", json_object_new_int64((int64_t)cells[i].mem));
+			json_object_object_add(o, "qemu", json_object_new_string(cells[i].qemu_label));
 			json_object_object_add(o, "bytes_vs_mem", json_object_new_double(bvm));
 			if (run->pc_t1 > run->pc_t0 && run->pc_t0) {
 				double ms = (run->pc_t1 - run->pc_t0) / 1e6;
@@ -494,6 +504,7 @@ int cmd_bench(int argc, char **argv)
 	if (bench_summarize(path, dir, cells[base].name, "qmigrate bench summary", overview,
 			    sizeof(overview) / sizeof(overview[0])) < 0)
 		die(EXIT_FAIL, "%s: cannot write the summary", dir);
+	bench_qemu_compare(dir, cells, n);
 	snprintf(path, sizeof(path), "%s/compare.svg", dir);
 	bench_svg_compare(path, cells, n);
 	printf("%s\n", dir);
