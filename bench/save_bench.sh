@@ -8,7 +8,9 @@
 #  2. qmigrate update (cpr-transfer) against a normal local migration of
 #     the same guest (256 MiB and 2 GiB, writing 50 MB/s): guest-observed
 #     downtime and bytes moved.
-# Medians of RUNS runs. QEMU 10.0 comes from tools/qemu-cache.sh. The
+# Medians of RUNS rounds; every round runs each cell once, in a fresh
+# random order (interleaved, so the load of a shared machine falls on all
+# cells alike). QEMU 10.0 comes from tools/qemu-cache.sh. The
 # guest is stopped while it is saved (as virsh save does), so the save
 # time is the time to write its RAM (to a file in /tmp).
 # Usage: sh bench/save_bench.sh [RUNS]   (default 3)
@@ -21,11 +23,10 @@ Q10=$(sh tools/qemu-cache.sh 10.0 2>"$T/qc.err") || skip "QEMU 10.0: $(tail -1 "
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-# save_cell NAME QEMU SAVE-OPTIONS: RUNS saves and restores of a fresh guest.
+# save_cell NAME QEMU SAVE-OPTIONS: one save and restore of a fresh guest.
 save_cell() {
 	cell=$1 q=$2; shift 2
-	: > "$T/$cell.save"; : > "$T/$cell.load"; : > "$T/$cell.size"; : > "$T/$cell.disk"
-	for i in $(seq "$RUNS"); do
+	for i in 1; do
 		launch_guest src --guest tiny --mem 1G --wss 768M --dirty-rate 200M --accel tcg --qemu "$q"
 		wait_gen "$src_log" 2 180 || fail "$cell: the guest does not write its working set"
 		rm -f "$T/f.sav"
@@ -43,17 +44,19 @@ save_cell() {
 		kill -9 "$src_pid" "$dst_pid" 2>/dev/null
 		rm -f "$T/f.sav"
 	done
+	echo "  $cell: save $(tail -1 "$T/$cell.save") ms, restore $(tail -1 "$T/$cell.load") ms ($m)"
+}
+save_sum() { # NAME: the medians of its rounds
+	cell=$1
 	eval "${cell}_save=$(median < "$T/$cell.save") ${cell}_load=$(median < "$T/$cell.load")"
 	eval "${cell}_size=$(median < "$T/$cell.size") ${cell}_disk=$(median < "$T/$cell.disk")"
-	eval "${cell}_method=$m"
-	echo "  $cell: save $(median < "$T/$cell.save") ms, restore $(median < "$T/$cell.load") ms ($m; runs: $(tr '\n' ' ' < "$T/$cell.save"))"
+	echo "  $cell: save $(median < "$T/$cell.save") ms, restore $(median < "$T/$cell.load") ms (saves: $(tr '\n' ' ' < "$T/$cell.save"))"
 }
 
-# move_cell NAME COMMAND MEM: RUNS updates or migrations of a launched guest.
+# move_cell NAME COMMAND MEM: one update or migration of a launched guest.
 move_cell() {
 	cell=$1 cmd=$2 mem=$3
-	: > "$T/$cell.dt"; : > "$T/$cell.bytes"; : > "$T/$cell.total"
-	for i in $(seq "$RUNS"); do
+	for i in 1; do
 		res=$($QMIGRATE "$cmd" --launch --guest tiny --mem "$mem" --wss 128M --dirty-rate 50M \
 			--accel tcg --qemu "$Q10" --json | tail -1) || fail "$cell: $res"
 		[ "$(json_get verified "$res")" = true ] || fail "$cell: not verified: $res"
@@ -61,20 +64,38 @@ move_cell() {
 		json_get transferred_bytes "$res" >> "$T/$cell.bytes"
 		if [ "$cmd" = update ]; then json_get total_ms "$res"; else json_get engine_total_ms "$res"; fi >> "$T/$cell.total"
 	done
+	echo "  $cell: guest downtime $(tail -1 "$T/$cell.dt") ms, $(tail -1 "$T/$cell.bytes") bytes"
+}
+move_sum() { # NAME: the medians of its rounds
+	cell=$1
 	eval "${cell}_dt=$(median < "$T/$cell.dt") ${cell}_bytes=$(median < "$T/$cell.bytes") ${cell}_total=$(median < "$T/$cell.total")"
 	echo "  $cell: guest downtime $(median < "$T/$cell.dt") ms, $(median < "$T/$cell.bytes") bytes, $(median < "$T/$cell.total") ms (downtimes: $(tr '\n' ' ' < "$T/$cell.dt"))"
 }
 
-echo "save/restore, 1 GiB guest writing 200 MB/s, $RUNS runs each (medians):"
-save_cell mr10 "$Q10" --multifd 4
-save_cell mr10x1 "$Q10" --no-multifd
-save_cell plain10 "$Q10" --plain
-save_cell plain72 "$Q72"
-echo "update vs migrate (QEMU 10.0, writing 50 MB/s), $RUNS runs each (medians):"
-move_cell upd256 update 256M
-move_cell mig256 migrate 256M
-move_cell upd2g update 2G
-move_cell mig2g migrate 2G
+run_cell() {
+	case $1 in
+	mr10) save_cell mr10 "$Q10" --multifd 4 ;;
+	mr10x1) save_cell mr10x1 "$Q10" --no-multifd ;;
+	plain10) save_cell plain10 "$Q10" --plain ;;
+	plain72) save_cell plain72 "$Q72" ;;
+	upd256) move_cell upd256 update 256M ;;
+	mig256) move_cell mig256 migrate 256M ;;
+	upd2g) move_cell upd2g update 2G ;;
+	mig2g) move_cell mig2g migrate 2G ;;
+	esac
+}
+SAVE_CELLS="mr10 mr10x1 plain10 plain72"
+MOVE_CELLS="upd256 mig256 upd2g mig2g"
+for c in $SAVE_CELLS; do : > "$T/$c.save"; : > "$T/$c.load"; : > "$T/$c.size"; : > "$T/$c.disk"; done
+for c in $MOVE_CELLS; do : > "$T/$c.dt"; : > "$T/$c.bytes"; : > "$T/$c.total"; done
+for r in $(seq "$RUNS"); do
+	echo "round $r/$RUNS:"
+	for c in $(printf '%s\n' $SAVE_CELLS $MOVE_CELLS | shuf); do run_cell "$c"; done
+done
+echo "save/restore, 1 GiB guest writing 200 MB/s, $RUNS rounds (medians):"
+for c in $SAVE_CELLS; do save_sum "$c"; done
+echo "update vs migrate (QEMU 10.0, writing 50 MB/s), $RUNS rounds (medians):"
+for c in $MOVE_CELLS; do move_sum "$c"; done
 
 echo
 echo "summary (ratios against the baseline of the same run)"
