@@ -68,14 +68,24 @@ __attribute__((format(printf, 4, 5))) static void decide(struct qm_features *ft,
 	va_end(ap);
 }
 
+/* Presence in an object (the query replies, validated when they were
+ * parsed, or the plan's own set of wanted capabilities). */
+static int has_key(struct json_object *o, const char *name)
+{
+	struct qm_rd rd;
+
+	qm_rd_init(&rd, "features");
+	return o && qm_rd_has(&rd, o, name);
+}
+
 static int has_param(struct side *s, const char *name)
 {
-	return s->orig_params && json_object_object_get_ex(s->orig_params, name, NULL);
+	return has_key(s->orig_params, name);
 }
 
 static int has_cap(struct side *s, const char *name)
 {
-	return s->orig_caps && json_object_object_get_ex(s->orig_caps, name, NULL);
+	return has_key(s->orig_caps, name);
 }
 
 /* Which side lacks it, for the reason: "the source QEMU", ... */
@@ -185,7 +195,7 @@ int qm_features_plan(struct qmig_migration *m, struct json_object *want)
 	/* switchover-ack */
 	ft->has[QM_F_SWITCHOVER_ACK][SRC] = has_cap(s, "switchover-ack") && has_cap(s, "return-path");
 	ft->has[QM_F_SWITCHOVER_ACK][DST] = has_cap(d, "switchover-ack") && has_cap(d, "return-path");
-	if (json_object_object_get_ex(want, "switchover-ack", NULL)) {
+	if (has_key(want, "switchover-ack")) {
 		decide(ft, QM_F_SWITCHOVER_ACK, 1, "asked for (--cap switchover-ack)");
 	} else if (m->o.features_off & off_bit[QM_F_SWITCHOVER_ACK]) {
 		decide(ft, QM_F_SWITCHOVER_ACK, 0, "turned off (--no-feature)");
@@ -201,7 +211,7 @@ int qm_features_plan(struct qmig_migration *m, struct json_object *want)
 	}
 	if (ft->used[QM_F_SWITCHOVER_ACK]) {
 		json_object_object_add(want, "switchover-ack", json_object_new_boolean(1));
-		if (!json_object_object_get_ex(want, "return-path", NULL)) {
+		if (!has_key(want, "return-path")) {
 			if (!has_cap(s, "return-path") || !has_cap(d, "return-path"))
 				return qm_fail(m, -EOPNOTSUPP, "switchover-ack needs the return-path "
 							       "capability, which the %s QEMU lacks; "
