@@ -21,6 +21,7 @@ ITEST_SCRIPTS += tests/integration/policy_live.sh
 # The doctor: known bugs and traps, also checked before every migration.
 LIB_SRCS += engine/doctor.c
 LIB_SRCS += engine/versions.c engine/features.c
+UNIT_SRCS += tests/unit/test_features.c
 PUBLIC_HEADERS += engine/qmig_doctor.h
 ITEST_SCRIPTS += tests/integration/doctor.sh
 ITEST_SCRIPTS += tests/integration/preflight.sh

@@ -1,8 +1,9 @@
 # Newer QEMU features used when both QEMUs have them (engine/features.c),
 # probed from the schemas: the plan (--dry-run) says which are used and
 # why on 10.0->10.0 and on 7.2->7.2; real migrations with them complete and
-# verify (10.0->10.0: zstd, zero-page-detection, the channels form,
-# avail-switchover-bandwidth fed live, switchover-ack asked for; 7.2->10.0:
+# verify (10.0->10.0: zstd, zero-page-detection, the channels form (TCP and
+# the relay's unix sockets), avail-switchover-bandwidth fed live (and
+# --no-feature turning it off), switchover-ack asked for; 7.2->10.0:
 # zlib in the uri form); a method a QEMU lacks is refused by name; and
 # `qmigrate caps` shows the features table.
 . tests/integration/qemu10_lib.sh
@@ -75,6 +76,16 @@ feature switchover-ack "$T/ack.jsonl" | grep -q '"used":true' || fail "ack: swit
 grep '"side":"source","command":"migrate-set-capabilities"' "$T/ack.jsonl" |
 	grep '"capability":"switchover-ack","state":true' |
 	grep -q '"capability":"return-path","state":true' || fail "ack: return-path not enabled with it"
+
+# The relay's unix sockets in the channels form too; and the live feed off.
+xv relay --mem 128M --dirty-rate 10M --transport relay --multifd 2 \
+	--no-feature avail-switchover-bandwidth
+xv_ok relay
+grep '"command":"migrate-incoming"' "$T/relay.jsonl" | grep -q '"type":"unix","path":' ||
+	fail "relay: migrate-incoming not a unix channel"
+feature avail-switchover-bandwidth "$T/relay.jsonl" | grep -q '"used":false' ||
+	fail "relay: --no-feature avail-switchover-bandwidth ignored"
+grep -q '"type":"feature"' "$T/relay.jsonl" && fail "relay: avail-switchover-bandwidth set though off"
 
 SRCQ=$Q72 DSTQ=$Q10 PAIR="7.2->10.0"
 # zlib costs CPU (4 MiB/s on the wire here under load): a slow writer.
