@@ -11,7 +11,7 @@
 
 #include <json-c/json.h>
 
-#include "agent_int.h"
+#include "agent/agent.h"
 #include "qm_wait.h"
 #include "unit.h"
 
