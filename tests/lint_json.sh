@@ -13,6 +13,7 @@ engine/migrate/plan.c   orig_params (validated by qm_parse_query_migrate_paramet
 engine/converge/converge.c orig_params, validated as above
 engine/migrate/postcopy.c the plan's own set_params
 engine/converge/steer.c the plan's own set_params
+engine/journal/action.c the plan's own set_params (which parameters a change must restore)
 engine/link/tls.c       orig_params, validated as above
 engine/journal/journal.c the journal qmigrate wrote itself (0600 file in a private directory)
 engine/migrate/recover.c the journal, read through its own typed qm_jget helpers

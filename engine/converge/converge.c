@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "converge.h"
+#include "journal/journal.h"
 
 int qm_policy_open(struct qmig_migration *m)
 {

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "converge.h"
+#include "link/link.h"
+#include "storage/storage.h"
 
 #define BW_ALPHA 0.3
 

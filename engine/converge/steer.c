@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "converge.h"
+#include "journal/journal.h"
 
 #define MS 1000000LL
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -26,15 +27,6 @@ __attribute__((format(printf, 3, 4))) static void say(char *msg, size_t len, con
 	va_start(ap, fmt);
 	vsnprintf(msg, len, fmt, ap);
 	va_end(ap);
-}
-
-void qm_note_param(struct side *s, const char *name)
-{
-	if (!s->set_params)
-		s->set_params = json_object_new_object();
-	if (!json_object_object_get_ex(s->set_params, name, NULL))
-		json_object_object_add(s->set_params, name, NULL);
-	s->touched = 1;
 }
 
 /* Steering is for a migration in precopy: before it the plan would

@@ -1,7 +1,9 @@
-/* Internal to engine/: the migration handle shared by the phase, plan and
- * monitor files. Nothing here is exported. */
-#ifndef QMIG_MIGRATE_INT_H
-#define QMIG_MIGRATE_INT_H
+/* The face of engine/core/, the bottom of the engine: the migration handle
+ * that every part of a migration works on, and what they all use to speak
+ * (emit.c) and to build the plan (steps.c). Nothing here is exported, and
+ * nothing in core/ calls another folder of engine/ (docs/ARCHITECTURE.md). */
+#ifndef QMIG_CORE_H
+#define QMIG_CORE_H
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,7 +15,8 @@
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
 #include "qmig_relay.h"
-#include "storage/storage.h"
+
+struct qm_storage;
 
 enum side_id { SRC, DST };
 
@@ -172,7 +175,7 @@ struct qmig_migration {
 	struct qm_storage *storage;
 };
 
-/* migrate.c */
+/* emit.c: events, log lines, the first failure, clocks, the epoll set. */
 int64_t qm_now_ns(void);
 /* Make the next process() call run at once (a reply that a waiting step
  * needs was read by a call made outside process(), e.g. from steer.c). */
@@ -188,118 +191,20 @@ int qm_qmp_fail(struct qmig_migration *m, struct side *s, int err, const char *w
 void qm_watch_fd(struct qmig_migration *m, int fd);
 void qm_unwatch_fd(struct qmig_migration *m, int fd);
 
-/* plan.c */
-int qm_plan_build(struct qmig_migration *m);
-int qm_plan_exec(struct qmig_migration *m, int upto_migrate);
-void qm_plan_emit(struct qmig_migration *m);
+/* steps.c: the plan's list of steps, which every part adds its own to. */
+int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
+		struct json_object *args, const char *why);
 void qm_plan_clear(struct plan *p);
+/* The schema of one side, probed on first use; NULL if that failed. */
 struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s);
 int qm_alloc_port(struct qmig_migration *m);
 /* "tcp:HOST:PORT", brackets around an IPv6 host. */
 void qm_tcp_uri(char *buf, size_t len, const char *host, unsigned port);
-int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
-		struct json_object *args, const char *why);
 
-/* postcopy.c */
-void qm_action(struct qmig_migration *m, const char *action, int64_t value, const char *why);
-int qm_precopy_decide(struct qmig_migration *m, const struct qmig_migrate_info *mi);
-int qm_postcopy_step(struct qmig_migration *m, const struct qmig_migrate_info *mi);
-int qm_restore_side(struct qmig_migration *m, struct side *s);
-/* tls.c */
-int qm_tls_check(struct qmig_migration *m);
-int qm_tls_plan(struct qmig_migration *m, struct side *s, struct json_object *params);
-void qm_tls_cleanup(struct qmig_migration *m, struct side *s);
-void qm_tls_remove_copies(struct qmig_migration *m);
-
-/* monitor.c */
-int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);
-
-/* verify_mem.c: compare both sides' RAM. 0 identical, 1 pages differ,
- * negative errno when it could not compare (rep->error says why). */
-#define QM_MEMCMP_FIRST 8
-struct qm_memcmp_report {
-	uint64_t ram_bytes, pages_checked, pages_bad;
-	uint64_t first[QM_MEMCMP_FIRST];
-	int nfirst;
-	char error[256];
-};
-int qm_memcmp_sides(struct qmig_migration *m, struct qmig_qmp_conn *src,
-		    struct qmig_qmp_conn *dst, struct qm_memcmp_report *rep);
-
-/* converge.c */
-int qm_policy_open(struct qmig_migration *m);
-void qm_policy_close(struct qmig_migration *m);
-int qm_policy_plan(struct qmig_migration *m, struct json_object *want_caps);
-int qm_policy_step(struct qmig_migration *m);
-void qm_policy_sample_of(const struct qmig_migration *m, struct qmig_policy_sample *ps);
-
-/* steer.c */
-/* A parameter changed on a side after the plan: restored with the plan's. */
-void qm_note_param(struct side *s, const char *name);
-/* With each precopy sample: the verdict's hint (once) and the completion bound. */
-int qm_converge_check(struct qmig_migration *m);
-/* journal.c. qm_journal writes what is about to change (side, command,
- * arguments) with the whole job's state; every function that changes a
- * QEMU calls it first. Returns 0 or a negative errno (already logged). */
-int qm_journal_init(struct qmig_migration *m);
-int qm_journal(struct qmig_migration *m, const char *side, const char *command,
-	       struct json_object *args);
-void qm_journal_remove(struct qmig_migration *m);
-void qm_set_owner(struct qmig_migration *m, enum qm_owner owner, const char *why);
-/* Refuse a QEMU a dead job left behind: 0, or qm_fail with the job named. */
-int qm_journal_check_orphans(struct qmig_migration *m);
-int64_t qm_proc_start_time(int pid);
-/* Write text to path atomically and durably (temporary file 0600, fsync,
- * rename, fsync of the directory): a journal is whole or absent. */
-int qm_write_atomic(const char *path, const char *text);
-int qm_job_alive(int pid, int64_t start);
-struct json_object *qm_journal_load(const char *path, int *err);
-const char *qm_jget_str(struct json_object *o, const char *k);
-int64_t qm_jget_int(struct json_object *o, const char *k, int64_t dflt);
-struct json_object *qm_jget_obj(struct json_object *o, const char *k, enum json_type t);
-/* Journaled QMP calls for the engine's own stop/cont. */
-int qm_stop(struct qmig_migration *m, struct side *s, const char *why);
-int qm_cont(struct qmig_migration *m, struct side *s, const char *why);
-
-/* relay_link.c */
+/* --transport relay (the relay itself is link/'s). */
 static inline int qm_relay_on(const struct qmig_migration *m)
 {
 	return m->o.transport == QMIG_TRANSPORT_RELAY;
 }
-/* Plan time: the private directory and the QEMU-side URIs. */
-int qm_relay_plan(struct qmig_migration *m);
-/* The "uri" the destination QEMU listens on / the source migrates to. */
-const char *qm_relay_in_uri(struct qmig_migration *m, char *buf, size_t len);
-const char *qm_relay_out_uri(struct qmig_migration *m, char *buf, size_t len);
-/* Certificates for the relay's own TLS (tls_dir / tls_dst_dir). */
-int qm_relay_tls_check(struct qmig_migration *m);
-/* Both halves listening (before migrate-incoming); next_gen: a fresh pair
- * for a postcopy recovery (new source socket; the destination half
- * connects to relay_in, which the caller may have renewed). */
-int qm_relay_start(struct qmig_migration *m, int next_gen);
-/* A new relay_in for migrate-recover. */
-void qm_relay_renew_in(struct qmig_migration *m);
-/* Postcopy recovery: 1 when a fresh pair of halves has its channel to the
- * far half open (the source may resume), 0 not yet (made or still
- * connecting; call again), negative errno on failure. */
-int qm_relay_recover_ready(struct qmig_migration *m);
-/* Move bytes, handle channel events (a broken channel fails the
- * migration unless postcopy recovers it). Called from every process(). */
-void qm_relay_pump(struct qmig_migration *m);
-/* When a relay half must run even without input (0: no need). */
-int64_t qm_relay_due_ns(const struct qmig_migration *m);
-/* Fill the relay fields of a sample. */
-void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s);
-/* The relay's record (per-channel bytes and times) for the trace. */
-void qm_relay_emit(struct qmig_migration *m);
-/* Close everything, remove the directory. Safe to call twice. */
-void qm_relay_stop(struct qmig_migration *m);
-/* And the thread's mutex and eventfds, with the handle. */
-void qm_relay_release(struct qmig_migration *m);
-
-/* phases.c */
-int qm_phase_step(struct qmig_migration *m);
-void qm_side_event(const char *event, struct json_object *data, int64_t sec, int64_t usec,
-		   void *user_data);
 
 #endif

@@ -1,7 +1,7 @@
-/* Internal to engine/: what differs between QEMU versions and binaries —
- * the known bugs of each release (for the doctor and the launcher) and
- * the destination of a launched cross-version migration. Nothing here is
- * exported. Capabilities and parameters are never decided here: those are
+/* The face of engine/doctor/ (versions.c; doctor.c's functions are public,
+ * qmig_doctor.h): what differs between QEMU versions and binaries, the
+ * known bugs of each release, for the doctor, the launcher and save/.
+ * Internal to engine/. Capabilities and parameters are never decided here: those are
  * probed from each QEMU's own queries and schema. */
 #ifndef QMIG_VERSIONS_H
 #define QMIG_VERSIONS_H
@@ -10,8 +10,6 @@
 
 #include "qmig_doctor.h"
 #include "qmig_launch.h"
-
-struct qmig_migration;
 
 /* QEMU's version as major*10000 + minor*100 + micro, from `BIN -version`
  * (NULL: qemu-system-x86_64); 0 when it cannot be told. Only for known
@@ -25,17 +23,6 @@ int qm_binary_has_machine(const char *bin, const char *type);
  * (qom-get /machine type says "pc-i440fx-7.2-machine"). 0, or -errno
  * (-EPROTO: no such string, or longer than len). */
 int qm_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len);
-
-/* The destination's launch spec in launch mode, once the source runs:
- * its own binary (dst_qemu_binary), the source's exact RAM size and, when
- * the destination QEMU has it, the source's concrete machine type (e.g.
- * pc-i440fx-7.2) so that a newer QEMU builds the same devices. The
- * storage behind the changed spec lives in X until the launch is done. */
-struct qm_xver {
-	const char *argv[40];
-	char machine[128];
-};
-void qm_xver_dst_spec(struct qmig_migration *m, struct qmig_vm_spec *spec, struct qm_xver *x);
 
 /* Findings that depend on the pair of QEMU versions: the unsupported
  * direction (an older destination without the source's machine type) and

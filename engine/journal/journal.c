@@ -17,7 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "journal.h"
 #include "qmig_journal.h"
 
 #define JOURNAL_MAX (1 << 20)

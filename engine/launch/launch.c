@@ -72,40 +72,6 @@ static void vm_log(struct qmig_vm *vm, enum qmig_log_level lvl, const char *fmt,
 	vm->pending_lvl[vm->n_pending++] = lvl;
 }
 
-/* QEMU's user owns the runtime directory: never follow a link it put
- * there, nor block on a FIFO. */
-char *qm_launch_read_tail(const char *path, size_t max)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	struct stat st;
-	char *buf;
-	ssize_t n;
-	off_t off = 0;
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return NULL;
-	}
-	if ((size_t)st.st_size > max)
-		off = st.st_size - (off_t)max;
-	buf = malloc(max + 1);
-	if (!buf) {
-		close(fd);
-		return NULL;
-	}
-	n = pread(fd, buf, max, off);
-	close(fd);
-	if (n < 0)
-		n = 0;
-	buf[n] = 0;
-	/* trim trailing newlines for messages */
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = 0;
-	return buf;
-}
-
 static void remove_runtime_dir(struct qmig_vm *vm)
 {
 	if (!*vm->dir)

@@ -17,8 +17,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -267,4 +269,38 @@ void qm_terminate(pid_t pid, int pidfd, int grace_ms, int *wstatus)
 	}
 	send_signal(pid, pidfd, SIGKILL);
 	qm_wait_exit(pid, pidfd, 10000, wstatus);
+}
+
+/* QEMU's user owns the runtime directory: never follow a link it put
+ * there, nor block on a FIFO. */
+char *qm_launch_read_tail(const char *path, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	off_t off = 0;
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return NULL;
+	}
+	if ((size_t)st.st_size > max)
+		off = st.st_size - (off_t)max;
+	buf = malloc(max + 1);
+	if (!buf) {
+		close(fd);
+		return NULL;
+	}
+	n = pread(fd, buf, max, off);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = 0;
+	/* trim trailing newlines for messages */
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = 0;
+	return buf;
 }

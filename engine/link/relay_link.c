@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "launch/launch.h"
-#include "core/core.h"
+#include "link.h"
 #include "qmig_relay.h"
 
 #define MS 1000000LL

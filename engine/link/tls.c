@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "launch/launch.h"
-#include "core/core.h"
+#include "link.h"
 
 static const char *param_str(struct json_object *params, const char *name)
 {

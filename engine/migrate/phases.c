@@ -8,7 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "migrate.h"
+#include "converge/converge.h"
+#include "journal/journal.h"
+#include "link/link.h"
+#include "storage/storage.h"
+#include "verify/verify.h"
 #include "qmp_reply.h"
 #include "doctor/doctor.h"
 

@@ -6,46 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core.h"
+#include "migrate.h"
+#include "converge/converge.h"
+#include "journal/journal.h"
+#include "link/link.h"
+#include "storage/storage.h"
 
 /* QEMU 7.2's default max-bandwidth (128 MiB/s) throttles every migration;
  * unless told otherwise we let the link decide. */
 #define UNLIMITED_BANDWIDTH (64ull << 30)
 #define PORT_ATTEMPTS 3
-
-static int add_step(struct plan *p, enum side_id side, const char *cmd,
-		    struct json_object *args, const char *why)
-{
-	if (p->n == p->cap) {
-		int cap = p->cap ? p->cap * 2 : 8;
-		struct plan_step *n = realloc(p->steps, cap * sizeof(*n));
-
-		if (!n) {
-			json_object_put(args);
-			return -ENOMEM;
-		}
-		p->steps = n;
-		p->cap = cap;
-	}
-	p->steps[p->n++] = (struct plan_step){side, strdup(cmd), args, why};
-	return 0;
-}
-
-int qm_plan_add(struct qmig_migration *m, enum side_id side, const char *cmd,
-		struct json_object *args, const char *why)
-{
-	return add_step(&m->plan, side, cmd, args, why);
-}
-
-void qm_plan_clear(struct plan *p)
-{
-	for (int i = 0; i < p->n; i++) {
-		free(p->steps[i].command);
-		json_object_put(p->steps[i].args);
-	}
-	free(p->steps);
-	memset(p, 0, sizeof(*p));
-}
 
 static int cap_state(struct json_object *caps, const char *name)
 {
@@ -118,7 +88,7 @@ static int plan_caps(struct qmig_migration *m, struct side *s, struct json_objec
 		return 0;
 	}
 	s->set_caps = diff;
-	return add_step(&m->plan, s == &m->side[SRC] ? SRC : DST, "migrate-set-capabilities",
+	return qm_plan_add(m, s == &m->side[SRC] ? SRC : DST, "migrate-set-capabilities",
 			caps_args(diff), "capabilities for this migration (restored afterwards)");
 }
 
@@ -249,47 +219,9 @@ static int plan_params(struct qmig_migration *m, struct side *s)
 		return 0;
 	}
 	s->set_params = json_object_get(set);
-	return add_step(&m->plan, src ? SRC : DST, "migrate-set-parameters", set,
+	return qm_plan_add(m, src ? SRC : DST, "migrate-set-parameters", set,
 			src ? "bandwidth and limits (restored afterwards)"
 			    : "parameters the stream needs on both sides");
-}
-
-int qm_alloc_port(struct qmig_migration *m)
-{
-	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
-	char msg[256] = "";
-	int r;
-
-	qmig_port_free(m->port);
-	m->port = NULL;
-	po.lo = m->o.port_lo;
-	po.hi = m->o.port_hi;
-	po.bind_addr = m->o.listen_addr;
-	po.lock_dir = m->o.port_lock_dir;
-	/* With the relay, the destination half listens, not QEMU. */
-	po.netns = qm_relay_on(m) ? m->o.relay_dst_netns : m->o.dst_netns;
-	r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
-	if (r == -EADDRNOTAVAIL && !po.netns) {
-		/* The destination listens on another host (or in a namespace we
-		 * were not told of): its bind cannot be tried from here, so the
-		 * port is only locked against our own processes, and a port QEMU
-		 * cannot bind is retried (retry_incoming). */
-		qm_log(m, QMIG_LOG_INFO, "port: %s is not an address here; the port is "
-					 "checked on this host only", po.bind_addr);
-		po.bind_addr = NULL;
-		r = qmig_port_alloc(&m->port, &po, msg, sizeof(msg));
-	}
-	if (r < 0)
-		return qm_fail(m, r, "port: %s", *msg ? msg : strerror(-r));
-	m->res.port = qmig_port_number(m->port);
-	return 0;
-}
-
-void qm_tcp_uri(char *buf, size_t len, const char *host, unsigned port)
-{
-	int n = snprintf(buf, len, "tcp:");
-
-	qmig_addr_format(buf + n, len - (size_t)n, host, port);
 }
 
 static struct json_object *uri_args(const char *host, unsigned port)
@@ -318,20 +250,6 @@ static struct json_object *channel_args(struct qmig_migration *m, enum side_id s
 	return a;
 }
 
-/* The schema of one side, probed on first use; NULL if that failed. */
-struct qmig_schema *qm_side_schema(struct qmig_migration *m, struct side *s)
-{
-	int r;
-
-	if (!s->schema && s->qmp) {
-		r = qmig_schema_probe(&s->schema, s->qmp);
-		if (r < 0)
-			qm_log(m, QMIG_LOG_WARN, "%s: query-qmp-schema: %s", s->name,
-			       qmig_qmp_conn_error(s->qmp));
-	}
-	return s->schema;
-}
-
 int qm_plan_build(struct qmig_migration *m)
 {
 	struct json_object *want = json_object_new_object();
@@ -357,12 +275,12 @@ int qm_plan_build(struct qmig_migration *m)
 	if (!r)
 		r = qm_alloc_port(m);
 	if (!r && (m->o.verify_memory || qm_storage_holds_dst(m)))
-		r = add_step(&m->plan, DST, "stop", NULL,
+		r = qm_plan_add(m, DST, "stop", NULL,
 			     m->o.verify_memory
 				     ? "keep the destination paused until its memory is compared"
 				     : "keep the destination paused until its disks are compared");
 	else if (!r && m->offline)
-		r = add_step(&m->plan, DST, "stop", NULL,
+		r = qm_plan_add(m, DST, "stop", NULL,
 			     "offline migration: the guest stays paused on the destination");
 	if (!r)
 		r = qm_relay_on(m) ? qm_relay_tls_check(m) : qm_tls_check(m);
@@ -373,7 +291,7 @@ int qm_plan_build(struct qmig_migration *m)
 	if (!r)
 		r = plan_params(m, &m->side[DST]);
 	if (!r)
-		r = add_step(&m->plan, DST, "migrate-incoming", channel_args(m, DST),
+		r = qm_plan_add(m, DST, "migrate-incoming", channel_args(m, DST),
 			     qm_relay_on(m) ? "listen for the stream (the relay's destination half "
 					      "connects each channel)"
 					    : "listen for the stream");
@@ -386,7 +304,7 @@ int qm_plan_build(struct qmig_migration *m)
 	if (!r)
 		r = qm_storage_plan_steps(m); /* storage.c: NBD server, exports, mirrors */
 	if (!r)
-		r = add_step(&m->plan, SRC, "migrate", channel_args(m, SRC),
+		r = qm_plan_add(m, SRC, "migrate", channel_args(m, SRC),
 			     qm_relay_on(m) ? "start the migration (into the relay's source half)"
 					    : "start the migration");
 	json_object_put(want);

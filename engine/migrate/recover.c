@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "qm_wait.h"
-#include "core/core.h"
+#include "journal/journal.h"
+#include "storage/storage.h"
 #include "qmig_journal.h"
 
 #define POLL_MS 100

@@ -43,20 +43,6 @@
 #define DEFAULT_TIMEOUT_MS 120000
 #define NEW_START_MS 30000
 
-int qm_upd_fail(struct upd *u, int err, const char *status, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (u->res->error)
-		return u->res->error;
-	va_start(ap, fmt);
-	vsnprintf(u->res->message, sizeof(u->res->message), fmt, ap);
-	va_end(ap);
-	u->res->error = err;
-	snprintf(u->res->status, sizeof(u->res->status), "%s", status);
-	return err;
-}
-
 /* ---- is the old QEMU able to do it? ----------------------------------- */
 
 static struct json_object *qom_get(struct qmig_qmp_conn *c, const char *path, const char *prop)

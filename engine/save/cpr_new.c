@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,21 @@
 
 #define CMDLINE_MAX (256 * 1024)
 #define NEW_START_MS 30000 /* a loaded machine starts QEMU slowly */
+
+/* The update's one failure, with the status it ends in (cpr.c and here). */
+int qm_upd_fail(struct upd *u, int err, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->res->error)
+		return u->res->error;
+	va_start(ap, fmt);
+	vsnprintf(u->res->message, sizeof(u->res->message), fmt, ap);
+	va_end(ap);
+	u->res->error = err;
+	snprintf(u->res->status, sizeof(u->res->status), "%s", status);
+	return err;
+}
 
 static int read_cmdline(int pid, struct qm_argv *out)
 {

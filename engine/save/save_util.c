@@ -17,7 +17,7 @@
 #include <json-c/json.h>
 
 #include "qm_wait.h"
-#include "core/core.h"
+#include "journal/journal.h"
 #include "qmig_commands.h"
 #include "qmig_journal.h"
 #include "qmp_reply.h"

@@ -16,7 +16,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include "core/core.h"
+#include "journal/journal.h"
 #include "qm_wait.h"
 #include "storage.h"
 

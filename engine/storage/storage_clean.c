@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "launch/launch.h"
-#include "core/core.h"
+#include "journal/journal.h"
 #include "qm_wait.h"
 #include "storage.h"
 

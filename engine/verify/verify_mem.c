@@ -18,7 +18,8 @@
 
 #include "launch/launch.h"
 #include "qm_wait.h"
-#include "core/core.h"
+#include "verify.h"
+#include "journal/journal.h"
 
 #define CHUNK (128ull << 20)
 #define PAGE 4096ull
