@@ -13,6 +13,7 @@ ITEST_SCRIPTS += tests/integration/migrate_tls.sh tests/integration/migrate_rela
 TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
 ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh tests/lint_wait.sh
+ITEST_SCRIPTS += tests/lint_layout.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh
 # QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh

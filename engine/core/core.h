@@ -68,11 +68,31 @@ struct plan {
 /* What a phase step tells the loop. */
 enum step_result { STEP_WAIT = 0, STEP_NEXT = 1 };
 
+/* Where a phase is inside itself (m->sub), for the phases that wait in
+ * more than one place; set_phase() starts every phase at QM_SUB_BEGIN. */
+enum qm_sub {
+	QM_SUB_BEGIN = 0,
+	/* prepare: both QEMUs opened (or launched) and checked */
+	QM_SUB_PREPARE_ATTACHED = 1,
+	/* start: calc-dirty-rate asked, then its result taken (or skipped) */
+	QM_SUB_START_MEASURING = 1,
+	QM_SUB_START_MEASURED = 2,
+	/* confirm: the destination runs (disks, memory compared), then its
+	 * heartbeats are in */
+	QM_SUB_CONFIRM_RUNNING = 1,
+	QM_SUB_CONFIRM_BEATS = 2,
+	/* rollback: migrate-cancel sent; the resumed source's heartbeats
+	 * awaited; done */
+	QM_SUB_ROLLBACK_CANCELLING = 1,
+	QM_SUB_ROLLBACK_HEARTBEATS = 2,
+	QM_SUB_ROLLBACK_DONE = 3,
+};
+
 struct qmig_migration {
 	struct qmig_migrate_opts o;   /* strings duplicated below */
 	char *strs[QM_NSTRS];
 	enum qmig_phase phase, failed_phase;
-	int sub;                      /* a phase's own progress */
+	enum qm_sub sub;              /* a phase's own progress */
 	struct side side[2];
 	struct plan plan;
 	struct qmig_port *port;

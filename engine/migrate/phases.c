@@ -69,7 +69,7 @@ static void set_phase(struct qmig_migration *m, enum qmig_phase p)
 	json_object_object_add(rec, "from", json_object_new_string(qmig_phase_name(m->phase)));
 	json_object_object_add(rec, "phase", json_object_new_string(qmig_phase_name(p)));
 	m->phase = p;
-	m->sub = 0;
+	m->sub = QM_SUB_BEGIN;
 	m->t_phase_ns = qm_now_ns();
 	m->wait_until_ns = 0;
 	if (p > QMIG_PHASE_PREPARE && p != QMIG_PHASE_DONE && p != QMIG_PHASE_FAILED)
@@ -309,7 +309,7 @@ static int step_prepare(struct qmig_migration *m)
 	struct qmig_hb_stats hs;
 	int r;
 
-	if (m->sub == 0) {
+	if (m->sub == QM_SUB_BEGIN) {
 		if (qm_journal_check_orphans(m) < 0)
 			return m->error;
 		if (m->o.src_qmp) {
@@ -327,7 +327,7 @@ static int step_prepare(struct qmig_migration *m)
 		if (r < 0)
 			return r;
 		qm_journal(m, NULL, "attached", NULL);
-		m->sub = 1;
+		m->sub = QM_SUB_PREPARE_ATTACHED;
 	}
 	/* A guest we launched must be up (heartbeating) before it moves. */
 	if (m->side[SRC].hb && !m->o.dry_run) {
@@ -430,14 +430,14 @@ static int step_measure(struct qmig_migration *m)
 	if (secs < 0 || m->offline || !qmig_schema_has_command(qm_side_schema(m, src),
 								"calc-dirty-rate"))
 		return STEP_NEXT;
-	if (m->sub == 0) {
+	if (m->sub == QM_SUB_BEGIN) {
 		r = qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling");
 		if (r < 0) {
 			qm_log(m, QMIG_LOG_WARN, "source: calc-dirty-rate: %s",
 			       qmig_qmp_conn_error(src->qmp));
 			return STEP_NEXT;
 		}
-		m->sub = 1;
+		m->sub = QM_SUB_START_MEASURING;
 		return wait_ms(m, secs * 1000);
 	}
 	r = qmig_cmd_query_dirty_rate(src->qmp, &dr);
@@ -461,11 +461,11 @@ static int step_start(struct qmig_migration *m)
 {
 	int r;
 
-	if (m->sub < 2) {
+	if (m->sub != QM_SUB_START_MEASURED) {
 		r = step_measure(m);
 		if (r != STEP_NEXT)
 			return r;
-		m->sub = 2;
+		m->sub = QM_SUB_START_MEASURED;
 	}
 	m->res.engine_setup_ms = (uint64_t)((qm_now_ns() - m->t_start_ns) / MS);
 	if (qm_plan_exec(m, 1) < 0)
@@ -747,11 +747,11 @@ static int step_confirm(struct qmig_migration *m)
 {
 	int r;
 
-	if (m->sub == 0) {
+	if (m->sub == QM_SUB_BEGIN) {
 		r = confirm_running(m);
 		if (r != STEP_NEXT)
 			return r;
-		m->sub = 1;
+		m->sub = QM_SUB_CONFIRM_RUNNING;
 		if (m->side[SRC].stop_us && m->side[DST].resume_us > m->side[SRC].stop_us)
 			m->res.switchover_ms =
 				(m->side[DST].resume_us - m->side[SRC].stop_us) / 1000;
@@ -780,12 +780,12 @@ static int step_confirm(struct qmig_migration *m)
 	}
 	if (m->offline)
 		downtime_unknown(m, "offline migration: the guest was paused throughout");
-	if (m->sub == 1 && !m->offline) {
+	if (m->sub == QM_SUB_CONFIRM_RUNNING && !m->offline) {
 		r = confirm_beats(m);
 		if (r != STEP_NEXT)
 			return r;
 	}
-	m->sub = 2;
+	m->sub = QM_SUB_CONFIRM_BEATS;
 	if (!stamp_guest(m)) {
 		verdict_by_beats(m);
 		return STEP_NEXT;
@@ -999,7 +999,7 @@ static int step_rollback(struct qmig_migration *m)
 	struct qmig_vm_status st;
 	struct qmig_hb_stats hs;
 
-	if (m->sub == 0)
+	if (m->sub == QM_SUB_BEGIN)
 		check_handover(m);
 	if (m->owner == OWNER_DESTINATION && (m->completed || !m->res.postcopy_started))
 		return rollback_after_handover(m);
@@ -1016,12 +1016,12 @@ static int step_rollback(struct qmig_migration *m)
 		return STEP_NEXT;
 	}
 	switch (m->sub) {
-	case 0:
+	case QM_SUB_BEGIN:
 		if (src->qmp && m->t_migrate_ns)
 			qmig_cmd_migrate_cancel(src->qmp);
-		m->sub = 1;
+		m->sub = QM_SUB_ROLLBACK_CANCELLING;
 		/* fall through */
-	case 1:
+	case QM_SUB_ROLLBACK_CANCELLING:
 		if (m->t_migrate_ns && source_still_migrating(m)) {
 			if (qm_now_ns() - m->t_phase_ns < CANCEL_TIMEOUT_NS)
 				return wait_ms(m, 10);
@@ -1044,15 +1044,15 @@ static int step_rollback(struct qmig_migration *m)
 		m->port = NULL;
 		m->res.rolled_back = src->qmp && qmig_cmd_query_status(src->qmp, &st) == 0 &&
 				     st.running == src->was_running;
-		m->sub = 3;
+		m->sub = QM_SUB_ROLLBACK_DONE;
 		if (!(m->res.rolled_back && src->was_running && src->hb))
 			break;
 		qmig_hb_get(src->hb, &hs);
 		m->rb_beats0 = hs.beats;
 		m->rb_t0 = qm_now_ns();
-		m->sub = 2;
+		m->sub = QM_SUB_ROLLBACK_HEARTBEATS;
 		/* fall through */
-	case 2:
+	case QM_SUB_ROLLBACK_HEARTBEATS:
 		/* Trust the guest, not QEMU: a resumed test guest must heartbeat. */
 		qmig_hb_get(src->hb, &hs);
 		if (hs.beats < m->rb_beats0 + 2) {
@@ -1061,6 +1061,8 @@ static int step_rollback(struct qmig_migration *m)
 			m->res.rolled_back = 0;
 			qm_log(m, QMIG_LOG_ERROR, "source: running, but the guest sends no heartbeats");
 		}
+		break;
+	case QM_SUB_ROLLBACK_DONE:
 		break;
 	}
 	downtime_unknown(m, "not measured: the migration was rolled back");
