@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The agent protocol's plumbing, shared by the source side (engine/agent_client.c)
- * and the daemon (tools/agent*.c): TLS contexts, one connection that is TLS
+/* The face of engine/agent/: the agent protocol's plumbing, shared by the
+ * source side (agent_client.c) and the daemon (tools/agent*.c): TLS contexts, one connection that is TLS
  * or a plain pair of fds (ssh stdio), JSON lines with a size limit, and raw
  * bytes for the QMP tunnel. Every wait goes through qm_wait_fd, so these
  * block on an ordinary stack and suspend on a fiber. Not installed. */

@@ -1,4 +1,4 @@
-/* Internal to engine/cpr.c and engine/cpr_new.c: one update (qmig_update),
+/* Internal to engine/save/cpr.c and cpr_new.c: one update (qmig_update),
  * shared by the hand-over and the new QEMU's start. Nothing here is
  * exported. */
 #ifndef QMIG_CPR_INT_H

@@ -1,4 +1,4 @@
-/* Internal to engine/save*.c, engine/restore.c and engine/cpr*.c:
+/* Internal to engine/save/ (save*.c, restore.c, cpr*.c):
  * small blocking helpers shared by save, restore and update. Nothing here
  * is exported. */
 #ifndef QMIG_SAVE_INT_H
@@ -23,7 +23,7 @@ int64_t qm_sr_now_ns(void);
 void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* The machine type: qm_machine_type() in versions.h. */
+/* The machine type: qm_machine_type() in doctor/doctor.h. */
 /* query-version: "10.0.2" and major*10000+minor*100+micro. */
 int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num);
 
@@ -62,7 +62,7 @@ int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_
 int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages, char *msg,
 		       size_t len);
 
-/* A job journal in the format of engine/journal.c (qmig_recover_job()
+/* A job journal in the format of engine/journal/journal.c (qmig_recover_job()
  * reads it): the old/saving QEMU is the "source", the new QEMU (update) or
  * the file (save, no QMP) the "destination". */
 struct qm_sr_journal {
