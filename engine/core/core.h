@@ -46,6 +46,8 @@ struct side {
 	int tls_object;               /* we added QM_TLS_ID */
 	int incoming_started;
 	int gone;                     /* its QMP connection was lost */
+	int state_known;              /* was_running has been read */
+	int quitting;                 /* we asked it to quit: a closed QMP is expected */
 };
 
 /* Who owns the guest: only the owner may ever be resumed. */

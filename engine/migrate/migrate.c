@@ -311,7 +311,11 @@ static void drain_side(struct qmig_migration *m, struct side *s)
 
 	if (s->qmp) {
 		r = qmig_qmp_conn_process(s->qmp);
-		if (r < 0 && !m->error && m->phase < QMIG_PHASE_DONE) {
+		if (r < 0 && s->quitting) {
+			/* The QEMU we told to quit has done so. */
+			qmig_qmp_conn_close(s->qmp);
+			s->qmp = NULL;
+		} else if (r < 0 && !m->error && m->phase < QMIG_PHASE_DONE) {
 			qm_qmp_fail(m, s, r, "QMP connection lost");
 			qmig_qmp_conn_close(s->qmp);
 			s->qmp = NULL;

@@ -237,6 +237,7 @@ static int check_states(struct qmig_migration *m)
 		return qm_fail(m, -EINVAL, "source: QEMU is waiting for an incoming migration "
 					   "(-incoming); is --src-qmp the right socket?");
 	m->side[SRC].was_running = st.running;
+	m->side[SRC].state_known = 1;
 	m->offline = !st.running;
 	if (m->offline)
 		qm_log(m, QMIG_LOG_INFO, "source: guest is %s: offline migration, it stays paused",
@@ -804,6 +805,7 @@ static void finish_source(struct qmig_migration *m)
 		qm_restore_side(m, src);
 		return;
 	}
+	src->quitting = 1;
 	r = qmig_cmd_quit(src->qmp);
 	if (r < 0 && r != -ECONNRESET)
 		qm_log(m, QMIG_LOG_WARN, "source: quit: %s", strerror(-r));
@@ -932,6 +934,7 @@ static void rollback_result(struct qmig_migration *m)
 		 m->error == -ECANCELED ? "cancelled" : "failed");
 	snprintf(m->res.message, sizeof(m->res.message), "%.400s; %s", m->err,
 		 !src->qmp ? "the source could not be checked"
+		 : m->res.rolled_back && !src->state_known ? "the source guest was not touched"
 		 : m->res.rolled_back ? (src->was_running ? "the source guest is running"
 							  : "the source guest is paused as before")
 				      : "the source guest could NOT be restored");
@@ -1042,10 +1045,11 @@ static int step_rollback(struct qmig_migration *m)
 			qm_restore_side(m, &m->side[DST]);
 		qmig_port_free(m->port);
 		m->port = NULL;
+		/* A source whose state was never read was never changed either. */
 		m->res.rolled_back = src->qmp && qmig_cmd_query_status(src->qmp, &st) == 0 &&
-				     st.running == src->was_running;
+				     (!src->state_known || st.running == src->was_running);
 		m->sub = QM_SUB_ROLLBACK_DONE;
-		if (!(m->res.rolled_back && src->was_running && src->hb))
+		if (!(m->res.rolled_back && src->state_known && src->was_running && src->hb))
 			break;
 		qmig_hb_get(src->hb, &hs);
 		m->rb_beats0 = hs.beats;
