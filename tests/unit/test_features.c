@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "unit.h"
-#include "../../engine/migrate_int.h"
+#include "migrate/migrate.h"
 
 static const char *str_at(struct json_object *o, const char *path)
 {
@@ -30,6 +30,8 @@ static void test_addr_args(void)
 	const char *s;
 
 	CU_ASSERT_FATAL(m != NULL);
+	m->feat = calloc(1, sizeof(*m->feat));
+	CU_ASSERT_FATAL(m->feat != NULL);
 	/* Not used: the uri, whatever the address. */
 	a = qm_features_addr_args(m, "127.0.0.1", 49152, "tcp:127.0.0.1:49152");
 	s = str_at(a, "uri");
@@ -37,7 +39,7 @@ static void test_addr_args(void)
 	CU_ASSERT(!json_object_object_get_ex(a, "channels", NULL));
 	json_object_put(a);
 
-	m->feat.used[QM_F_CHANNELS] = 1;
+	m->feat->used[QM_F_CHANNELS] = 1;
 	a = qm_features_addr_args(m, "::1", 49153, "tcp:[::1]:49153");
 	CU_ASSERT(!json_object_object_get_ex(a, "uri", NULL));
 	s = str_at(a, "channels.0.channel-type");
@@ -62,6 +64,7 @@ static void test_addr_args(void)
 	s = str_at(a, "uri");
 	CU_ASSERT(s && !strcmp(s, "fd:mig"));
 	json_object_put(a);
+	free(m->feat);
 	free(m);
 }
 
