@@ -40,7 +40,7 @@ ITEST_FULL_SCRIPTS += tests/integration/migrate_kill_matrix_full.sh
 # Save/restore to a file (mapped-ram or a plain stream) and live update (cpr-transfer).
 LIB_SRCS += engine/save/save.c engine/save/restore.c engine/save/save_file.c engine/save/save_util.c engine/save/cpr.c engine/save/cpr_new.c
 PUBLIC_HEADERS += engine/qmig_save.h
-ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/update.sh
+ITEST_SCRIPTS += tests/integration/save_restore.sh tests/integration/save_restore10.sh tests/integration/update.sh
 UNIT_SRCS += tests/unit/test_save.c
 # Migrations between hosts: the source side of the agent protocol.
 LIB_SRCS += engine/agent/agent_io.c engine/agent/agent_client.c
