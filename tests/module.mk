@@ -19,7 +19,8 @@ ITEST_SCRIPTS += tests/integration/verify_memory.sh
 # the same scenario matrix (qemu10_lib.sh) on 7.2->7.2 too.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh
 ITEST_SCRIPTS += tests/integration/qemu10_verify.sh tests/integration/qemu72_same.sh
-ITEST_SCRIPTS += tests/integration/qemu10_features.sh tests/integration/qemu10_bench.sh
+ITEST_SCRIPTS += tests/integration/qemu10_features.sh tests/integration/qemu10_features_run.sh \
+	tests/integration/qemu10_bench.sh
 ITEST_FULL_SCRIPTS += tests/integration/qemu10_verify_full.sh
 # Storage migration (engine/storage/storage.c): one host, the refusals.
 ITEST_SCRIPTS += tests/integration/storage_basic.sh tests/integration/storage_qemu10.sh
