@@ -10,6 +10,7 @@
  * is never used: it is gone since QEMU 9.1. */
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,8 +167,10 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 		int named = listed(list, s->name);
 		struct qm_disk *k;
 
-		if (list && !named)
+		if (list && !named) {
+			st->other_rw |= s->inserted && !s->ro;
 			continue;
+		}
 		if (!s->inserted || s->ro) {
 			if (named)
 				return qm_fail(m, -EINVAL, "--migrate-disks: disk '%s' is %s: nothing "
@@ -194,11 +197,13 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 					       "storage, nothing to copy", s->name, s->file);
 			qm_log(m, QMIG_LOG_INFO, "storage: %s: both sides use %s: not copied",
 			       s->name, s->file);
+			st->other_rw = 1;
 			continue;
 		}
 		if (!named && shared_file(s->file)) {
 			qm_log(m, QMIG_LOG_INFO, "storage: %s is on shared storage (%s): not copied",
 			       s->name, s->file);
+			st->other_rw = 1;
 			continue;
 		}
 		if (d->ro)
@@ -254,6 +259,8 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 	if (!st)
 		return qm_fail(m, -ENOMEM, "storage: out of memory");
 	st->srv_step = -1;
+	for (int i = 0; i < QM_MAX_DISKS; i++)
+		st->wb_fd[i] = -1;
 	m->storage = st;
 	r = qmig_cmd_query_block(m->side[SRC].qmp, &src, &ns);
 	if (r < 0)
@@ -408,6 +415,42 @@ static int mirrors_state(struct qmig_migration *m, uint64_t *total, uint64_t *re
 	return 0;
 }
 
+/* The destination's images that this host can open (launch mode, both
+ * QEMUs here): read-only, to start the writeback of what the mirrors wrote
+ * into them (see wb_fd). Nothing depends on it but the time the source's
+ * stop takes to flush; across hosts it is skipped. */
+static void writeback_open(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	int n = 0;
+
+	for (int i = 0; i < st->n; i++) {
+		if (st->wb_fd[i] >= 0 || !*st->d[i].dst_file || shared_file(st->d[i].dst_file))
+			continue;
+		st->wb_fd[i] = open(st->d[i].dst_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		n += st->wb_fd[i] >= 0;
+	}
+	if (n)
+		qm_log(m, QMIG_LOG_DEBUG, "storage: %d destination image%s written back while RAM "
+		       "moves", n, n > 1 ? "s" : "");
+}
+
+static void writeback_start(struct qm_storage *st)
+{
+	for (int i = 0; i < st->n; i++)
+		if (st->wb_fd[i] >= 0)
+			sync_file_range(st->wb_fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+void qm_storage_writeback_close(struct qm_storage *st)
+{
+	for (int i = 0; st && i < QM_MAX_DISKS; i++)
+		if (st->wb_fd[i] >= 0) {
+			close(st->wb_fd[i]);
+			st->wb_fd[i] = -1;
+		}
+}
+
 /* As long as the mirrors move; a cancel ends it at once. */
 int qm_storage_ready(struct qmig_migration *m)
 {
@@ -457,6 +500,7 @@ int qm_storage_ready(struct qmig_migration *m)
 	m->deadline_ns += qm_now_ns() - st->t0_ns;
 	st->last_len = total;
 	st->last_ns = qm_now_ns();
+	writeback_open(m);
 	qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s in sync after %llu ms (%llu bytes); "
 	       "moving RAM", st->n, st->n > 1 ? "s" : "",
 	       (unsigned long long)m->res.disk_mirror_ms, (unsigned long long)total);
@@ -483,6 +527,7 @@ void qm_storage_sample(struct qmig_migration *m, struct json_object *rec)
 			(int64_t)((double)(total - st->last_len) * 1e9 / (double)(now - st->last_ns))));
 	st->last_len = total;
 	st->last_ns = now;
+	writeback_start(st);
 	if (total > m->res.disk_bytes)
 		m->res.disk_bytes = total;
 }
@@ -521,24 +566,57 @@ int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *
 	}
 }
 
+/* The mirrors' NBD client nodes: the concluded jobs dismissed, the nodes
+ * deleted (closing one flushes it: the destination writes its image out). */
+static int end_clients(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	int r;
+
+	for (int i = 0; i < st->n; i++) {
+		r = qmig_cmd_job_dismiss(src->qmp, st->d[i].job);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "job-dismiss");
+		r = qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "blockdev-del");
+	}
+	return 0;
+}
+
+/* Inside the pause every millisecond is downtime, so it holds only what
+ * must precede the switchover: the cancel of each mirror (a ready mirror
+ * then copies its last dirty blocks and completes) and the wait for it.
+ * One journal record covers the whole pause. When the destination stays
+ * paused afterwards (for the comparison), the client nodes are closed
+ * after migrate-continue, while QEMU sends the device state: their flush
+ * still comes before the destination runs, and the comparison starts
+ * right after it. */
 int qm_storage_switchover(struct qmig_migration *m)
 {
 	struct qm_storage *st = m->storage;
 	struct side *src = &m->side[SRC];
+	struct json_object *a, *jobs;
 	char err[300] = "";
-	int64_t t0 = qm_now_ns(), t1, t2;
-	int r;
+	int64_t t0 = qm_now_ns(), t1, t2, t3, t4;
+	int late, r;
 
 	if (!st || !st->n || st->switched)
 		return 0;
 	st->switched = 1;
+	late = qm_storage_holds_dst(m);
+	a = json_object_new_object();
+	jobs = json_object_new_array();
+	for (int i = 0; i < st->n; i++)
+		json_object_array_add(jobs, json_object_new_string(st->d[i].job));
+	json_object_object_add(a, "block-job-cancel", jobs);
+	json_object_object_add(a, "force", json_object_new_boolean(0));
+	json_object_object_add(a, "then", json_object_new_string(
+		late ? "migrate-continue, blockdev-del" : "blockdev-del, migrate-continue"));
+	qm_journal(m, src->name, "storage-switchover", a);
+	json_object_put(a);
 	for (int i = 0; i < st->n; i++) {
-		struct json_object *a = json_object_new_object();
-
-		json_object_object_add(a, "device", json_object_new_string(st->d[i].job));
-		json_object_object_add(a, "force", json_object_new_boolean(0));
-		qm_journal(m, src->name, "block-job-cancel", a);
-		json_object_put(a);
 		r = qmig_cmd_block_job_cancel(src->qmp, st->d[i].job, 0);
 		if (r < 0)
 			return qm_qmp_fail(m, src, r, "block-job-cancel");
@@ -554,24 +632,27 @@ int qm_storage_switchover(struct qmig_migration *m)
 	if (*err)
 		return qm_fail(m, -EIO, "storage: a mirror ended with an error at the switchover "
 				"(%s); the source keeps the guest", err);
-	for (int i = 0; i < st->n; i++) {
-		r = qmig_cmd_job_dismiss(src->qmp, st->d[i].job);
-		if (r < 0)
-			return qm_qmp_fail(m, src, r, "job-dismiss");
-		r = qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd);
-		if (r < 0)
-			return qm_qmp_fail(m, src, r, "blockdev-del");
-	}
-	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
-	qm_journal(m, src->name, "migrate-continue", NULL);
+	if (!late && end_clients(m) < 0)
+		return m->error;
+	qm_storage_writeback_close(st);
 	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
+	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "migrate-continue");
+	t3 = qm_now_ns();
+	if (late && end_clients(m) < 0)
+		return m->error;
+	qm_storage_compare_start(m);
+	t4 = qm_now_ns();
+	if (qm_storage_compare_early(m) < 0)
+		return m->error;
 	qm_log(m, QMIG_LOG_INFO, "storage: mirrors ended consistently in %llu ms of the "
-	       "switchover pause (cancel sent %lld ms, last copy %lld ms, NBD clients "
-	       "deleted %lld ms)", (unsigned long long)m->res.disk_cancel_ms,
+	       "switchover pause (cancel sent %lld ms, last copy %lld ms, continue %lld ms); "
+	       "NBD clients closed %s (%lld ms)%s", (unsigned long long)m->res.disk_cancel_ms,
 	       (long long)((t1 - t0) / MS), (long long)((t2 - t1) / MS),
-	       (long long)((qm_now_ns() - t2) / MS));
+	       (long long)((t3 - t2) / MS), late ? "after the pause" : "in the pause",
+	       (long long)((t4 - t3) / MS), st->early_cont ? "; the disks compared equal, the "
+	       "destination runs once loaded" : "");
 	return 0;
 }
 

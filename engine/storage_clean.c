@@ -21,38 +21,44 @@ int qm_storage_holds_dst(const struct qmig_migration *m)
 	return m->storage && m->storage->n && !m->o.no_verify;
 }
 
-/* qemu-img compare: 0 identical, 1 differ, <0 could not compare. */
-static int compare_images(struct qmig_migration *m, const struct qm_disk *k, char *why,
-			  size_t len)
+static void compare_out(const struct qmig_migration *m, int i, char *out, size_t len)
 {
-	char out[128];
+	snprintf(out, len, "/tmp/qmigrate-compare.%d.%s.%d", (int)getpid(), m->job, i);
+}
+
+/* Start qemu-img compare of disk i: 0 (pid in *pid), or <0 with why. */
+static int compare_spawn(struct qmig_migration *m, int i, pid_t *pid, char *why, size_t len)
+{
+	const struct qm_disk *k = &m->storage->d[i];
+	char out[160];
 	const char *argv[] = {"qemu-img", "compare", "-U", "-q", "-f", k->src_fmt,
 			      "-F", k->dst_fmt, k->src_file, k->dst_file, NULL};
 	struct qm_spawn s = {0};
-	int pidfd = -1, st = 0, r;
-	pid_t pid;
+	int pidfd = -1, r;
 
 	if (!*k->src_fmt)
 		argv[4] = argv[5] = "-U"; /* let qemu-img probe */
 	if (!*k->dst_fmt)
 		argv[6] = argv[7] = "-U";
-	snprintf(out, sizeof(out), "/tmp/qmigrate-compare.%d.%s", (int)getpid(), m->job);
+	compare_out(m, i, out, sizeof(out));
 	s.argv = argv;
 	s.out_path = out;
 	s.read_any = 1; /* the images belong to the QEMUs' (unprivileged) users */
-	r = qm_spawn(&s, &pid, &pidfd, why, len);
+	r = qm_spawn(&s, pid, &pidfd, why, len);
 	if (r < 0)
 		return r;
 	if (pidfd >= 0)
 		close(pidfd);
-	r = qm_wait_pid(pid, &st, qm_now_ns() + COMPARE_NS);
-	if (r == -ETIMEDOUT || r == -ECANCELED) {
-		kill(pid, SIGKILL);
-		qm_wait_pid(pid, &st, 0);
-		unlink(out);
-		snprintf(why, len, "qemu-img compare %s", r == -ETIMEDOUT ? "timed out" : "cancelled");
-		return r;
-	}
+	return 0;
+}
+
+/* The verdict of an exited comparison (wait status st): 0 identical, 1
+ * differ, <0 could not compare (why). */
+static int compare_verdict(struct qmig_migration *m, int i, int st, char *why, size_t len)
+{
+	char out[160];
+
+	compare_out(m, i, out, sizeof(out));
 	if (WIFEXITED(st) && WEXITSTATUS(st) <= 1) {
 		unlink(out);
 		return WEXITSTATUS(st);
@@ -67,26 +73,193 @@ static int compare_images(struct qmig_migration *m, const struct qm_disk *k, cha
 	return -EIO;
 }
 
+/* Wait for it (until deadline), then its verdict. */
+static int compare_reap(struct qmig_migration *m, int i, pid_t pid, int64_t deadline, char *why,
+			size_t len)
+{
+	char out[160];
+	int st = 0, r;
+
+	r = qm_wait_pid(pid, &st, deadline);
+	if (r == -ETIMEDOUT || r == -ECANCELED) {
+		kill(pid, SIGKILL);
+		qm_wait_pid(pid, &st, 0);
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+		snprintf(why, len, "qemu-img compare %s", r == -ETIMEDOUT ? "timed out" : "cancelled");
+		return r;
+	}
+	if (r < 0) {
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+		snprintf(why, len, "qemu-img compare: %s", strerror(-r));
+		return r;
+	}
+	return compare_verdict(m, i, st, why, len);
+}
+
+static int readable(const struct qm_disk *k)
+{
+	return !access(k->src_file, R_OK) && !access(k->dst_file, R_OK);
+}
+
+/* Both images are final once the mirrors have ended and their NBD client
+ * nodes are closed (the close flushes the destination's image, metadata
+ * included): the source is paused for good, the destination has not run.
+ * So the comparison need not wait for the RAM: it runs while QEMU sends
+ * the device state and the destination loads it. */
+void qm_storage_compare_start(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+
+	if (!qm_storage_holds_dst(m) || st->cmp_started)
+		return;
+	st->cmp_started = 1;
+	st->cmp_t0_ns = qm_now_ns();
+	for (int i = 0; i < st->n; i++) {
+		char why[300] = "";
+
+		st->cmp_pid[i] = 0;
+		if (readable(&st->d[i]) && compare_spawn(m, i, &st->cmp_pid[i], why, sizeof(why)) < 0) {
+			qm_log(m, QMIG_LOG_WARN, "storage: disk '%s': %s", st->d[i].name, why);
+			st->cmp_pid[i] = 0;
+		}
+	}
+}
+
+/* While QEMU sends the device state and the destination loads it, wait
+ * for the comparisons, then `cont` the destination at once: it was held
+ * (stop before migrate-incoming) only for them. Reaching a destination
+ * that is still incoming, `cont` only turns its autostart back on, so it
+ * runs as soon as it has loaded, as it would without storage; one that
+ * has loaded already runs now. So the destination waits for the
+ * comparison only as long as the comparison outlasts the end of the
+ * migration, and never for the engine's own steps in between.
+ * An early cont activates the destination's images in QEMU: ours are
+ * active already (their exports), but one on shared storage must wait for
+ * the source to let go of it, so with such a disk the cont waits for the
+ * destination's "completed". Not when something else holds the
+ * destination (--verify=memory, offline). A comparison that differs or
+ * fails, or a migration that fails: no cont, and qm_storage_verify has the
+ * last word with the destination paused. Returns 0 or m->error. */
+int qm_storage_compare_early(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC], *dst = &m->side[DST];
+	struct json_object *a;
+	int64_t deadline = qm_now_ns() + COMPARE_NS, loaded = 0;
+	int left, r;
+
+	if (!st->cmp_started || m->o.verify_memory || m->offline)
+		return 0;
+	for (int i = 0; i < st->n; i++)
+		if (st->cmp_pid[i] <= 0)
+			return 0;
+	/* Journaled while the comparisons run, not after them. */
+	a = json_object_new_object();
+	json_object_object_add(a, "why", json_object_new_string(
+		"the disks compared equal"));
+	qm_journal(m, dst->name, "cont", a);
+	json_object_put(a);
+	for (;;) {
+		left = 0;
+		for (int i = 0; i < st->n; i++) {
+			int w = 0;
+
+			if (st->cmp_done[i])
+				continue;
+			r = waitpid(st->cmp_pid[i], &w, WNOHANG);
+			if (r == st->cmp_pid[i]) {
+				st->cmp_done[i] = 1;
+				st->cmp_status[i] = w;
+				st->cmp_pid[i] = 0;
+				if (!WIFEXITED(w) || WEXITSTATUS(w) != 0)
+					return 0; /* differs or failed: qm_storage_verify says so */
+			} else {
+				left++;
+			}
+		}
+		if (!loaded && !strcmp(dst->mig_status, "completed"))
+			loaded = qm_now_ns();
+		if (!left && (!st->other_rw || loaded))
+			break;
+		if (m->error || m->cancel_requested || qm_now_ns() > deadline ||
+		    !strcmp(src->mig_status, "failed") || !strcmp(src->mig_status, "cancelled") ||
+		    !strcmp(dst->mig_status, "failed"))
+			return m->error;
+		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
+			return m->error;
+	}
+	st->cmp_end_ns = qm_now_ns();
+	r = qmig_cmd_cont(dst->qmp);
+	if (r < 0)
+		return qm_qmp_fail(m, dst, r, "cont (the disks compared equal)");
+	st->early_cont = 1;
+	/* What the destination waited, loaded, for the comparison (verification,
+	 * not downtime: the guest-observed downtime leaves it out). */
+	m->res.disk_verify_ms = loaded ? (uint64_t)((qm_now_ns() - loaded) / MS) : 0;
+	return 0;
+}
+
+void qm_storage_compare_stop(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	char out[160];
+	int w;
+
+	for (int i = 0; st && st->cmp_started && i < st->n; i++) {
+		if (st->cmp_pid[i] > 0) {
+			kill(st->cmp_pid[i], SIGKILL);
+			waitpid(st->cmp_pid[i], &w, 0);
+			st->cmp_pid[i] = 0;
+		}
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+	}
+}
+
 int qm_storage_verify(struct qmig_migration *m)
 {
 	struct qm_storage *st = m->storage;
 	int64_t t0 = qm_now_ns();
-	int all = 1, r;
+	int all = 1, r, held = !m->o.verify_memory && !m->offline;
 
 	if (!qm_storage_holds_dst(m))
 		return 0;
+	/* The journal before the wait: the comparison usually runs still, so
+	 * the record's write is not one more wait of the paused guest. */
+	if (st->early_cont)
+		held = 0; /* told to run already (qm_storage_compare_early) */
+	else if (held) {
+		struct json_object *a = json_object_new_object();
+
+		json_object_object_add(a, "why", json_object_new_string(
+			"after comparing the disks"));
+		qm_journal(m, m->side[DST].name, "cont", a);
+		json_object_put(a);
+	}
 	for (int i = 0; i < st->n; i++) {
 		struct qm_disk *k = &st->d[i];
 		char why[300] = "";
+		pid_t pid = st->cmp_started ? st->cmp_pid[i] : 0;
 
-		if (access(k->src_file, R_OK) || access(k->dst_file, R_OK)) {
+		if (!readable(k)) {
 			qm_log(m, QMIG_LOG_WARN, "storage: disk '%s' not compared: its images are "
 			       "not both readable here (%s, %s)", k->name, k->src_file, k->dst_file);
 			all = -1;
 			continue;
 		}
-		r = compare_images(m, k, why, sizeof(why));
+		if (st->cmp_started && st->cmp_done[i]) {
+			r = compare_verdict(m, i, st->cmp_status[i], why, sizeof(why));
+		} else {
+			r = pid ? 0 : compare_spawn(m, i, &pid, why, sizeof(why));
+			if (!r) {
+				r = compare_reap(m, i, pid, t0 + COMPARE_NS, why, sizeof(why));
+				st->cmp_pid[i] = 0;
+			}
+		}
 		if (r == 1) {
+			qm_storage_compare_stop(m);
 			m->res.disks_verified = 0;
 			m->res.verified = 0;
 			m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
@@ -100,13 +273,19 @@ int qm_storage_verify(struct qmig_migration *m)
 			all = -1;
 		}
 	}
-	m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	/* The time the destination waited for the comparison (it may have
+	 * been over before the destination had loaded the device state). */
+	if (!st->early_cont)
+		m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	m->res.disks_verified = all;
 	if (all == 1)
-		qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s identical on both sides (%llu ms)",
-		       st->n, st->n > 1 ? "s" : "", (unsigned long long)m->res.disk_verify_ms);
-	if (!m->o.verify_memory && !m->offline) {
-		r = qm_cont(m, &m->side[DST], "after comparing the disks");
+		qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s identical on both sides (compared in "
+		       "%llu ms, %llu of them with the destination waiting)", st->n,
+		       st->n > 1 ? "s" : "", (unsigned long long)(((st->cmp_end_ns ? st->cmp_end_ns
+		       : qm_now_ns()) - (st->cmp_started ? st->cmp_t0_ns : t0)) / MS),
+		       (unsigned long long)m->res.disk_verify_ms);
+	if (held) {
+		r = qmig_cmd_cont(m->side[DST].qmp);
 		if (r < 0)
 			return qm_qmp_fail(m, &m->side[DST], r, "cont (after comparing the disks)");
 	}
@@ -179,6 +358,8 @@ void qm_storage_finish(struct qmig_migration *m)
 	if (!st || !st->n || st->cleaned || m->o.dry_run)
 		return;
 	st->cleaned = 1;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(st);
 	clean_destination(m);
 	check_source(m);
 	qmig_port_free(st->port);
@@ -194,6 +375,8 @@ void qm_storage_rollback(struct qmig_migration *m)
 	if (!st || !st->n || st->cleaned)
 		return;
 	st->cleaned = 1;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(st);
 	if (src->qmp && !src->gone) {
 		struct qmig_block_job *j = NULL;
 		int n = 0, any = 0;
@@ -243,6 +426,8 @@ void qm_storage_free(struct qmig_migration *m)
 {
 	if (!m->storage)
 		return;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(m->storage);
 	qmig_port_free(m->storage->port);
 	free(m->storage);
 	m->storage = NULL;

@@ -15,6 +15,7 @@
 #define QMIG_STORAGE_INT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct qmig_migration;
 struct json_object;
@@ -36,10 +37,13 @@ int qm_storage_ready(struct qmig_migration *m);
 int qm_storage_switchover(struct qmig_migration *m);
 /* Keep the destination paused after the move, for qm_storage_verify? */
 int qm_storage_holds_dst(const struct qmig_migration *m);
-/* CONFIRM, destination paused, source in postmigrate: compare each disk
- * (qemu-img compare -U of both images), then cont the destination unless
- * --verify=memory still holds it. Sets res.disks_verified. A difference
- * fails the migration (the destination has not run). */
+/* CONFIRM, destination paused, source in postmigrate: the result of each
+ * disk's comparison (qemu-img compare -U of both images, started by the
+ * switchover as soon as both images were final, or here), then cont the
+ * destination unless --verify=memory still holds it. Sets
+ * res.disks_verified; res.disk_verify_ms is the time the destination
+ * waited here for it. A difference fails the migration (the destination
+ * has not run). */
 int qm_storage_verify(struct qmig_migration *m);
 /* FINISH: remove the exports, stop the NBD server, check nothing is left. */
 void qm_storage_finish(struct qmig_migration *m);
@@ -92,6 +96,20 @@ struct qm_storage {
 	int64_t t0_ns;                /* first mirror started */
 	uint64_t last_len;            /* for the disk dirty rate */
 	int64_t last_ns;
+	/* The destination's images, when this host can open them: their
+	 * dirty pages are written back while RAM moves, so that the flush in
+	 * the source's stop (through the NBD client, into the destination's
+	 * page cache) finds little left to write. -1: not open. */
+	int wb_fd[QM_MAX_DISKS];
+	/* The comparisons, started in the switchover once both images are
+	 * final, run while QEMU sends the device state: pid or 0. */
+	pid_t cmp_pid[QM_MAX_DISKS];
+	int cmp_done[QM_MAX_DISKS];   /* reaped early: its wait status in cmp_status */
+	int cmp_status[QM_MAX_DISKS];
+	int cmp_started;
+	int64_t cmp_t0_ns, cmp_end_ns;
+	int other_rw;                 /* a writable disk not copied (shared storage) */
+	int early_cont;               /* the destination was told to run once loaded */
 };
 
 struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, const char *id);
@@ -99,6 +117,15 @@ struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, cons
 int qm_storage_has_prefix(const char *lines, const char *prefix);
 /* Wait until each mirror is concluded; the first job error into err. */
 int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *err, size_t len);
+/* Start each disk's comparison in the background (storage_clean.c). */
+void qm_storage_compare_start(struct qmig_migration *m);
+/* Wait for the comparisons while QEMU sends the device state; all
+ * identical, `cont` the destination (storage_clean.c). */
+int qm_storage_compare_early(struct qmig_migration *m);
+/* Kill and reap comparisons still running (a rollback, the end). */
+void qm_storage_compare_stop(struct qmig_migration *m);
+/* Close the destination images opened for their writeback (storage.c). */
+void qm_storage_writeback_close(struct qm_storage *st);
 #endif /* QM_STORAGE_INTERNAL */
 
 #endif
