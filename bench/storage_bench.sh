@@ -16,13 +16,16 @@
 # is not done: that wait is verification, reported apart ("verify hold"),
 # not counted in either downtime; "raw" adds it back.
 # What the downtime consists of, on QEMU's clocks (one host: one clock):
-#   flush   STOP -> pre-switchover (copied) or -> device (shared): the vm
-#           stop's drain and flush of every block node (copied: the NBD
-#           client's flush, i.e. the destination writing its image out)
+#   stop    STOP -> completed on the source, less the pause: the vm stop
+#           (drain and flush of every block node; copied: the NBD client's
+#           flush too, the destination writing its image out: "flush" is
+#           STOP -> pre-switchover alone), the last RAM, the device state
 #   pause   pre-switchover -> device: the mirrors ended (copied only)
-#   dev     device -> completed: the last RAM and the device state
-#   load    completed (source) -> RESUME (destination): the destination
-#           loads the state and runs (copied: minus the verify hold)
+#   load    completed (source) -> RESUME (destination), less the verify
+#           hold: the destination loads the state and runs
+#   s2r     STOP -> RESUME less the verify hold: the three above
+# "guest" is the heartbeats' gap (less the verify hold): on a loaded host
+# it also holds the guest's own scheduling delays, so s2r is the steadier.
 # Last, the time a cancel during the mirror takes to leave the source as
 # it was (SIGINT to exit, rollback included).
 # Usage: sh bench/storage_bench.sh [REPEATS]   (default 2)
@@ -34,16 +37,17 @@ REPS=${1:-2}
 linux_guest_or_skip
 MEM="--guest linux --mem 512M --wss 16M --dirty-rate 4M --accel tcg"
 GUEST="$MEM --disk 512M"
-echo "case run total_ms guest_downtime_ms raw_ms qemu_downtime_ms flush_ms pause_ms cancel_ms dev_ms load_ms hold_ms mirror_ms disk_bytes" > "$T/rows"
-# qemu_ms JSONL SIDE EVENT [PATTERN]: QEMU's timestamp (ms) of the side's
-# first (last with PATTERN "last") matching event.
+echo "case run total_ms guest_downtime_ms raw_ms s2r_ms qemu_downtime_ms stop_ms flush_ms pause_ms cancel_ms load_ms hold_ms mirror_ms disk_bytes" > "$T/rows"
+# qemu_ms JSONL SIDE EVENT [PATTERN [last]]: QEMU's timestamp (ms) of the
+# side's first (last) matching event.
 qemu_ms() {
 	_us=$(grep "\"side\":\"$2\",\"event\":\"$3\"" "$1" | grep -- "${4:-}" |
 		if [ "${5:-}" = last ]; then tail -1; else head -1; fi |
 		sed -n 's/.*"qemu_us":\([0-9]*\).*/\1/p')
 	[ -n "$_us" ] && echo $((_us / 1000))
 }
-row() { # CASE JSONL
+# row CASE JSONL: one line of $T/rows from a run's records.
+row() {
 	res=$(tail -1 "$2")
 	[ "$(json_get verified "$res")" = true ] || fail "$1: not verified: $res"
 	f() { _v=$(json_get "$1" "$res"); echo "${_v:--}"; }
@@ -51,22 +55,31 @@ row() { # CASE JSONL
 	pre=$(qemu_ms "$2" source MIGRATION '"status":"pre-switchover"')
 	done_=$(qemu_ms "$2" source MIGRATION '"status":"completed"')
 	jc=$(qemu_ms "$2" source BLOCK_JOB_COMPLETED '' last)
-	res_=$(qemu_ms "$2" destination RESUME)
+	resu=$(qemu_ms "$2" destination RESUME)
 	hold=$(f disk_verify_ms); [ "$hold" = - ] && hold=0
 	g=$(f guest_downtime_ms); raw=-
 	[ "$g" != - ] && [ "$g" != null ] && raw=$((g + hold))
-	flush=-; pause=0; cancel=-; devt=-; load=-
-	if [ -n "$pre" ]; then
+	flush=-; pause=0; cancel=-; st=-; load=-; s2r=-
+	if [ -n "$pre" ] && [ -n "$dev" ]; then
 		flush=$((pre - stop)); pause=$((dev - pre))
 		[ -n "$jc" ] && cancel=$((jc - pre))
-	elif [ -n "$dev" ]; then
-		flush=$((dev - stop))
 	fi
-	[ -n "$dev" ] && [ -n "$done_" ] && devt=$((done_ - dev))
-	[ -n "$done_" ] && [ -n "$res_" ] && load=$((res_ - done_ - hold))
-	cp "$2" "$T/$(echo "$1" | tr '/' '_').$rep.jsonl"
-	echo "$1 $rep $(f engine_total_ms) $g $raw $(f downtime_ms) $flush $pause $cancel $devt $load $hold $(f disk_mirror_ms) $(f disk_bytes)" >> "$T/rows"
+	[ -n "$stop" ] && [ -n "$done_" ] && st=$((done_ - stop - pause))
+	[ -n "$done_" ] && [ -n "$resu" ] && load=$((resu - done_ - hold))
+	[ -n "$stop" ] && [ -n "$resu" ] && s2r=$((resu - stop - hold))
+	cp "$2" "$T/$(echo "$1" | tr '/' '_').${rep:-0}.jsonl"
+	echo "$1 ${rep:-0} $(f engine_total_ms) $g $raw $s2r $(f downtime_ms) $st $flush $pause $cancel $load $hold $(f disk_mirror_ms) $(f disk_bytes)" >> "$T/rows"
 }
+# BENCH_ROWS=DIR: only the summary, from the records a run kept in DIR
+# (BENCH_KEEP=DIR): the same analysis over earlier runs.
+if [ -n "${BENCH_ROWS:-}" ]; then
+	for j in "$BENCH_ROWS"/*-disk-*.jsonl; do
+		b=$(basename "$j" .jsonl); rep=${b##*.}
+		row "$(echo "${b%.*}" | tr '_' '/')" "$j"
+	done
+	REPS=$(ls "$BENCH_ROWS"/shared-disk-0M_s.*.jsonl | wc -l)
+	SUMMARY_ONLY=1
+fi
 # Shared storage (the baseline): both QEMUs on one image, RAM only.
 shared() { # CASE DRATE
 	img="$QDIR/shared.img" # QEMU runs as qmigrate's user (tests/lib.sh)
@@ -99,6 +112,7 @@ copied() { # CASE DRATE
 		fail "$1: $(tail -1 "$T/run.jsonl") $(tail -2 "$T/run.err")"
 	row "$1" "$T/run.jsonl"
 }
+if [ -z "${SUMMARY_ONLY:-}" ]; then
 for rep in $(seq "$REPS"); do
 	for r in 0 2097152 8388608; do
 		n=$((r >> 20))
@@ -121,15 +135,16 @@ for rep in $(seq "$REPS"); do
 	t0=$(date +%s%N)
 	kill -INT $pid
 	wait $pid
-	echo "cancel-during-mirror $rep $(( ($(date +%s%N) - t0) / 1000000 )) - - - - - - - - - - -" >> "$T/rows"
+	echo "cancel-during-mirror $rep $(( ($(date +%s%N) - t0) / 1000000 )) - - - - - - - - - - - -" >> "$T/rows"
 	echo "cancel-during-mirror: $(tail -1 "$T/c.jsonl" | sed -n 's/.*"message":"\([^"]*\)".*/\1/p')"
 done
+fi
 echo "Storage copied (--copy-storage-all) vs shared storage (RAM only), the same Linux guest:"
 echo "512 MiB RAM (16 MiB working set, 4 MiB/s dirtied), 512 MiB disk (16 MiB written first,"
 echo "then 0/2/8 MiB/s), one host, TCG, $REPS repeats (medians; ms; QEMU's clocks but guest/raw):"
 [ -n "${BENCH_KEEP:-}" ] && mkdir -p "$BENCH_KEEP" && cp "$T"/*.jsonl "$T/rows" "$BENCH_KEEP/"
 awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
-		for (f = 3; f <= 14; f++) v[k, f, n[k]] = $f }
+		for (f = 3; f <= 15; f++) v[k, f, n[k]] = $f }
 	function sortmed(a, c,   i, j, t) {
 		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return c % 2 ? a[(c + 1) / 2] : int((a[c / 2] + a[c / 2 + 1]) / 2) }
@@ -139,25 +154,26 @@ awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 	# the median over runs of copied minus shared (run i against run i)
 	function dmed(k, b, f,   i, a, c) { c = 0
 		for (i = 1; i <= n[k] && i <= n[b]; i++)
-			if (v[k, f, i] ~ /^[0-9]/ && v[b, f, i] ~ /^[0-9]/) a[++c] = v[k, f, i] - v[b, f, i]
+			if (v[k, f, i] ~ /^-?[0-9]/ && v[b, f, i] ~ /^-?[0-9]/) a[++c] = v[k, f, i] - v[b, f, i]
 		return c ? sortmed(a, c) : "-" }
+	function verdict(g, c) { return (g == "-" || c == "-") ? "?" : (g <= c ? "yes" : "NO") }
 	END {
-		fmt = "  %-21s %6s %6s %6s %6s | %6s %6s %6s %6s %6s %6s | %6s %10s\n"
-		printf fmt, "case", "total", "guest", "raw", "QEMU", "flush", "pause", "cancel", "dev", "load", "hold", "mirror", "disk bytes"
+		fmt = "  %-20s %6s %6s %6s %6s %6s | %6s %6s %6s %6s %6s %6s | %6s %10s\n"
+		printf fmt, "case", "total", "guest", "raw", "s2r", "QEMU", "stop", "flush", "pause", "cancel", "load", "hold", "mirror", "disk bytes"
 		for (i = 1; i <= nk; i++) { k = order[i]
 			printf fmt, k, med(k, 3), med(k, 4), med(k, 5), med(k, 6), med(k, 7), med(k, 8),
-				med(k, 9), med(k, 10), med(k, 11), med(k, 12), med(k, 13), med(k, 14) }
+				med(k, 9), med(k, 10), med(k, 11), med(k, 12), med(k, 13), med(k, 14), med(k, 15) }
 		print ""
-		print "  Downtime growth (guest-observed, copied - shared, same run) vs the time to end the"
-		print "  mirrors (cancel), and where the growth went (copied - shared, each part):"
-		fmt2 = "  %-21s %8s %8s %-5s | %7s %7s %7s %7s | %7s %7s\n"
-		printf fmt2, "", "growth", "cancel", "ok?", "dflush", "pause", "ddev", "dload", "dQEMU", "hold"
+		print "  Downtime growth (copied - shared, run against run, median) vs the time to end the mirrors"
+		print "  (cancel, median), same run; growth on QEMU'"'"'s clocks (s2r) and as the guest saw it; the"
+		print "  QEMU growth by part (copied - shared): stop, pause, load; hold: the verify wait, in neither:"
+		fmt2 = "  %-20s %7s %7s %-4s %7s %-4s | %7s %7s %7s | %7s\n"
+		printf fmt2, "", "s2r+", "cancel", "ok?", "guest+", "ok?", "dstop", "pause", "dload", "hold"
 		for (i = 1; i <= nk; i++) { k = order[i]
 			if (k !~ /^copied/) continue
 			b = k; sub(/^copied/, "shared", b)
 			if (!(b in n)) continue
-			g = dmed(k, b, 4); c = med(k, 9)
-			okv = (g == "-" || c == "-") ? "?" : (g <= c ? "yes" : "NO")
-			printf fmt2, k, g, c, okv, dmed(k, b, 7), med(k, 8), dmed(k, b, 10), dmed(k, b, 11),
-				dmed(k, b, 6), med(k, 12) }
+			g = dmed(k, b, 6); gg = dmed(k, b, 4); c = med(k, 11)
+			printf fmt2, k, g, c, verdict(g, c), gg, verdict(gg, c), dmed(k, b, 8), med(k, 10),
+				dmed(k, b, 12), med(k, 13) }
 	}' "$T/rows"

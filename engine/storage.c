@@ -290,6 +290,16 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 				return qm_fail(m, -EOPNOTSUPP, "storage: the %s QEMU has no %s",
 					       m->side[i].name, need[k]);
 	}
+	if (m->o.copy_storage_synchronous) {
+		struct qmig_schema *sc = qm_side_schema(m, &m->side[SRC]);
+
+		st->can_change = sc && qmig_schema_has_command(sc, "block-job-change");
+		st->blocking = !st->can_change;
+		qm_log(m, QMIG_LOG_INFO, "storage: --copy-storage-synchronous: %s",
+		       st->can_change ? "the mirrors copy in the background and turn "
+					"write-blocking (block-job-change) if they stop converging"
+				      : "write-blocking mirrors (this QEMU has no block-job-change)");
+	}
 	json_object_object_add(want, "pause-before-switchover", json_object_new_boolean(1));
 	if (alloc_nbd_port(m, st) < 0)
 		return m->error;
@@ -363,7 +373,7 @@ int qm_storage_plan_steps(struct qmig_migration *m)
 		if (m->o.disk_bandwidth)
 			json_object_object_add(a, "speed",
 					       json_object_new_int64((int64_t)m->o.disk_bandwidth));
-		if (m->o.copy_storage_synchronous)
+		if (m->o.copy_storage_synchronous && !st->can_change)
 			json_object_object_add(a, "copy-mode",
 					       json_object_new_string("write-blocking"));
 		/* Kept after it ends, so its error can be read, then dismissed. */
@@ -451,6 +461,56 @@ void qm_storage_writeback_close(struct qm_storage *st)
 		}
 }
 
+/* The mirrors' convergence (the storage part of the model, beside the
+ * RAM's in predict.c): converging while the bytes left reach a new low (by
+ * a MiB at least) every NOCONV_NS. With --copy-storage-synchronous on a QEMU with
+ * block-job-change, mirrors that stop converging turn write-blocking: each
+ * guest write then waits for the destination, so the bytes left can only
+ * shrink. Returns 1 converging, 0 not, or m->error. */
+static int mirrors_converge(struct qmig_migration *m, uint64_t left)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	int64_t now = qm_now_ns();
+	struct json_object *rec;
+
+	if (!st->low_ns || left + (1 << 20) <= st->low_left || left == 0) {
+		st->low_left = left;
+		st->low_ns = now;
+		return 1;
+	}
+	if (now - st->low_ns < NOCONV_NS)
+		return 1;
+	if (!st->can_change || st->blocking)
+		return 0;
+	for (int i = 0; i < st->n; i++) {
+		struct json_object *a = json_object_new_object();
+		int r;
+
+		json_object_object_add(a, "id", json_object_new_string(st->d[i].job));
+		json_object_object_add(a, "type", json_object_new_string("mirror"));
+		json_object_object_add(a, "copy-mode", json_object_new_string("write-blocking"));
+		qm_journal(m, src->name, "block-job-change", a);
+		r = qmig_qmp_conn_call(src->qmp, "block-job-change", a, NULL, -1);
+		json_object_put(a);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "block-job-change");
+	}
+	st->blocking = 1;
+	st->low_ns = now; /* give write-blocking its own NOCONV_NS */
+	qm_log(m, QMIG_LOG_INFO, "storage: the mirrors do not converge (%llu bytes left, no "
+	       "new low for %lld s): write-blocking from now on (--copy-storage-synchronous)",
+	       (unsigned long long)left, NOCONV_NS / 1000 / MS);
+	rec = json_object_new_object();
+	json_object_object_add(rec, "what", json_object_new_string("write-blocking"));
+	json_object_object_add(rec, "disks", json_object_new_int(st->n));
+	json_object_object_add(rec, "remaining", json_object_new_int64((int64_t)left));
+	json_object_object_add(rec, "reason", json_object_new_string(
+		"the mirrors do not converge: guest writes now wait for the destination"));
+	qm_emit(m, "disk", rec, NULL);
+	return 0;
+}
+
 /* As long as the mirrors move; a cancel ends it at once. */
 int qm_storage_ready(struct qmig_migration *m)
 {
@@ -481,6 +541,8 @@ int qm_storage_ready(struct qmig_migration *m)
 		}
 		if (ready == st->n)
 			break;
+		if (mirrors_converge(m, remaining) < 0)
+			return m->error;
 		if (m->cancel_requested)
 			return qm_fail(m, -ECANCELED, "cancelled");
 		if (now - last_move > STALL_NS)
@@ -499,12 +561,55 @@ int qm_storage_ready(struct qmig_migration *m)
 	 * progress (a mirror that moves nothing for STALL_NS fails). */
 	m->deadline_ns += qm_now_ns() - st->t0_ns;
 	st->last_len = total;
+	st->last_done = total - remaining;
 	st->last_ns = qm_now_ns();
 	writeback_open(m);
 	qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s in sync after %llu ms (%llu bytes); "
 	       "moving RAM", st->n, st->n > 1 ? "s" : "",
 	       (unsigned long long)m->res.disk_mirror_ms, (unsigned long long)total);
 	return 0;
+}
+
+/* The storage part of the forecast, into the sample record and its
+ * prediction: the mirrors' copy and dirty rates (smoothed), when they will
+ * have nothing left (disk_time_left_ms, -1: never at these rates), what
+ * the switchover pause must still copy (the bytes left at the rate of the
+ * first full copy) and whether they converge: "disk_prediction" beside
+ * the RAM's "prediction". */
+static void storage_model(struct qmig_migration *m, struct json_object *rec, uint64_t total,
+			  uint64_t remaining, int64_t now)
+{
+	struct qm_storage *st = m->storage;
+	struct json_object *pred;
+	uint64_t done = total - remaining;
+	double dt = (double)(now - st->last_ns) / 1e9, bulk, left_s;
+	int conv;
+
+	if (dt > 0 && total >= st->last_len && done >= st->last_done) {
+		double dirty = (double)(total - st->last_len) / dt;
+		double copy = (double)(done - st->last_done) / dt;
+
+		st->dirty_rate = st->dirty_rate ? 0.7 * st->dirty_rate + 0.3 * dirty : dirty;
+		st->copy_rate = st->copy_rate ? 0.7 * st->copy_rate + 0.3 * copy : copy;
+		json_object_object_add(rec, "disk_dirty_rate", json_object_new_int64((int64_t)dirty));
+	}
+	conv = mirrors_converge(m, remaining);
+	if (conv < 0)
+		return;
+	left_s = !remaining ? 0 : st->copy_rate > st->dirty_rate
+		? (double)remaining / (st->copy_rate - st->dirty_rate) : -1;
+	bulk = m->res.disk_mirror_ms ? (double)m->res.disk_bytes * 1000.0 /
+		(double)m->res.disk_mirror_ms : 0;
+	json_object_object_add(rec, "disk_copy_rate", json_object_new_int64((int64_t)st->copy_rate));
+	json_object_object_add(rec, "disk_converging", json_object_new_boolean(conv));
+	json_object_object_add(rec, "disk_write_blocking", json_object_new_boolean(st->blocking));
+	pred = json_object_new_object();
+	json_object_object_add(pred, "time_left_ms", json_object_new_int64(
+		left_s < 0 ? -1 : (int64_t)(left_s * 1000)));
+	json_object_object_add(pred, "downtime_ms", json_object_new_int64(
+		bulk > 0 ? (int64_t)((double)remaining * 1000.0 / bulk) : 0));
+	json_object_object_add(pred, "converging", json_object_new_boolean(conv));
+	json_object_object_add(rec, "disk_prediction", pred);
 }
 
 void qm_storage_sample(struct qmig_migration *m, struct json_object *rec)
@@ -522,10 +627,9 @@ void qm_storage_sample(struct qmig_migration *m, struct json_object *rec)
 	json_object_object_add(rec, "disk_total", json_object_new_int64((int64_t)total));
 	json_object_object_add(rec, "disk_remaining", json_object_new_int64((int64_t)remaining));
 	/* Once in sync, a mirror's length grows by what the guest writes. */
-	if (now > st->last_ns && total >= st->last_len)
-		json_object_object_add(rec, "disk_dirty_rate", json_object_new_int64(
-			(int64_t)((double)(total - st->last_len) * 1e9 / (double)(now - st->last_ns))));
+	storage_model(m, rec, total, remaining, now);
 	st->last_len = total;
+	st->last_done = total - remaining;
 	st->last_ns = now;
 	writeback_start(st);
 	if (total > m->res.disk_bytes)

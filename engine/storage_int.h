@@ -75,6 +75,7 @@ int qm_storage_scrub(struct qmig_qmp_conn *c, int source);
 #define CLEAN_WAIT_NS (10000 * MS)  /* forced cancels and export removal in a rollback */
 #define COMPARE_NS (300000 * MS)    /* qemu-img compare of one disk */
 #define PROGRESS_NS (500 * MS)
+#define NOCONV_NS (3000 * MS)       /* no new low of the bytes left: not converging */
 
 struct qm_disk {
 	char name[128];               /* the device, as query-block names it */
@@ -109,6 +110,14 @@ struct qm_storage {
 	int cmp_started;
 	int64_t cmp_t0_ns, cmp_end_ns;
 	int other_rw;                 /* a writable disk not copied (shared storage) */
+	/* --copy-storage-synchronous where QEMU has block-job-change: the
+	 * mirrors start in the background and turn write-blocking only when
+	 * they stop converging (no new low of the bytes left for NOCONV_NS). */
+	int can_change, blocking;
+	uint64_t low_left;
+	int64_t low_ns;
+	uint64_t last_done;           /* for the mirrors' copy rate */
+	double copy_rate, dirty_rate; /* bytes/s, smoothed over the samples */
 	int early_cont;               /* the destination was told to run once loaded */
 };
 
