@@ -103,22 +103,28 @@ static int readable(const struct qm_disk *k)
 	return !access(k->src_file, R_OK) && !access(k->dst_file, R_OK);
 }
 
-/* Both images are final once the mirrors have ended and their NBD client
- * nodes are closed (the close flushes the destination's image, metadata
- * included): the source is paused for good, the destination has not run.
- * So the comparison need not wait for the RAM: it runs while QEMU sends
- * the device state and the destination loads it. */
-void qm_storage_compare_start(struct qmig_migration *m)
+/* Both images are final once the mirrors have ended: the source is
+ * paused for good, the destination has not run. A raw destination image
+ * reads right through the page cache its QEMU wrote into; any other
+ * format only once its QEMU has flushed it (metadata in the caches of the
+ * destination's driver), which closing the NBD client does. So the
+ * comparison need not wait for the RAM: it runs while QEMU sends the
+ * device state and the destination loads it. */
+void qm_storage_compare_start(struct qmig_migration *m, int flushed)
 {
 	struct qm_storage *st = m->storage;
 
-	if (!qm_storage_holds_dst(m) || st->cmp_started)
+	if (!qm_storage_holds_dst(m))
 		return;
+	if (!st->cmp_started)
+		st->cmp_t0_ns = qm_now_ns();
 	st->cmp_started = 1;
-	st->cmp_t0_ns = qm_now_ns();
 	for (int i = 0; i < st->n; i++) {
 		char why[300] = "";
 
+		if (st->cmp_spawned[i] || (!flushed && strcmp(st->d[i].dst_fmt, "raw")))
+			continue;
+		st->cmp_spawned[i] = 1;
 		st->cmp_pid[i] = 0;
 		if (readable(&st->d[i]) && compare_spawn(m, i, &st->cmp_pid[i], why, sizeof(why)) < 0) {
 			qm_log(m, QMIG_LOG_WARN, "storage: disk '%s': %s", st->d[i].name, why);
@@ -127,65 +133,105 @@ void qm_storage_compare_start(struct qmig_migration *m)
 	}
 }
 
-/* While QEMU sends the device state and the destination loads it, wait
- * for the comparisons, then `cont` the destination at once: it was held
- * (stop before migrate-incoming) only for them. Reaching a destination
- * that is still incoming, `cont` only turns its autostart back on, so it
- * runs as soon as it has loaded, as it would without storage; one that
- * has loaded already runs now. So the destination waits for the
- * comparison only as long as the comparison outlasts the end of the
- * migration, and never for the engine's own steps in between.
+/* Reap the comparisons that ended: 1 all ended identical, 0 some still
+ * running, -1 one differs or failed (qm_storage_verify reports it). */
+static int compares_reaped(struct qm_storage *st)
+{
+	int left = 0;
+
+	for (int i = 0; i < st->n; i++) {
+		int w = 0;
+
+		if (st->cmp_done[i]) {
+			if (!WIFEXITED(st->cmp_status[i]) || WEXITSTATUS(st->cmp_status[i]))
+				return -1;
+			continue;
+		}
+		if (st->cmp_pid[i] <= 0) {
+			left++;
+			continue;
+		}
+		if (waitpid(st->cmp_pid[i], &w, WNOHANG) != st->cmp_pid[i]) {
+			left++;
+			continue;
+		}
+		st->cmp_done[i] = 1;
+		st->cmp_status[i] = w;
+		st->cmp_pid[i] = 0;
+		if (!WIFEXITED(w) || WEXITSTATUS(w))
+			return -1;
+	}
+	return !left;
+}
+
+/* A failed or cancelled migration, a lost connection: stop waiting. */
+static int give_up(const struct qmig_migration *m)
+{
+	const struct side *src = &m->side[SRC], *dst = &m->side[DST];
+
+	return m->error || m->cancel_requested || !strcmp(src->mig_status, "failed") ||
+	       !strcmp(src->mig_status, "cancelled") || !strcmp(dst->mig_status, "failed");
+}
+
+/* After migrate-continue, with the destination held (stop before its
+ * migrate-incoming) for the comparison. Closing the NBD clients flushes
+ * the destination's images, which must come before the destination runs;
+ * but the close holds the source QEMU's main loop for that flush, which
+ * the device-state stage also needs: so it waits for the source's
+ * "completed" (the destination then loads the state meanwhile). Then the
+ * rest of the comparisons, and `cont` the destination at once when every
+ * disk is identical. Reaching a destination still loading, `cont` only
+ * turns its autostart back on: it runs as soon as it has loaded, as it
+ * would without storage; one loaded already runs now. So the destination
+ * waits for the comparison only as long as that outlasts the migration's
+ * end, never for the engine's own steps.
  * An early cont activates the destination's images in QEMU: ours are
  * active already (their exports), but one on shared storage must wait for
  * the source to let go of it, so with such a disk the cont waits for the
  * destination's "completed". Not when something else holds the
- * destination (--verify=memory, offline). A comparison that differs or
- * fails, or a migration that fails: no cont, and qm_storage_verify has the
- * last word with the destination paused. Returns 0 or m->error. */
-int qm_storage_compare_early(struct qmig_migration *m)
+ * destination (--verify=memory, offline) or a disk cannot be compared
+ * here. A comparison that differs or fails, or a migration that fails: no
+ * cont, and qm_storage_verify has the last word with the destination
+ * paused. Returns 0 or m->error. */
+int qm_storage_after_continue(struct qmig_migration *m)
 {
 	struct qm_storage *st = m->storage;
 	struct side *src = &m->side[SRC], *dst = &m->side[DST];
 	struct json_object *a;
 	int64_t deadline = qm_now_ns() + COMPARE_NS, loaded = 0;
-	int left, r;
+	int early = !m->o.verify_memory && !m->offline, r;
 
-	if (!st->cmp_started || m->o.verify_memory || m->offline)
-		return 0;
+	qm_storage_compare_start(m, 0);
+	while (strcmp(src->mig_status, "completed")) {
+		if (give_up(m))
+			return m->error;
+		if (qm_now_ns() > deadline)
+			break;
+		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
+			return m->error;
+	}
+	if (qm_storage_end_clients(m) < 0)
+		return m->error;
+	qm_storage_compare_start(m, 1);
 	for (int i = 0; i < st->n; i++)
-		if (st->cmp_pid[i] <= 0)
-			return 0;
+		if (!st->cmp_done[i] && st->cmp_pid[i] <= 0)
+			early = 0; /* not compared here: qm_storage_verify says why */
+	if (!early)
+		return 0;
 	/* Journaled while the comparisons run, not after them. */
 	a = json_object_new_object();
-	json_object_object_add(a, "why", json_object_new_string(
-		"the disks compared equal"));
+	json_object_object_add(a, "why", json_object_new_string("the disks compared equal"));
 	qm_journal(m, dst->name, "cont", a);
 	json_object_put(a);
 	for (;;) {
-		left = 0;
-		for (int i = 0; i < st->n; i++) {
-			int w = 0;
-
-			if (st->cmp_done[i])
-				continue;
-			r = waitpid(st->cmp_pid[i], &w, WNOHANG);
-			if (r == st->cmp_pid[i]) {
-				st->cmp_done[i] = 1;
-				st->cmp_status[i] = w;
-				st->cmp_pid[i] = 0;
-				if (!WIFEXITED(w) || WEXITSTATUS(w) != 0)
-					return 0; /* differs or failed: qm_storage_verify says so */
-			} else {
-				left++;
-			}
-		}
+		r = compares_reaped(st);
+		if (r < 0)
+			return 0;
 		if (!loaded && !strcmp(dst->mig_status, "completed"))
 			loaded = qm_now_ns();
-		if (!left && (!st->other_rw || loaded))
+		if (r == 1 && (!st->other_rw || loaded))
 			break;
-		if (m->error || m->cancel_requested || qm_now_ns() > deadline ||
-		    !strcmp(src->mig_status, "failed") || !strcmp(src->mig_status, "cancelled") ||
-		    !strcmp(dst->mig_status, "failed"))
+		if (give_up(m) || qm_now_ns() > deadline)
 			return m->error;
 		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
 			return m->error;
@@ -229,7 +275,7 @@ int qm_storage_verify(struct qmig_migration *m)
 	/* The journal before the wait: the comparison usually runs still, so
 	 * the record's write is not one more wait of the paused guest. */
 	if (st->early_cont)
-		held = 0; /* told to run already (qm_storage_compare_early) */
+		held = 0; /* told to run already (qm_storage_after_continue) */
 	else if (held) {
 		struct json_object *a = json_object_new_object();
 

@@ -105,6 +105,7 @@ struct qm_storage {
 	/* The comparisons, started in the switchover once both images are
 	 * final, run while QEMU sends the device state: pid or 0. */
 	pid_t cmp_pid[QM_MAX_DISKS];
+	int cmp_spawned[QM_MAX_DISKS];
 	int cmp_done[QM_MAX_DISKS];   /* reaped early: its wait status in cmp_status */
 	int cmp_status[QM_MAX_DISKS];
 	int cmp_started;
@@ -126,11 +127,16 @@ struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, cons
 int qm_storage_has_prefix(const char *lines, const char *prefix);
 /* Wait until each mirror is concluded; the first job error into err. */
 int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *err, size_t len);
-/* Start each disk's comparison in the background (storage_clean.c). */
-void qm_storage_compare_start(struct qmig_migration *m);
-/* Wait for the comparisons while QEMU sends the device state; all
- * identical, `cont` the destination (storage_clean.c). */
-int qm_storage_compare_early(struct qmig_migration *m);
+/* Start the disks' comparisons in the background (storage_clean.c):
+ * those whose destination image is raw at once (its page cache holds what
+ * the mirror wrote), the others only once flushed (their metadata too). */
+void qm_storage_compare_start(struct qmig_migration *m, int flushed);
+/* After migrate-continue, the destination held: the NBD clients closed
+ * once the source has completed, the comparisons, and `cont` the
+ * destination when all are identical (storage_clean.c). */
+int qm_storage_after_continue(struct qmig_migration *m);
+/* The mirrors' NBD client nodes removed (storage.c). */
+int qm_storage_end_clients(struct qmig_migration *m);
 /* Kill and reap comparisons still running (a rollback, the end). */
 void qm_storage_compare_stop(struct qmig_migration *m);
 /* Close the destination images opened for their writeback (storage.c). */
