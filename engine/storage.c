@@ -737,7 +737,8 @@ int qm_storage_switchover(struct qmig_migration *m)
 				"(%s); the source keeps the guest", err);
 	if (!late && qm_storage_end_clients(m) < 0)
 		return m->error;
-	qm_storage_writeback_close(st);
+	if (!late)
+		qm_storage_writeback_close(st); /* else kept for qm_storage_after_continue */
 	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
 	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r < 0)

@@ -173,6 +173,30 @@ static int give_up(const struct qmig_migration *m)
 	       !strcmp(src->mig_status, "cancelled") || !strcmp(dst->mig_status, "failed");
 }
 
+/* The destination's images that this host has open (wb_fd) written out
+ * by a child process (fdatasync: the page cache the mirrors' last copy
+ * wrote into), so that the flush of the NBD clients' close finds little
+ * left: that close holds the source QEMU's main loop, this holds nothing.
+ * Returns the child's pid, or 0 when there is nothing to flush here. */
+static pid_t flush_local_start(struct qm_storage *st)
+{
+	int any = 0;
+	pid_t pid;
+
+	for (int i = 0; i < st->n; i++)
+		any |= st->wb_fd[i] >= 0;
+	if (!any)
+		return 0;
+	pid = fork();
+	if (pid == 0) { /* async-signal-safe calls only */
+		for (int i = 0; i < st->n; i++)
+			if (st->wb_fd[i] >= 0)
+				fdatasync(st->wb_fd[i]);
+		_exit(0);
+	}
+	return pid > 0 ? pid : 0;
+}
+
 /* After migrate-continue, with the destination held (stop before its
  * migrate-incoming) for the comparison. Closing the NBD clients flushes
  * the destination's images, which must come before the destination runs;
@@ -200,16 +224,29 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	struct json_object *a;
 	int64_t deadline = qm_now_ns() + COMPARE_NS, loaded = 0;
 	int early = !m->o.verify_memory && !m->offline, r;
+	pid_t flusher;
 
 	qm_storage_compare_start(m, 0);
+	flusher = flush_local_start(st);
 	while (strcmp(src->mig_status, "completed")) {
 		if (give_up(m))
-			return m->error;
+			break;
 		if (qm_now_ns() > deadline)
 			break;
 		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
-			return m->error;
+			break;
 	}
+	if (flusher > 0) {
+		int w;
+
+		if (qm_wait_pid(flusher, &w, deadline) < 0) {
+			kill(flusher, SIGKILL);
+			waitpid(flusher, &w, 0);
+		}
+	}
+	qm_storage_writeback_close(st);
+	if (give_up(m))
+		return m->error;
 	if (qm_storage_end_clients(m) < 0)
 		return m->error;
 	qm_storage_compare_start(m, 1);
