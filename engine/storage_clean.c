@@ -241,7 +241,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 
 		if (qm_wait_pid(flusher, &w, deadline) < 0) {
 			kill(flusher, SIGKILL);
-			waitpid(flusher, &w, 0);
+			qm_wait_pid(flusher, &w, 0);
 		}
 	}
 	qm_storage_writeback_close(st);
@@ -293,7 +293,7 @@ void qm_storage_compare_stop(struct qmig_migration *m)
 	for (int i = 0; st && st->cmp_started && i < st->n; i++) {
 		if (st->cmp_pid[i] > 0) {
 			kill(st->cmp_pid[i], SIGKILL);
-			waitpid(st->cmp_pid[i], &w, 0);
+			qm_wait_pid(st->cmp_pid[i], &w, 0);
 			st->cmp_pid[i] = 0;
 		}
 		compare_out(m, i, out, sizeof(out));
