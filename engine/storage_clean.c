@@ -1,7 +1,9 @@
-/* Storage migration, the ends (see storage_int.h): comparing the disks
- * after the move, removing the NBD pieces after a migration or in a
- * rollback, and what `qmigrate recover` removes for a dead job. Runs on
- * the engine's fiber like storage.c: waits suspend the step. */
+/* Storage migration, the ends (see storage_int.h): the switchover pause
+ * and what follows it (the NBD clients closed, the disks compared, the
+ * destination told to run), removing the NBD pieces after a migration or
+ * in a rollback, and what `qmigrate recover` removes for a dead job. Runs
+ * on the engine's fiber like storage.c: waits suspend the step. Calls go
+ * one way, from here into storage.c. */
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
 #include <signal.h>
@@ -19,6 +21,25 @@
 int qm_storage_holds_dst(const struct qmig_migration *m)
 {
 	return m->storage && m->storage->n && !m->o.no_verify;
+}
+
+/* The mirrors' NBD client nodes: the concluded jobs dismissed, the nodes
+ * deleted (closing one flushes it: the destination writes its image out). */
+static int end_clients(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	int r;
+
+	for (int i = 0; i < st->n; i++) {
+		r = qmig_cmd_job_dismiss(src->qmp, st->d[i].job);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "job-dismiss");
+		r = qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "blockdev-del");
+	}
+	return 0;
 }
 
 static void compare_out(const struct qmig_migration *m, int i, char *out, size_t len)
@@ -247,7 +268,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	qm_storage_writeback_close(st);
 	if (give_up(m))
 		return m->error;
-	if (qm_storage_end_clients(m) < 0)
+	if (end_clients(m) < 0)
 		return m->error;
 	qm_storage_compare_start(m, 1);
 	for (int i = 0; i < st->n; i++)
@@ -281,6 +302,76 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	/* What the destination waited, loaded, for the comparison (verification,
 	 * not downtime: the guest-observed downtime leaves it out). */
 	m->res.disk_verify_ms = loaded ? (uint64_t)((qm_now_ns() - loaded) / MS) : 0;
+	return 0;
+}
+
+/* ---- the switchover pause ------------------------------------------------- */
+
+/* Inside the pause every millisecond is downtime, so it holds only what
+ * must precede the switchover: the cancel of each mirror (a ready mirror
+ * then copies its last dirty blocks and completes) and the wait for it.
+ * One journal record covers the whole pause. When the destination stays
+ * paused afterwards (for the comparison), the client nodes are closed
+ * after migrate-continue (see qm_storage_after_continue): their flush
+ * still comes before the destination runs. */
+int qm_storage_switchover(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	struct json_object *a, *jobs;
+	char err[300] = "";
+	int64_t t0 = qm_now_ns(), t1, t2, t3, t4;
+	int late, r;
+
+	if (!st || !st->n || st->switched)
+		return 0;
+	st->switched = 1;
+	late = qm_storage_holds_dst(m);
+	a = json_object_new_object();
+	jobs = json_object_new_array();
+	for (int i = 0; i < st->n; i++)
+		json_object_array_add(jobs, json_object_new_string(st->d[i].job));
+	json_object_object_add(a, "block-job-cancel", jobs);
+	json_object_object_add(a, "force", json_object_new_boolean(0));
+	json_object_object_add(a, "then", json_object_new_string(
+		late ? "migrate-continue, blockdev-del" : "blockdev-del, migrate-continue"));
+	qm_journal(m, src->name, "storage-switchover", a);
+	json_object_put(a);
+	for (int i = 0; i < st->n; i++) {
+		r = qmig_cmd_block_job_cancel(src->qmp, st->d[i].job, 0);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "block-job-cancel");
+	}
+	t1 = qm_now_ns();
+	r = qm_storage_wait_concluded(m, t0 + CANCEL_WAIT_NS, err, sizeof(err));
+	t2 = qm_now_ns();
+	if (r < 0)
+		return r == -ETIMEDOUT
+			? qm_fail(m, r, "storage: the mirrors did not finish within %lld s of the "
+				  "switchover", CANCEL_WAIT_NS / 1000 / MS)
+			: qm_qmp_fail(m, src, r, "query-block-jobs");
+	if (*err)
+		return qm_fail(m, -EIO, "storage: a mirror ended with an error at the switchover "
+				"(%s); the source keeps the guest", err);
+	if (!late && end_clients(m) < 0)
+		return m->error;
+	if (!late)
+		qm_storage_writeback_close(st); /* else kept for qm_storage_after_continue */
+	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
+	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	if (r < 0)
+		return qm_qmp_fail(m, src, r, "migrate-continue");
+	t3 = qm_now_ns();
+	if (late && qm_storage_after_continue(m) < 0)
+		return m->error;
+	t4 = qm_now_ns();
+	qm_log(m, QMIG_LOG_INFO, "storage: mirrors ended consistently in %llu ms of the "
+	       "switchover pause (cancel sent %lld ms, last copy %lld ms, continue %lld ms); "
+	       "NBD clients closed %s%s", (unsigned long long)m->res.disk_cancel_ms,
+	       (long long)((t1 - t0) / MS), (long long)((t2 - t1) / MS),
+	       (long long)((t3 - t2) / MS), late ? "once the source completed" : "in the pause",
+	       st->early_cont ? "; the disks compared equal, the destination told to run" : "");
+	(void)t4;
 	return 0;
 }
 

@@ -135,8 +135,7 @@ void qm_storage_compare_start(struct qmig_migration *m, int flushed);
  * once the source has completed, the comparisons, and `cont` the
  * destination when all are identical (storage_clean.c). */
 int qm_storage_after_continue(struct qmig_migration *m);
-/* The mirrors' NBD client nodes removed (storage.c). */
-int qm_storage_end_clients(struct qmig_migration *m);
+
 /* Kill and reap comparisons still running (a rollback, the end). */
 void qm_storage_compare_stop(struct qmig_migration *m);
 /* Close the destination images opened for their writeback (storage.c). */
