@@ -10,6 +10,7 @@
  * is never used: it is gone since QEMU 9.1. */
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,8 +167,10 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 		int named = listed(list, s->name);
 		struct qm_disk *k;
 
-		if (list && !named)
+		if (list && !named) {
+			st->other_rw |= s->inserted && !s->ro;
 			continue;
+		}
 		if (!s->inserted || s->ro) {
 			if (named)
 				return qm_fail(m, -EINVAL, "--migrate-disks: disk '%s' is %s: nothing "
@@ -194,11 +197,13 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 					       "storage, nothing to copy", s->name, s->file);
 			qm_log(m, QMIG_LOG_INFO, "storage: %s: both sides use %s: not copied",
 			       s->name, s->file);
+			st->other_rw = 1;
 			continue;
 		}
 		if (!named && shared_file(s->file)) {
 			qm_log(m, QMIG_LOG_INFO, "storage: %s is on shared storage (%s): not copied",
 			       s->name, s->file);
+			st->other_rw = 1;
 			continue;
 		}
 		if (d->ro)
@@ -254,6 +259,8 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 	if (!st)
 		return qm_fail(m, -ENOMEM, "storage: out of memory");
 	st->srv_step = -1;
+	for (int i = 0; i < QM_MAX_DISKS; i++)
+		st->wb_fd[i] = -1;
 	m->storage = st;
 	r = qmig_cmd_query_block(m->side[SRC].qmp, &src, &ns);
 	if (r < 0)
@@ -282,6 +289,16 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 			if (!qmig_schema_has_command(sc, need[k]))
 				return qm_fail(m, -EOPNOTSUPP, "storage: the %s QEMU has no %s",
 					       m->side[i].name, need[k]);
+	}
+	if (m->o.copy_storage_synchronous) {
+		struct qmig_schema *sc = qm_side_schema(m, &m->side[SRC]);
+
+		st->can_change = sc && qmig_schema_has_command(sc, "block-job-change");
+		st->blocking = !st->can_change;
+		qm_log(m, QMIG_LOG_INFO, "storage: --copy-storage-synchronous: %s",
+		       st->can_change ? "the mirrors copy in the background and turn "
+					"write-blocking (block-job-change) if they stop converging"
+				      : "write-blocking mirrors (this QEMU has no block-job-change)");
 	}
 	json_object_object_add(want, "pause-before-switchover", json_object_new_boolean(1));
 	if (alloc_nbd_port(m, st) < 0)
@@ -356,7 +373,7 @@ int qm_storage_plan_steps(struct qmig_migration *m)
 		if (m->o.disk_bandwidth)
 			json_object_object_add(a, "speed",
 					       json_object_new_int64((int64_t)m->o.disk_bandwidth));
-		if (m->o.copy_storage_synchronous)
+		if (m->o.copy_storage_synchronous && !st->can_change)
 			json_object_object_add(a, "copy-mode",
 					       json_object_new_string("write-blocking"));
 		/* Kept after it ends, so its error can be read, then dismissed. */
@@ -408,6 +425,92 @@ static int mirrors_state(struct qmig_migration *m, uint64_t *total, uint64_t *re
 	return 0;
 }
 
+/* The destination's images that this host can open (launch mode, both
+ * QEMUs here): read-only, to start the writeback of what the mirrors wrote
+ * into them (see wb_fd). Nothing depends on it but the time the source's
+ * stop takes to flush; across hosts it is skipped. */
+static void writeback_open(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	int n = 0;
+
+	for (int i = 0; i < st->n; i++) {
+		if (st->wb_fd[i] >= 0 || !*st->d[i].dst_file || shared_file(st->d[i].dst_file))
+			continue;
+		st->wb_fd[i] = open(st->d[i].dst_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		n += st->wb_fd[i] >= 0;
+	}
+	if (n)
+		qm_log(m, QMIG_LOG_DEBUG, "storage: %d destination image%s written back while RAM "
+		       "moves", n, n > 1 ? "s" : "");
+}
+
+static void writeback_start(struct qm_storage *st)
+{
+	for (int i = 0; i < st->n; i++)
+		if (st->wb_fd[i] >= 0)
+			sync_file_range(st->wb_fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+void qm_storage_writeback_close(struct qm_storage *st)
+{
+	for (int i = 0; st && i < QM_MAX_DISKS; i++)
+		if (st->wb_fd[i] >= 0) {
+			close(st->wb_fd[i]);
+			st->wb_fd[i] = -1;
+		}
+}
+
+/* The mirrors' convergence (the storage part of the model, beside the
+ * RAM's in predict.c): converging while the bytes left reach a new low (by
+ * a MiB at least) every NOCONV_NS. With --copy-storage-synchronous on a QEMU with
+ * block-job-change, mirrors that stop converging turn write-blocking: each
+ * guest write then waits for the destination, so the bytes left can only
+ * shrink. Returns 1 converging, 0 not, or m->error. */
+static int mirrors_converge(struct qmig_migration *m, uint64_t left)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	int64_t now = qm_now_ns();
+	struct json_object *rec;
+
+	if (!st->low_ns || left + (1 << 20) <= st->low_left || left == 0) {
+		st->low_left = left;
+		st->low_ns = now;
+		return 1;
+	}
+	if (now - st->low_ns < NOCONV_NS)
+		return 1;
+	if (!st->can_change || st->blocking)
+		return 0;
+	for (int i = 0; i < st->n; i++) {
+		struct json_object *a = json_object_new_object();
+		int r;
+
+		json_object_object_add(a, "id", json_object_new_string(st->d[i].job));
+		json_object_object_add(a, "type", json_object_new_string("mirror"));
+		json_object_object_add(a, "copy-mode", json_object_new_string("write-blocking"));
+		qm_journal(m, src->name, "block-job-change", a);
+		r = qmig_qmp_conn_call(src->qmp, "block-job-change", a, NULL, -1);
+		json_object_put(a);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "block-job-change");
+	}
+	st->blocking = 1;
+	st->low_ns = now; /* give write-blocking its own NOCONV_NS */
+	qm_log(m, QMIG_LOG_INFO, "storage: the mirrors do not converge (%llu bytes left, no "
+	       "new low for %lld s): write-blocking from now on (--copy-storage-synchronous)",
+	       (unsigned long long)left, NOCONV_NS / 1000 / MS);
+	rec = json_object_new_object();
+	json_object_object_add(rec, "what", json_object_new_string("write-blocking"));
+	json_object_object_add(rec, "disks", json_object_new_int(st->n));
+	json_object_object_add(rec, "remaining", json_object_new_int64((int64_t)left));
+	json_object_object_add(rec, "reason", json_object_new_string(
+		"the mirrors do not converge: guest writes now wait for the destination"));
+	qm_emit(m, "disk", rec, NULL);
+	return 0;
+}
+
 /* As long as the mirrors move; a cancel ends it at once. */
 int qm_storage_ready(struct qmig_migration *m)
 {
@@ -438,6 +541,8 @@ int qm_storage_ready(struct qmig_migration *m)
 		}
 		if (ready == st->n)
 			break;
+		if (mirrors_converge(m, remaining) < 0)
+			return m->error;
 		if (m->cancel_requested)
 			return qm_fail(m, -ECANCELED, "cancelled");
 		if (now - last_move > STALL_NS)
@@ -456,11 +561,55 @@ int qm_storage_ready(struct qmig_migration *m)
 	 * progress (a mirror that moves nothing for STALL_NS fails). */
 	m->deadline_ns += qm_now_ns() - st->t0_ns;
 	st->last_len = total;
+	st->last_done = total - remaining;
 	st->last_ns = qm_now_ns();
+	writeback_open(m);
 	qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s in sync after %llu ms (%llu bytes); "
 	       "moving RAM", st->n, st->n > 1 ? "s" : "",
 	       (unsigned long long)m->res.disk_mirror_ms, (unsigned long long)total);
 	return 0;
+}
+
+/* The storage part of the forecast, into the sample record and its
+ * prediction: the mirrors' copy and dirty rates (smoothed), when they will
+ * have nothing left (disk_time_left_ms, -1: never at these rates), what
+ * the switchover pause must still copy (the bytes left at the rate of the
+ * first full copy) and whether they converge: "disk_prediction" beside
+ * the RAM's "prediction". */
+static void storage_model(struct qmig_migration *m, struct json_object *rec, uint64_t total,
+			  uint64_t remaining, int64_t now)
+{
+	struct qm_storage *st = m->storage;
+	struct json_object *pred;
+	uint64_t done = total - remaining;
+	double dt = (double)(now - st->last_ns) / 1e9, bulk, left_s;
+	int conv;
+
+	if (dt > 0 && total >= st->last_len && done >= st->last_done) {
+		double dirty = (double)(total - st->last_len) / dt;
+		double copy = (double)(done - st->last_done) / dt;
+
+		st->dirty_rate = st->dirty_rate ? 0.7 * st->dirty_rate + 0.3 * dirty : dirty;
+		st->copy_rate = st->copy_rate ? 0.7 * st->copy_rate + 0.3 * copy : copy;
+		json_object_object_add(rec, "disk_dirty_rate", json_object_new_int64((int64_t)dirty));
+	}
+	conv = mirrors_converge(m, remaining);
+	if (conv < 0)
+		return;
+	left_s = !remaining ? 0 : st->copy_rate > st->dirty_rate
+		? (double)remaining / (st->copy_rate - st->dirty_rate) : -1;
+	bulk = m->res.disk_mirror_ms ? (double)m->res.disk_bytes * 1000.0 /
+		(double)m->res.disk_mirror_ms : 0;
+	json_object_object_add(rec, "disk_copy_rate", json_object_new_int64((int64_t)st->copy_rate));
+	json_object_object_add(rec, "disk_converging", json_object_new_boolean(conv));
+	json_object_object_add(rec, "disk_write_blocking", json_object_new_boolean(st->blocking));
+	pred = json_object_new_object();
+	json_object_object_add(pred, "time_left_ms", json_object_new_int64(
+		left_s < 0 ? -1 : (int64_t)(left_s * 1000)));
+	json_object_object_add(pred, "downtime_ms", json_object_new_int64(
+		bulk > 0 ? (int64_t)((double)remaining * 1000.0 / bulk) : 0));
+	json_object_object_add(pred, "converging", json_object_new_boolean(conv));
+	json_object_object_add(rec, "disk_prediction", pred);
 }
 
 void qm_storage_sample(struct qmig_migration *m, struct json_object *rec)
@@ -478,11 +627,11 @@ void qm_storage_sample(struct qmig_migration *m, struct json_object *rec)
 	json_object_object_add(rec, "disk_total", json_object_new_int64((int64_t)total));
 	json_object_object_add(rec, "disk_remaining", json_object_new_int64((int64_t)remaining));
 	/* Once in sync, a mirror's length grows by what the guest writes. */
-	if (now > st->last_ns && total >= st->last_len)
-		json_object_object_add(rec, "disk_dirty_rate", json_object_new_int64(
-			(int64_t)((double)(total - st->last_len) * 1e9 / (double)(now - st->last_ns))));
+	storage_model(m, rec, total, remaining, now);
 	st->last_len = total;
+	st->last_done = total - remaining;
 	st->last_ns = now;
+	writeback_start(st);
 	if (total > m->res.disk_bytes)
 		m->res.disk_bytes = total;
 }
@@ -520,59 +669,3 @@ int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *
 			return r;
 	}
 }
-
-int qm_storage_switchover(struct qmig_migration *m)
-{
-	struct qm_storage *st = m->storage;
-	struct side *src = &m->side[SRC];
-	char err[300] = "";
-	int64_t t0 = qm_now_ns(), t1, t2;
-	int r;
-
-	if (!st || !st->n || st->switched)
-		return 0;
-	st->switched = 1;
-	for (int i = 0; i < st->n; i++) {
-		struct json_object *a = json_object_new_object();
-
-		json_object_object_add(a, "device", json_object_new_string(st->d[i].job));
-		json_object_object_add(a, "force", json_object_new_boolean(0));
-		qm_journal(m, src->name, "block-job-cancel", a);
-		json_object_put(a);
-		r = qmig_cmd_block_job_cancel(src->qmp, st->d[i].job, 0);
-		if (r < 0)
-			return qm_qmp_fail(m, src, r, "block-job-cancel");
-	}
-	t1 = qm_now_ns();
-	r = qm_storage_wait_concluded(m, t0 + CANCEL_WAIT_NS, err, sizeof(err));
-	t2 = qm_now_ns();
-	if (r < 0)
-		return r == -ETIMEDOUT
-			? qm_fail(m, r, "storage: the mirrors did not finish within %lld s of the "
-				  "switchover", CANCEL_WAIT_NS / 1000 / MS)
-			: qm_qmp_fail(m, src, r, "query-block-jobs");
-	if (*err)
-		return qm_fail(m, -EIO, "storage: a mirror ended with an error at the switchover "
-				"(%s); the source keeps the guest", err);
-	for (int i = 0; i < st->n; i++) {
-		r = qmig_cmd_job_dismiss(src->qmp, st->d[i].job);
-		if (r < 0)
-			return qm_qmp_fail(m, src, r, "job-dismiss");
-		r = qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd);
-		if (r < 0)
-			return qm_qmp_fail(m, src, r, "blockdev-del");
-	}
-	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
-	qm_journal(m, src->name, "migrate-continue", NULL);
-	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
-	if (r < 0)
-		return qm_qmp_fail(m, src, r, "migrate-continue");
-	qm_log(m, QMIG_LOG_INFO, "storage: mirrors ended consistently in %llu ms of the "
-	       "switchover pause (cancel sent %lld ms, last copy %lld ms, NBD clients "
-	       "deleted %lld ms)", (unsigned long long)m->res.disk_cancel_ms,
-	       (long long)((t1 - t0) / MS), (long long)((t2 - t1) / MS),
-	       (long long)((qm_now_ns() - t2) / MS));
-	return 0;
-}
-
-/* ---- verification ---------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #define QMIG_STORAGE_INT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct qmig_migration;
 struct json_object;
@@ -36,10 +37,13 @@ int qm_storage_ready(struct qmig_migration *m);
 int qm_storage_switchover(struct qmig_migration *m);
 /* Keep the destination paused after the move, for qm_storage_verify? */
 int qm_storage_holds_dst(const struct qmig_migration *m);
-/* CONFIRM, destination paused, source in postmigrate: compare each disk
- * (qemu-img compare -U of both images), then cont the destination unless
- * --verify=memory still holds it. Sets res.disks_verified. A difference
- * fails the migration (the destination has not run). */
+/* CONFIRM, destination paused, source in postmigrate: the result of each
+ * disk's comparison (qemu-img compare -U of both images, started by the
+ * switchover as soon as both images were final, or here), then cont the
+ * destination unless --verify=memory still holds it. Sets
+ * res.disks_verified; res.disk_verify_ms is the time the destination
+ * waited here for it. A difference fails the migration (the destination
+ * has not run). */
 int qm_storage_verify(struct qmig_migration *m);
 /* FINISH: remove the exports, stop the NBD server, check nothing is left. */
 void qm_storage_finish(struct qmig_migration *m);
@@ -71,6 +75,7 @@ int qm_storage_scrub(struct qmig_qmp_conn *c, int source);
 #define CLEAN_WAIT_NS (10000 * MS)  /* forced cancels and export removal in a rollback */
 #define COMPARE_NS (300000 * MS)    /* qemu-img compare of one disk */
 #define PROGRESS_NS (500 * MS)
+#define NOCONV_NS (3000 * MS)       /* no new low of the bytes left: not converging */
 
 struct qm_disk {
 	char name[128];               /* the device, as query-block names it */
@@ -92,6 +97,29 @@ struct qm_storage {
 	int64_t t0_ns;                /* first mirror started */
 	uint64_t last_len;            /* for the disk dirty rate */
 	int64_t last_ns;
+	/* The destination's images, when this host can open them: their
+	 * dirty pages are written back while RAM moves, so that the flush in
+	 * the source's stop (through the NBD client, into the destination's
+	 * page cache) finds little left to write. -1: not open. */
+	int wb_fd[QM_MAX_DISKS];
+	/* The comparisons, started in the switchover once both images are
+	 * final, run while QEMU sends the device state: pid or 0. */
+	pid_t cmp_pid[QM_MAX_DISKS];
+	int cmp_spawned[QM_MAX_DISKS];
+	int cmp_done[QM_MAX_DISKS];   /* reaped early: its wait status in cmp_status */
+	int cmp_status[QM_MAX_DISKS];
+	int cmp_started;
+	int64_t cmp_t0_ns, cmp_end_ns;
+	int other_rw;                 /* a writable disk not copied (shared storage) */
+	/* --copy-storage-synchronous where QEMU has block-job-change: the
+	 * mirrors start in the background and turn write-blocking only when
+	 * they stop converging (no new low of the bytes left for NOCONV_NS). */
+	int can_change, blocking;
+	uint64_t low_left;
+	int64_t low_ns;
+	uint64_t last_done;           /* for the mirrors' copy rate */
+	double copy_rate, dirty_rate; /* bytes/s, smoothed over the samples */
+	int early_cont;               /* the destination was told to run once loaded */
 };
 
 struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, const char *id);
@@ -99,6 +127,19 @@ struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, cons
 int qm_storage_has_prefix(const char *lines, const char *prefix);
 /* Wait until each mirror is concluded; the first job error into err. */
 int qm_storage_wait_concluded(struct qmig_migration *m, int64_t deadline, char *err, size_t len);
+/* Start the disks' comparisons in the background (storage_clean.c):
+ * those whose destination image is raw at once (its page cache holds what
+ * the mirror wrote), the others only once flushed (their metadata too). */
+void qm_storage_compare_start(struct qmig_migration *m, int flushed);
+/* After migrate-continue, the destination held: the NBD clients closed
+ * once the source has completed, the comparisons, and `cont` the
+ * destination when all are identical (storage_clean.c). */
+int qm_storage_after_continue(struct qmig_migration *m);
+
+/* Kill and reap comparisons still running (a rollback, the end). */
+void qm_storage_compare_stop(struct qmig_migration *m);
+/* Close the destination images opened for their writeback (storage.c). */
+void qm_storage_writeback_close(struct qm_storage *st);
 #endif /* QM_STORAGE_INTERNAL */
 
 #endif

@@ -1,7 +1,9 @@
-/* Storage migration, the ends (see storage_int.h): comparing the disks
- * after the move, removing the NBD pieces after a migration or in a
- * rollback, and what `qmigrate recover` removes for a dead job. Runs on
- * the engine's fiber like storage.c: waits suspend the step. */
+/* Storage migration, the ends (see storage_int.h): the switchover pause
+ * and what follows it (the NBD clients closed, the disks compared, the
+ * destination told to run), removing the NBD pieces after a migration or
+ * in a rollback, and what `qmigrate recover` removes for a dead job. Runs
+ * on the engine's fiber like storage.c: waits suspend the step. Calls go
+ * one way, from here into storage.c. */
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
 #include <signal.h>
@@ -21,38 +23,63 @@ int qm_storage_holds_dst(const struct qmig_migration *m)
 	return m->storage && m->storage->n && !m->o.no_verify;
 }
 
-/* qemu-img compare: 0 identical, 1 differ, <0 could not compare. */
-static int compare_images(struct qmig_migration *m, const struct qm_disk *k, char *why,
-			  size_t len)
+/* The mirrors' NBD client nodes: the concluded jobs dismissed, the nodes
+ * deleted (closing one flushes it: the destination writes its image out). */
+static int end_clients(struct qmig_migration *m)
 {
-	char out[128];
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	int r;
+
+	for (int i = 0; i < st->n; i++) {
+		r = qmig_cmd_job_dismiss(src->qmp, st->d[i].job);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "job-dismiss");
+		r = qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "blockdev-del");
+	}
+	return 0;
+}
+
+static void compare_out(const struct qmig_migration *m, int i, char *out, size_t len)
+{
+	snprintf(out, len, "/tmp/qmigrate-compare.%d.%s.%d", (int)getpid(), m->job, i);
+}
+
+/* Start qemu-img compare of disk i: 0 (pid in *pid), or <0 with why. */
+static int compare_spawn(struct qmig_migration *m, int i, pid_t *pid, char *why, size_t len)
+{
+	const struct qm_disk *k = &m->storage->d[i];
+	char out[160];
 	const char *argv[] = {"qemu-img", "compare", "-U", "-q", "-f", k->src_fmt,
 			      "-F", k->dst_fmt, k->src_file, k->dst_file, NULL};
 	struct qm_spawn s = {0};
-	int pidfd = -1, st = 0, r;
-	pid_t pid;
+	int pidfd = -1, r;
 
 	if (!*k->src_fmt)
 		argv[4] = argv[5] = "-U"; /* let qemu-img probe */
 	if (!*k->dst_fmt)
 		argv[6] = argv[7] = "-U";
-	snprintf(out, sizeof(out), "/tmp/qmigrate-compare.%d.%s", (int)getpid(), m->job);
+	compare_out(m, i, out, sizeof(out));
 	s.argv = argv;
 	s.out_path = out;
 	s.read_any = 1; /* the images belong to the QEMUs' (unprivileged) users */
-	r = qm_spawn(&s, &pid, &pidfd, why, len);
+	r = qm_spawn(&s, pid, &pidfd, why, len);
 	if (r < 0)
 		return r;
 	if (pidfd >= 0)
 		close(pidfd);
-	r = qm_wait_pid(pid, &st, qm_now_ns() + COMPARE_NS);
-	if (r == -ETIMEDOUT || r == -ECANCELED) {
-		kill(pid, SIGKILL);
-		qm_wait_pid(pid, &st, 0);
-		unlink(out);
-		snprintf(why, len, "qemu-img compare %s", r == -ETIMEDOUT ? "timed out" : "cancelled");
-		return r;
-	}
+	return 0;
+}
+
+/* The verdict of an exited comparison (wait status st): 0 identical, 1
+ * differ, <0 could not compare (why). */
+static int compare_verdict(struct qmig_migration *m, int i, int st, char *why, size_t len)
+{
+	char out[160];
+
+	compare_out(m, i, out, sizeof(out));
 	if (WIFEXITED(st) && WEXITSTATUS(st) <= 1) {
 		unlink(out);
 		return WEXITSTATUS(st);
@@ -67,26 +94,346 @@ static int compare_images(struct qmig_migration *m, const struct qm_disk *k, cha
 	return -EIO;
 }
 
+/* Wait for it (until deadline), then its verdict. */
+static int compare_reap(struct qmig_migration *m, int i, pid_t pid, int64_t deadline, char *why,
+			size_t len)
+{
+	char out[160];
+	int st = 0, r;
+
+	r = qm_wait_pid(pid, &st, deadline);
+	if (r == -ETIMEDOUT || r == -ECANCELED) {
+		kill(pid, SIGKILL);
+		qm_wait_pid(pid, &st, 0);
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+		snprintf(why, len, "qemu-img compare %s", r == -ETIMEDOUT ? "timed out" : "cancelled");
+		return r;
+	}
+	if (r < 0) {
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+		snprintf(why, len, "qemu-img compare: %s", strerror(-r));
+		return r;
+	}
+	return compare_verdict(m, i, st, why, len);
+}
+
+static int readable(const struct qm_disk *k)
+{
+	return !access(k->src_file, R_OK) && !access(k->dst_file, R_OK);
+}
+
+/* Both images are final once the mirrors have ended: the source is
+ * paused for good, the destination has not run. A raw destination image
+ * reads right through the page cache its QEMU wrote into; any other
+ * format only once its QEMU has flushed it (metadata in the caches of the
+ * destination's driver), which closing the NBD client does. So the
+ * comparison need not wait for the RAM: it runs while QEMU sends the
+ * device state and the destination loads it. */
+void qm_storage_compare_start(struct qmig_migration *m, int flushed)
+{
+	struct qm_storage *st = m->storage;
+
+	if (!qm_storage_holds_dst(m))
+		return;
+	if (!st->cmp_started)
+		st->cmp_t0_ns = qm_now_ns();
+	st->cmp_started = 1;
+	for (int i = 0; i < st->n; i++) {
+		char why[300] = "";
+
+		if (st->cmp_spawned[i] || (!flushed && strcmp(st->d[i].dst_fmt, "raw")))
+			continue;
+		st->cmp_spawned[i] = 1;
+		st->cmp_pid[i] = 0;
+		if (readable(&st->d[i]) && compare_spawn(m, i, &st->cmp_pid[i], why, sizeof(why)) < 0) {
+			qm_log(m, QMIG_LOG_WARN, "storage: disk '%s': %s", st->d[i].name, why);
+			st->cmp_pid[i] = 0;
+		}
+	}
+}
+
+/* Reap the comparisons that ended: 1 all ended identical, 0 some still
+ * running, -1 one differs or failed (qm_storage_verify reports it). */
+static int compares_reaped(struct qm_storage *st)
+{
+	int left = 0;
+
+	for (int i = 0; i < st->n; i++) {
+		int w = 0;
+
+		if (st->cmp_done[i]) {
+			if (!WIFEXITED(st->cmp_status[i]) || WEXITSTATUS(st->cmp_status[i]))
+				return -1;
+			continue;
+		}
+		if (st->cmp_pid[i] <= 0) {
+			left++;
+			continue;
+		}
+		if (waitpid(st->cmp_pid[i], &w, WNOHANG) != st->cmp_pid[i]) {
+			left++;
+			continue;
+		}
+		st->cmp_done[i] = 1;
+		st->cmp_status[i] = w;
+		st->cmp_pid[i] = 0;
+		if (!WIFEXITED(w) || WEXITSTATUS(w))
+			return -1;
+	}
+	return !left;
+}
+
+/* A failed or cancelled migration, a lost connection: stop waiting. */
+static int give_up(const struct qmig_migration *m)
+{
+	const struct side *src = &m->side[SRC], *dst = &m->side[DST];
+
+	return m->error || m->cancel_requested || !strcmp(src->mig_status, "failed") ||
+	       !strcmp(src->mig_status, "cancelled") || !strcmp(dst->mig_status, "failed");
+}
+
+/* The destination's images that this host has open (wb_fd) written out
+ * by a child process (fdatasync: the page cache the mirrors' last copy
+ * wrote into), so that the flush of the NBD clients' close finds little
+ * left: that close holds the source QEMU's main loop, this holds nothing.
+ * Returns the child's pid, or 0 when there is nothing to flush here. */
+static pid_t flush_local_start(struct qm_storage *st)
+{
+	int any = 0;
+	pid_t pid;
+
+	for (int i = 0; i < st->n; i++)
+		any |= st->wb_fd[i] >= 0;
+	if (!any)
+		return 0;
+	pid = fork();
+	if (pid == 0) { /* async-signal-safe calls only */
+		for (int i = 0; i < st->n; i++)
+			if (st->wb_fd[i] >= 0)
+				fdatasync(st->wb_fd[i]);
+		_exit(0);
+	}
+	return pid > 0 ? pid : 0;
+}
+
+/* After migrate-continue, with the destination held (stop before its
+ * migrate-incoming) for the comparison. Closing the NBD clients flushes
+ * the destination's images, which must come before the destination runs;
+ * but the close holds the source QEMU's main loop for that flush, which
+ * the device-state stage also needs: so it waits for the source's
+ * "completed" (the destination then loads the state meanwhile). Then the
+ * rest of the comparisons, and `cont` the destination at once when every
+ * disk is identical. Reaching a destination still loading, `cont` only
+ * turns its autostart back on: it runs as soon as it has loaded, as it
+ * would without storage; one loaded already runs now. So the destination
+ * waits for the comparison only as long as that outlasts the migration's
+ * end, never for the engine's own steps.
+ * An early cont activates the destination's images in QEMU: ours are
+ * active already (their exports), but one on shared storage must wait for
+ * the source to let go of it, so with such a disk the cont waits for the
+ * destination's "completed". Not when something else holds the
+ * destination (--verify=memory, offline) or a disk cannot be compared
+ * here. A comparison that differs or fails, or a migration that fails: no
+ * cont, and qm_storage_verify has the last word with the destination
+ * paused. Returns 0 or m->error. */
+int qm_storage_after_continue(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC], *dst = &m->side[DST];
+	struct json_object *a;
+	int64_t deadline = qm_now_ns() + COMPARE_NS, loaded = 0;
+	int early = !m->o.verify_memory && !m->offline, r;
+	pid_t flusher;
+
+	qm_storage_compare_start(m, 0);
+	flusher = flush_local_start(st);
+	while (strcmp(src->mig_status, "completed")) {
+		if (give_up(m))
+			break;
+		if (qm_now_ns() > deadline)
+			break;
+		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
+			break;
+	}
+	if (flusher > 0) {
+		int w;
+
+		if (qm_wait_pid(flusher, &w, deadline) < 0) {
+			kill(flusher, SIGKILL);
+			qm_wait_pid(flusher, &w, 0);
+		}
+	}
+	qm_storage_writeback_close(st);
+	if (give_up(m))
+		return m->error;
+	if (end_clients(m) < 0)
+		return m->error;
+	qm_storage_compare_start(m, 1);
+	for (int i = 0; i < st->n; i++)
+		if (!st->cmp_done[i] && st->cmp_pid[i] <= 0)
+			early = 0; /* not compared here: qm_storage_verify says why */
+	if (!early)
+		return 0;
+	/* Journaled while the comparisons run, not after them. */
+	a = json_object_new_object();
+	json_object_object_add(a, "why", json_object_new_string("the disks compared equal"));
+	qm_journal(m, dst->name, "cont", a);
+	json_object_put(a);
+	for (;;) {
+		r = compares_reaped(st);
+		if (r < 0)
+			return 0;
+		if (!loaded && !strcmp(dst->mig_status, "completed"))
+			loaded = qm_now_ns();
+		if (r == 1 && (!st->other_rw || loaded))
+			break;
+		if (give_up(m) || qm_now_ns() > deadline)
+			return m->error;
+		if (qm_sleep_until(qm_now_ns() + 2 * MS) == -ECANCELED)
+			return m->error;
+	}
+	st->cmp_end_ns = qm_now_ns();
+	r = qmig_cmd_cont(dst->qmp);
+	if (r < 0)
+		return qm_qmp_fail(m, dst, r, "cont (the disks compared equal)");
+	st->early_cont = 1;
+	/* What the destination waited, loaded, for the comparison (verification,
+	 * not downtime: the guest-observed downtime leaves it out). */
+	m->res.disk_verify_ms = loaded ? (uint64_t)((qm_now_ns() - loaded) / MS) : 0;
+	return 0;
+}
+
+/* ---- the switchover pause ------------------------------------------------- */
+
+/* Inside the pause every millisecond is downtime, so it holds only what
+ * must precede the switchover: the cancel of each mirror (a ready mirror
+ * then copies its last dirty blocks and completes) and the wait for it.
+ * One journal record covers the whole pause. When the destination stays
+ * paused afterwards (for the comparison), the client nodes are closed
+ * after migrate-continue (see qm_storage_after_continue): their flush
+ * still comes before the destination runs. */
+int qm_storage_switchover(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	struct side *src = &m->side[SRC];
+	struct json_object *a, *jobs;
+	char err[300] = "";
+	int64_t t0 = qm_now_ns(), t1, t2, t3, t4;
+	int late, r;
+
+	if (!st || !st->n || st->switched)
+		return 0;
+	st->switched = 1;
+	late = qm_storage_holds_dst(m);
+	a = json_object_new_object();
+	jobs = json_object_new_array();
+	for (int i = 0; i < st->n; i++)
+		json_object_array_add(jobs, json_object_new_string(st->d[i].job));
+	json_object_object_add(a, "block-job-cancel", jobs);
+	json_object_object_add(a, "force", json_object_new_boolean(0));
+	json_object_object_add(a, "then", json_object_new_string(
+		late ? "migrate-continue, blockdev-del" : "blockdev-del, migrate-continue"));
+	qm_journal(m, src->name, "storage-switchover", a);
+	json_object_put(a);
+	for (int i = 0; i < st->n; i++) {
+		r = qmig_cmd_block_job_cancel(src->qmp, st->d[i].job, 0);
+		if (r < 0)
+			return qm_qmp_fail(m, src, r, "block-job-cancel");
+	}
+	t1 = qm_now_ns();
+	r = qm_storage_wait_concluded(m, t0 + CANCEL_WAIT_NS, err, sizeof(err));
+	t2 = qm_now_ns();
+	if (r < 0)
+		return r == -ETIMEDOUT
+			? qm_fail(m, r, "storage: the mirrors did not finish within %lld s of the "
+				  "switchover", CANCEL_WAIT_NS / 1000 / MS)
+			: qm_qmp_fail(m, src, r, "query-block-jobs");
+	if (*err)
+		return qm_fail(m, -EIO, "storage: a mirror ended with an error at the switchover "
+				"(%s); the source keeps the guest", err);
+	if (!late && end_clients(m) < 0)
+		return m->error;
+	if (!late)
+		qm_storage_writeback_close(st); /* else kept for qm_storage_after_continue */
+	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
+	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	if (r < 0)
+		return qm_qmp_fail(m, src, r, "migrate-continue");
+	t3 = qm_now_ns();
+	if (late && qm_storage_after_continue(m) < 0)
+		return m->error;
+	t4 = qm_now_ns();
+	qm_log(m, QMIG_LOG_INFO, "storage: mirrors ended consistently in %llu ms of the "
+	       "switchover pause (cancel sent %lld ms, last copy %lld ms, continue %lld ms); "
+	       "NBD clients closed %s%s", (unsigned long long)m->res.disk_cancel_ms,
+	       (long long)((t1 - t0) / MS), (long long)((t2 - t1) / MS),
+	       (long long)((t3 - t2) / MS), late ? "once the source completed" : "in the pause",
+	       st->early_cont ? "; the disks compared equal, the destination told to run" : "");
+	(void)t4;
+	return 0;
+}
+
+void qm_storage_compare_stop(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+	char out[160];
+	int w;
+
+	for (int i = 0; st && st->cmp_started && i < st->n; i++) {
+		if (st->cmp_pid[i] > 0) {
+			kill(st->cmp_pid[i], SIGKILL);
+			qm_wait_pid(st->cmp_pid[i], &w, 0);
+			st->cmp_pid[i] = 0;
+		}
+		compare_out(m, i, out, sizeof(out));
+		unlink(out);
+	}
+}
+
 int qm_storage_verify(struct qmig_migration *m)
 {
 	struct qm_storage *st = m->storage;
 	int64_t t0 = qm_now_ns();
-	int all = 1, r;
+	int all = 1, r, held = !m->o.verify_memory && !m->offline;
 
 	if (!qm_storage_holds_dst(m))
 		return 0;
+	/* The journal before the wait: the comparison usually runs still, so
+	 * the record's write is not one more wait of the paused guest. */
+	if (st->early_cont)
+		held = 0; /* told to run already (qm_storage_after_continue) */
+	else if (held) {
+		struct json_object *a = json_object_new_object();
+
+		json_object_object_add(a, "why", json_object_new_string(
+			"after comparing the disks"));
+		qm_journal(m, m->side[DST].name, "cont", a);
+		json_object_put(a);
+	}
 	for (int i = 0; i < st->n; i++) {
 		struct qm_disk *k = &st->d[i];
 		char why[300] = "";
+		pid_t pid = st->cmp_started ? st->cmp_pid[i] : 0;
 
-		if (access(k->src_file, R_OK) || access(k->dst_file, R_OK)) {
+		if (!readable(k)) {
 			qm_log(m, QMIG_LOG_WARN, "storage: disk '%s' not compared: its images are "
 			       "not both readable here (%s, %s)", k->name, k->src_file, k->dst_file);
 			all = -1;
 			continue;
 		}
-		r = compare_images(m, k, why, sizeof(why));
+		if (st->cmp_started && st->cmp_done[i]) {
+			r = compare_verdict(m, i, st->cmp_status[i], why, sizeof(why));
+		} else {
+			r = pid ? 0 : compare_spawn(m, i, &pid, why, sizeof(why));
+			if (!r) {
+				r = compare_reap(m, i, pid, t0 + COMPARE_NS, why, sizeof(why));
+				st->cmp_pid[i] = 0;
+			}
+		}
 		if (r == 1) {
+			qm_storage_compare_stop(m);
 			m->res.disks_verified = 0;
 			m->res.verified = 0;
 			m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
@@ -100,13 +447,19 @@ int qm_storage_verify(struct qmig_migration *m)
 			all = -1;
 		}
 	}
-	m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
+	/* The time the destination waited for the comparison (it may have
+	 * been over before the destination had loaded the device state). */
+	if (!st->early_cont)
+		m->res.disk_verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	m->res.disks_verified = all;
 	if (all == 1)
-		qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s identical on both sides (%llu ms)",
-		       st->n, st->n > 1 ? "s" : "", (unsigned long long)m->res.disk_verify_ms);
-	if (!m->o.verify_memory && !m->offline) {
-		r = qm_cont(m, &m->side[DST], "after comparing the disks");
+		qm_log(m, QMIG_LOG_INFO, "storage: %d disk%s identical on both sides (compared in "
+		       "%llu ms, %llu of them with the destination waiting)", st->n,
+		       st->n > 1 ? "s" : "", (unsigned long long)(((st->cmp_end_ns ? st->cmp_end_ns
+		       : qm_now_ns()) - (st->cmp_started ? st->cmp_t0_ns : t0)) / MS),
+		       (unsigned long long)m->res.disk_verify_ms);
+	if (held) {
+		r = qmig_cmd_cont(m->side[DST].qmp);
 		if (r < 0)
 			return qm_qmp_fail(m, &m->side[DST], r, "cont (after comparing the disks)");
 	}
@@ -179,6 +532,8 @@ void qm_storage_finish(struct qmig_migration *m)
 	if (!st || !st->n || st->cleaned || m->o.dry_run)
 		return;
 	st->cleaned = 1;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(st);
 	clean_destination(m);
 	check_source(m);
 	qmig_port_free(st->port);
@@ -194,6 +549,8 @@ void qm_storage_rollback(struct qmig_migration *m)
 	if (!st || !st->n || st->cleaned)
 		return;
 	st->cleaned = 1;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(st);
 	if (src->qmp && !src->gone) {
 		struct qmig_block_job *j = NULL;
 		int n = 0, any = 0;
@@ -243,6 +600,8 @@ void qm_storage_free(struct qmig_migration *m)
 {
 	if (!m->storage)
 		return;
+	qm_storage_compare_stop(m);
+	qm_storage_writeback_close(m->storage);
 	qmig_port_free(m->storage->port);
 	free(m->storage);
 	m->storage = NULL;
