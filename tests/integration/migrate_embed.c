@@ -50,6 +50,7 @@ int main(void)
 	char msg[512];
 	int r, loops = 0;
 
+	use_tree_guests(NULL, getenv("QMIGRATE_ACCEL"));
 	r = launch_pair(&src, &dst, 128ull << 20, 32ull << 20, 20ull << 20, &o, msg, sizeof(msg));
 	CHECK(r == 0, "launch: %s (%s)", strerror(-r), msg);
 	o.timeout_ms = 120000;
