@@ -45,7 +45,7 @@ int main(void)
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m = NULL;
-	struct qmig_result res;
+	struct qmig_result res = QMIG_RESULT_INIT;
 	struct counts counts = {0};
 	char msg[512];
 	int r, loops = 0;
