@@ -111,6 +111,30 @@ const char *qmig_vm_stderr(struct qmig_vm *vm);
 int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_version,
 			   uint64_t *out);
 
+/* Process-wide defaults for every launch of this process. The library
+ * reads no environment variable for these and has no path of its source
+ * tree built in: the qmigrate CLI fills them from QMIGRATE_GUEST_DIR,
+ * QMIGRATE_LINUX_DIR and QMIGRATE_ACCEL (see qmigrate(1)). Strings are
+ * copied. Set them before launching (a launch running meanwhile sees the
+ * old or the new values, never a mix of one value). */
+#define QMIG_LAUNCH_DEFAULTS_VERSION 1
+
+struct qmig_launch_defaults {
+	unsigned int version;
+	const char *guest_dir;   /* the built-in test guests: tiny/tiny.elf (or tiny.elf);
+				    NULL: the installed QMIG_INSTALL_GUESTDIR */
+	const char *linux_dir;   /* the Linux guest's vmlinux and initramfs.cpio.gz;
+				    NULL: linux/ under guest_dir */
+	const char *accel;       /* what a spec's "auto" (or NULL) accel means:
+				    NULL or "auto": probe (KVM only if the tiny guest
+				    passes a smoke test), "tcg" or "kvm" */
+};
+
+#define QMIG_LAUNCH_DEFAULTS_INIT {.version = QMIG_LAUNCH_DEFAULTS_VERSION}
+
+/* 0; -EINVAL for an unknown version or accelerator; -ENOMEM. */
+int qmig_launch_defaults_set(const struct qmig_launch_defaults *d);
+
 /* ---- the test guests' heartbeats -------------------------------------- */
 
 /* A live reader of a guest's serial socket, timing each heartbeat line on

@@ -6,6 +6,7 @@
  *   o.src_qmp = "/run/vm1/qmp.sock"; o.dst_qmp = "/run/vm1-dst/qmp.sock";
  *   qmig_migration_new(&m, &o);
  *   qmig_migration_run(m);            (or your own loop, below)
+ *   struct qmig_result r = QMIG_RESULT_INIT;
  *   qmig_migration_result(m, &r);
  *   qmig_migration_free(m);
  *
@@ -51,8 +52,16 @@ enum qmig_phase {
 
 const char *qmig_phase_name(enum qmig_phase phase);
 
+/* Output structs begin with `size`, set by the caller (the _INIT macro):
+ * the library writes no more than that many bytes and sets size to what it
+ * wrote, so a caller built against an older, shorter struct stays safe
+ * when the struct grows. A size of 0 (a struct not made with the macro) is
+ * taken as this header's size. Structs the library hands out itself (the
+ * sample of an event) carry their own size. */
+
 /* One monitor sample (also sent as a JSON record). */
 struct qmig_sample {
+	size_t size;                /* QMIG_SAMPLE_INIT */
 	int64_t t_ms;               /* since the migration started */
 	uint64_t pass;              /* dirty-sync count: 1 is the first full pass */
 	uint64_t transferred, remaining, total; /* bytes */
@@ -69,6 +78,8 @@ struct qmig_sample {
 	uint64_t relay_bandwidth;
 	uint64_t relay_bytes;
 };
+
+#define QMIG_SAMPLE_INIT {.size = sizeof(struct qmig_sample)}
 
 /* Every event is a JSON record with a "type" key ("phase", "plan",
  * "sample", "pass", "action", "log", "result"); sample is set for "sample". */
@@ -265,6 +276,7 @@ struct qmig_migrate_opts {
 #define QMIG_MIGRATE_OPTS_INIT {.version = QMIG_MIGRATE_OPTS_VERSION, .guest = QMIG_VM_SPEC_INIT}
 
 struct qmig_result {
+	size_t size;                /* QMIG_RESULT_INIT */
 	char status[24];            /* "completed", "failed", "cancelled", "dry-run" */
 	int error;                  /* 0 or the negative errno that ended it */
 	enum qmig_phase failed_phase;
@@ -328,6 +340,8 @@ struct qmig_result {
 	uint64_t disk_verify_ms;
 };
 
+#define QMIG_RESULT_INIT {.size = sizeof(struct qmig_result)}
+
 struct qmig_migration;
 
 /* On error *out is untouched, on_event/log free callbacks never run. */
@@ -361,7 +375,7 @@ enum qmig_phase qmig_migration_phase(const struct qmig_migration *m);
 /* The latest sample (zeros before precopy). */
 void qmig_migration_last_sample(const struct qmig_migration *m, struct qmig_sample *out);
 void qmig_migration_result(const struct qmig_migration *m, struct qmig_result *out);
-/* The result as a JSON object (new reference). */
+/* The result as a JSON object (new reference); reads r->size bytes of r. */
 struct json_object *qmig_result_to_json(const struct qmig_result *r);
 const char *qmig_migration_error(const struct qmig_migration *m);
 
@@ -386,6 +400,7 @@ const char *qmig_migration_cancel_ignored(const struct qmig_migration *m);
 /* The convergence verdict behind the latest sample: the model's, or
  * stalled when what is left at each pass start stopped falling. */
 struct qmig_convergence {
+	size_t size;                /* QMIG_CONVERGENCE_INIT */
 	enum qmig_verdict verdict;
 	uint64_t dirty_rate;        /* bytes/s the guest dirties */
 	uint64_t wire_rate;         /* bytes/s on the wire (QEMU's own count) */
@@ -394,6 +409,8 @@ struct qmig_convergence {
 	uint64_t stalled_passes;    /* passes since what is left last fell */
 	char text[200];             /* the verdict and the numbers, for people */
 };
+
+#define QMIG_CONVERGENCE_INIT {.size = sizeof(struct qmig_convergence)}
 void qmig_migration_convergence(const struct qmig_migration *m, struct qmig_convergence *out);
 
 #ifdef __cplusplus

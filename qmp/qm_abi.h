@@ -31,4 +31,33 @@ static inline int qm_opts_import(void *dst, const void *src, const size_t *ends,
 #define QM_OPTS_IMPORT(dst, src, ends)                                          \
 	qm_opts_import((dst), (src), (ends), (unsigned)(sizeof(ends) / sizeof((ends)[0])))
 
+/* An output struct (its first member `size_t size`, set by the caller):
+ * copy no more than the caller's size of the library's full struct (0:
+ * the caller did not set it, and gets the whole struct), and set size to
+ * what was written. */
+static inline void qm_out_copy(void *dst, const void *full, size_t full_size)
+{
+	size_t want = *(const size_t *)dst;
+	size_t n = !want || want > full_size ? full_size : want;
+
+	if (n < sizeof(size_t))
+		return;
+	memcpy((char *)dst + sizeof(size_t), (const char *)full + sizeof(size_t),
+	       n - sizeof(size_t));
+	*(size_t *)dst = n;
+}
+
+/* The other way: a caller's output struct read back by the library (e.g.
+ * a result turned into JSON): what its size has, zeros after it. */
+static inline void qm_out_read(void *full, size_t full_size, const void *src)
+{
+	size_t have = *(const size_t *)src;
+	size_t n = !have || have > full_size ? full_size : have;
+
+	memset(full, 0, full_size);
+	if (n >= sizeof(size_t))
+		memcpy(full, src, n);
+	*(size_t *)full = full_size;
+}
+
 #endif

@@ -27,3 +27,5 @@ ITEST_SCRIPTS += tests/integration/storage_basic.sh tests/integration/storage_qe
 # Storage migration (engine/storage/storage.c) with the Linux guest: these take minutes.
 ITEST_FULL_SCRIPTS += tests/integration/storage_inc.sh tests/integration/storage_netns.sh \
 	tests/integration/storage_fail.sh tests/integration/storage_cut.sh
+ITEST_SCRIPTS += tests/lint_library.sh
+UNIT_SRCS += tests/unit/test_abi.c

@@ -46,6 +46,11 @@ uint64_t parse_rate(const char *what, const char *s);
 /* --guest tiny|linux and --accel auto|tcg|kvm, or die with the usage error. */
 enum qmig_guest_kind parse_guest_kind(const char *s);
 const char *parse_accel(const char *s);
+/* The library's launch defaults from QMIGRATE_GUEST_DIR (else the tree's
+ * tests/guests next to this program, when it runs from the source tree),
+ * QMIGRATE_LINUX_DIR (else ${XDG_CACHE_HOME:-~/.cache}/qmigrate/linux)
+ * and QMIGRATE_ACCEL: the library itself reads no environment. */
+void launch_defaults_from_env(void);
 long parse_long(const char *what, const char *s, long min, long max);
 /* "LO-HI", e.g. 49152-49215. Dies with a message naming what on error. */
 void parse_port_range(const char *what, const char *s, unsigned *lo, unsigned *hi);

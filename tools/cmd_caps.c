@@ -77,7 +77,7 @@ static int dry_plan(const char *src, const char *dst, struct plan_values *pv)
 {
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m;
-	struct qmig_result res;
+	struct qmig_result res = QMIG_RESULT_INIT;
 	int r;
 
 	o.src_qmp = src;

@@ -189,7 +189,7 @@ static void bar(struct ui *ui, const struct qmig_sample *s, int64_t disk_left)
 {
 	char rate[32], rem[32], dirty[32], line[200];
 	int width = 24, fill = (int)(s->percent * width / 100.0);
-	struct qmig_convergence cv;
+	struct qmig_convergence cv = QMIG_CONVERGENCE_INIT;
 
 	qmig_migration_convergence(ui->m, &cv);
 	/* The rate on the wire (QEMU's count of the stream's bytes). */
@@ -401,8 +401,8 @@ static int exit_code(const struct qmig_result *r)
 static void status_add(struct json_object *o, struct job_migration *jm)
 {
 	struct qmig_migration *m = jm->m;
-	struct qmig_convergence cv;
-	struct qmig_sample s;
+	struct qmig_convergence cv = QMIG_CONVERGENCE_INIT;
+	struct qmig_sample s = QMIG_SAMPLE_INIT;
 
 	qmig_migration_last_sample(m, &s);
 	qmig_migration_convergence(m, &cv);
@@ -628,7 +628,7 @@ int cmd_migrate(int argc, char **argv)
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct ui ui = {0};
 	struct qmig_migration *m;
-	struct qmig_result res;
+	struct qmig_result res = QMIG_RESULT_INIT;
 	struct job *job = NULL;
 	struct job_migration jm = {0};
 	const char *caps[33] = {0}, *params[34] = {0};

@@ -78,6 +78,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	launch_defaults_from_env();
 	for (const struct subcommand *s = subcommands; s->name; s++)
 		if (!strcmp(s->name, argv[i]))
 			return s->fn(argc - i, argv + i);

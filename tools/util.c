@@ -1,4 +1,7 @@
 #include <ctype.h>
+#include <libgen.h>
+#include <limits.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -115,6 +118,44 @@ const char *parse_accel(const char *s)
 	if (strcmp(s, "auto") && strcmp(s, "tcg") && strcmp(s, "kvm"))
 		die(EXIT_USAGE, "--accel: '%s' is not auto, tcg or kvm", s);
 	return s;
+}
+
+void launch_defaults_from_env(void)
+{
+	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
+	const char *accel = getenv("QMIGRATE_ACCEL"), *e;
+	char exe[PATH_MAX], tree[PATH_MAX + 32], cache[PATH_MAX + 64];
+	ssize_t n;
+	int r;
+
+	d.guest_dir = getenv("QMIGRATE_GUEST_DIR");
+	if (!d.guest_dir || !*d.guest_dir) {
+		/* tools/qmigrate in a built source tree: its guests are beside it. */
+		d.guest_dir = NULL;
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n > 0) {
+			exe[n] = 0;
+			snprintf(tree, sizeof(tree), "%s/../tests/guests", dirname(exe));
+			snprintf(cache, sizeof(cache), "%s/tiny/tiny.elf", tree);
+			if (access(cache, R_OK) == 0)
+				d.guest_dir = tree;
+		}
+	}
+	d.linux_dir = getenv("QMIGRATE_LINUX_DIR");
+	if (!d.linux_dir || !*d.linux_dir) {
+		if ((e = getenv("XDG_CACHE_HOME")) && *e)
+			snprintf(cache, sizeof(cache), "%s/qmigrate/linux", e);
+		else
+			snprintf(cache, sizeof(cache), "%s/.cache/qmigrate/linux",
+				 (e = getenv("HOME")) && *e ? e : "/root");
+		d.linux_dir = cache;
+	}
+	d.accel = accel && *accel ? accel : NULL;
+	r = qmig_launch_defaults_set(&d);
+	if (r == -EINVAL)
+		die(EXIT_USAGE, "QMIGRATE_ACCEL: '%s' is not auto, tcg or kvm", accel);
+	if (r < 0)
+		die(EXIT_FAIL, "launch defaults: %s", strerror(-r));
 }
 
 long parse_long(const char *what, const char *s, long min, long max)

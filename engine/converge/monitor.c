@@ -110,7 +110,7 @@ static void judge(struct qmig_migration *m, double mbps)
 
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 {
-	struct qmig_sample s = {0};
+	struct qmig_sample s = QMIG_SAMPLE_INIT;
 	struct qmig_policy_sample ps;
 	struct json_object *rec;
 	int64_t now = qm_now_ns();

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "converge.h"
+#include "qm_abi.h"
 #include "journal/journal.h"
 
 #define MS 1000000LL
@@ -166,7 +167,7 @@ void qmig_migration_convergence(const struct qmig_migration *m, struct qmig_conv
 	default:
 		snprintf(c.text, sizeof(c.text), "measuring: wire %s", w);
 	}
-	*out = c;
+	qm_out_copy(out, &c, sizeof(c));
 }
 
 #define OPTIONS                                                                            \
@@ -189,7 +190,7 @@ static int64_t bound_ms(struct qmig_migration *m)
 
 int qm_converge_check(struct qmig_migration *m)
 {
-	struct qmig_convergence c;
+	struct qmig_convergence c = QMIG_CONVERGENCE_INIT;
 	int64_t elapsed;
 
 	if (!m->completion_bound_ms && m->last.total)

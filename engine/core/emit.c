@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core.h"
+#include "qm_abi.h"
 #include "qm_wait.h"
 
 static const char *const phase_names[] = {
@@ -140,9 +141,12 @@ void qm_kick(struct qmig_migration *m)
 	}
 }
 
-struct json_object *qmig_result_to_json(const struct qmig_result *r)
+struct json_object *qmig_result_to_json(const struct qmig_result *caller)
 {
 	struct json_object *o = json_object_new_object();
+	struct qmig_result full, *r = &full;
+
+	qm_out_read(&full, sizeof(full), caller);
 
 #define ADD_I(k, v) json_object_object_add(o, k, json_object_new_int64((int64_t)(v)))
 	json_object_object_add(o, "status", json_object_new_string(r->status));

@@ -57,6 +57,8 @@ void qm_terminate(pid_t pid, int pidfd, int grace_ms, int *wstatus);
 
 /* Where the tiny guest's kernel is: 0 and path filled, or -ENOENT. */
 int qm_find_tiny(char *path, size_t len);
+/* qmig_launch_defaults_set's accel ("" none). */
+void qm_default_accel(char *buf, size_t len);
 /* The Linux guest's directory (kernel and initramfs). */
 int qm_linux_dir(char *path, size_t len);
 

@@ -119,16 +119,18 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 int qm_choose_accel(const struct qmig_vm_spec *spec, const char *dir, char *accel, size_t len,
 		    char *why, size_t why_len)
 {
-	const char *want = spec->accel, *env = getenv("QMIGRATE_ACCEL");
+	const char *want = spec->accel;
+	char def[64];
 
 	*why = 0;
-	/* The environment settles "auto" for a whole test run or shell. */
-	if ((!want || !*want || !strcmp(want, "auto")) && env && *env && strcmp(env, "auto"))
-		want = env;
+	/* The process's default (qmig_launch_defaults_set: the CLI's
+	 * QMIGRATE_ACCEL) settles "auto" for a whole test run or shell. */
+	qm_default_accel(def, sizeof(def));
+	if ((!want || !*want || !strcmp(want, "auto")) && *def)
+		want = def;
 	if (want && *want && strcmp(want, "auto")) {
 		if (strncmp(want, "tcg", 3) && strncmp(want, "kvm", 3)) {
-			snprintf(why, why_len, "unknown accelerator '%s'%s (auto, tcg or kvm)", want,
-				 want == env ? " in QMIGRATE_ACCEL" : "");
+			snprintf(why, why_len, "unknown accelerator '%s' (auto, tcg or kvm)", want);
 			return -EINVAL;
 		}
 		snprintf(accel, len, "%s", want);

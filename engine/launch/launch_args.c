@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include "launch.h"
@@ -126,39 +127,85 @@ static void add_file(struct qm_argv *a, const char *opt, const char *path)
 	qm_argv_addf(a, "/proc/self/fd/%d", fd);
 }
 
+/* Process-wide launch defaults (qmig_launch_defaults_set): the library
+ * reads no environment variable and has no path of the source tree in
+ * it; the qmigrate CLI (or a test) says where the test guests are. */
+static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *def_guest_dir, *def_linux_dir, *def_accel;
+
+static int accel_ok(const char *a)
+{
+	return !a || !strcmp(a, "auto") || !strncmp(a, "tcg", 3) || !strncmp(a, "kvm", 3);
+}
+
+int qmig_launch_defaults_set(const struct qmig_launch_defaults *d)
+{
+	char *g = NULL, *l = NULL, *a = NULL;
+
+	if (!d || d->version < 1 || d->version > QMIG_LAUNCH_DEFAULTS_VERSION ||
+	    !accel_ok(d->accel))
+		return -EINVAL;
+	if ((d->guest_dir && !(g = strdup(d->guest_dir))) ||
+	    (d->linux_dir && !(l = strdup(d->linux_dir))) ||
+	    (d->accel && strcmp(d->accel, "auto") && !(a = strdup(d->accel)))) {
+		free(g);
+		free(l);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&defaults_lock);
+	free(def_guest_dir);
+	free(def_linux_dir);
+	free(def_accel);
+	def_guest_dir = g;
+	def_linux_dir = l;
+	def_accel = a;
+	pthread_mutex_unlock(&defaults_lock);
+	return 0;
+}
+
+/* A copy of one default ("" when unset). */
+static void get_default(char *const *v, char *buf, size_t len)
+{
+	pthread_mutex_lock(&defaults_lock);
+	snprintf(buf, len, "%s", *v ? *v : "");
+	pthread_mutex_unlock(&defaults_lock);
+}
+
+void qm_default_accel(char *buf, size_t len)
+{
+	get_default(&def_accel, buf, len);
+}
+
+static void guest_dir(char *buf, size_t len)
+{
+	get_default(&def_guest_dir, buf, len);
+	if (!*buf)
+		snprintf(buf, len, "%s", QMIG_INSTALL_GUESTDIR);
+}
+
 int qm_find_tiny(char *path, size_t len)
 {
-	const char *dirs[] = {getenv("QMIGRATE_GUEST_DIR"), QMIG_BUILD_GUESTDIR,
-			      QMIG_INSTALL_GUESTDIR};
+	char dir[3072];
 
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (!dirs[i] || !*dirs[i])
-			continue;
-		snprintf(path, len, "%s/tiny/tiny.elf", dirs[i]);
-		if (file_ok(path))
-			return 0;
-		snprintf(path, len, "%s/tiny.elf", dirs[i]); /* installed flat */
-		if (file_ok(path))
-			return 0;
-	}
+	guest_dir(dir, sizeof(dir));
+	snprintf(path, len, "%s/tiny/tiny.elf", dir);
+	if (file_ok(path))
+		return 0;
+	snprintf(path, len, "%s/tiny.elf", dir); /* installed flat */
+	if (file_ok(path))
+		return 0;
 	return -ENOENT;
 }
 
 int qm_linux_dir(char *path, size_t len)
 {
-	const char *e = getenv("QMIGRATE_LINUX_DIR"), *home;
+	get_default(&def_linux_dir, path, len);
+	if (!*path) {
+		char dir[3072];
 
-	if (e && *e) {
-		snprintf(path, len, "%s", e);
-		return 0;
+		guest_dir(dir, sizeof(dir));
+		snprintf(path, len, "%s/linux", dir);
 	}
-	e = getenv("XDG_CACHE_HOME");
-	if (e && *e) {
-		snprintf(path, len, "%s/qmigrate/linux", e);
-		return 0;
-	}
-	home = getenv("HOME");
-	snprintf(path, len, "%s/.cache/qmigrate/linux", home && *home ? home : "/root");
 	return 0;
 }
 
@@ -189,10 +236,13 @@ static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *m
 	char kernel[4096], app[512];
 
 	if (qm_find_tiny(kernel, sizeof(kernel)) < 0) {
+		char dir[3072];
+
+		guest_dir(dir, sizeof(dir));
 		snprintf(msg, msg_len,
-			 "the tiny guest (tiny/tiny.elf) is in none of $QMIGRATE_GUEST_DIR, %s, "
-			 "%s: run 'make guests'",
-			 QMIG_BUILD_GUESTDIR, QMIG_INSTALL_GUESTDIR);
+			 "the tiny guest (tiny/tiny.elf) is not in %s: run 'make guests' "
+			 "(or set the guest directory: QMIGRATE_GUEST_DIR for qmigrate, "
+			 "qmig_launch_defaults_set for the library)", dir);
 		return -ENOENT;
 	}
 	guest_cmdline(app, sizeof(app), "", "", spec);
@@ -213,7 +263,7 @@ static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *
 	if (!file_ok(kernel) || !file_ok(initrd)) {
 		snprintf(msg, msg_len,
 			 "the Linux guest is not built (%s missing): run 'make linux-guest' "
-			 "(or set QMIGRATE_LINUX_DIR)",
+			 "(or set QMIGRATE_LINUX_DIR for qmigrate)",
 			 file_ok(kernel) ? initrd : kernel);
 		return -ENOENT;
 	}

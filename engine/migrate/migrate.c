@@ -56,6 +56,8 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->last.size = sizeof(m->last); /* handed out in events as it is */
+	m->res.size = sizeof(m->res);
 	m->o = o;
 	m->o.src_qmp = dup_opt(m, 0, o.src_qmp);
 	m->o.dst_qmp = dup_opt(m, 1, o.dst_qmp);
@@ -445,12 +447,12 @@ enum qmig_phase qmig_migration_phase(const struct qmig_migration *m)
 
 void qmig_migration_last_sample(const struct qmig_migration *m, struct qmig_sample *out)
 {
-	*out = m->last;
+	qm_out_copy(out, &m->last, sizeof(m->last));
 }
 
 void qmig_migration_result(const struct qmig_migration *m, struct qmig_result *out)
 {
-	*out = m->res;
+	qm_out_copy(out, &m->res, sizeof(m->res));
 }
 
 const char *qmig_migration_error(const struct qmig_migration *m)

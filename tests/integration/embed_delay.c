@@ -217,7 +217,7 @@ int main(void)
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m = NULL;
-	struct qmig_result res;
+	struct qmig_result res = QMIG_RESULT_INIT;
 	struct link ls = {.lfd = -1}, ld = {.lfd = -1};
 	pthread_t ts, td;
 	int started = 0, stop[2] = {-1, -1};

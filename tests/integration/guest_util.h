@@ -37,8 +37,25 @@ static inline int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The library reads no environment and knows no source tree: the test
+ * guests of this tree (built by make), a Linux guest directory (NULL: the
+ * default under the guests) and the meaning of accel "auto" (NULL: probe). */
+static inline void use_tree_guests(const char *linux_dir, const char *accel)
+{
+	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
+
+	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	d.linux_dir = linux_dir;
+	d.accel = accel;
+	if (qmig_launch_defaults_set(&d) < 0) {
+		fprintf(stderr, "qmig_launch_defaults_set failed\n");
+		exit(1);
+	}
+}
+
 static inline void skip_without_qemu(void)
 {
+	use_tree_guests(NULL, getenv("QMIGRATE_ACCEL"));
 	if (system("qemu-system-x86_64 --version >/dev/null 2>&1") != 0) {
 		printf("skipped: qemu-system-x86_64 not installed\n");
 		exit(77);

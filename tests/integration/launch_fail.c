@@ -127,10 +127,10 @@ int main(void)
 	CHECK(expect_fail("bad spec version", &spec, -EINVAL, "bad launch spec"), "-");
 	spec.version = QMIG_VM_SPEC_VERSION;
 
-	setenv("QMIGRATE_LINUX_DIR", "/nonexistent/linux-guest", 1);
+	use_tree_guests("/nonexistent/linux-guest", getenv("QMIGRATE_ACCEL"));
 	spec.guest = QMIG_GUEST_LINUX;
 	CHECK(expect_fail("linux guest not built", &spec, -ENOENT, "make linux-guest"), "-");
-	unsetenv("QMIGRATE_LINUX_DIR");
+	use_tree_guests(NULL, getenv("QMIGRATE_ACCEL"));
 out:
 	rmdir(rundir);
 	return failed;

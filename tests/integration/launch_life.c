@@ -287,7 +287,7 @@ int main(void)
 		int64_t t0 = now_ns();
 		const char *why = NULL;
 
-		unsetenv("QMIGRATE_ACCEL");
+		use_tree_guests(NULL, NULL);
 		spec.guest = QMIG_GUEST_TINY;
 		spec.change_id = 0;
 		spec.accel = NULL;

@@ -45,11 +45,12 @@ int main(void)
 	struct qmig_vm *src = NULL, *dst = NULL;
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m = NULL;
-	struct qmig_result res;
+	struct qmig_result res = QMIG_RESULT_INIT;
 	struct counts counts = {0};
 	char msg[512];
 	int r, loops = 0;
 
+	use_tree_guests(NULL, getenv("QMIGRATE_ACCEL"));
 	r = launch_pair(&src, &dst, 128ull << 20, 32ull << 20, 20ull << 20, &o, msg, sizeof(msg));
 	CHECK(r == 0, "launch: %s (%s)", strerror(-r), msg);
 	o.timeout_ms = 120000;

@@ -93,13 +93,14 @@ static void test_argv_linux(void)
 	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qm_argv a = {0};
 	char dir[] = "/tmp/qmig-unit-linux-XXXXXX", path[256], msg[512] = "";
-	char *old = getenv("QMIGRATE_LINUX_DIR");
-	char *saved = old ? strdup(old) : NULL;
+	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
 	FILE *f;
 	int r;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-	setenv("QMIGRATE_LINUX_DIR", dir, 1);
+	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	d.linux_dir = dir;
+	CU_ASSERT_EQUAL_FATAL(qmig_launch_defaults_set(&d), 0);
 	spec.guest = QMIG_GUEST_LINUX;
 	spec.net = 1;
 	spec.host_port = 18080;
@@ -127,12 +128,8 @@ static void test_argv_linux(void)
 	snprintf(path, sizeof(path), "%s/vmlinux", dir);
 	unlink(path);
 	rmdir(dir);
-	if (saved) {
-		setenv("QMIGRATE_LINUX_DIR", saved, 1);
-		free(saved);
-	} else {
-		unsetenv("QMIGRATE_LINUX_DIR");
-	}
+	d.linux_dir = NULL;
+	qmig_launch_defaults_set(&d);
 }
 
 /* ---- the verifier on synthetic RAM ------------------------------------ */

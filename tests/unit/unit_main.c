@@ -2,6 +2,7 @@
 #include <string.h>
 #include <CUnit/Basic.h>
 
+#include "qmig_launch.h"
 #include "unit.h"
 
 static struct unit_suite *suites;
@@ -17,6 +18,13 @@ int main(int argc, char **argv)
 {
 	unsigned failed;
 
+	/* The library reads no environment and knows no source tree: the
+	 * argv tests find this tree's test guests through the defaults. */
+	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
+
+	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	if (qmig_launch_defaults_set(&d) < 0)
+		return 2;
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 2;
 	for (struct unit_suite *s = suites; s; s = s->next) {

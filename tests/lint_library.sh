@@ -1,0 +1,29 @@
+#!/bin/sh
+# What the library must not hold (docs/API.md, "Configuration"):
+#  - a path of the source tree it was built in (strings of the shared
+#    library name no directory under this tree);
+#  - an environment variable of its own: qmp/, transport/ and engine/ call
+#    getenv() only for the system's XDG_RUNTIME_DIR and TMPDIR. The CLI
+#    reads QMIGRATE_GUEST_DIR, QMIGRATE_LINUX_DIR and QMIGRATE_ACCEL and
+#    passes them in qmig_launch_defaults_set().
+cd "$(dirname "$0")/.." || exit 1
+bad=0
+tree=$(pwd -P)
+lib=$(ls libqmigrate.so.* 2>/dev/null | head -1)
+if [ -z "$lib" ]; then
+	echo "skipped: libqmigrate.so not built (make lib)"
+	exit 77
+fi
+if strings "$lib" | grep -F "$tree"; then
+	echo "FAIL: $lib holds a path of the source tree ($tree)"
+	bad=1
+fi
+hits=$(grep -rnE 'getenv\("[A-Z_]+"\)' qmp transport engine --include='*.c' |
+	grep -vE 'getenv\("(XDG_RUNTIME_DIR|TMPDIR)"\)')
+if [ -n "$hits" ]; then
+	echo "FAIL: the library reads its own environment (pass it through options):"
+	echo "$hits"
+	bad=1
+fi
+[ $bad = 0 ] || exit 1
+echo "ok: $lib holds no path of $tree and reads no environment of its own"
