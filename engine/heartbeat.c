@@ -6,6 +6,7 @@
  *   READY tiny wss=... rate=... mem=...
  *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>
  *   CORRUPT page=<i> gpa=0x<hex> expected_gen=<g> found_gen=<g'>
+ *   VERIFY pages=<n> bad=<k> ... (the tiny guest's check, on request)
  * The socket stream is exact. (QEMU 7.2's serial.log is not, while a live
  * reader is connected: a byte the socket refused with EAGAIN is sometimes
  * logged twice.)
@@ -30,6 +31,8 @@ struct qmig_hb {
 	int have_prev;
 	int64_t prev_ns;
 	struct qmig_hb_stats st;
+	unsigned verify_lines;
+	char verify[160];
 	char buf[512];
 };
 
@@ -113,6 +116,9 @@ static void on_line(struct qmig_hb *hb, const char *line, int64_t now)
 		snprintf(hb->st.last_msg, sizeof(hb->st.last_msg), "%.159s", line);
 	if (!strncmp(line, "READY ", 6)) {
 		hb->st.ready = 1;
+	} else if (!strncmp(line, "VERIFY ", 7)) {
+		snprintf(hb->verify, sizeof(hb->verify), "%.159s", line);
+		hb->verify_lines++;
 	} else if (!strncmp(line, "CORRUPT ", 8)) {
 		if (!hb->st.corrupt)
 			snprintf(hb->st.corrupt_msg, sizeof(hb->st.corrupt_msg), "%.159s", line);
@@ -193,6 +199,15 @@ void qmig_hb_get(const struct qmig_hb *hb, struct qmig_hb_stats *out)
 {
 	if (hb && out)
 		*out = hb->st;
+}
+
+unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
+{
+	if (!hb)
+		return 0;
+	if (line && len)
+		snprintf(line, len, "%s", hb->verify);
+	return hb->verify_lines;
 }
 
 void qmig_hb_reset_gap(struct qmig_hb *hb)

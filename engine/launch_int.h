@@ -79,4 +79,12 @@ void qm_launch_gc(const char *base);
 char *qm_launch_read_tail(const char *path, size_t max);
 int64_t qm_launch_mono_ns(void);
 
+/* heartbeat.c: the tiny guest's answers to a check request (an NMI): how
+ * many VERIFY lines came so far, and the last one. */
+unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len);
+
+/* verify_tiny.c: 1 if the guest behind conn is the tiny test guest (its
+ * header page, read with pmemsave while it runs), 0 if not, or -errno. */
+int qm_tiny_probe(struct qmig_qmp_conn *conn, const char *dir);
+
 #endif

@@ -84,6 +84,9 @@ struct qmig_migration {
 	int abandoned;                /* freed unfinished: left to `qmigrate recover` */
 	FILE *trace;
 	int hb_watched;
+	int tiny;                     /* the guest is the tiny test guest: -1 unknown */
+	unsigned verify_seen;         /* VERIFY lines before we asked for one */
+	int64_t t_verify_ns;          /* when we asked (0: not yet) */
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */
 	double slow_rate0;            /* beats/s before it */
 	int slow_done;

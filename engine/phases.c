@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "launch_int.h"
 #include "migrate_int.h"
 #include "qmp_reply.h"
 #include "versions.h"
@@ -18,6 +19,8 @@
 #define BEATS_TIMEOUT_NS (15000 * MS)
 #define CANCEL_TIMEOUT_NS (15000 * MS)
 #define CONFIRM_BEATS 3
+
+static void probe_tiny(struct qmig_migration *m);
 
 /* Heartbeats come every millisecond: reading each as it comes would cost
  * the engine ~9% of a core. Until the switchover they are drained at each
@@ -305,6 +308,7 @@ static int step_prepare(struct qmig_migration *m)
 	int r;
 
 	if (m->sub == 0) {
+		m->tiny = -1;
 		if (qm_journal_check_orphans(m) < 0)
 			return m->error;
 		if (m->o.src_qmp) {
@@ -467,6 +471,9 @@ static int step_start(struct qmig_migration *m)
 		return m->error;
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
+	/* While QEMU sets the stream up: can the guest check itself later? */
+	if (!m->o.no_verify)
+		probe_tiny(m);
 	if (m->side[SRC].hb) {
 		struct qmig_hb_stats hs;
 
@@ -696,7 +703,10 @@ static void verdict_by_beats(struct qmig_migration *m)
 	}
 }
 
-static int confirm_stamps(struct qmig_migration *m)
+/* The stamps checked from the host: stop the destination, dump the working
+ * set, check every word, resume. A second pause after the guest has run on
+ * the destination: only when the guest cannot check itself (below). */
+static int confirm_stamps_stopped(struct qmig_migration *m)
 {
 	struct side *dst = &m->side[DST];
 	struct qmig_verify_report rep;
@@ -732,6 +742,106 @@ static int confirm_stamps(struct qmig_migration *m)
 	m->res.verified = 1;
 	set_method(m, "stamps");
 	return STEP_NEXT;
+}
+
+#define GUEST_CHECK_TIMEOUT_NS (10000 * MS)
+
+/* Is the test guest the tiny one (the one that checks its own stamps)?
+ * Launched: we know. Attached with its serial socket: its header page,
+ * read from the source while the migration runs (step_start). */
+static void probe_tiny(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+
+	if (m->tiny >= 0)
+		return;
+	if (!stamp_guest(m) || m->offline) {
+		m->tiny = 0;
+		return;
+	}
+	if (src->vm)
+		m->tiny = m->o.guest.guest == QMIG_GUEST_TINY;
+	else
+		m->tiny = qm_tiny_probe(src->qmp, NULL) == 1;
+}
+
+/* The default check of the tiny guest, with no second pause: the guest,
+ * already running on the destination, is asked (an NMI) to check the stamp
+ * and two more words of every page of its working set against its header,
+ * and answers on its serial line (a few ms of guest time for 64 MiB). What
+ * the destination's memory holds is what the guest reads: a page the
+ * stream left stale (QEMU 7.2's TCG dirty-bitmap bug) is found. The header
+ * itself must be at least as new as the source's last heartbeat. */
+static int confirm_guest_check(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	unsigned long long pages, bad, gen, seq, us, first = 0, expected = 0, found = 0;
+	struct qmig_hb_stats hs, ss;
+	char line[160];
+	int r;
+
+	if (!m->t_verify_ns) {
+		qmig_hb_process(dst->hb);
+		m->verify_seen = qm_hb_verify_line(dst->hb, NULL, 0);
+		r = qmig_qmp_conn_call(dst->qmp, "inject-nmi", NULL, NULL, -1);
+		if (r < 0) {
+			qm_log(m, QMIG_LOG_INFO, "destination: inject-nmi: %s; checking the "
+				  "stamps from the host", qmig_qmp_conn_error(dst->qmp));
+			return confirm_stamps_stopped(m);
+		}
+		m->t_verify_ns = qm_now_ns();
+	}
+	qmig_hb_process(dst->hb);
+	qmig_hb_get(dst->hb, &hs);
+	if (hs.corrupt)
+		return qm_fail(m, -EBADMSG, "destination: the guest reports corrupt memory: %s",
+			       hs.corrupt_msg);
+	if (qm_hb_verify_line(dst->hb, line, sizeof(line)) == m->verify_seen) {
+		if (qm_now_ns() - m->t_verify_ns < GUEST_CHECK_TIMEOUT_NS)
+			return wait_ms(m, 2);
+		qm_log(m, QMIG_LOG_WARN, "destination: the guest did not answer the check "
+			 "request in 10 s; checking the stamps from the host");
+		return confirm_stamps_stopped(m);
+	}
+	m->res.verify_ms = (uint64_t)((qm_now_ns() - m->t_verify_ns) / MS);
+	set_method(m, "stamps");
+	if (sscanf(line, "VERIFY pages=%llu bad=%llu gen=%llu seq=%llu us=%llu first=%llu "
+			 "expected=%llu found=%llu", &pages, &bad, &gen, &seq, &us, &first,
+		   &expected, &found) < 5) {
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG, "destination: unreadable answer from the guest: %s",
+			       line);
+	}
+	if (bad) {
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG,
+			       "destination: %llu of %llu guest pages are wrong, first at 0x%llx: "
+			       "page %llu should hold generation %llu, it holds %llu (the guest's "
+			       "own check)", bad, pages, (unsigned long long)0x800000 + first * 4096,
+			       first, expected, found);
+	}
+	if (m->side[SRC].hb) {
+		qmig_hb_get(m->side[SRC].hb, &ss);
+		if (ss.beats && seq < ss.last_seq) {
+			m->res.verified = 0;
+			return qm_fail(m, -EBADMSG,
+				       "destination: the guest's header is older than the source's "
+				       "last heartbeat (seq %llu < %llu): stale memory", seq,
+				       (unsigned long long)ss.last_seq);
+		}
+	}
+	qm_log(m, QMIG_LOG_INFO, "destination: the guest checked %llu pages in %llu us "
+		  "(answer in %llu ms)", pages, us, (unsigned long long)m->res.verify_ms);
+	m->res.verified = 1;
+	return STEP_NEXT;
+}
+
+static int confirm_stamps(struct qmig_migration *m)
+{
+	probe_tiny(m);
+	if (m->tiny == 1 && !m->offline)
+		return confirm_guest_check(m);
+	return confirm_stamps_stopped(m);
 }
 
 /* What "verified" means depends on what qmigrate knows of the guest:
