@@ -237,9 +237,12 @@ probe_end() {
 
 # The heartbeat watcher: guest-observed downtime. Returns once the source
 # guest beats (so it has booted and stamped its working set).
-watch_start() { # SRC-SERIAL DST-SERIAL
+# With TAP, qmigrate reads the guest's serial line through the watcher (its
+# --src-serial/--dst-serial: heartbeats, the guest's check of its memory).
+watch_start() { # SRC-SERIAL DST-SERIAL [TAP]
 	rm -f "$W/watch.out" "$W/watch.err"
-	"$PT" watch "$1" "$2" 300 > "$W/watch.out" 2> "$W/watch.err" &
+	"$PT" watch "$1" "$2" 300 ${3:+--tap-src "$W/src.tap" --tap-dst "$W/dst.tap"} \
+		> "$W/watch.out" 2> "$W/watch.err" &
 	WPID=$!
 	i=0
 	until grep -q ready "$W/watch.err" 2>/dev/null; do
@@ -271,6 +274,7 @@ lv_ev_us() { # LOG EVENT [STATUS]
 }
 
 PORT=49400
+SER="--src-serial $W/src.tap --dst-serial $W/dst.tap"
 echo "cell,repeat,order,status,wall_ms,before_ms,after_ms,qemu_total_ms,overhead_ms,guest_downtime_ms,guest_max_gap_ms,qemu_downtime_ms,bytes,cmd_cpu_ms,engine_cpu_ms,q_startup_ms,q_prepare_ms,q_negotiate_ms,q_start_ms,q_precopy_ms,q_switchover_ms,q_confirm_ms,q_finish_ms,ping_max_gap_ms,ping_lost,tcp_max_unacked_ms,tcp_survived" > "$OUT/runs.csv"
 
 run_cell() { # CELL ROUND ORDER
@@ -319,15 +323,16 @@ run_cell() { # CELL ROUND ORDER
 	*)
 		qemu_start "$A" src || return
 		qemu_start "$B" dst incoming || { qemu_stop "$pid_src"; return; }
-		if ! watch_start "$W/src.ser" "$W/dst.ser"; then qemu_stop "$pid_src" "$pid_dst"; return; fi
+		tap=; case $cell in qmigrate*) tap=1 ;; esac
+		if ! watch_start "$W/src.ser" "$W/dst.ser" $tap; then qemu_stop "$pid_src" "$pid_dst"; return; fi
 		if [ -n "$NIC" ] && ! probe_start; then qemu_stop "$pid_src" "$pid_dst"; return; fi
 		status=failed
 		case $cell in
 		qemu-defaults) "$PT" run "$PT" drive "$W/src.qmp" "$W/dst.qmp" "$uri" 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		bare-plan) "$PT" run "$PT" drive "$W/src.qmp" "$W/dst.qmp" "$uri" --max-bandwidth 68719476736 2> "$W/cmd.err" > "$W/cmd.out" ;;
-		qmigrate) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
-		qmigrate-noverify) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --verify none --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
-		qmigrate-predictive) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" --force --policy predictive --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
+		qmigrate) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" $SER --force --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
+		qmigrate-noverify) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" $SER --force --verify none --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
+		qmigrate-predictive) "$PT" run "$QM" migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-addr "$NETNS_ADDR_B" $SER --force --policy predictive --json 2> "$W/cmd.err" > "$W/cmd.out" ;;
 		esac
 		# peer_tool run: its line on stdout, the command's output on stderr.
 		watch_end
@@ -393,7 +398,9 @@ row() { # CELL ROUND ORDER
 	echo "          (libvirtd 9.0 in each namespace with the qemu.conf in libvirt-qemu.conf; domain in libvirt-domain.xml)"
 	echo "qemu-defaults: $PT drive SRC.qmp DST.qmp tcp:$NETNS_ADDR_B:PORT"
 	echo "bare-plan: $PT drive SRC.qmp DST.qmp tcp:$NETNS_ADDR_B:PORT --max-bandwidth 68719476736"
-	echo "qmigrate: $QM migrate --src-qmp SRC.qmp --dst-qmp DST.qmp --dst-addr $NETNS_ADDR_B --force --json"
+	echo "qmigrate: $QM migrate --src-qmp SRC.qmp --dst-qmp DST.qmp --dst-addr $NETNS_ADDR_B --src-serial SRC.tap --dst-serial DST.tap --force --json"
+	echo "          (SRC.tap, DST.tap: the guest's serial sockets through bench/peer_tool watch, which times the"
+	echo "          heartbeats for every peer alike; qmigrate's defaults then verify the guest's memory)"
 	echo "          (--force: the doctor refuses 129 MiB under TCG on QEMU 7.2, the dirty-bitmap bug; libvirt allows only whole MiB)"
 	echo "qmigrate-predictive: the same with --policy predictive"
 	echo "QEMU (all but libvirt): $(qemu_argv src)"

@@ -85,6 +85,7 @@ struct qmig_migration {
 	FILE *trace;
 	int hb_watched;
 	int tiny;                     /* the guest is the tiny test guest: -1 unknown */
+	int verify_asked;             /* inject-nmi sent (or tried) */
 	unsigned verify_seen;         /* VERIFY lines before we asked for one */
 	int64_t t_verify_ns;          /* when we asked (0: not yet) */
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */

@@ -339,7 +339,7 @@ static int step_prepare(struct qmig_migration *m)
 				return qm_fail(m, -ETIMEDOUT,
 					       "source: the guest did not boot and write its "
 					       "working set within 60 s (see its serial log)");
-			return wait_ms(m, 20);
+			return wait_ms(m, m->side[SRC].vm ? 20 : 2);
 		}
 	}
 	return STEP_NEXT;
@@ -765,6 +765,27 @@ static void probe_tiny(struct qmig_migration *m)
 		m->tiny = qm_tiny_probe(src->qmp, NULL) == 1;
 }
 
+/* Ask the tiny guest, running on the destination, to check its memory
+ * (an NMI; it answers on its serial line). Sent as soon as it runs, so the
+ * check overlaps the wait for its first heartbeats. */
+static int ask_guest_check(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	int r;
+
+	qmig_hb_process(dst->hb);
+	m->verify_seen = qm_hb_verify_line(dst->hb, NULL, 0);
+	m->verify_asked = 1;
+	r = qmig_qmp_conn_call(dst->qmp, "inject-nmi", NULL, NULL, -1);
+	if (r < 0) {
+		qm_log(m, QMIG_LOG_INFO, "destination: inject-nmi: %s; checking the stamps "
+			  "from the host", qmig_qmp_conn_error(dst->qmp));
+		return r;
+	}
+	m->t_verify_ns = qm_now_ns();
+	return 0;
+}
+
 /* The default check of the tiny guest, with no second pause: the guest,
  * already running on the destination, is asked (an NMI) to check the stamp
  * and two more words of every page of its working set against its header,
@@ -778,19 +799,9 @@ static int confirm_guest_check(struct qmig_migration *m)
 	unsigned long long pages, bad, gen, seq, us, first = 0, expected = 0, found = 0;
 	struct qmig_hb_stats hs, ss;
 	char line[160];
-	int r;
 
-	if (!m->t_verify_ns) {
-		qmig_hb_process(dst->hb);
-		m->verify_seen = qm_hb_verify_line(dst->hb, NULL, 0);
-		r = qmig_qmp_conn_call(dst->qmp, "inject-nmi", NULL, NULL, -1);
-		if (r < 0) {
-			qm_log(m, QMIG_LOG_INFO, "destination: inject-nmi: %s; checking the "
-				  "stamps from the host", qmig_qmp_conn_error(dst->qmp));
-			return confirm_stamps_stopped(m);
-		}
-		m->t_verify_ns = qm_now_ns();
-	}
+	if (!m->t_verify_ns && (m->verify_asked || ask_guest_check(m) < 0))
+		return confirm_stamps_stopped(m);
 	qmig_hb_process(dst->hb);
 	qmig_hb_get(dst->hb, &hs);
 	if (hs.corrupt)
@@ -839,9 +850,14 @@ static int confirm_guest_check(struct qmig_migration *m)
 static int confirm_stamps(struct qmig_migration *m)
 {
 	probe_tiny(m);
-	if (m->tiny == 1 && !m->offline)
+	if (m->offline)
+		return confirm_stamps_stopped(m); /* paused throughout: no second pause */
+	if (m->tiny == 1)
 		return confirm_guest_check(m);
-	return confirm_stamps_stopped(m);
+	/* Another test guest (our Linux guest checks its own pages and says
+	 * CORRUPT on its serial line): its heartbeats are the verdict. */
+	verdict_by_beats(m);
+	return STEP_NEXT;
 }
 
 /* What "verified" means depends on what qmigrate knows of the guest:
@@ -885,6 +901,11 @@ static int step_confirm(struct qmig_migration *m)
 	}
 	if (m->offline)
 		downtime_unknown(m, "offline migration: the guest was paused throughout");
+	if (m->sub == 1 && !m->offline && stamp_guest(m) && !m->t_verify_ns) {
+		probe_tiny(m);
+		if (m->tiny == 1)
+			(void)ask_guest_check(m); /* a failure: confirm_stamps checks from the host */
+	}
 	if (m->sub == 1 && !m->offline) {
 		r = confirm_beats(m);
 		if (r != STEP_NEXT)

@@ -23,3 +23,4 @@ ITEST_SCRIPTS += tests/integration/storage_basic.sh tests/integration/storage_qe
 # Storage migration (engine/storage.c) with the Linux guest: these take minutes.
 ITEST_FULL_SCRIPTS += tests/integration/storage_inc.sh tests/integration/storage_netns.sh \
 	tests/integration/storage_fail.sh tests/integration/storage_cut.sh
+ITEST_SCRIPTS += tests/integration/verify_guest.sh
