@@ -70,7 +70,11 @@ static void set_phase(struct qmig_migration *m, enum qmig_phase p)
 	m->sub = 0;
 	m->t_phase_ns = qm_now_ns();
 	m->wait_until_ns = 0;
-	if (p > QMIG_PHASE_PREPARE && p != QMIG_PHASE_DONE && p != QMIG_PHASE_FAILED)
+	/* The journal follows the phases that last (qmigrate status shows them)
+	 * or decide a recovery; the short ones in between are recorded by the
+	 * next write anyway (plan steps, owner), each write costing ms on a
+	 * loaded disk. */
+	if (p == QMIG_PHASE_PRECOPY || p == QMIG_PHASE_POSTCOPY || p == QMIG_PHASE_ROLLBACK)
 		qm_journal(m, NULL, "phase", NULL);
 	qm_emit(m, "phase", rec, NULL);
 }
