@@ -275,13 +275,13 @@ lv_ev_us() { # LOG EVENT [STATUS]
 
 PORT=49400
 SER="--src-serial $W/src.tap --dst-serial $W/dst.tap"
-echo "cell,repeat,order,status,wall_ms,before_ms,after_ms,qemu_total_ms,overhead_ms,guest_downtime_ms,guest_max_gap_ms,qemu_downtime_ms,bytes,cmd_cpu_ms,engine_cpu_ms,q_startup_ms,q_prepare_ms,q_negotiate_ms,q_start_ms,q_precopy_ms,q_switchover_ms,q_confirm_ms,q_finish_ms,ping_max_gap_ms,ping_lost,tcp_max_unacked_ms,tcp_survived" > "$OUT/runs.csv"
+echo "cell,repeat,order,status,wall_ms,before_ms,after_ms,qemu_total_ms,overhead_ms,guest_downtime_ms,guest_max_gap_ms,qemu_downtime_ms,bytes,cmd_cpu_ms,engine_cpu_ms,q_startup_ms,q_prepare_ms,q_negotiate_ms,q_start_ms,q_precopy_ms,q_switchover_ms,q_confirm_ms,q_finish_ms,ping_max_gap_ms,ping_lost,tcp_max_unacked_ms,tcp_survived,q_caps_ms,q_doctor_ms,q_plan_ms,q_verify_ms" > "$OUT/runs.csv"
 
 run_cell() { # CELL ROUND ORDER
 	cell=$1 r=$2 o=$3
 	PORT=$((PORT + 1))
 	uri=tcp:$NETNS_ADDR_B:$PORT
-	status=setup-failed phases=,,,,,,, pgap= plost= tgap= tsurv= wall= before= after= qtot= gdt= gmax= qdt= bytes= cpu= ecpu=
+	status=setup-failed phases=,,,,,,, items=,,, pgap= plost= tgap= tsurv= wall= before= after= qtot= gdt= gmax= qdt= bytes= cpu= ecpu=
 	case $cell in
 	libvirt)
 		domxml "$W/lv-src.ser" > "$W/src.xml"
@@ -359,6 +359,10 @@ run_cell() { # CELL ROUND ORDER
 					/"type":"result"/ { match($0, /"t_ms":[0-9]*/); end = substr($0, RSTART + 7) + 0 }
 					END { printf "%.1f,%s,%s,%s,%s,%s,%s,%s", wall - end, d["prepare"], d["negotiate"],
 						d["start"], d["precopy"], d["switchover"], d["confirm"], d["finish"] }' "$W/cmd.err")
+				# Inside negotiate: capability queries, doctor, plan; and the
+				# verification in confirm (the guest's own check).
+				tm=$(grep -m1 '"type":"timing"' "$W/cmd.err")
+				items="$(jget caps_ms "$tm"),$(jget doctor_ms "$tm"),$(jget plan_ms "$tm"),$(jget verify_ms "$last")"
 				[ "$r" = 1 ] && grep -m1 '"type":"config"' "$W/cmd.err" > "$OUT/$cell-config.json" ;;
 			*)
 				d=$(grep '"src_completed_us"' "$W/cmd.err" | tail -1)
@@ -387,7 +391,7 @@ run_cell() { # CELL ROUND ORDER
 row() { # CELL ROUND ORDER
 	ovh=
 	[ -n "$wall" ] && [ -n "$qtot" ] && ovh=$(awk -v w="$wall" -v q="$qtot" 'BEGIN {printf "%.1f", w - q}')
-	echo "$1,$2,$3,$status,$wall,$before,$after,$qtot,$ovh,$gdt,$gmax,$qdt,$bytes,$cpu,$ecpu,$phases,$pgap,$plost,$tgap,$tsurv" >> "$OUT/runs.csv"
+	echo "$1,$2,$3,$status,$wall,$before,$after,$qtot,$ovh,$gdt,$gmax,$qdt,$bytes,$cpu,$ecpu,$phases,$pgap,$plost,$tgap,$tsurv,$items" >> "$OUT/runs.csv"
 	echo "bench-peers: round $2: $1 $status wall ${wall:-?} ms, overhead ${ovh:-?} ms, guest downtime ${gdt:-?} ms" >&2
 }
 

@@ -390,6 +390,9 @@ static int run_doctor(struct qmig_migration *m)
 
 static int step_negotiate(struct qmig_migration *m)
 {
+	int64_t t0 = qm_now_ns(), t1, t2;
+	struct json_object *rec;
+
 	/* The capability and parameter lists come from their own queries,
 	 * which name every one this QEMU has; the full schema (35 ms a side
 	 * under TCG) is probed only when a request needs it (qm_side_schema). */
@@ -403,10 +406,20 @@ static int step_negotiate(struct qmig_migration *m)
 		if (r < 0)
 			return qm_qmp_fail(m, s, r, "query-migrate-parameters");
 	}
-	if (run_doctor(m) < 0 || qm_plan_build(m) < 0)
+	t1 = qm_now_ns();
+	if (run_doctor(m) < 0)
+		return m->error;
+	t2 = qm_now_ns();
+	if (qm_plan_build(m) < 0)
 		return m->error;
 	/* The originals and the whole plan, before the first change. */
 	qm_journal(m, NULL, "planned", NULL);
+	/* Where negotiate's time went (bench/peers.sh itemises it). */
+	rec = json_object_new_object();
+	json_object_object_add(rec, "caps_ms", json_object_new_double((t1 - t0) / 1e6));
+	json_object_object_add(rec, "doctor_ms", json_object_new_double((t2 - t1) / 1e6));
+	json_object_object_add(rec, "plan_ms", json_object_new_double((qm_now_ns() - t2) / 1e6));
+	qm_emit(m, "timing", rec, NULL);
 	qm_plan_emit(m);
 	if (m->o.dry_run) {
 		snprintf(m->res.status, sizeof(m->res.status), "dry-run");
