@@ -229,11 +229,12 @@ static int cmd_drive(int argc, char **argv)
 	printf("{\"status\":\"completed\",\"start_us\":%lld,\"migrate_us\":%lld,\"done_seen_us\":%lld,"
 	       "\"return_us\":%lld,\"src_stop_us\":%lld,\"src_completed_us\":%lld,"
 	       "\"dst_active_us\":%lld,\"dst_resume_us\":%lld,\"total_ms\":%llu,"
-	       "\"downtime_ms\":%llu,\"transferred_bytes\":%llu}\n",
+	       "\"setup_ms\":%llu,\"downtime_ms\":%llu,\"transferred_bytes\":%llu}\n",
 	       (long long)(t0 / 1000), (long long)(t_migrate / 1000), (long long)(t_done / 1000),
 	       (long long)(t_ret / 1000), (long long)se.stop_us, (long long)se.completed_us,
 	       (long long)de.active_us, (long long)de.resume_us,
-	       (unsigned long long)mi.total_time_ms, (unsigned long long)mi.downtime_ms,
+	       (unsigned long long)mi.total_time_ms, (unsigned long long)mi.setup_time_ms,
+	       (unsigned long long)mi.downtime_ms,
 	       (unsigned long long)mi.ram_transferred);
 	return 0;
 }

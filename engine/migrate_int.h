@@ -88,6 +88,8 @@ struct qmig_migration {
 	int verify_asked;             /* inject-nmi sent (or tried) */
 	unsigned verify_seen;         /* VERIFY lines before we asked for one */
 	int64_t t_verify_ns;          /* when we asked (0: not yet) */
+	int64_t measure_due_ns;       /* calc-dirty-rate running, due then (0: none) */
+	int measure_secs;
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */
 	double slow_rate0;            /* beats/s before it */
 	int slow_done;

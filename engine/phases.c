@@ -431,63 +431,64 @@ static int step_negotiate(struct qmig_migration *m)
 	return STEP_NEXT;
 }
 
-/* Before the migration: the guest's dirty rate, by page sampling (the
- * mode that is safe under TCG; never while a migration runs). Waits in
- * steps, never blocking. */
-static int step_measure(struct qmig_migration *m)
+/* The guest's dirty rate by page sampling (calc-dirty-rate: it hashes
+ * sampled pages, so it needs no dirty log and runs beside the migration
+ * under TCG too), started with the first pass instead of before it: the
+ * first pass takes seconds to send the RAM, and the policy needs the rate
+ * only to judge it. Not measured under a passive policy (unless asked). */
+static void measure_begin(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
-	struct qmig_dirty_rate dr;
 	int secs = m->o.measure_dirty_s;
-	int r;
 
 	if (secs == 0)
 		secs = (m->policy && strcmp(m->policy->name, "passive")) ? 1 : -1;
-	if (secs < 0 || m->offline || !qmig_schema_has_command(qm_side_schema(m, src),
-								"calc-dirty-rate"))
-		return STEP_NEXT;
-	if (m->sub == 0) {
-		r = qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling");
-		if (r < 0) {
-			qm_log(m, QMIG_LOG_WARN, "source: calc-dirty-rate: %s",
-			       qmig_qmp_conn_error(src->qmp));
-			return STEP_NEXT;
-		}
-		m->sub = 1;
-		return wait_ms(m, secs * 1000);
+	if (secs < 0 || m->offline)
+		return;
+	if (qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling") < 0) {
+		qm_log(m, QMIG_LOG_INFO, "source: calc-dirty-rate: %s (no dirty rate before the "
+			  "first pass ends)", qmig_qmp_conn_error(src->qmp));
+		return;
 	}
-	r = qmig_cmd_query_dirty_rate(src->qmp, &dr);
-	if (r == 0 && strcmp(dr.status, "measured") &&
-	    qm_now_ns() - m->t_phase_ns < (secs + 5) * 1000 * MS)
-		return wait_ms(m, 50);
-	if (r == 0 && !strcmp(dr.status, "measured") && dr.dirty_rate_mib >= 0) {
-		struct json_object *rec = json_object_new_object();
+	m->measure_secs = secs;
+	m->measure_due_ns = qm_now_ns() + (int64_t)secs * 1000 * MS;
+}
 
-		m->res.premeasured_dirty_rate = (uint64_t)dr.dirty_rate_mib << 20;
-		json_object_object_add(rec, "dirty_rate",
-				       json_object_new_int64((int64_t)m->res.premeasured_dirty_rate));
-		json_object_object_add(rec, "mode", json_object_new_string("page-sampling"));
-		json_object_object_add(rec, "calc_time_s", json_object_new_int(secs));
-		qm_emit(m, "dirty-rate", rec, NULL);
+/* Called with each precopy sample: the measurement, once it is ready. */
+static void measure_poll(struct qmig_migration *m)
+{
+	struct qmig_dirty_rate dr;
+	struct json_object *rec;
+	int r;
+
+	if (!m->measure_due_ns || qm_now_ns() < m->measure_due_ns)
+		return;
+	r = qmig_cmd_query_dirty_rate(m->side[SRC].qmp, &dr);
+	if (r == 0 && strcmp(dr.status, "measured")) {
+		if (qm_now_ns() - m->measure_due_ns < 5000 * MS)
+			return; /* the next sample asks again */
+		qm_log(m, QMIG_LOG_WARN, "source: calc-dirty-rate still %s 5 s late", dr.status);
 	}
-	return STEP_NEXT;
+	m->measure_due_ns = 0;
+	if (r < 0 || strcmp(dr.status, "measured") || dr.dirty_rate_mib < 0)
+		return;
+	m->res.premeasured_dirty_rate = (uint64_t)dr.dirty_rate_mib << 20;
+	rec = json_object_new_object();
+	json_object_object_add(rec, "dirty_rate",
+			       json_object_new_int64((int64_t)m->res.premeasured_dirty_rate));
+	json_object_object_add(rec, "mode", json_object_new_string("page-sampling"));
+	json_object_object_add(rec, "calc_time_s", json_object_new_int(m->measure_secs));
+	qm_emit(m, "dirty-rate", rec, NULL);
 }
 
 static int step_start(struct qmig_migration *m)
 {
-	int r;
-
-	if (m->sub < 2) {
-		r = step_measure(m);
-		if (r != STEP_NEXT)
-			return r;
-		m->sub = 2;
-	}
 	m->res.engine_setup_ms = (uint64_t)((qm_now_ns() - m->t_start_ns) / MS);
 	if (qm_plan_exec(m, 1) < 0)
 		return m->error;
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
+	measure_begin(m);
 	/* While QEMU sets the stream up: can the guest check itself later? */
 	if (!m->o.no_verify)
 		probe_tiny(m);
@@ -521,6 +522,7 @@ static int step_monitor(struct qmig_migration *m)
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "query-migrate");
 	m->next_sample_ns = qm_now_ns() + (int64_t)m->o.sample_ms * MS;
+	measure_poll(m);
 	qm_monitor_sample(m, &mi);
 	if (!strncmp(mi.status, "postcopy", 8)) {
 		m->res.postcopy_started = 1;
