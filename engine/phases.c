@@ -585,7 +585,10 @@ static int confirm_running(struct qmig_migration *m)
 	if (qm_now_ns() - m->t_phase_ns > RESUME_TIMEOUT_NS)
 		return qm_fail(m, -ETIMEDOUT, "destination: still '%s' 15 s after the migration "
 					      "completed", st.status);
-	return wait_ms(m, 5);
+	/* Its RESUME event (events are on) wakes the loop at once: polling is
+	 * only the backstop, and a query every few ms is work for a QEMU
+	 * still loading the last of the stream. */
+	return wait_ms(m, m->side[DST].resume_us ? 1 : 50);
 }
 
 /* A guest qmigrate knows to be one of its test guests: one it launched
