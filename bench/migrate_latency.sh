@@ -78,7 +78,8 @@ bx=$(json_get transferred_bytes "$res"); bt=$(json_get engine_total_ms "$res")
 # nothing), interleaved: QEMU's own time (its total_time, setup_time) and
 # the command's, so what is QEMU's and what is qmigrate's is apart.
 echo "cell,repeat,order,status,wall_ms,qemu_total_ms,qemu_setup_ms,bytes" > "$OUT/idle1g.csv"
-for i in $(seq "$RUNS"); do
+mkdir -p "$OUT/idle1g"
+for round in $(seq "$RUNS"); do
 	o=0
 	for mode in $(printf 'bare\nqmigrate\n' | shuf); do
 		o=$((o + 1))
@@ -99,10 +100,10 @@ for i in $(seq "$RUNS"); do
 			bytes=$(json_get transferred_bytes "$d")
 		fi
 		if echo "$r" | grep -q '"exit":0'; then
-			echo "$mode,$i,$o,completed,$(jnum wall_ms "$r"),$tot,$setup,$bytes" >> "$OUT/idle1g.csv"
+			echo "$mode,$round,$o,completed,$(jnum wall_ms "$r"),$tot,$setup,$bytes" >> "$OUT/idle1g.csv"
 		else
-			echo "$mode,$i,$o,failed,,,," >> "$OUT/idle1g.csv"
-			echo "migrate_latency: idle 1 GiB $mode #$i failed: $(tail -2 "$T/run.out")" >&2
+			echo "$mode,$round,$o,failed,,,," >> "$OUT/idle1g.csv"
+			echo "migrate_latency: idle 1 GiB $mode #$round failed: $(tail -2 "$T/run.out")" >&2
 		fi
 		kill -9 "$src_pid" "$dst_pid" 2>/dev/null
 	done

@@ -4,7 +4,7 @@
  * CLOCK_MONOTONIC when read() returns it; the largest gap between two
  * heartbeats is the guest's longest pause as the host saw it. Lines:
  *   READY tiny wss=... rate=... mem=...
- *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>
+ *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>[ tiny]   (tiny: the tiny guest)
  *   CORRUPT page=<i> gpa=0x<hex> expected_gen=<g> found_gen=<g'>
  *   VERIFY pages=<n> bad=<k> ... (the tiny guest's check, on request)
  * The socket stream is exact. (QEMU 7.2's serial.log is not, while a live
@@ -32,6 +32,7 @@ struct qmig_hb {
 	int64_t prev_ns;
 	struct qmig_hb_stats st;
 	unsigned verify_lines;
+	int tiny;
 	char verify[160];
 	char buf[512];
 };
@@ -88,6 +89,8 @@ static void on_beat(struct qmig_hb *hb, const char *line, int64_t now)
 	if (sscanf(line, "HB seq=%llu gen=%llu pages=%llu rate=%llu", &seq, &gen, &pages,
 		   &rate) != 4)
 		return;
+	if (strstr(line, " tiny"))
+		hb->tiny = 1;
 	if (st->beats && seq > st->last_seq + 1)
 		st->seq_missed += seq - st->last_seq - 1;
 	st->beats++;
@@ -208,6 +211,11 @@ unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
 	if (line && len)
 		snprintf(line, len, "%s", hb->verify);
 	return hb->verify_lines;
+}
+
+int qm_hb_is_tiny(const struct qmig_hb *hb)
+{
+	return hb && hb->tiny;
 }
 
 void qmig_hb_reset_gap(struct qmig_hb *hb)

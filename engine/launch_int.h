@@ -82,9 +82,7 @@ int64_t qm_launch_mono_ns(void);
 /* heartbeat.c: the tiny guest's answers to a check request (an NMI): how
  * many VERIFY lines came so far, and the last one. */
 unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len);
-
-/* verify_tiny.c: 1 if the guest behind conn is the tiny test guest (its
- * header page, read with pmemsave while it runs), 0 if not, or -errno. */
-int qm_tiny_probe(struct qmig_qmp_conn *conn, const char *dir);
+/* 1 once a heartbeat said it comes from the tiny guest. */
+int qm_hb_is_tiny(const struct qmig_hb *hb);
 
 #endif

@@ -20,8 +20,6 @@
 #define CANCEL_TIMEOUT_NS (15000 * MS)
 #define CONFIRM_BEATS 3
 
-static void probe_tiny(struct qmig_migration *m);
-
 /* Heartbeats come every millisecond: reading each as it comes would cost
  * the engine ~9% of a core. Until the switchover they are drained at each
  * step (the source's last beat is then bounded by its STOP event); from
@@ -489,9 +487,6 @@ static int step_start(struct qmig_migration *m)
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
 	measure_begin(m);
-	/* While QEMU sets the stream up: can the guest check itself later? */
-	if (!m->o.no_verify)
-		probe_tiny(m);
 	if (m->side[SRC].hb) {
 		struct qmig_hb_stats hs;
 
@@ -769,8 +764,8 @@ static int confirm_stamps_stopped(struct qmig_migration *m)
 #define GUEST_CHECK_TIMEOUT_NS (10000 * MS)
 
 /* Is the test guest the tiny one (the one that checks its own stamps)?
- * Launched: we know. Attached with its serial socket: its header page,
- * read from the source while the migration runs (step_start). */
+ * Launched: we know. Attached with its serial socket: its heartbeats say
+ * "tiny". */
 static void probe_tiny(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
@@ -784,7 +779,7 @@ static void probe_tiny(struct qmig_migration *m)
 	if (src->vm)
 		m->tiny = m->o.guest.guest == QMIG_GUEST_TINY;
 	else
-		m->tiny = qm_tiny_probe(src->qmp, NULL) == 1;
+		m->tiny = qm_hb_is_tiny(src->hb) || qm_hb_is_tiny(m->side[DST].hb);
 }
 
 /* Ask the tiny guest, running on the destination, to check its memory

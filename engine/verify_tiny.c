@@ -237,24 +237,6 @@ fail:
 	return r;
 }
 
-int qm_tiny_probe(struct qmig_qmp_conn *conn, const char *dir)
-{
-	struct tiny_hdr h;
-	int fd, r;
-
-	if (!dir || !*dir)
-		dir = getenv("TMPDIR");
-	if (!dir || !*dir)
-		dir = "/tmp";
-	r = dump(conn, dir, TINY_HDR_GPA, TINY_PAGE, &fd);
-	if (r < 0)
-		return r;
-	r = pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.magic0 == TINY_HDR_MAGIC0 &&
-	    h.magic1 == TINY_HDR_MAGIC1 && h.abi_version == TINY_ABI_VERSION;
-	close(fd);
-	return r;
-}
-
 int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
 		     struct qmig_verify_report *report)
 {
