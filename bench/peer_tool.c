@@ -25,7 +25,7 @@
  *       echoes lost, the longest time the session had data unacknowledged,
  *       and whether it survived (the request finished, a response read).
  *
- *   peer_tool watch SRC-SERIAL DST-SERIAL TIMEOUT-S
+ *   peer_tool watch SRC-SERIAL DST-SERIAL TIMEOUT-S [--tap-src PATH --tap-dst PATH]
  *       Reads the test guest's heartbeats ("HB seq=...") from the source's
  *       serial socket and, as soon as it exists, the destination's, on the
  *       host clock. Prints "ready" on stderr at the source's first beat;
@@ -33,6 +33,10 @@
  *       downtime (source's last beat to destination's first, ms) and the
  *       largest gap between consecutive beats over the whole watch (the
  *       switchover, and any pause before or after it), then exits.
+ *       --tap-*: a unix socket at PATH where one client (qmigrate's
+ *       --src-serial/--dst-serial) gets a copy of all the guest writes and
+ *       may write to the guest's serial port; the watch then exits once
+ *       that client has gone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -225,11 +229,12 @@ static int cmd_drive(int argc, char **argv)
 	printf("{\"status\":\"completed\",\"start_us\":%lld,\"migrate_us\":%lld,\"done_seen_us\":%lld,"
 	       "\"return_us\":%lld,\"src_stop_us\":%lld,\"src_completed_us\":%lld,"
 	       "\"dst_active_us\":%lld,\"dst_resume_us\":%lld,\"total_ms\":%llu,"
-	       "\"downtime_ms\":%llu,\"transferred_bytes\":%llu}\n",
+	       "\"setup_ms\":%llu,\"downtime_ms\":%llu,\"transferred_bytes\":%llu}\n",
 	       (long long)(t0 / 1000), (long long)(t_migrate / 1000), (long long)(t_done / 1000),
 	       (long long)(t_ret / 1000), (long long)se.stop_us, (long long)se.completed_us,
 	       (long long)de.active_us, (long long)de.resume_us,
-	       (unsigned long long)mi.total_time_ms, (unsigned long long)mi.downtime_ms,
+	       (unsigned long long)mi.total_time_ms, (unsigned long long)mi.setup_time_ms,
+	       (unsigned long long)mi.downtime_ms,
 	       (unsigned long long)mi.ram_transferred);
 	return 0;
 }
@@ -282,45 +287,104 @@ static int unix_connect(const char *path)
 
 struct reader {
 	int fd;
+	int tap;         /* listening socket of --tap-*, or -1 */
+	int client;      /* the command connected to the tap, or -1 */
+	int had_client;
 	char buf[512];
 	size_t n;
 	int64_t beats, last_ns, first_ns, max_gap;
 };
 
-/* Read what is there; count complete heartbeat lines, time them. */
-static int feed(struct reader *r, int64_t t)
+/* Count complete heartbeat lines in what was read, time them. */
+static void feed(struct reader *r, const char *data, size_t len, int64_t t)
 {
-	ssize_t k = read(r->fd, r->buf + r->n, sizeof(r->buf) - 1 - r->n);
 	char *nl;
+
+	while (len) {
+		size_t k = sizeof(r->buf) - 1 - r->n < len ? sizeof(r->buf) - 1 - r->n : len;
+
+		memcpy(r->buf + r->n, data, k);
+		r->n += k;
+		data += k;
+		len -= k;
+		r->buf[r->n] = 0;
+		while ((nl = memchr(r->buf, '\n', r->n))) {
+			if (strstr(r->buf, "HB seq=") && strstr(r->buf, "HB seq=") < nl) {
+				if (!r->beats++)
+					r->first_ns = t;
+				else if (t - r->last_ns > r->max_gap)
+					r->max_gap = t - r->last_ns;
+				r->last_ns = t;
+			}
+			r->n -= (size_t)(nl + 1 - r->buf);
+			memmove(r->buf, nl + 1, r->n);
+		}
+		if (r->n == sizeof(r->buf) - 1)
+			r->n = 0; /* a line too long: not a heartbeat */
+	}
+}
+
+/* Read what the guest wrote; hand a copy to the tap's client. */
+static int pump(struct reader *r, int64_t t)
+{
+	char chunk[4096];
+	ssize_t k = read(r->fd, chunk, sizeof(chunk));
 
 	if (k <= 0)
 		return -1;
-	r->n += (size_t)k;
-	r->buf[r->n] = 0;
-	while ((nl = memchr(r->buf, '\n', r->n))) {
-		if (strstr(r->buf, "HB seq=") && strstr(r->buf, "HB seq=") < nl) {
-			if (!r->beats++)
-				r->first_ns = t;
-			else if (t - r->last_ns > r->max_gap)
-				r->max_gap = t - r->last_ns;
-			r->last_ns = t;
-		}
-		r->n -= (size_t)(nl + 1 - r->buf);
-		memmove(r->buf, nl + 1, r->n);
+	if (r->client >= 0 && send(r->client, chunk, (size_t)k, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+	    errno != EAGAIN) {
+		close(r->client);
+		r->client = -1;
 	}
-	if (r->n == sizeof(r->buf) - 1)
-		r->n = 0; /* a line too long: not a heartbeat */
+	feed(r, chunk, (size_t)k, t);
 	return 0;
+}
+
+/* What the tap's client writes goes to the guest's serial port. */
+static void pump_back(struct reader *r)
+{
+	char chunk[512];
+	ssize_t k = read(r->client, chunk, sizeof(chunk));
+
+	if (k <= 0) {
+		close(r->client);
+		r->client = -1;
+		return;
+	}
+	if (r->fd >= 0 && write(r->fd, chunk, (size_t)k) < 0)
+		fprintf(stderr, "peer_tool: to the guest: %s\n", strerror(errno));
+}
+
+static int tap_listen(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0)
+		die("tap %s: %s", path, strerror(errno));
+	return fd;
 }
 
 static int cmd_watch(int argc, char **argv)
 {
-	struct reader s = {.fd = -1}, d = {.fd = -1};
+	struct reader s = {.fd = -1, .tap = -1, .client = -1}, d = {.fd = -1, .tap = -1, .client = -1};
+	struct reader *rs[2] = {&s, &d};
 	int64_t deadline, t, max_gap = 0;
-	int ready = 0;
+	int ready = 0, reported = 0;
 
 	if (argc < 4)
-		die("watch SRC-SERIAL DST-SERIAL TIMEOUT-S");
+		die("watch SRC-SERIAL DST-SERIAL TIMEOUT-S [--tap-src PATH --tap-dst PATH]");
+	for (int i = 4; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--tap-src"))
+			s.tap = tap_listen(argv[i + 1]);
+		else if (!strcmp(argv[i], "--tap-dst"))
+			d.tap = tap_listen(argv[i + 1]);
+		else
+			die("watch: unknown option %s", argv[i]);
+	}
 	deadline = now_ns(CLOCK_MONOTONIC) + atoll(argv[3]) * 1000000000LL;
 	signal(SIGPIPE, SIG_IGN);
 	while ((s.fd = unix_connect(argv[1])) < 0) {
@@ -329,34 +393,51 @@ static int cmd_watch(int argc, char **argv)
 		usleep(10000);
 	}
 	while ((t = now_ns(CLOCK_MONOTONIC)) < deadline) {
-		struct pollfd p[2] = {{s.fd, POLLIN, 0}, {d.fd, POLLIN, 0}};
+		struct pollfd p[6];
 
-		if (d.fd < 0)
+		if (d.fd < 0 && !d.beats)
 			d.fd = unix_connect(argv[2]);
-		if (poll(p, 2, d.fd < 0 ? 2 : 200) < 0 && errno != EINTR)
+		for (int k = 0; k < 2; k++) {
+			p[3 * k] = (struct pollfd){rs[k]->fd, POLLIN, 0};
+			p[3 * k + 1] = (struct pollfd){rs[k]->client < 0 ? rs[k]->tap : -1, POLLIN, 0};
+			p[3 * k + 2] = (struct pollfd){rs[k]->client, POLLIN, 0};
+		}
+		if (poll(p, 6, d.fd < 0 ? 2 : 200) < 0 && errno != EINTR)
 			break;
 		t = now_ns(CLOCK_MONOTONIC);
-		if (s.fd >= 0 && (p[0].revents & (POLLIN | POLLHUP)) && feed(&s, t) < 0) {
-			close(s.fd);
-			s.fd = -1;
-		}
-		if (d.fd >= 0 && (p[1].revents & (POLLIN | POLLHUP)) && feed(&d, t) < 0) {
-			close(d.fd);
-			d.fd = -1;
+		for (int k = 0; k < 2; k++) {
+			struct reader *r = rs[k];
+
+			if (r->fd >= 0 && (p[3 * k].revents & (POLLIN | POLLHUP)) && pump(r, t) < 0) {
+				close(r->fd);
+				r->fd = -1;
+			}
+			if (p[3 * k + 1].revents & POLLIN) {
+				r->client = accept4(r->tap, NULL, NULL, SOCK_CLOEXEC);
+				r->had_client |= r->client >= 0;
+			}
+			if (r->client >= 0 && (p[3 * k + 2].revents & (POLLIN | POLLHUP)))
+				pump_back(r);
 		}
 		max_gap = s.max_gap > d.max_gap ? s.max_gap : d.max_gap;
 		if (s.beats >= 1 && !d.beats && !ready++)
 			fprintf(stderr, "ready\n"); /* the source guest beats */
 		/* A few beats from the destination: it runs on. */
-		if (d.beats >= 3 && s.beats && t - d.first_ns > 1000000000LL) {
+		if (!reported && d.beats >= 3 && s.beats && t - d.first_ns > 1000000000LL) {
 			printf("{\"guest_downtime_ms\":%.3f,\"guest_max_gap_ms\":%.3f,"
 			       "\"src_beats\":%lld,\"dst_beats\":%lld}\n",
 			       (d.first_ns - s.last_ns) / 1e6,
 			       (max_gap > d.first_ns - s.last_ns ? max_gap : d.first_ns - s.last_ns) / 1e6,
 			       (long long)s.beats, (long long)d.beats);
-			return 0;
+			fflush(stdout);
+			reported = 1;
 		}
+		/* Done, and the command on the taps (if any) has let go. */
+		if (reported && d.client < 0 && (d.tap < 0 || d.had_client))
+			return 0;
 	}
+	if (reported)
+		return 0;
 	printf("{\"guest_downtime_ms\":null,\"src_beats\":%lld,\"dst_beats\":%lld}\n",
 	       (long long)s.beats, (long long)d.beats);
 	return 1;

@@ -29,3 +29,4 @@ ITEST_FULL_SCRIPTS += tests/integration/storage_inc.sh tests/integration/storage
 	tests/integration/storage_fail.sh tests/integration/storage_cut.sh
 ITEST_SCRIPTS += tests/lint_library.sh
 UNIT_SRCS += tests/unit/test_abi.c
+ITEST_SCRIPTS += tests/integration/verify_guest.sh

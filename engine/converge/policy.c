@@ -64,6 +64,10 @@ struct state {
 	int64_t step, lowest_t_ms, last_poll_ms, downtime, last_action_pass;
 	uint64_t lowest, last_rem, dirty_before;
 	int counter, done, throttle_tries;
+	/* predictive: the first pass's bandwidth samples */
+	int bw_n;
+	double bw_min, bw_max;
+	int64_t throttle_pass;       /* the pass in which the last throttle was set */
 };
 
 static int64_t dflt(int64_t v, int64_t d)
@@ -208,6 +212,65 @@ static int64_t minimal_throttle(const struct qmig_policy_sample *s)
 	return pct > 99 ? 99 : (int64_t)pct;
 }
 
+/* The first pass, forecast from the rate measured before the migration
+ * (calc-dirty-rate, page sampling over at least 1 s) and the bandwidth
+ * samples so far, each with a bound:
+ *  - bandwidth: the range of the samples, widened by 10%;
+ *  - dirty rate: QEMU samples 512 pages per GiB, so the share of pages
+ *    found dirty is a binomial estimate; two standard errors below it.
+ * If even the lowest dirty rate outruns the highest bandwidth, precopy
+ * cannot converge by itself. The pages dirtied in the measured second are
+ * distinct, so at the switchover at least that much is dirty: a pause of
+ * at least dirty_lo * 1 s / bw_hi. Over --max-pause, with no throttle and
+ * no postcopy to turn to, the migration is infeasible now, not passes
+ * later. (A throttle is set at once instead of at pass 2: QEMU 7.2 applies
+ * auto-converge's throttle only at a dirty sync, the end of a pass.)
+ * Returns the number of actions, or -1 when the forecast says nothing. */
+#define FORECAST_SAMPLES 3
+static int predictive_first_pass(struct state *st, const struct qmig_policy_sample *s,
+				 int64_t max_pause, struct qmig_action *out, int max)
+{
+	double n = 512.0 * (st->gib > 0 ? st->gib : 1), share, d_lo, b_hi, pause_lo;
+
+	if (s->bandwidth > 0) {
+		if (!st->bw_n || s->bandwidth < st->bw_min)
+			st->bw_min = (double)s->bandwidth;
+		if (!st->bw_n || s->bandwidth > st->bw_max)
+			st->bw_max = (double)s->bandwidth;
+		st->bw_n++;
+	}
+	if (st->bw_n < FORECAST_SAMPLES || !s->dirty_rate || !st->cfg.mem_bytes)
+		return -1;
+	share = (double)s->dirty_rate / (double)st->cfg.mem_bytes; /* over 1 s */
+	if (share > 1)
+		share = 1;
+	d_lo = share > 0 ? (double)s->dirty_rate * (1 - 2 * sqrt((1 - share) / (share * n))) : 0;
+	b_hi = st->bw_max * 1.1;
+	if (d_lo < b_hi)
+		return -1; /* it may converge: the passes will tell */
+	if (st->cfg.throttle_allowed && !st->throttle_tries) {
+		int64_t pct = minimal_throttle(s);
+
+		st->throttle_tries++;
+		st->dirty_before = s->dirty_rate;
+		st->throttle_pass = (int64_t)s->pass;
+		return act(out, max, 0, QMIG_ACT_THROTTLE, pct,
+			   "forecast: dirty rate at least %.1f MiB/s against at most %.1f MiB/s of "
+			   "bandwidth; the smallest throttle that converges is %lld%%",
+			   d_lo / (1024 * 1024), b_hi / (1024 * 1024), (long long)pct);
+	}
+	if (st->cfg.throttle_allowed || st->cfg.postcopy_allowed || st->cfg.dirty_limit_allowed)
+		return -1; /* something left to try */
+	pause_lo = d_lo / b_hi * 1000;
+	if (pause_lo <= (double)max_pause)
+		return -1; /* a pause may do: the working set shows at pass 2 */
+	st->done = 1;
+	return act(out, max, 0, QMIG_ACT_ABORT, 0,
+		   "forecast: cannot converge (dirty rate at least %.1f MiB/s, bandwidth at most "
+		   "%.1f MiB/s) and the pause to finish would be at least %.0f ms, over %.0f ms",
+		   d_lo / (1024 * 1024), b_hi / (1024 * 1024), pause_lo, (double)max_pause);
+}
+
 static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 			     const struct qmig_prediction *p, struct qmig_action *out, int max)
 {
@@ -216,6 +279,13 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 	int64_t max_down = dflt(st->cfg.max_downtime_ms, limit > 500 ? limit : 500);
 	int64_t max_pause = dflt(st->cfg.max_pause_ms, 5000);
 	int64_t want;
+
+	if (!st->done && s->pass <= 1) {
+		int n = predictive_first_pass(st, s, max_pause, out, max);
+
+		if (n >= 0)
+			return n;
+	}
 
 	/* One decision per pass: give each its effect before judging again. */
 	if (st->done || p->verdict != QMIG_VERDICT_CANNOT_CONVERGE ||
@@ -238,6 +308,13 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 			   (int64_t)(0.7 * s->bandwidth / (1024 * 1024)),
 			   "dirty ratio %.2f: limit the vCPUs to %.0f MiB/s", p->dirty_ratio,
 			   0.7 * s->bandwidth / (1024 * 1024));
+	/* A throttle set in pass k runs from the dirty sync that ends it; the
+	 * rate QEMU reports at the start of pass k + 1 is still pass k's:
+	 * judge it from pass k + 2 on. */
+	if (st->throttle_tries && (int64_t)s->pass < st->throttle_pass + 2) {
+		st->last_action_pass = -1;
+		return 0;
+	}
 	/* Throttle, but only while throttling works: a guest that keeps its
 	 * write rate in wall-clock time (ours does, some real ones too) just
 	 * writes faster when it runs, and more throttle only slows it down. */
@@ -247,6 +324,7 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 
 		if (!st->throttle_tries++)
 			st->dirty_before = s->dirty_rate; /* as QEMU measured it, unthrottled */
+		st->throttle_pass = (int64_t)s->pass;
 		return act(out, max, 0, QMIG_ACT_THROTTLE, pct,
 			   "dirty ratio %.2f: the smallest throttle that converges is %lld%%",
 			   p->dirty_ratio, (long long)pct);

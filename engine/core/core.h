@@ -77,9 +77,6 @@ enum qm_sub {
 	QM_SUB_BEGIN = 0,
 	/* prepare: both QEMUs opened (or launched) and checked */
 	QM_SUB_PREPARE_ATTACHED = 1,
-	/* start: calc-dirty-rate asked, then its result taken (or skipped) */
-	QM_SUB_START_MEASURING = 1,
-	QM_SUB_START_MEASURED = 2,
 	/* confirm: the destination runs (disks, memory compared), then its
 	 * heartbeats are in */
 	QM_SUB_CONFIRM_RUNNING = 1,
@@ -110,6 +107,12 @@ struct qmig_migration {
 	int abandoned;                /* freed unfinished: left to `qmigrate recover` */
 	FILE *trace;
 	int hb_watched;
+	int tiny;                     /* the guest is the tiny test guest: -1 unknown */
+	int verify_asked;             /* inject-nmi sent (or tried) */
+	unsigned verify_seen;         /* VERIFY lines before we asked for one */
+	int64_t t_verify_ns;          /* when we asked (0: not yet) */
+	int64_t measure_due_ns;       /* calc-dirty-rate running, due then (0: none) */
+	int measure_secs;
 	uint64_t slow_beats0;         /* source heartbeats when the migration began */
 	double slow_rate0;            /* beats/s before it */
 	int slow_done;

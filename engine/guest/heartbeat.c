@@ -4,8 +4,9 @@
  * CLOCK_MONOTONIC when read() returns it; the largest gap between two
  * heartbeats is the guest's longest pause as the host saw it. Lines:
  *   READY tiny wss=... rate=... mem=...
- *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>
+ *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>[ tiny]   (tiny: the tiny guest)
  *   CORRUPT page=<i> gpa=0x<hex> expected_gen=<g> found_gen=<g'>
+ *   VERIFY pages=<n> bad=<k> ... (the tiny guest's check, on request)
  * The socket stream is exact. (QEMU 7.2's serial.log is not, while a live
  * reader is connected: a byte the socket refused with EAGAIN is sometimes
  * logged twice.)
@@ -22,6 +23,7 @@
 
 #include "qm_wait.h"
 #include "launch/launch.h"
+#include "guest.h"
 
 struct qmig_hb {
 	int fd;
@@ -30,6 +32,9 @@ struct qmig_hb {
 	int have_prev;
 	int64_t prev_ns;
 	struct qmig_hb_stats st;
+	unsigned verify_lines;
+	int tiny;
+	char verify[160];
 	char buf[512];
 };
 
@@ -85,6 +90,8 @@ static void on_beat(struct qmig_hb *hb, const char *line, int64_t now)
 	if (sscanf(line, "HB seq=%llu gen=%llu pages=%llu rate=%llu", &seq, &gen, &pages,
 		   &rate) != 4)
 		return;
+	if (strstr(line, " tiny"))
+		hb->tiny = 1;
 	if (st->beats && seq > st->last_seq + 1)
 		st->seq_missed += seq - st->last_seq - 1;
 	st->beats++;
@@ -113,6 +120,9 @@ static void on_line(struct qmig_hb *hb, const char *line, int64_t now)
 		snprintf(hb->st.last_msg, sizeof(hb->st.last_msg), "%.159s", line);
 	if (!strncmp(line, "READY ", 6)) {
 		hb->st.ready = 1;
+	} else if (!strncmp(line, "VERIFY ", 7)) {
+		snprintf(hb->verify, sizeof(hb->verify), "%.159s", line);
+		hb->verify_lines++;
 	} else if (!strncmp(line, "CORRUPT ", 8)) {
 		if (!hb->st.corrupt)
 			snprintf(hb->st.corrupt_msg, sizeof(hb->st.corrupt_msg), "%.159s", line);
@@ -193,6 +203,20 @@ void qmig_hb_get(const struct qmig_hb *hb, struct qmig_hb_stats *out)
 {
 	if (hb && out)
 		*out = hb->st;
+}
+
+unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
+{
+	if (!hb)
+		return 0;
+	if (line && len)
+		snprintf(line, len, "%s", hb->verify);
+	return hb->verify_lines;
+}
+
+int qm_hb_is_tiny(const struct qmig_hb *hb)
+{
+	return hb && hb->tiny;
 }
 
 void qmig_hb_reset_gap(struct qmig_hb *hb)

@@ -20,6 +20,7 @@ int64_t qm_proc_start_time(int pid);
 /* Write text to path atomically and durably (temporary file 0600, fsync,
  * rename, fsync of the directory): a journal is whole or absent. */
 int qm_write_atomic(const char *path, const char *text);
+int qm_write_atomic_sync(const char *path, const char *text, int sync);
 int qm_job_alive(int pid, int64_t start);
 struct json_object *qm_journal_load(const char *path, int *err);
 const char *qm_jget_str(struct json_object *o, const char *k);

@@ -81,4 +81,5 @@ void qm_launch_gc(const char *base);
 char *qm_launch_read_tail(const char *path, size_t max);
 int64_t qm_launch_mono_ns(void);
 
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "migrate.h"
 #include "converge/converge.h"
+#include "guest/guest.h"
 #include "journal/journal.h"
 #include "link/link.h"
 #include "storage/storage.h"
@@ -72,7 +73,11 @@ static void set_phase(struct qmig_migration *m, enum qmig_phase p)
 	m->sub = QM_SUB_BEGIN;
 	m->t_phase_ns = qm_now_ns();
 	m->wait_until_ns = 0;
-	if (p > QMIG_PHASE_PREPARE && p != QMIG_PHASE_DONE && p != QMIG_PHASE_FAILED)
+	/* The journal follows the phases that last (qmigrate status shows them)
+	 * or decide a recovery; the short ones in between are recorded by the
+	 * next write anyway (plan steps, owner), each write costing ms on a
+	 * loaded disk. */
+	if (p == QMIG_PHASE_PRECOPY || p == QMIG_PHASE_POSTCOPY || p == QMIG_PHASE_ROLLBACK)
 		qm_journal(m, NULL, "phase", NULL);
 	qm_emit(m, "phase", rec, NULL);
 }
@@ -311,6 +316,7 @@ static int step_prepare(struct qmig_migration *m)
 	int r;
 
 	if (m->sub == QM_SUB_BEGIN) {
+		m->tiny = -1;
 		if (qm_journal_check_orphans(m) < 0)
 			return m->error;
 		if (m->o.src_qmp) {
@@ -341,7 +347,7 @@ static int step_prepare(struct qmig_migration *m)
 				return qm_fail(m, -ETIMEDOUT,
 					       "source: the guest did not boot and write its "
 					       "working set within 60 s (see its serial log)");
-			return wait_ms(m, 20);
+			return wait_ms(m, m->side[SRC].vm ? 20 : 2);
 		}
 	}
 	return STEP_NEXT;
@@ -388,6 +394,9 @@ static int run_doctor(struct qmig_migration *m)
 
 static int step_negotiate(struct qmig_migration *m)
 {
+	int64_t t0 = qm_now_ns(), t1, t2;
+	struct json_object *rec;
+
 	/* The capability and parameter lists come from their own queries,
 	 * which name every one this QEMU has; the full schema (35 ms a side
 	 * under TCG) is probed only when a request needs it (qm_side_schema). */
@@ -401,10 +410,20 @@ static int step_negotiate(struct qmig_migration *m)
 		if (r < 0)
 			return qm_qmp_fail(m, s, r, "query-migrate-parameters");
 	}
-	if (run_doctor(m) < 0 || qm_plan_build(m) < 0)
+	t1 = qm_now_ns();
+	if (run_doctor(m) < 0)
+		return m->error;
+	t2 = qm_now_ns();
+	if (qm_plan_build(m) < 0)
 		return m->error;
 	/* The originals and the whole plan, before the first change. */
 	qm_journal(m, NULL, "planned", NULL);
+	/* Where negotiate's time went (bench/peers.sh itemises it). */
+	rec = json_object_new_object();
+	json_object_object_add(rec, "caps_ms", json_object_new_double((t1 - t0) / 1e6));
+	json_object_object_add(rec, "doctor_ms", json_object_new_double((t2 - t1) / 1e6));
+	json_object_object_add(rec, "plan_ms", json_object_new_double((qm_now_ns() - t2) / 1e6));
+	qm_emit(m, "timing", rec, NULL);
 	qm_plan_emit(m);
 	if (m->o.dry_run) {
 		snprintf(m->res.status, sizeof(m->res.status), "dry-run");
@@ -416,63 +435,65 @@ static int step_negotiate(struct qmig_migration *m)
 	return STEP_NEXT;
 }
 
-/* Before the migration: the guest's dirty rate, by page sampling (the
- * mode that is safe under TCG; never while a migration runs). Waits in
- * steps, never blocking. */
-static int step_measure(struct qmig_migration *m)
+/* The guest's dirty rate by page sampling (calc-dirty-rate: it hashes
+ * sampled pages, so it needs no dirty log and runs beside the migration
+ * under TCG too), started with the first pass instead of before it: the
+ * first pass takes seconds to send the RAM, and the policy needs the rate
+ * only to judge it. Not measured under a passive policy (unless asked). */
+static void measure_begin(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
-	struct qmig_dirty_rate dr;
 	int secs = m->o.measure_dirty_s;
-	int r;
 
 	if (secs == 0)
 		secs = (m->policy && strcmp(m->policy->name, "passive")) ? 1 : -1;
 	if (secs < 0 || m->offline || !qmig_schema_has_command(qm_side_schema(m, src),
 								"calc-dirty-rate"))
-		return STEP_NEXT;
-	if (m->sub == QM_SUB_BEGIN) {
-		r = qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling");
-		if (r < 0) {
-			qm_log(m, QMIG_LOG_WARN, "source: calc-dirty-rate: %s",
-			       qmig_qmp_conn_error(src->qmp));
-			return STEP_NEXT;
-		}
-		m->sub = QM_SUB_START_MEASURING;
-		return wait_ms(m, secs * 1000);
+		return;
+	if (qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling") < 0) {
+		qm_log(m, QMIG_LOG_INFO, "source: calc-dirty-rate: %s (no dirty rate before the "
+			  "first pass ends)", qmig_qmp_conn_error(src->qmp));
+		return;
 	}
-	r = qmig_cmd_query_dirty_rate(src->qmp, &dr);
-	if (r == 0 && strcmp(dr.status, "measured") &&
-	    qm_now_ns() - m->t_phase_ns < (secs + 5) * 1000 * MS)
-		return wait_ms(m, 50);
-	if (r == 0 && !strcmp(dr.status, "measured") && dr.dirty_rate_mib >= 0) {
-		struct json_object *rec = json_object_new_object();
+	m->measure_secs = secs;
+	m->measure_due_ns = qm_now_ns() + (int64_t)secs * 1000 * MS;
+}
 
-		m->res.premeasured_dirty_rate = (uint64_t)dr.dirty_rate_mib << 20;
-		json_object_object_add(rec, "dirty_rate",
-				       json_object_new_int64((int64_t)m->res.premeasured_dirty_rate));
-		json_object_object_add(rec, "mode", json_object_new_string("page-sampling"));
-		json_object_object_add(rec, "calc_time_s", json_object_new_int(secs));
-		qm_emit(m, "dirty-rate", rec, NULL);
+/* Called with each precopy sample: the measurement, once it is ready. */
+static void measure_poll(struct qmig_migration *m)
+{
+	struct qmig_dirty_rate dr;
+	struct json_object *rec;
+	int r;
+
+	if (!m->measure_due_ns || qm_now_ns() < m->measure_due_ns)
+		return;
+	r = qmig_cmd_query_dirty_rate(m->side[SRC].qmp, &dr);
+	if (r == 0 && strcmp(dr.status, "measured")) {
+		if (qm_now_ns() - m->measure_due_ns < 5000 * MS)
+			return; /* the next sample asks again */
+		qm_log(m, QMIG_LOG_WARN, "source: calc-dirty-rate still %s 5 s late", dr.status);
 	}
-	return STEP_NEXT;
+	m->measure_due_ns = 0;
+	if (r < 0 || strcmp(dr.status, "measured") || dr.dirty_rate_mib < 0)
+		return;
+	m->res.premeasured_dirty_rate = (uint64_t)dr.dirty_rate_mib << 20;
+	rec = json_object_new_object();
+	json_object_object_add(rec, "dirty_rate",
+			       json_object_new_int64((int64_t)m->res.premeasured_dirty_rate));
+	json_object_object_add(rec, "mode", json_object_new_string("page-sampling"));
+	json_object_object_add(rec, "calc_time_s", json_object_new_int(m->measure_secs));
+	qm_emit(m, "dirty-rate", rec, NULL);
 }
 
 static int step_start(struct qmig_migration *m)
 {
-	int r;
-
-	if (m->sub != QM_SUB_START_MEASURED) {
-		r = step_measure(m);
-		if (r != STEP_NEXT)
-			return r;
-		m->sub = QM_SUB_START_MEASURED;
-	}
 	m->res.engine_setup_ms = (uint64_t)((qm_now_ns() - m->t_start_ns) / MS);
 	if (qm_plan_exec(m, 1) < 0)
 		return m->error;
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
+	measure_begin(m);
 	if (m->side[SRC].hb) {
 		struct qmig_hb_stats hs;
 
@@ -503,6 +524,7 @@ static int step_monitor(struct qmig_migration *m)
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "query-migrate");
 	m->next_sample_ns = qm_now_ns() + (int64_t)m->o.sample_ms * MS;
+	measure_poll(m);
 	qm_monitor_sample(m, &mi);
 	if (!strncmp(mi.status, "postcopy", 8)) {
 		m->res.postcopy_started = 1;
@@ -566,7 +588,10 @@ static int confirm_running(struct qmig_migration *m)
 	if (qm_now_ns() - m->t_phase_ns > RESUME_TIMEOUT_NS)
 		return qm_fail(m, -ETIMEDOUT, "destination: still '%s' 15 s after the migration "
 					      "completed", st.status);
-	return wait_ms(m, 5);
+	/* Its RESUME event (events are on) wakes the loop at once: polling is
+	 * only the backstop, and a query every few ms is work for a QEMU
+	 * still loading the last of the stream. */
+	return wait_ms(m, m->side[DST].resume_us ? 1 : 50);
 }
 
 /* A guest qmigrate knows to be one of its test guests: one it launched
@@ -703,7 +728,10 @@ static void verdict_by_beats(struct qmig_migration *m)
 	}
 }
 
-static int confirm_stamps(struct qmig_migration *m)
+/* The stamps checked from the host: stop the destination, dump the working
+ * set, check every word, resume. A second pause after the guest has run on
+ * the destination: only when the guest cannot check itself (below). */
+static int confirm_stamps_stopped(struct qmig_migration *m)
 {
 	struct side *dst = &m->side[DST];
 	struct qmig_verify_report rep;
@@ -738,6 +766,122 @@ static int confirm_stamps(struct qmig_migration *m)
 	       (unsigned long long)rep.pages_checked, (unsigned long long)m->res.verify_ms);
 	m->res.verified = 1;
 	set_method(m, "stamps");
+	return STEP_NEXT;
+}
+
+#define GUEST_CHECK_TIMEOUT_NS (10000 * MS)
+
+/* Is the test guest the tiny one (the one that checks its own stamps)?
+ * Launched: we know. Attached with its serial socket: its heartbeats say
+ * "tiny". */
+static void probe_tiny(struct qmig_migration *m)
+{
+	struct side *src = &m->side[SRC];
+
+	if (m->tiny >= 0)
+		return;
+	if (!stamp_guest(m) || m->offline) {
+		m->tiny = 0;
+		return;
+	}
+	if (src->vm)
+		m->tiny = m->o.guest.guest == QMIG_GUEST_TINY;
+	else
+		m->tiny = qm_hb_is_tiny(src->hb) || qm_hb_is_tiny(m->side[DST].hb);
+}
+
+/* Ask the tiny guest, running on the destination, to check its memory
+ * (an NMI; it answers on its serial line). Sent as soon as it runs, so the
+ * check overlaps the wait for its first heartbeats. */
+static int ask_guest_check(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	int r;
+
+	qmig_hb_process(dst->hb);
+	m->verify_seen = qm_hb_verify_line(dst->hb, NULL, 0);
+	m->verify_asked = 1;
+	r = qmig_qmp_conn_call(dst->qmp, "inject-nmi", NULL, NULL, -1);
+	if (r < 0) {
+		qm_log(m, QMIG_LOG_INFO, "destination: inject-nmi: %s; checking the stamps "
+			  "from the host", qmig_qmp_conn_error(dst->qmp));
+		return r;
+	}
+	m->t_verify_ns = qm_now_ns();
+	return 0;
+}
+
+/* The default check of the tiny guest, with no second pause: the guest,
+ * already running on the destination, is asked (an NMI) to check the stamp
+ * and two more words of every page of its working set against its header,
+ * and answers on its serial line (a few ms of guest time for 64 MiB). What
+ * the destination's memory holds is what the guest reads: a page the
+ * stream left stale (QEMU 7.2's TCG dirty-bitmap bug) is found. The header
+ * itself must be at least as new as the source's last heartbeat. */
+static int confirm_guest_check(struct qmig_migration *m)
+{
+	struct side *dst = &m->side[DST];
+	unsigned long long pages, bad, gen, seq, us, first = 0, expected = 0, found = 0;
+	struct qmig_hb_stats hs, ss;
+	char line[160];
+
+	if (!m->t_verify_ns && (m->verify_asked || ask_guest_check(m) < 0))
+		return confirm_stamps_stopped(m);
+	qmig_hb_process(dst->hb);
+	qmig_hb_get(dst->hb, &hs);
+	if (hs.corrupt)
+		return qm_fail(m, -EBADMSG, "destination: the guest reports corrupt memory: %s",
+			       hs.corrupt_msg);
+	if (qm_hb_verify_line(dst->hb, line, sizeof(line)) == m->verify_seen) {
+		if (qm_now_ns() - m->t_verify_ns < GUEST_CHECK_TIMEOUT_NS)
+			return wait_ms(m, 2);
+		qm_log(m, QMIG_LOG_WARN, "destination: the guest did not answer the check "
+			 "request in 10 s; checking the stamps from the host");
+		return confirm_stamps_stopped(m);
+	}
+	m->res.verify_ms = (uint64_t)((qm_now_ns() - m->t_verify_ns) / MS);
+	set_method(m, "stamps");
+	if (sscanf(line, "VERIFY pages=%llu bad=%llu gen=%llu seq=%llu us=%llu first=%llu "
+			 "expected=%llu found=%llu", &pages, &bad, &gen, &seq, &us, &first,
+		   &expected, &found) < 5) {
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG, "destination: unreadable answer from the guest: %s",
+			       line);
+	}
+	if (bad) {
+		m->res.verified = 0;
+		return qm_fail(m, -EBADMSG,
+			       "destination: %llu of %llu guest pages are wrong, first at 0x%llx: "
+			       "page %llu should hold generation %llu, it holds %llu (the guest's "
+			       "own check)", bad, pages, (unsigned long long)0x800000 + first * 4096,
+			       first, expected, found);
+	}
+	if (m->side[SRC].hb) {
+		qmig_hb_get(m->side[SRC].hb, &ss);
+		if (ss.beats && seq < ss.last_seq) {
+			m->res.verified = 0;
+			return qm_fail(m, -EBADMSG,
+				       "destination: the guest's header is older than the source's "
+				       "last heartbeat (seq %llu < %llu): stale memory", seq,
+				       (unsigned long long)ss.last_seq);
+		}
+	}
+	qm_log(m, QMIG_LOG_INFO, "destination: the guest checked %llu pages in %llu us "
+		  "(answer in %llu ms)", pages, us, (unsigned long long)m->res.verify_ms);
+	m->res.verified = 1;
+	return STEP_NEXT;
+}
+
+static int confirm_stamps(struct qmig_migration *m)
+{
+	probe_tiny(m);
+	if (m->offline)
+		return confirm_stamps_stopped(m); /* paused throughout: no second pause */
+	if (m->tiny == 1)
+		return confirm_guest_check(m);
+	/* Another test guest (our Linux guest checks its own pages and says
+	 * CORRUPT on its serial line): its heartbeats are the verdict. */
+	verdict_by_beats(m);
 	return STEP_NEXT;
 }
 
@@ -782,6 +926,11 @@ static int step_confirm(struct qmig_migration *m)
 	}
 	if (m->offline)
 		downtime_unknown(m, "offline migration: the guest was paused throughout");
+	if (m->sub == QM_SUB_CONFIRM_RUNNING && !m->offline && stamp_guest(m) && !m->t_verify_ns) {
+		probe_tiny(m);
+		if (m->tiny == 1)
+			(void)ask_guest_check(m); /* a failure: confirm_stamps checks from the host */
+	}
 	if (m->sub == QM_SUB_CONFIRM_RUNNING && !m->offline) {
 		r = confirm_beats(m);
 		if (r != STEP_NEXT)

@@ -174,9 +174,87 @@ static void test_predictive(void)
 	CU_ASSERT_EQUAL(step(&r, 2000, 2, 500 * MIB, 200 * MIB, 100 * MIB, 300), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_THROTTLE);
 	CU_ASSERT_EQUAL(r.acts[0].value, 65); /* 1 - 0.7 * 100/200 */
+	/* Pass 3 reports pass 2's rate, from before the throttle ran: wait. */
+	CU_ASSERT_EQUAL(step(&r, 3000, 3, 500 * MIB, 200 * MIB, 100 * MIB, 300), 0);
 	/* The throttle did not lower the dirty rate: pause (5.0 s <= 5 s). */
-	CU_ASSERT_EQUAL(step(&r, 4000, 3, 500 * MIB, 190 * MIB, 100 * MIB, 300), 1);
+	CU_ASSERT_EQUAL(step(&r, 4000, 4, 500 * MIB, 190 * MIB, 100 * MIB, 300), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_PAUSE);
+	r.ops->free(r.st);
+}
+
+/* The first pass, on sample streams like the live policy matrix's (a
+ * 256 MiB guest over ~24 MiB/s, 100 ms samples, the dirty rate measured
+ * before the migration): decisions within the first few samples where the
+ * bounds allow one, none where they do not. */
+static int first_pass(struct run *r, uint64_t dirty, int64_t *t_out)
+{
+	static const uint64_t bw[] = {22, 25, 23, 24, 26, 23, 24, 25, 22, 24};
+	uint64_t rem = 200 * MIB;
+
+	for (int i = 0; i < 10; i++, rem -= bw[i % 10] * MIB / 10) {
+		if (step(r, 100 * (i + 1), 1, rem, dirty, bw[i] * MIB, 300)) {
+			*t_out = 100 * (i + 1);
+			return r->n;
+		}
+	}
+	return 0;
+}
+
+static void test_predictive_forecast(void)
+{
+	struct qmig_policy_config cfg = QMIG_POLICY_CONFIG_INIT;
+	struct run r;
+	int64_t t = 0;
+
+	cfg.mem_bytes = 256 * MIB;
+	/* 200 MiB/s against at most 27.5 (25 + 10%): no throttle, no
+	 * postcopy, and a pause of at least 200 * (1 - 2 se) / 27.5 = 6.6 s
+	 * (se 4.7% with 128 pages sampled): abort at sample 3. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 200 * MIB, &t), 1);
+	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
+	CU_ASSERT_EQUAL(t, 300);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.acts[0].reason, "forecast"));
+	r.ops->free(r.st);
+
+	/* The same with a longer pause allowed (60 s): nothing to decide yet. */
+	cfg.max_pause_ms = 60000;
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 200 * MIB, &t), 0);
+	r.ops->free(r.st);
+	cfg.max_pause_ms = 0;
+	/* 150 MiB/s: the bound on the pause is 4.6 s, under 5 s; whether the
+	 * working set makes it longer shows only at pass 2. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 150 * MIB, &t), 0);
+	r.ops->free(r.st);
+
+	/* near (24 MiB/s against 22-26): the bounds overlap, no verdict. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 24 * MIB, &t), 0);
+	r.ops->free(r.st);
+	/* Just above the link (30 MiB/s): 128 pages sampled, too few to be
+	 * sure; no verdict either. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 30 * MIB, &t), 0);
+	r.ops->free(r.st);
+	/* below: nothing. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 8 * MIB, &t), 0);
+	r.ops->free(r.st);
+
+	/* With auto-converge armed: the throttle at once (QEMU starts it at
+	 * the end of this pass), judged from pass 3 on. */
+	cfg.throttle_allowed = 1;
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 150 * MIB, &t), 1);
+	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_THROTTLE);
+	CU_ASSERT_EQUAL(t, 300);
+	CU_ASSERT_EQUAL(step(&r, 6000, 2, 128 * MIB, 150 * MIB, 24 * MIB, 300), 0);
+	/* Pass 3: pass 2's rate, throttled, as high: the throttle does not
+	 * work for this guest; 5.3 s of pause is over 5 s: abort. */
+	CU_ASSERT_EQUAL(step(&r, 11000, 3, 128 * MIB, 148 * MIB, 24 * MIB, 300), 1);
+	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
 	r.ops->free(r.st);
 }
 
@@ -241,5 +319,6 @@ static void test_model_huge(void)
 
 UNIT_SUITE(policy, NULL, NULL, {"model with huge numbers", test_model_huge}, {"model", test_model}, {"passive", test_passive},
 	   {"nova", test_nova}, {"kubevirt", test_kubevirt}, {"proxmox", test_proxmox},
-	   {"predictive", test_predictive}, {"simulator", test_sim},
+	   {"predictive", test_predictive},
+	   {"predictive forecast", test_predictive_forecast}, {"simulator", test_sim},
 	   {"plugin errors", test_plugin_errors})

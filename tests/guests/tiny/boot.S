@@ -34,8 +34,9 @@ _start:
 	hlt
 	jmp 2b
 
-/* Fill the IDT: vectors 0-31 fault (print and stop), 32 the tick, the
- * rest just acknowledge. */
+/* Fill the IDT: vectors 0-31 fault (print and stop) but 2 (NMI: counted,
+ * the host's inject-nmi asks for a check of the working set), 32 the tick,
+ * the rest just acknowledge. */
 idt_setup:
 	xor %ecx, %ecx
 3:	mov $isr_other, %eax
@@ -43,8 +44,11 @@ idt_setup:
 	jae 4f
 	mov $isr_fault, %eax
 4:	cmp $32, %ecx
-	jne 5f
+	jne 7f
 	mov $isr_tick, %eax
+7:	cmp $2, %ecx
+	jne 5f
+	mov $isr_nmi, %eax
 5:	lea idt(,%ecx,8), %edx
 	mov %ax, (%edx)
 	movw $0x08, 2(%edx)
@@ -63,6 +67,11 @@ isr_tick:
 	mov $0x20, %al
 	out %al, $0x20			/* EOI to the master PIC */
 	pop %eax
+	iret
+
+	.globl tiny_nmis
+isr_nmi:
+	incl tiny_nmis
 	iret
 
 isr_other:
@@ -93,6 +102,8 @@ idt_desc:
 	.word 256 * 8 - 1
 	.long idt
 tiny_ticks:
+	.long 0
+tiny_nmis:
 	.long 0
 
 	.section .bss
