@@ -708,7 +708,7 @@ static void test_limiter_fair(void)
 {
 	struct qmig_relay_limiter *l;
 	struct rig g[2];
-	const uint64_t rate = 8 * MiB;
+	const uint64_t rate = 2 * MiB;
 	uint64_t at0[2] = {0}, at1[2] = {0};
 	int64_t t0, t1 = 0, t2 = 0;
 	char msg[256];
@@ -728,7 +728,8 @@ static void test_limiter_fair(void)
 			CU_ASSERT_FATAL(connect_src(&g[k], 20 + (unsigned)c, 256 * MiB, 0) == c);
 	}
 	/* Half a second for every channel to open and the bucket to settle,
-	 * then 1.5 s measured. */
+	 * then 2 s measured. The rate is low enough for both to be held by the
+	 * limiter, not by this loop, on a loaded machine and under ASan. */
 	t0 = now_ms();
 	while (now_ms() - t0 < 10000 && !t2) {
 		uint64_t got[2] = {0};
@@ -741,7 +742,7 @@ static void test_limiter_fair(void)
 		if (!t1 && g[0].nb == 1 && g[1].nb == 3 && got[0] && got[1] && now_ms() - t0 >= 500) {
 			t1 = now_ms();
 			memcpy(at0, got, sizeof(got));
-		} else if (t1 && now_ms() - t1 >= 1500) {
+		} else if (t1 && now_ms() - t1 >= 2000) {
 			t2 = now_ms();
 			memcpy(at1, got, sizeof(got));
 		}
@@ -751,13 +752,13 @@ static void test_limiter_fair(void)
 		double a = (double)(at1[0] - at0[0]), b = (double)(at1[1] - at0[1]);
 		double secs = (t2 - t1) / 1000.0, share = a / (a + b);
 
-		fprintf(stderr, "\n  shared limit %llu MiB/s: 1 channel %.1f MiB/s, 3 channels "
-			"%.1f MiB/s (share %.2f) ", (unsigned long long)(rate / MiB),
+		fprintf(stderr, "\n  shared limit %llu MiB/s: 1 channel %.2f MiB/s, 3 channels "
+			"%.2f MiB/s (share %.2f) ", (unsigned long long)(rate / MiB),
 			a / secs / MiB, b / secs / MiB, share);
 		CU_ASSERT(share > 0.4 && share < 0.6);
-		/* Within the limit (plus the 50 ms burst), and not far below it. */
+		/* Within the limit (plus the 50 ms burst), and moving. */
 		CU_ASSERT((a + b) / secs <= rate * 1.1);
-		CU_ASSERT((a + b) / secs >= rate * 0.5);
+		CU_ASSERT((a + b) / secs >= rate * 0.4);
 	}
 	for (int k = 0; k < 2; k++) {
 		for (int c = 0; c < g[k].na; c++)
