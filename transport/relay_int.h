@@ -14,9 +14,9 @@
 #include "qmig_relay.h"
 
 #define RL_MAX_SEGS 16
-/* OpenSSL's memory per TLS connection: the SSL object and its read and
- * write record buffers (16 KiB + headroom each), kept while the channel
- * lives (measured with a malloc count in tests/unit/test_relay.c). */
+/* OpenSSL's memory per TLS connection, an estimate rounded up: the SSL
+ * object with its handshake state (a few KiB) and its read and write
+ * record buffers (16 KiB + headroom each), kept while the channel lives. */
 #define RL_SSL_MEM (48 * 1024)
 
 /* One direction of a channel: segments [tail, head) are filled and wait to
