@@ -213,7 +213,7 @@ int main(int argc, char **argv)
 	static const char *const hosts[] = {"127.0.0.1"};
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 512;
 	const char *only = argc > 2 ? argv[2] : "";
-	char dir[64], msg[256], cmd[96];
+	char dir[64], msg[256], cmd[160];
 
 	snprintf(dir, sizeof(dir), "/tmp/qmig-relay-probe-XXXXXX");
 	if (!mkdtemp(dir) || qmig_tls_init(dir, hosts, 1, NULL, msg, sizeof(msg)) < 0) {
@@ -230,6 +230,6 @@ int main(int argc, char **argv)
 		if (!*only || !strcmp(only, "tls"))
 			relayed(n, total, dir, base);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.ca'", dir, dir); /* and the CA's key */
 	return system(cmd) == 0 ? 0 : 1;
 }
