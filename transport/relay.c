@@ -440,7 +440,7 @@ uint64_t qm_rl_grant(struct qmig_relay *r, int dir, uint64_t want)
 	if (!r->o.limiter || !is_up(r, dir))
 		return want;
 	now = qm_rl_now();
-	n = qm_rl_limiter_take(r->o.limiter, want, now, &wait);
+	n = qm_rl_limiter_take(r->o.limiter, &r->share, want, now, &wait);
 	if (!n && (!r->limit_wait_ns || now + wait < r->limit_wait_ns))
 		r->limit_wait_ns = now + wait;
 	return n;
@@ -460,7 +460,7 @@ static void arm_write(struct qmig_relay *r, struct rl_chan *c, int dir, int fd)
 	sqe = qm_rl_sqe(r);
 	if (!sqe) {
 		if (r->o.limiter && is_up(r, dir))
-			qm_rl_limiter_refund(r->o.limiter, n);
+			qm_rl_limiter_refund(r->o.limiter, &r->share, n);
 		return;
 	}
 	io_uring_prep_send(sqe, fd, seg_ptr(r, d, d->tail) + d->off, (size_t)n, MSG_NOSIGNAL);
@@ -940,7 +940,7 @@ int qmig_relay_new(struct qmig_relay **out, const struct qmig_relay_opts *opts, 
 	if (rc < 0)
 		goto fail;
 	if (r->o.limiter)
-		r->o.limiter->users++;
+		qm_rl_limiter_join(r->o.limiter, &r->share);
 	*out = r;
 	return 0;
 fail:
@@ -1018,8 +1018,10 @@ void qmig_relay_free(struct qmig_relay *r)
 		rmdir(r->priv_dir);
 	if (r->ssl_ctx)
 		SSL_CTX_free(r->ssl_ctx);
-	if (r->o.limiter && r->o.limiter->users)
-		r->o.limiter->users--;
+	if (r->bio_meth)
+		BIO_meth_free(r->bio_meth);
+	if (r->o.limiter)
+		qm_rl_limiter_leave(r->o.limiter, &r->share);
 	free(r->ch);
 	free(r->fifo);
 	free(r->pool);
@@ -1102,9 +1104,9 @@ void qmig_relay_get_stats(const struct qmig_relay *r, struct qmig_relay_stats *s
 	st->rate_down = r->rate_down;
 	st->first_byte_ns = r->first_ns;
 	st->last_byte_ns = r->last_ns;
-	/* The TLS objects: two 64 KiB BIO pair buffers plus OpenSSL's own
-	 * record buffers (about 34 KiB each way). */
-	st->mem_per_channel = r->per_chan + (r->ssl_ctx ? 2 * 65536 + 2 * 34816 : 0);
+	/* With TLS, OpenSSL's own record buffers (about 17 KiB each way, kept
+	 * for the channel's life) and its connection object. */
+	st->mem_per_channel = r->per_chan + (r->ssl_ctx ? RL_SSL_MEM : 0);
 	st->mem_total = st->mem_per_channel * r->nch;
 	st->tls = r->ssl_ctx ? 1 : 0;
 	st->ktls_available = r->ktls;

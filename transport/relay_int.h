@@ -14,6 +14,10 @@
 #include "qmig_relay.h"
 
 #define RL_MAX_SEGS 16
+/* OpenSSL's memory per TLS connection, an estimate rounded up: the SSL
+ * object with its handshake state (a few KiB) and its read and write
+ * record buffers (16 KiB + headroom each), kept while the channel lives. */
+#define RL_SSL_MEM (48 * 1024)
 
 /* One direction of a channel: segments [tail, head) are filled and wait to
  * be written; `off` bytes of segment tail are written already. */
@@ -43,11 +47,11 @@ struct rl_chan {
 	struct sockaddr_un sun;        /* DEST: QEMU's socket, while connecting */
 	struct __kernel_timespec ts;   /* the connect timeout */
 	int64_t open_ns;
-	/* TLS (OpenSSL over a BIO pair; the ring moves the ciphertext). */
+	/* TLS (OpenSSL over a BIO of ours reading cin and appending to cout;
+	 * the ring moves the ciphertext). */
 	SSL *ssl;
-	BIO *nbio;
 	char *cin, *cout;
-	uint32_t cin_len, cin_off, cout_len, cout_off;
+	uint32_t cin_len, cin_off, cout_len, cout_off, cout_cap;
 	bool recv_busy, send_busy, net_eof, hs_done, shut_sent;
 };
 
@@ -59,6 +63,14 @@ struct rl_hist {
 };
 
 #define RL_NEV 64
+
+/* A relay's own part of a shared limiter (relay_sys.c). */
+struct rl_share {
+	struct rl_share *next;  /* the limiter's other users */
+	double tokens;
+	int64_t last_ns;
+	int64_t want_ns;        /* when it last asked for bytes */
+};
 
 struct qmig_relay {
 	struct qmig_relay_opts o;
@@ -84,6 +96,7 @@ struct qmig_relay {
 	size_t arena_len, per_chan, seg;
 	unsigned nsegs;
 	SSL_CTX *ssl_ctx;
+	BIO_METHOD *bio_meth;  /* relay_tls.c's BIO over cin and cout */
 	int ktls;
 	unsigned next_id;
 	struct rl_hist *hist;
@@ -97,6 +110,7 @@ struct qmig_relay {
 	uint64_t win_up, win_down;
 	double rate_up, rate_down;
 	int64_t limit_wait_ns; /* when the limiter will have tokens again */
+	struct rl_share share;
 	char err[256];
 };
 
@@ -105,14 +119,18 @@ struct qmig_relay_limiter {
 	double tokens;
 	int64_t last_ns;
 	unsigned users;
+	struct rl_share *members;
 };
 
 int64_t qm_rl_now(void);
-/* Bytes a relay may send now (at most want), or 0 with *wait_ns set. */
-uint64_t qm_rl_limiter_take(struct qmig_relay_limiter *l, uint64_t want, int64_t now,
-			    int64_t *wait_ns);
+/* A relay joins or leaves a limiter. */
+void qm_rl_limiter_join(struct qmig_relay_limiter *l, struct rl_share *s);
+void qm_rl_limiter_leave(struct qmig_relay_limiter *l, struct rl_share *s);
+/* Bytes relay s may send now (at most want), or 0 with *wait_ns set. */
+uint64_t qm_rl_limiter_take(struct qmig_relay_limiter *l, struct rl_share *s, uint64_t want,
+			    int64_t now, int64_t *wait_ns);
 /* Give back what a short write did not use. */
-void qm_rl_limiter_refund(struct qmig_relay_limiter *l, uint64_t n);
+void qm_rl_limiter_refund(struct qmig_relay_limiter *l, struct rl_share *s, uint64_t n);
 
 /* n stream sockets of family made inside netns, into fds[]. */
 int qm_rl_netns_sockets(const char *netns, int family, unsigned n, int *fds, char *msg,

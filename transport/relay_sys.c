@@ -37,14 +37,38 @@ void qmig_relay_limiter_free(struct qmig_relay_limiter *l)
 	free(l);
 }
 
-/* The bucket holds at most 50 ms of bytes. A relay takes at most its share
- * of that (bucket / relays using it), so relays served one after the other
- * by one event loop split the rate evenly instead of the first one taking
- * everything. */
-uint64_t qm_rl_limiter_take(struct qmig_relay_limiter *l, uint64_t want, int64_t now,
-			    int64_t *wait_ns)
+void qm_rl_limiter_join(struct qmig_relay_limiter *l, struct rl_share *s)
 {
-	double burst, share;
+	memset(s, 0, sizeof(*s));
+	s->next = l->members;
+	l->members = s;
+	l->users++;
+}
+
+void qm_rl_limiter_leave(struct qmig_relay_limiter *l, struct rl_share *s)
+{
+	for (struct rl_share **p = &l->members; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			l->users--;
+			break;
+		}
+}
+
+/* A relay that asked for bytes this recently takes part in the sharing. */
+#define ACTIVE_NS 100000000LL
+
+/* Two buckets. The limiter's holds at most 50 ms of bytes at its rate and
+ * caps the sum. Each relay's own holds its share: the rate divided by the
+ * relays that want bytes now (asked within the last 100 ms), so relays
+ * split the rate evenly whatever their number of channels and whichever
+ * the event loop serves first; one that stops asking leaves its share to
+ * the others within 100 ms. Relays sharing a limiter run on one thread. */
+uint64_t qm_rl_limiter_take(struct qmig_relay_limiter *l, struct rl_share *s, uint64_t want,
+			    int64_t now, int64_t *wait_ns)
+{
+	double burst, srate, sburst, avail, chunk, need;
+	unsigned active = 0;
 	uint64_t n;
 
 	if (!l->rate)
@@ -62,29 +86,52 @@ uint64_t qm_rl_limiter_take(struct qmig_relay_limiter *l, uint64_t want, int64_t
 			l->tokens = burst;
 		l->last_ns = now;
 	}
-	share = burst / (l->users ? l->users : 1);
+	s->want_ns = now;
+	for (const struct rl_share *m = l->members; m; m = m->next)
+		if (m == s || now - m->want_ns < ACTIVE_NS)
+			active++;
+	if (!active)
+		active = 1; /* s is not a member: alone */
+	srate = (double)l->rate / active;
+	sburst = burst / active;
+	if (sburst < 4096)
+		sburst = 4096;
+	if (!s->last_ns) {
+		s->last_ns = now;
+		s->tokens = sburst;
+	}
+	if (now > s->last_ns) {
+		s->tokens += (now - s->last_ns) / 1e9 * srate;
+		s->last_ns = now;
+	}
+	if (s->tokens > sburst)
+		s->tokens = sburst;
+	avail = l->tokens < s->tokens ? l->tokens : s->tokens;
 	/* Below a small chunk, wait: tiny writes cost more than they move. */
-	if (l->tokens < 1024 && l->tokens < (double)want) {
-		double need = (want < 1024 ? want : 1024) - l->tokens;
-
-		*wait_ns = (int64_t)(need / l->rate * 1e9) + 1;
+	chunk = want < 1024 ? (double)want : 1024;
+	if (avail < chunk) {
+		need = (chunk - l->tokens) / l->rate;
+		if ((chunk - s->tokens) / srate > need)
+			need = (chunk - s->tokens) / srate;
+		*wait_ns = (int64_t)(need * 1e9) + 1;
 		return 0;
 	}
 	n = want;
-	if (n > l->tokens)
-		n = (uint64_t)l->tokens;
-	if (n > share)
-		n = (uint64_t)share;
+	if (n > avail)
+		n = (uint64_t)avail;
 	if (!n)
 		n = 1;
 	l->tokens -= n;
+	s->tokens -= n;
 	return n;
 }
 
-void qm_rl_limiter_refund(struct qmig_relay_limiter *l, uint64_t n)
+void qm_rl_limiter_refund(struct qmig_relay_limiter *l, struct rl_share *s, uint64_t n)
 {
-	if (l->rate)
+	if (l->rate) {
 		l->tokens += n;
+		s->tokens += n;
+	}
 }
 
 /* ---- sockets in another namespace ------------------------------------- */

@@ -1,10 +1,12 @@
-/* The relay's TLS: OpenSSL in user space over a BIO pair.
+/* The relay's TLS: OpenSSL in user space over a BIO of our own.
  *
  * OpenSSL never touches the socket: the ring reads ciphertext into the
- * channel's `cin` buffer and we hand it to OpenSSL's side of the pair;
- * what OpenSSL writes to the pair is taken out into `cout` and sent by the
- * ring. So TLS channels are driven by the same completions as plain ones,
- * and their memory is as fixed (two 64 KiB pair buffers, cin and cout).
+ * channel's `cin` buffer, which OpenSSL reads through our BIO; the records
+ * OpenSSL writes are appended by the BIO to `cout`, which the ring sends.
+ * So TLS channels are driven by the same completions as plain ones, and
+ * their memory is as fixed (cin and cout, one segment each, plus OpenSSL's
+ * record buffers). An earlier version used a BIO pair: two more 64 KiB
+ * buffers per channel and one more copy of every byte each way.
  * Both sides authenticate: the destination asks for the source's client
  * certificate, the source checks the destination's name. */
 #include <errno.h>
@@ -19,7 +21,73 @@
 #include "relay_int.h"
 #include "transport_int.h"
 
-#define PAIR_BUF 65536
+/* ---- the BIO: reads cin, appends to cout ------------------------------ */
+
+static int cbio_write(BIO *b, const char *data, int len)
+{
+	struct rl_chan *c = BIO_get_data(b);
+	uint32_t room = c->cout_cap - c->cout_len;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (!room) {
+		BIO_set_retry_write(b); /* cout drains when its send completes */
+		return -1;
+	}
+	if ((uint32_t)len > room)
+		len = (int)room;
+	memcpy(c->cout + c->cout_len, data, (size_t)len);
+	c->cout_len += (uint32_t)len;
+	return len;
+}
+
+static int cbio_read(BIO *b, char *out, int len)
+{
+	struct rl_chan *c = BIO_get_data(b);
+	uint32_t avail = c->cin_len - c->cin_off;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (!avail) {
+		if (c->net_eof)
+			return 0; /* OpenSSL sees the end after the last byte */
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	if ((uint32_t)len > avail)
+		len = (int)avail;
+	memcpy(out, c->cin + c->cin_off, (size_t)len);
+	c->cin_off += (uint32_t)len;
+	return len;
+}
+
+static long cbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct rl_chan *c = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return c ? (long)(c->cin_len - c->cin_off) : 0;
+	case BIO_CTRL_WPENDING:
+		return c ? (long)(c->cout_len - c->cout_off) : 0;
+	case BIO_CTRL_EOF:
+		return c && c->net_eof && c->cin_off == c->cin_len;
+	default:
+		return 0;
+	}
+}
+
+static int cbio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
 
 int qm_rl_tls_ctx(struct qmig_relay *r, char *msg, size_t len)
 {
@@ -51,11 +119,30 @@ int qm_rl_tls_ctx(struct qmig_relay *r, char *msg, size_t len)
 		goto fail;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			      SSL_MODE_RELEASE_BUFFERS);
+	/* Record buffers are kept for the channel's life (no
+	 * SSL_MODE_RELEASE_BUFFERS: freeing and allocating them again whenever
+	 * the stream pauses for a moment costs more than they weigh). */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* AES-128-GCM first: with AES-NI it is the cheapest suite here
+	 * (`openssl speed -evp`: 3.9 GB/s against 3.7 for AES-256-GCM), and
+	 * both ends are ours. The server's order decides. */
+	if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+				     "TLS_CHACHA20_POLY1305_SHA256") != 1) {
+		qm_tp_msg(msg, len, "relay TLS: cipher suites: %s", qm_tp_ssl_err(e, sizeof(e)));
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* One connection per channel, never resumed: no tickets to send. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	r->bio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "qmigrate relay");
+	if (!r->bio_meth || !BIO_meth_set_write(r->bio_meth, cbio_write) ||
+	    !BIO_meth_set_read(r->bio_meth, cbio_read) ||
+	    !BIO_meth_set_ctrl(r->bio_meth, cbio_ctrl) ||
+	    !BIO_meth_set_create(r->bio_meth, cbio_create)) {
+		SSL_CTX_free(ctx);
+		return -ENOMEM;
+	}
 	r->ssl_ctx = ctx;
 	return 0;
 fail:
@@ -65,16 +152,18 @@ fail:
 
 int qm_rl_tls_chan(struct qmig_relay *r, struct rl_chan *c)
 {
-	BIO *ib = NULL, *nb = NULL;
+	BIO *b = NULL;
 
 	c->ssl = SSL_new(r->ssl_ctx);
-	if (!c->ssl || BIO_new_bio_pair(&ib, PAIR_BUF, &nb, PAIR_BUF) != 1) {
+	if (!c->ssl || !(b = BIO_new(r->bio_meth))) {
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 		return -ENOMEM;
 	}
-	SSL_set_bio(c->ssl, ib, ib);
-	c->nbio = nb;
+	BIO_set_data(b, c);
+	SSL_set_bio(c->ssl, b, b);
+	c->cout_cap = (uint32_t)r->seg;
+	c->cin_off = c->cin_len = c->cout_off = c->cout_len = 0;
 	if (r->o.side == QMIG_RELAY_SOURCE) {
 		if (qm_tp_is_ip(r->tls_host))
 			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), r->tls_host);
@@ -90,11 +179,8 @@ int qm_rl_tls_chan(struct qmig_relay *r, struct rl_chan *c)
 void qm_rl_tls_chan_free(struct rl_chan *c)
 {
 	if (c->ssl)
-		SSL_free(c->ssl); /* frees its half of the pair */
-	if (c->nbio)
-		BIO_free(c->nbio);
+		SSL_free(c->ssl); /* and its BIO */
 	c->ssl = NULL;
-	c->nbio = NULL;
 }
 
 /* A failed OpenSSL call as a sentence in c->errmsg. */
@@ -129,15 +215,6 @@ static int pump_once(struct qmig_relay *r, struct rl_chan *c, bool *progress)
 	struct rl_dir *up = &c->d[0], *dn = &c->d[1];
 	int n;
 
-	while (c->cin_off < c->cin_len) {
-		n = BIO_write(c->nbio, c->cin + c->cin_off, (int)(c->cin_len - c->cin_off));
-		if (n <= 0)
-			break;
-		c->cin_off += (uint32_t)n;
-		*progress = true;
-	}
-	if (c->net_eof && c->cin_off == c->cin_len)
-		BIO_shutdown_wr(c->nbio); /* OpenSSL sees the end after the last byte */
 	if (!c->hs_done) {
 		n = SSL_do_handshake(c->ssl);
 		if (n == 1) {
@@ -158,13 +235,13 @@ static int pump_once(struct qmig_relay *r, struct rl_chan *c, bool *progress)
 				      (int)g);
 			if (n <= 0) {
 				if (r->o.limiter && r->o.side == QMIG_RELAY_SOURCE)
-					qm_rl_limiter_refund(r->o.limiter, g);
+					qm_rl_limiter_refund(r->o.limiter, &r->share, g);
 				if (ssl_retry(c, n))
 					break;
 				return ssl_fail(c, n, "write");
 			}
 			if ((uint64_t)n < g && r->o.limiter && r->o.side == QMIG_RELAY_SOURCE)
-				qm_rl_limiter_refund(r->o.limiter, g - (uint64_t)n);
+				qm_rl_limiter_refund(r->o.limiter, &r->share, g - (uint64_t)n);
 			qm_rl_dir_written(r, c, 0, (uint32_t)n);
 			*progress = true;
 		}
@@ -190,14 +267,6 @@ static int pump_once(struct qmig_relay *r, struct rl_chan *c, bool *progress)
 		if (ssl_retry(c, n))
 			break;
 		return ssl_fail(c, n, "read");
-	}
-	if (!c->send_busy && c->cout_off == c->cout_len) {
-		n = BIO_read(c->nbio, c->cout, (int)r->seg);
-		if (n > 0) {
-			c->cout_len = (uint32_t)n;
-			c->cout_off = 0;
-			*progress = true;
-		}
 	}
 	return 0;
 }
@@ -227,8 +296,7 @@ int qm_rl_tls_pump(struct qmig_relay *r, struct rl_chan *c)
 		c->recv_busy = true;
 		c->inflight++;
 	}
-	if (c->shut_sent && !c->d[0].eof_done && !c->send_busy && c->cout_off == c->cout_len &&
-	    !BIO_ctrl_pending(c->nbio)) {
+	if (c->shut_sent && !c->d[0].eof_done && !c->send_busy && c->cout_off == c->cout_len) {
 		shutdown(c->nfd, SHUT_WR);
 		c->d[0].eof_done = true;
 	}
@@ -262,4 +330,13 @@ void qm_rl_tls_done_send(struct qmig_relay *r, struct rl_chan *c, int res)
 		return;
 	}
 	c->cout_off += (uint32_t)res;
+	/* What OpenSSL appended meanwhile goes out with the next send; keep
+	 * cout's free room at its end. */
+	if (c->cout_off == c->cout_len) {
+		c->cout_off = c->cout_len = 0;
+	} else if (c->cout_off > c->cout_cap / 2) {
+		memmove(c->cout, c->cout + c->cout_off, c->cout_len - c->cout_off);
+		c->cout_len -= c->cout_off;
+		c->cout_off = 0;
+	}
 }

@@ -80,8 +80,11 @@ static int rig_open2(struct rig *g, bool tls, unsigned seg_kib, unsigned preconn
 	char msg[256] = "";
 	int r;
 
+	static unsigned rigs;
+
 	memset(g, 0, sizeof(*g));
-	snprintf(g->qsock, sizeof(g->qsock), "%s/dst-qemu.sock", base);
+	/* A name of its own: a test may hold several rigs at once. */
+	snprintf(g->qsock, sizeof(g->qsock), "%s/dst-qemu-%u.sock", base, rigs++);
 	unlink(g->qsock);
 	g->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->qsock);
@@ -697,6 +700,74 @@ static void test_limiter(void)
 	qmig_relay_limiter_free(l);
 }
 
+/* Two migrations sharing one limiter: one with a single channel, one with
+ * three, both with more to send than the limit lets through. Each gets
+ * about half of the rate (a share per relay, not per channel), and both
+ * together stay within it. */
+static void test_limiter_fair(void)
+{
+	struct qmig_relay_limiter *l;
+	struct rig g[2];
+	const uint64_t rate = 2 * MiB;
+	uint64_t at0[2] = {0}, at1[2] = {0};
+	int64_t t0, t1 = 0, t2 = 0;
+	char msg[256];
+
+	CU_ASSERT_FATAL(qmig_relay_limiter_new(&l, rate) == 0);
+	for (int k = 0; k < 2; k++) {
+		struct qmig_relay_opts s = QMIG_RELAY_OPTS_INIT;
+
+		CU_ASSERT_FATAL(rig_open(&g[k], false, 0) == 0);
+		qmig_relay_free(g[k].src);
+		s.side = QMIG_RELAY_SOURCE;
+		s.host = "127.0.0.1";
+		s.port = qmig_relay_port(g[k].dst);
+		s.limiter = l;
+		CU_ASSERT_FATAL(qmig_relay_new(&g[k].src, &s, msg, sizeof(msg)) == 0);
+		for (int c = 0; c < (k ? 3 : 1); c++)
+			CU_ASSERT_FATAL(connect_src(&g[k], 20 + (unsigned)c, 256 * MiB, 0) == c);
+	}
+	/* Half a second for every channel to open and the bucket to settle,
+	 * then 2 s measured. The rate is low enough for both to be held by the
+	 * limiter, not by this loop, on a loaded machine and under ASan. */
+	t0 = now_ms();
+	while (now_ms() - t0 < 10000 && !t2) {
+		uint64_t got[2] = {0};
+
+		for (int k = 0; k < 2; k++) {
+			rig_step(&g[1 - k]);
+			for (int c = 0; c < g[k].nb; c++)
+				got[k] += g[k].b[c].rx;
+		}
+		if (!t1 && g[0].nb == 1 && g[1].nb == 3 && got[0] && got[1] && now_ms() - t0 >= 500) {
+			t1 = now_ms();
+			memcpy(at0, got, sizeof(got));
+		} else if (t1 && now_ms() - t1 >= 2000) {
+			t2 = now_ms();
+			memcpy(at1, got, sizeof(got));
+		}
+	}
+	CU_ASSERT_FATAL(t2 > 0);
+	{
+		double a = (double)(at1[0] - at0[0]), b = (double)(at1[1] - at0[1]);
+		double secs = (t2 - t1) / 1000.0, share = a / (a + b);
+
+		fprintf(stderr, "\n  shared limit %llu MiB/s: 1 channel %.2f MiB/s, 3 channels "
+			"%.2f MiB/s (share %.2f) ", (unsigned long long)(rate / MiB),
+			a / secs / MiB, b / secs / MiB, share);
+		CU_ASSERT(share > 0.4 && share < 0.6);
+		/* Within the limit (plus the 50 ms burst), and moving. */
+		CU_ASSERT((a + b) / secs <= rate * 1.1);
+		CU_ASSERT((a + b) / secs >= rate * 0.4);
+	}
+	for (int k = 0; k < 2; k++) {
+		for (int c = 0; c < g[k].na; c++)
+			g[k].a[c].tx_want = g[k].a[c].tx; /* stop writing */
+		rig_close(&g[k]);
+	}
+	qmig_relay_limiter_free(l);
+}
+
 static int suite_init(void)
 {
 	static const char *const hosts[] = {"localhost", "127.0.0.1"};
@@ -735,6 +806,7 @@ UNIT_SUITE(relay, suite_init, suite_cleanup,
 	   {"bad options refused", test_bad_opts},
 	   {"TLS: wrong host name refused", test_tls_wrong_name},
 	   {"rate limiter", test_limiter},
+	   {"rate limiter shared fairly by two relays", test_limiter_fair},
 	   {"preconnect (plain): ready before QEMU", test_preconnect_plain},
 	   {"preconnect (TLS): ready before QEMU", test_preconnect_tls},
 	   {"preconnect: far relay absent", test_preconnect_unreachable})
