@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,54 @@ struct qmig_agent_session {
 	size_t pend_len;
 	char *err;
 };
+
+/* The local ends of live sessions' QMP tunnels: a migration whose
+ * destination QMP is one of them has its destination on another host
+ * (qm_agent_remote_dst). */
+static pthread_mutex_t remote_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct qmig_agent_session *remote_list[64];
+
+static void remote_add(struct qmig_agent_session *s)
+{
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		if (!remote_list[i]) {
+			remote_list[i] = s;
+			break;
+		}
+	pthread_mutex_unlock(&remote_lock);
+}
+
+static void remote_del(struct qmig_agent_session *s)
+{
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		if (remote_list[i] == s)
+			remote_list[i] = NULL;
+	pthread_mutex_unlock(&remote_lock);
+}
+
+int qm_agent_remote_dst(const char *dst_qmp)
+{
+	int r = 0;
+
+	if (!dst_qmp)
+		return 0;
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; !r && i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		r = remote_list[i] && !strcmp(remote_list[i]->sock, dst_qmp);
+	pthread_mutex_unlock(&remote_lock);
+	return r;
+}
+
+/* The caller's options, as long as its version has them. */
+static void copy_opts(struct qmig_agent_opts *to, const struct qmig_agent_opts *from)
+{
+	memset(to, 0, sizeof(*to));
+	memcpy(to, from, from->version >= 2 ? sizeof(*to)
+					    : offsetof(struct qmig_agent_opts, stream_tls_dir));
+	to->version = QMIG_AGENT_OPTS_VERSION;
+}
 
 static void slog(struct qmig_agent_session *s, enum qmig_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -197,6 +247,48 @@ static int describe_vm(struct qmig_agent_session *s, struct json_object *vm, cha
 	return 0;
 }
 
+/* A public certificate of this host's stream directory, for the agent. */
+static int read_pem(const char *dir, const char *name, const char *key, struct json_object *to,
+		    char *msg, size_t len)
+{
+	char path[PATH_MAX], buf[16384];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(msg, len, "TLS: %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof(buf)) {
+		snprintf(msg, len, "TLS: %s: %s", path, n < 0 ? strerror(errno)
+							 : "empty or over 16 KiB");
+		return -EINVAL;
+	}
+	json_object_object_add(to, key, json_object_new_string_len(buf, (int)n));
+	return 0;
+}
+
+/* "tls" in the prepare: the destination's certificates are the agent's,
+ * on its host; it checks them against what the source will use. */
+static int stream_tls(struct qmig_agent_session *s, struct json_object *m, char *msg,
+		      size_t len)
+{
+	struct json_object *t = json_object_new_object();
+	int r;
+
+	json_object_object_add(t, "hostname", json_object_new_string(
+			       s->o.stream_tls_hostname ? s->o.stream_tls_hostname : s->host));
+	r = read_pem(s->o.stream_tls_dir, "ca-cert.pem", "ca_cert", t, msg, len);
+	if (r == 0)
+		r = read_pem(s->o.stream_tls_dir, "client-cert.pem", "client_cert", t, msg, len);
+	json_object_object_add(m, "tls", t);
+	return r;
+}
+
 static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 {
 	struct json_object *m = json_object_new_object(), *set = json_object_new_object();
@@ -219,6 +311,8 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - *kv), *kv);
 		json_object_object_add(set, key, json_object_new_string(eq + 1));
 	}
+	if (r == 0 && s->o.stream_tls_dir)
+		r = stream_tls(s, m, msg, len);
 	json_object_object_add(m, "op", json_object_new_string("prepare"));
 	json_object_object_add(m, "job", json_object_new_string(s->job));
 	json_object_object_add(m, "profile", json_object_new_string(s->o.profile));
@@ -263,6 +357,12 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 		if (qm_aj_str(rep, "tls_dir"))
 			snprintf(s->dst_tls_dir, sizeof(s->dst_tls_dir), "%s",
 				 qm_aj_str(rep, "tls_dir"));
+		if (s->o.stream_tls_dir && !*s->dst_tls_dir) {
+			snprintf(msg, len, "agent: the stream is to use TLS but the agent named no "
+					   "certificate directory for its QEMU (start it with --tls DIR)");
+			r = -EPROTO;
+			break;
+		}
 		s->port = (unsigned)port;
 		if (qm_aj_int(rep, "max_bandwidth", &port) == 0 && port > 0)
 			s->max_bw = (uint64_t)port;
@@ -405,7 +505,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->o = *o;
+	copy_opts(&s->o, o);
 	s->listen_fd = s->client_fd = s->ep = -1;
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
 	make_job_id(s);
@@ -445,6 +545,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	}
 	slog(s, QMIG_LOG_INFO, "agent: job %s prepared: destination listens on %s port %u",
 	     s->job, s->listen_addr, s->port);
+	remote_add(s);
 	*out = s;
 	return 0;
 }
@@ -463,7 +564,9 @@ int qmig_agent_session_apply(struct qmig_agent_session *s, struct qmig_migrate_o
 	/* The destination host's limit per migration. */
 	if (s->max_bw && (!mo->max_bandwidth || mo->max_bandwidth > s->max_bw))
 		mo->max_bandwidth = s->max_bw;
-	if (mo->tls_dir && !mo->tls_dst_dir && *s->dst_tls_dir)
+	/* The destination's certificates are where its QEMU runs: the
+	 * agent's directory (checked by the agent at prepare). */
+	if (mo->tls_dir && *s->dst_tls_dir)
 		mo->tls_dst_dir = s->dst_tls_dir;
 	return 0;
 }
@@ -661,7 +764,7 @@ int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->o = *o;
+	copy_opts(&s->o, o);
 	s->o.log.free = NULL;       /* the caller's, untouched */
 	s->o.connect.free = NULL;
 	s->listen_fd = s->client_fd = s->ep = -1;
@@ -698,6 +801,7 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 {
 	if (!s)
 		return;
+	remote_del(s);
 	drop_client(s);
 	if (s->have_tun)
 		qm_aconn_close(&s->tun);

@@ -4,6 +4,8 @@
  * becomes of the destination. A "qmp" connection turns into the QMP
  * tunnel: raw bytes to and from the destination QEMU's monitor. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,96 @@ static void give_place(struct agent *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+/* Write one PEM the source sent into dir. */
+static int put_pem(const char *dir, const char *name, const char *pem)
+{
+	char path[PATH_MAX];
+	size_t n = strlen(pem);
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, pem, n) == (ssize_t)n;
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+/* A TLS stream ("tls" in the prepare): the destination QEMU will load this
+ * agent's certificates, on this host, where the source cannot look. Check
+ * them here, before anything is launched: the server certificate names
+ * the host the source connects to, chains to the source's CA, and the
+ * source's client certificate chains to ours. 0, or -1 with err and msg. */
+static int check_stream_tls(struct conn *k, struct json_object *tls, const char **err,
+			    char *msg, size_t len)
+{
+	const char *host = qm_aj_str(tls, "hostname"), *ca = qm_aj_str(tls, "ca_cert"),
+		   *cl = qm_aj_str(tls, "client_cert");
+	const char *dir = k->a->cfg.tls_dir;
+	char tmp[PATH_MAX], m[400] = "";
+	int r;
+
+	if (!json_object_is_type(tls, json_type_object)) {
+		*err = "bad-request";
+		snprintf(msg, len, "'tls' must be an object");
+		return -1;
+	}
+	if (!dir) {
+		*err = "tls-unavailable";
+		snprintf(msg, len, "the stream is to use TLS but this agent has no certificates "
+				   "for its QEMU (start it with --tls DIR)");
+		return -1;
+	}
+	r = qmig_tls_validate(dir, host, QMIG_TLS_SERVER, m, sizeof(m));
+	if (r < 0) {
+		*err = "tls-invalid";
+		snprintf(msg, len, "the agent's certificates for the stream (--tls %s): %s", dir, m);
+		return -1;
+	}
+	if (!ca || !cl)
+		return 0; /* an older source: the control channel's check only */
+	snprintf(tmp, sizeof(tmp), "%s/tls-check-XXXXXX", k->a->cfg.state_dir);
+	if (!mkdtemp(tmp)) {
+		*err = "internal";
+		snprintf(msg, len, "cannot create a directory in %s: %s", k->a->cfg.state_dir,
+			 strerror(errno));
+		return -1;
+	}
+	r = put_pem(tmp, "ca-cert.pem", ca);
+	if (r == 0)
+		r = put_pem(tmp, "client-cert.pem", cl);
+	if (r == 0)
+		r = qmig_tls_validate_pair(tmp, dir, m, sizeof(m));
+	else
+		snprintf(m, sizeof(m), "storing the source's certificates: %s", strerror(-r));
+	{
+		char p[PATH_MAX + 32];
+
+		snprintf(p, sizeof(p), "%s/ca-cert.pem", tmp);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/client-cert.pem", tmp);
+		unlink(p);
+		rmdir(tmp);
+	}
+	if (r < 0) {
+		char *at = strstr(m, tmp), said[400];
+
+		/* The temporary directory's name means nothing to the source. */
+		if (at) {
+			*at = 0;
+			snprintf(said, sizeof(said), "%sthe source's --tls directory%s", m,
+				 at + strlen(tmp));
+			snprintf(m, sizeof(m), "%s", said);
+		}
+		*err = "tls-invalid";
+		snprintf(msg, len, "the source's stream certificates and this agent's (--tls %s) "
+				   "do not trust each other: %s", dir, m);
+		return -1;
+	}
+	return 0;
+}
+
 static int do_prepare(struct conn *k, struct json_object *req)
 {
 	const char *job = qm_aj_str(req, "job"), *err = "internal";
@@ -165,6 +257,13 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	if (!agent_valid_name(job))
 		return send_error(k, "prepare", NULL, "bad-request",
 				  "'job' must be 1-63 letters, digits, '-' or '_'");
+	{
+		struct json_object *tls;
+
+		if (json_object_object_get_ex(req, "tls", &tls) &&
+		    check_stream_tls(k, tls, &err, msg, sizeof(msg)) < 0)
+			return send_error(k, "prepare", job, err, msg);
+	}
 	r = take_place(k, job);
 	if (r < 0) {
 		agent_audit(k->a, k->c->peer, "prepare", job, "left-queue", NULL);

@@ -8,6 +8,10 @@
  * Dies (exit 3) with the agent's reason when it refuses. */
 void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *profile,
 		     const char *const *sets);
+/* Before agent_src_start: the stream's TLS directory (--tls) and the
+ * name the destination's certificate must carry (--tls-hostname), for
+ * the agent to check its own certificates against; NULL: plain. */
+void agent_src_stream_tls(const char *dir, const char *hostname);
 int agent_src_active(void);
 int agent_src_fd(void);
 void agent_src_process(void);
