@@ -58,6 +58,9 @@ struct agent_job {
 
 struct agent_waiter {
 	struct agent_waiter *next;
+	const char *job;
+	const char *peer;
+	int64_t since;       /* monotonic ns */
 };
 
 /* The whole agent's shared state. */
@@ -116,8 +119,16 @@ int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail);
 void agent_journal(struct agent *a, const struct agent_job *j, const char *state);
-/* Kill destinations of jobs a previous agent left behind that never ran. */
-void agent_reap_stale(struct agent *a);
+/* Kill destinations of jobs a previous agent left behind that never ran;
+ * remove queue entries of agents that are gone. Returns how many jobs
+ * could not be settled (their QEMU runs but does not answer). */
+int agent_reap_stale(struct agent *a);
+/* pid is a live process whose command line holds word (never a bare pid:
+ * it may have been reused). */
+int agent_proc_has(int64_t pid, const char *word);
+/* STATE/queue/JOB.json while a prepare waits for a place (qmigrate status
+ * --agent-state reads it); removed when it leaves the queue. */
+void agent_queue_file(struct agent *a, const char *job, const char *peer, int add);
 /* Profile names (JSON array). */
 struct json_object *agent_profile_list(const struct agent *a);
 

@@ -78,7 +78,7 @@ static int allowed(struct agent *a, const char *subject)
 static int take_place(struct conn *k, const char *job)
 {
 	struct agent *a = k->a;
-	struct agent_waiter me = {0}, **pp;
+	struct agent_waiter me = {.job = job, .peer = k->c->peer, .since = qm_wait_now_ns()}, **pp;
 	int told = 0, r = 0;
 	int64_t until = qm_wait_now_ns() + (int64_t)a->cfg.queue_ms * MS;
 
@@ -101,6 +101,7 @@ static int take_place(struct conn *k, const char *job)
 			json_object_object_add(o, "job", json_object_new_string(job));
 			json_object_object_add(o, "position", json_object_new_int64(pos));
 			agent_audit(a, k->c->peer, "prepare", job, "queued", NULL);
+			agent_queue_file(a, job, k->c->peer, 1);
 			r = send_free(k, o);
 			told = 1;
 			pthread_mutex_lock(&a->lock);
@@ -140,6 +141,8 @@ static int take_place(struct conn *k, const char *job)
 		a->inbound++;
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->lock);
+	if (told)
+		agent_queue_file(a, job, k->c->peer, 0);
 	return r;
 }
 
@@ -422,10 +425,21 @@ static int do_status(struct conn *k)
 	json_object_object_add(o, "inbound", json_object_new_int(a->inbound));
 	json_object_object_add(o, "max_inbound", json_object_new_int(a->cfg.max_inbound));
 	{
-		int64_t nq = 0;
+		int64_t nq = 0, now = qm_wait_now_ns();
 
-		for (struct agent_waiter *w = a->queue; w; w = w->next)
+		/* Waiting for a place, in order. */
+		for (struct agent_waiter *w = a->queue; w; w = w->next) {
+			struct json_object *e = json_object_new_object();
+
 			nq++;
+			json_object_object_add(e, "job", json_object_new_string(w->job));
+			json_object_object_add(e, "status", json_object_new_string("queued"));
+			json_object_object_add(e, "position", json_object_new_int64(nq));
+			json_object_object_add(e, "waited_ms",
+					       json_object_new_int64((now - w->since) / MS));
+			json_object_object_add(e, "peer", json_object_new_string(w->peer));
+			json_object_array_add(arr, e);
+		}
 		json_object_object_add(o, "queued", json_object_new_int64(nq));
 	}
 	pthread_mutex_unlock(&a->lock);

@@ -90,6 +90,41 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_put(o);
 }
 
+void agent_queue_file(struct agent *a, const char *job, const char *peer, int add)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	struct json_object *o;
+	struct timespec ts;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/queue", a->cfg.state_dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/queue/%s.json", a->cfg.state_dir, job);
+	if (!add) {
+		unlink(path);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o = json_object_new_object();
+	json_object_object_add(o, "job", json_object_new_string(job));
+	json_object_object_add(o, "state", json_object_new_string("queued"));
+	json_object_object_add(o, "peer", json_object_new_string(peer));
+	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "since_ms", json_object_new_int64((int64_t)ts.tv_sec * 1000 +
+								     ts.tv_nsec / 1000000));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		int ok = write(fd, t, strlen(t)) == (ssize_t)strlen(t);
+
+		close(fd);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	json_object_put(o);
+}
+
 static void gen_token(char *out, size_t len)
 {
 	unsigned char b[24];
@@ -510,7 +545,7 @@ void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait
 /* pid is a live (not zombie) process whose command line holds word: a
  * QEMU started with the journal's monitor socket, or the agent that wrote
  * the journal; never trust a bare pid, which may have been reused. */
-static int our_qemu(int64_t pid, const char *mon)
+int agent_proc_has(int64_t pid, const char *mon)
 {
 	char path[64], buf[8192];
 	ssize_t n;
@@ -545,10 +580,41 @@ static int our_qemu(int64_t pid, const char *mon)
 	return ok;
 }
 
+/* Queue entries of agents that are gone. */
+static void reap_queue(struct agent *a)
+{
+	char path[PATH_MAX], f[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/queue", a->cfg.state_dir);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		struct json_object *o;
+		int64_t apid = 0;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		o = json_object_from_file(f);
+		if (qm_aj_int(o, "agent_pid", &apid) < 0 || apid == getpid() ||
+		    !agent_proc_has(apid, "agent")) {
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
+				    "queued at an agent that is gone");
+			unlink(f);
+		}
+		json_object_put(o);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* A previous agent died: its journals say which destinations it left. One
  * that never ran and has no stream is killed; one that runs is kept. */
-void agent_reap_stale(struct agent *a)
+int agent_reap_stale(struct agent *a)
 {
+	int unsettled = 0;
+
 	char path[PATH_MAX];
 	DIR *d;
 	struct dirent *e;
@@ -574,7 +640,7 @@ void agent_reap_stale(struct agent *a)
 		/* Another agent on this state directory is alive (ssh: one per
 		 * connection): the job is its own. */
 		if (qm_aj_int(o, "agent_pid", &apid) == 0 && apid != getpid() &&
-		    our_qemu(apid, "agent")) {
+		    agent_proc_has(apid, "agent")) {
 			json_object_put(o);
 			continue;
 		}
@@ -591,12 +657,12 @@ void agent_reap_stale(struct agent *a)
 				   !strcmp(mi.status, "failed"));
 			if (kill_it) {
 				qmig_cmd_quit(q); /* works even when the journal has no pid yet */
-				if (our_qemu(pid, mon))
+				if (agent_proc_has(pid, mon))
 					kill((pid_t)pid, SIGKILL);
 			}
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), kill_it ? "removed" : "kept",
 				    kill_it ? "left by a previous agent, never ran" : st.status);
-		} else if (!our_qemu(pid, mon)) {
+		} else if (!agent_proc_has(pid, mon)) {
 			/* QEMU is gone already (a failed stream ends it). */
 			kill_it = 1;
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
@@ -609,6 +675,7 @@ void agent_reap_stale(struct agent *a)
 		qmig_qmp_conn_close(q);
 		if (!reachable && !kill_it) {
 			json_object_put(o); /* the journal stays for the next try */
+			unsettled++;
 			continue;
 		}
 		if (dir && kill_it) {
@@ -630,4 +697,6 @@ void agent_reap_stale(struct agent *a)
 	}
 	if (d)
 		closedir(d);
+	reap_queue(a);
+	return unsettled;
 }

@@ -22,4 +22,13 @@ int agent_src_hold(const struct qmig_migration_event *ev);
  * the held result record (json). */
 void agent_src_end(struct qmig_result *res, int json);
 
+/* qmigrate status/recover on an agent's host (tools/cmd_agent.c). */
+/* The jobs and queue of the agent at url (its control protocol), or read
+ * from an agent state directory (NULL: the agent's default). Exit code. */
+int agent_cli_status(const char *url, const char *tls_dir, const char *state, int json);
+/* The ownership rule for the jobs dead agents left in state (NULL: the
+ * default): 0, -ENOENT no such directory, -EIO some could not be settled. */
+int agent_cli_recover(const char *state, int json);
+void agent_state_default(char *buf, size_t len);
+
 #endif
