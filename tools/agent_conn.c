@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,22 @@ static void give_place(struct agent *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+/* QMIGRATE_AGENT_DEBUG_STOP=begin|prepare|finish|confirm (tests only, not
+ * documented for users): at that point of a job the whole agent stops
+ * itself (SIGSTOP) after an audit line, so that a test can kill -9 the
+ * agent, or the source waiting on it, exactly there. begin: a prepare
+ * arrived; prepare: its destination is launched and journaled, the reply
+ * not sent; finish, confirm: the request arrived. */
+static void debug_stop(struct conn *k, const char *at, const char *job)
+{
+	const char *v = getenv("QMIGRATE_AGENT_DEBUG_STOP");
+
+	if (!v || strcmp(v, at))
+		return;
+	agent_audit(k->a, k->c->peer, at, job, "debug-stop", NULL);
+	kill(getpid(), SIGSTOP);
+}
+
 /* Write one PEM the source sent into dir. */
 static int put_pem(const char *dir, const char *name, const char *pem)
 {
@@ -267,6 +284,7 @@ static int do_prepare(struct conn *k, struct json_object *req)
 		    check_stream_tls(k, tls, &err, msg, sizeof(msg)) < 0)
 			return send_error(k, "prepare", job, err, msg);
 	}
+	debug_stop(k, "begin", job);
 	r = take_place(k, job);
 	if (r < 0) {
 		agent_audit(k->a, k->c->peer, "prepare", job, "left-queue", NULL);
@@ -278,6 +296,7 @@ static int do_prepare(struct conn *k, struct json_object *req)
 		give_place(k->a);
 		return send_error(k, "prepare", job, err, *msg ? msg : strerror(-r));
 	}
+	debug_stop(k, "prepare", job);
 	o = reply("prepare", 1);
 	json_object_object_add(o, "status", json_object_new_string("prepared"));
 	json_object_object_add(o, "job", json_object_new_string(k->job->id));
@@ -485,6 +504,7 @@ static int do_request(struct conn *k, struct json_object *req)
 	if (!strcmp(op, "finish")) {
 		int r;
 
+		debug_stop(k, "finish", job);
 		o = reply("finish", 1);
 		r = agent_job_finish(k->a, k->job, o, msg, sizeof(msg));
 		if (r < 0) {
@@ -498,6 +518,7 @@ static int do_request(struct conn *k, struct json_object *req)
 		return send_free(k, o);
 	}
 	if (!strcmp(op, "confirm")) {
+		debug_stop(k, "confirm", job);
 		if (!k->job->ran)
 			return send_error(k, op, job, "not-running",
 					  "confirm comes after a successful finish");
