@@ -289,13 +289,10 @@ static int stream_tls(struct qmig_agent_session *s, struct json_object *m, char 
 	return r;
 }
 
-static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
+static int prepare_send(struct qmig_agent_session *s, char *msg, size_t len)
 {
 	struct json_object *m = json_object_new_object(), *set = json_object_new_object();
-	struct json_object *vm = json_object_new_object(), *rep = NULL;
-	int64_t qdl = qm_wait_now_ns() +
-		      (int64_t)(s->o.queue_timeout_ms ? s->o.queue_timeout_ms : 600000) * MS;
-	int64_t port = 0;
+	struct json_object *vm = json_object_new_object();
 	int r;
 
 	r = describe_vm(s, vm, msg, len);
@@ -321,6 +318,19 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 	if (r == 0)
 		r = qm_aconn_send(&s->ctl, m, deadline(s));
 	json_object_put(m);
+	return r;
+}
+
+/* The prepare's answer: "prepared" (after a "queued" or not). *queued is
+ * set when the agent said the request waits for a place. */
+static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, size_t len)
+{
+	struct json_object *rep = NULL;
+	int64_t qdl = qm_wait_now_ns() +
+		      (int64_t)(s->o.queue_timeout_ms ? s->o.queue_timeout_ms : 600000) * MS;
+	int64_t port = 0;
+	int r = 0;
+
 	while (r == 0) {
 		const char *st;
 
@@ -340,6 +350,7 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 			qm_aj_int(rep, "position", &pos);
 			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
 					       "host's inbound limit is reached; waiting", (long long)pos);
+			*queued = 1;
 			json_object_put(rep);
 			rep = NULL;
 			continue;
@@ -377,10 +388,12 @@ static int open_tunnel(struct qmig_agent_session *s, char *msg, size_t len)
 	struct json_object *m, *rep = NULL;
 	int r;
 
-	r = open_conn(s, &s->tun, msg, len);
-	if (r < 0)
-		return r;
-	s->have_tun = 1;
+	if (!s->have_tun) {
+		r = open_conn(s, &s->tun, msg, len);
+		if (r < 0)
+			return r;
+		s->have_tun = 1;
+	}
 	m = json_object_new_object();
 	json_object_object_add(m, "op", json_object_new_string("qmp"));
 	json_object_object_add(m, "job", json_object_new_string(s->job));
@@ -509,7 +522,6 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	s->listen_fd = s->client_fd = s->ep = -1;
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
 	make_job_id(s);
-	gc_local(local_base());
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh) {
 		if (!o->tls_dir) {
@@ -522,7 +534,24 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	if (r == 0 && (r = open_conn(s, &s->ctl, msg, msg_len)) == 0)
 		s->have_ctl = 1;
 	if (r == 0)
-		r = prepare(s, msg, msg_len);
+		r = prepare_send(s, msg, msg_len);
+	if (r == 0) {
+		char early[256];
+		int queued = 0;
+
+		/* While the agent launches the destination (the longest step
+		 * before the stream), do our own chores and open the tunnel's
+		 * connection: its handshake and hello overlap the launch. */
+		gc_local(local_base());
+		if (open_conn(s, &s->tun, early, sizeof(early)) == 0)
+			s->have_tun = 1; /* else: tried again, and reported, below */
+		r = prepare_wait(s, &queued, msg, msg_len);
+		if (r == 0 && queued && s->have_tun) {
+			/* It idled through the queue: the agent may have closed it. */
+			qm_aconn_close(&s->tun);
+			s->have_tun = 0;
+		}
+	}
 	if (r == 0)
 		r = open_tunnel(s, msg, msg_len);
 	if (r == 0)

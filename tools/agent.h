@@ -100,6 +100,10 @@ int agent_valid_name(const char *s);
 int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
 		      const char *listen_addr, struct agent_job **out, const char **err,
 		      char *msg, size_t len);
+/* Open the agent's own monitor of a prepared job's QEMU (RESUME events,
+ * finish, the ownership rule); done after the prepare's reply, off the
+ * source's path to its first byte. 0, or -errno with msg. */
+int agent_job_watch(struct agent_job *j, char *msg, size_t len);
 /* Drain the monitor's events (RESUME: ran). 0, or -errno when QEMU is gone. */
 int agent_job_poll(struct agent_job *j);
 int agent_job_mon_fd(const struct agent_job *j);

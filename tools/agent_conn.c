@@ -261,6 +261,8 @@ static int check_stream_tls(struct conn *k, struct json_object *tls, const char 
 	return 0;
 }
 
+static void end_job(struct conn *k, int confirmed, int wait_stream, const char *why);
+
 static int do_prepare(struct conn *k, struct json_object *req)
 {
 	const char *job = qm_aj_str(req, "job"), *err = "internal";
@@ -311,7 +313,14 @@ static int do_prepare(struct conn *k, struct json_object *req)
 		json_object_object_add(o, "max_bandwidth",
 				       json_object_new_int64((int64_t)k->a->cfg.max_bw));
 	agent_audit(k->a, k->c->peer, "prepare", job, "prepared", qm_aj_str(req, "profile"));
-	return send_free(k, o);
+	r = send_free(k, o);
+	if (agent_job_watch(k->job, msg, sizeof(msg)) < 0) {
+		/* The source finds its tunnel closed; it still owns the guest. */
+		agent_audit(k->a, k->c->peer, "prepare", job, "launch-failed", msg);
+		end_job(k, 0, 0, msg);
+		return -EIO;
+	}
+	return r;
 }
 
 /* Claim a job's tunnel, all under the lock: the job's own thread may end

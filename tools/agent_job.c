@@ -246,8 +246,6 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 {
 	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
-	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
-	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
 	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
 	char monarg[400], tmpl[PATH_MAX];
 	const char *argv[AGENT_MAX_ARGS + 3];
@@ -344,14 +342,6 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 		*err = "internal";
 		goto fail;
 	}
-	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
-	if (r < 0) {
-		*err = "launch-failed";
-		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
-		goto fail;
-	}
-	ecb.user_data = j;
-	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
 	j->t_prepared = qm_wait_now_ns();
 	agent_journal(a, j, "prepared");
 	free(L);
@@ -385,6 +375,22 @@ fail:
 	unregister_job(a, j);
 	free_job(j);
 	return r;
+}
+
+int agent_job_watch(struct agent_job *j, char *msg, size_t len)
+{
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
+	int r;
+
+	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
+	if (r < 0) {
+		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
+		return r;
+	}
+	ecb.user_data = j;
+	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
+	return 0;
 }
 
 int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
