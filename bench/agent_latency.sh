@@ -68,10 +68,13 @@ for i in $(seq "$RUNS"); do
 			[ $mode = agent-base ] && bin=$QMIGRATE_BASE &&
 				url="qmigrate+tls://$NETNS_ADDR_B:$((AGENT_PORT + 1))"
 			t0=$(date +%s%N)
-			ip netns exec "$NETNS_A" $bin migrate --src-qmp "$src_qmp" --to "$url" \
-				--profile tiny --agent-tls "$C" --json > "$T/run.jsonl" ||
-				fail "$mode: $(tail -1 "$T/run.jsonl")"
+			ip netns exec "$NETNS_A" $bin -v migrate --src-qmp "$src_qmp" --to "$url" \
+				--profile tiny --agent-tls "$C" --json > "$T/run.jsonl" 2> "$T/run.err" ||
+				fail "$mode: $(tail -1 "$T/run.jsonl") $(cat "$T/run.err")"
 			t1=$(date +%s%N)
+			# The agent's own launch of the destination (newer agents say).
+			sed -n "s/.*the agent's launch of the destination \([0-9]*\) ms.*/\1/p" \
+				"$T/run.err" >> "$T/$mode.launch"
 			dq=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$T/run.jsonl" | tail -1)
 			$QMIGRATE qmp "$dq" quit > /dev/null
 			wait_no_dst 10
@@ -91,6 +94,11 @@ echo "                          start->first byte   completed->returned"
 printf "  attach, no verify       %10s          %10s\n" "$b_attach" "$a_attach"
 printf "  attach, stamps verify   %10s          %10s\n" "$b_attach_verify" "$a_attach_verify"
 printf "  agent (TLS), verify     %10s          %10s\n" "$b_agent" "$a_agent"
+if [ -s "$T/agent.launch" ]; then
+	l=$(median < "$T/agent.launch")
+	printf "  agent: the destination's launch (median) %6s ms; first byte without it %s us\n" \
+		"$l" "$((b_agent - l * 1000))"
+fi
 if [ -n "${QMIGRATE_BASE:-}" ]; then
 	printf "  agent (TLS), verify, base %8s          %10s   ($QMIGRATE_BASE)\n" "$b_agent_base" "$a_agent_base"
 	awk -v b="$b_agent" -v bb="$b_agent_base" -v a="$a_agent" -v ab="$a_agent_base" 'BEGIN {

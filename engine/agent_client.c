@@ -44,6 +44,7 @@ struct qmig_agent_session {
 	char dir[128], sock[160], lockdir[160];
 	int listen_fd, client_fd, ep;
 	int lost;
+	int64_t t0, t_prepared, t_tunnel, launch_ms; /* monotonic ns; the agent's ms */
 	int ssh;            /* connections come from o.connect */
 	/* Tunnel -> engine bytes the engine's socket could not take yet: the
 	 * tunnel is not read again until they are written (backpressure), and
@@ -377,6 +378,8 @@ static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, si
 		s->port = (unsigned)port;
 		if (qm_aj_int(rep, "max_bandwidth", &port) == 0 && port > 0)
 			s->max_bw = (uint64_t)port;
+		qm_aj_int(rep, "launch_ms", &s->launch_ms);
+		s->t_prepared = qm_wait_now_ns();
 		break;
 	}
 	json_object_put(rep);
@@ -521,6 +524,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	copy_opts(&s->o, o);
 	s->listen_fd = s->client_fd = s->ep = -1;
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
+	s->t0 = qm_wait_now_ns();
 	make_job_id(s);
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh) {
@@ -554,6 +558,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	}
 	if (r == 0)
 		r = open_tunnel(s, msg, msg_len);
+	s->t_tunnel = qm_wait_now_ns();
 	if (r == 0)
 		r = make_local(s, msg, msg_len);
 	if (r < 0) {
@@ -574,6 +579,11 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	}
 	slog(s, QMIG_LOG_INFO, "agent: job %s prepared: destination listens on %s port %u",
 	     s->job, s->listen_addr, s->port);
+	/* Where the time before the first byte goes (bench/agent_latency.sh). */
+	slog(s, QMIG_LOG_INFO, "agent: timing: prepared after %lld ms (the agent's launch of the "
+	     "destination %lld ms), tunnel open %lld ms later",
+	     (long long)((s->t_prepared - s->t0) / MS), (long long)s->launch_ms,
+	     (long long)((s->t_tunnel - s->t_prepared) / MS));
 	remote_add(s);
 	*out = s;
 	return 0;

@@ -50,6 +50,7 @@ struct agent_job {
 	int tunnel_busy;
 	int tunnel_seen;     /* the source has opened the tunnel once */
 	int64_t t_prepared;  /* monotonic ns */
+	int64_t launch_ms;   /* how long launching its QEMU took */
 	int tunnel_closed;   /* the tunnel ended: no more QMP from the source */
 	struct qmig_vm *vm;
 	struct qmig_port *portlock;

@@ -331,7 +331,9 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	spec.extra_args = argv;
 	spec.userfaultfd = L->userfaultfd;
 	agent_journal(a, j, "launching");
+	j->launch_ms = qm_wait_now_ns();
 	r = qmig_vm_launch(&j->vm, &spec, msg, len);
+	j->launch_ms = (qm_wait_now_ns() - j->launch_ms) / MS;
 	if (r < 0) {
 		*err = "launch-failed";
 		goto fail;
