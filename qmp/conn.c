@@ -24,6 +24,7 @@
 #include "qmig_qmp.h"
 #include "qm_wait.h"
 #include "qmp_int.h"
+#include "qmp_reply.h"
 
 /* Calls may nest (an event callback may issue a command); replies for an
  * outer call that arrive during an inner one are kept here. */
@@ -572,4 +573,31 @@ const char *qmig_qmp_conn_error_class(const struct qmig_qmp_conn *c)
 struct qmig_qmp *qmig_qmp_conn_core(struct qmig_qmp_conn *c)
 {
 	return c ? c->core : NULL;
+}
+
+/* ---- calls with typed returns (qmp_reply.h) ---------------------------- */
+
+int qm_call_get(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args,
+		enum json_type type, struct json_object **out)
+{
+	struct json_object *ret = NULL;
+	struct qm_rd rd;
+	int r = qmig_qmp_conn_call(c, cmd, args, &ret, -1);
+
+	if (r < 0)
+		return r;
+	qm_rd_init(&rd, cmd);
+	if (!qm_rd_as(&rd, ret, type)) {
+		json_object_put(ret);
+		return qm_call_rd(c, &rd);
+	}
+	*out = ret;
+	return 0;
+}
+
+int qm_call_rd(struct qmig_qmp_conn *c, const struct qm_rd *rd)
+{
+	if (!rd->err)
+		return 0;
+	return qm_qmp_conn_fail(c, rd->err, "%s", rd->msg);
 }

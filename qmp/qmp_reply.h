@@ -83,10 +83,13 @@ struct qm_rd_iter {
 void qm_rd_iter_init(struct qm_rd *rd, struct json_object *o, struct qm_rd_iter *it);
 int qm_rd_iter_next(struct qm_rd_iter *it, const char **key, struct json_object **val);
 
+/* v itself when it has type t, else NULL with rd failed. */
+struct json_object *qm_rd_as(struct qm_rd *rd, struct json_object *v, enum json_type t);
 /* A value's type name for messages: "an object", "null", ... */
 const char *qm_rd_type_name(struct json_object *v);
 
-/* Calls with typed returns. qm_call_get: the return value must have
+/* Calls with typed returns (conn.c: above the readers, so that reply.c
+ * calls nothing back). qm_call_get: the return value must have
  * type; *out is a new reference. qm_call_rd: reports a reader's failure
  * on the connection (returns rd->err, 0 if none). */
 int qm_call_get(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args,

@@ -114,7 +114,7 @@ static struct json_object *get(struct qm_rd *rd, struct json_object *o, const ch
 	return v;
 }
 
-static struct json_object *as(struct qm_rd *rd, struct json_object *v, enum json_type t)
+struct json_object *qm_rd_as(struct qm_rd *rd, struct json_object *v, enum json_type t)
 {
 	if (rd->err)
 		return NULL;
@@ -127,12 +127,12 @@ static struct json_object *as(struct qm_rd *rd, struct json_object *v, enum json
 
 struct json_object *qm_rd_as_obj(struct qm_rd *rd, struct json_object *v)
 {
-	return as(rd, v, json_type_object);
+	return qm_rd_as(rd, v, json_type_object);
 }
 
 struct json_object *qm_rd_as_arr(struct qm_rd *rd, struct json_object *v)
 {
-	return as(rd, v, json_type_array);
+	return qm_rd_as(rd, v, json_type_array);
 }
 
 /* ---- scalars: one converter each, shared by required and optional ---- */
@@ -391,31 +391,4 @@ int qm_rd_iter_next(struct qm_rd_iter *it, const char **key, struct json_object 
 	*val = (struct json_object *)it->e->v;
 	it->e = it->e->next;
 	return 1;
-}
-
-/* ---- calls -------------------------------------------------------------- */
-
-int qm_call_get(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args,
-		enum json_type type, struct json_object **out)
-{
-	struct json_object *ret = NULL;
-	struct qm_rd rd;
-	int r = qmig_qmp_conn_call(c, cmd, args, &ret, -1);
-
-	if (r < 0)
-		return r;
-	qm_rd_init(&rd, cmd);
-	if (!as(&rd, ret, type)) {
-		json_object_put(ret);
-		return qm_call_rd(c, &rd);
-	}
-	*out = ret;
-	return 0;
-}
-
-int qm_call_rd(struct qmig_qmp_conn *c, const struct qm_rd *rd)
-{
-	if (!rd->err)
-		return 0;
-	return qm_qmp_conn_fail(c, rd->err, "%s", rd->msg);
 }

@@ -9,19 +9,20 @@
 PATTERN='json_object_get_[a-z0-9_]+\(|json_object_array_(length|get_idx)\(|json_object_object_get(_ex)?\(|json_object_object_foreach|json_object_iter_'
 ALLOWED="
 qmp/reply.c             the typed accessors themselves
-engine/plan.c           orig_params (validated by qm_parse_query_migrate_parameters) and the plan's own objects
-engine/converge.c       orig_params, validated as above
-engine/postcopy.c       the plan's own set_params
-engine/steer.c          the plan's own set_params
-engine/tls.c            orig_params, validated as above
-engine/journal.c        the journal qmigrate wrote itself (0600 file in a private directory)
-engine/recover.c        the journal, read through its own typed qm_jget helpers
-engine/versions.c       query-machines, type-checked as an array by qm_call_get; json-c's own type checks on members
-engine/phases.c         qom-list reply type-checked before use; the config record it builds itself
-engine/cpr.c            qom-get values, each type-checked (json_object_is_type) before it is read
-engine/save_util.c      a qom-get string type-checked first; caps/params validated by the qm_parse_query_migrate_* parsers
-engine/agent_io.c       the agent protocol's own typed accessors (qm_aj_*): each checks the member's type first
-engine/agent_client.c   only json_object_get_boolean on "ok" (defined for every type and for a missing member)
+engine/migrate/plan.c   orig_params (validated by qm_parse_query_migrate_parameters) and the plan's own objects
+engine/converge/converge.c orig_params, validated as above
+engine/migrate/postcopy.c the plan's own set_params
+engine/converge/steer.c the plan's own set_params
+engine/journal/action.c the plan's own set_params (which parameters a change must restore)
+engine/link/tls.c       orig_params, validated as above
+engine/journal/journal.c the journal qmigrate wrote itself (0600 file in a private directory)
+engine/migrate/recover.c the journal, read through its own typed qm_jget helpers
+engine/doctor/versions.c query-machines, type-checked as an array by qm_call_get; json-c's own type checks on members
+engine/migrate/phases.c qom-list reply type-checked before use; the config record it builds itself
+engine/save/cpr.c       qom-get values, each type-checked (json_object_is_type) before it is read
+engine/save/save_util.c a qom-get string type-checked first; caps/params validated by the qm_parse_query_migrate_* parsers
+engine/agent/agent_io.c the agent protocol's own typed accessors (qm_aj_*): each checks the member's type first
+engine/agent/agent_client.c only json_object_get_boolean on "ok" (defined for every type and for a missing member)
 tools/cmd_agent.c       the same: "ok" read with json_object_get_boolean
 tools/agent_src.c       boolean and string getters, defined for every type (a non-string prints as JSON text)
 tools/agent_profile.c   the host's own profile files (root's), every value type-checked before it is read
@@ -29,7 +30,7 @@ tools/cmd_job.c         the job control socket's replies (our own process, 0600 
 tools/cmd_migrate.c     the engine's own records and the job socket's replies
 "
 bad=0
-for f in $(grep -lE "$PATTERN" qmp/*.c transport/*.c engine/*.c tools/*.c); do
+for f in $(grep -lE "$PATTERN" qmp/*.c transport/*.c engine/*/*.c tools/*.c); do
 	if ! printf '%s\n' "$ALLOWED" | awk '{print $1}' | grep -qx "$f"; then
 		echo "FAIL: $f calls json-c getters directly:"
 		grep -nE "$PATTERN" "$f" | head -10

@@ -8,13 +8,13 @@
 PATTERN='(^|[^_a-z])(poll|usleep|nanosleep|sleep|ppoll|select|epoll_wait)\(|waitpid\([^,]*,[^,]*, *0\)'
 ALLOWED="
 qmp/wait.c              the one place that waits
-engine/migrate.c        qmig_migration_run(): the caller's own blocking loop, by definition
+engine/migrate/migrate.c qmig_migration_run(): the caller's own blocking loop, by definition
 transport/port.c        reaping a child it has just SIGKILLed (returns at once)
-engine/versions.c       reaping a child it has just SIGKILLed (returns at once)
-engine/launch_spawn.c   reaping a child whose exec failed (it has already exited when the pipe says so)
+engine/doctor/versions.c reaping a child it has just SIGKILLed (returns at once)
+engine/launch/launch_spawn.c reaping a child whose exec failed (it has already exited when the pipe says so)
 "
 bad=0
-for f in qmp/*.c transport/*.c engine/*.c; do
+for f in qmp/*.c transport/*.c engine/*/*.c; do
 	hits=$(grep -nE "$PATTERN" "$f" | grep -vE '^[0-9]+:\s*(/?\*|//)') || continue
 	if echo "$ALLOWED" | grep -q "^$f "; then
 		continue

@@ -13,13 +13,14 @@ ITEST_SCRIPTS += tests/integration/migrate_tls.sh tests/integration/migrate_rela
 TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
 ITEST_SCRIPTS += tests/integration/migrate_caps.sh
 ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh tests/lint_wait.sh
+ITEST_SCRIPTS += tests/lint_layout.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh
 # QEMU 10.0 (tools/qemu-cache.sh): 10.0->10.0, 7.2->10.0, 10.0->7.2 refused.
 ITEST_SCRIPTS += tests/integration/cross_version.sh tests/integration/qemu10_same.sh
 ITEST_SCRIPTS += tests/integration/qemu10_verify.sh
 ITEST_FULL_SCRIPTS += tests/integration/qemu10_verify_full.sh
-# Storage migration (engine/storage.c): one host, the refusals.
+# Storage migration (engine/storage/storage.c): one host, the refusals.
 ITEST_SCRIPTS += tests/integration/storage_basic.sh tests/integration/storage_qemu10.sh
-# Storage migration (engine/storage.c) with the Linux guest: these take minutes.
+# Storage migration (engine/storage/storage.c) with the Linux guest: these take minutes.
 ITEST_FULL_SCRIPTS += tests/integration/storage_inc.sh tests/integration/storage_netns.sh \
 	tests/integration/storage_fail.sh tests/integration/storage_cut.sh

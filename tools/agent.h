@@ -9,7 +9,7 @@
 
 #include <json-c/json.h>
 
-#include "agent_int.h"
+#include "agent/agent.h"
 #include "qmigrate.h"
 
 #define AGENT_MAX_ALLOW 32

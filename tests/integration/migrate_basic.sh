@@ -56,3 +56,23 @@ $QMIGRATE qmp "$src_qmp" query-migrate-parameters > "$T/params.after"
 grep -q '"max-bandwidth": *134217728' "$T/params.after" ||
 	fail "source max-bandwidth not restored: $(cat "$T/params.after")"
 ok "attach mode, dry run, keep-source"
+
+# 3. A destination socket that does not exist: the error names it, the
+# source is left alone and says so.
+$QMIGRATE migrate --src-qmp "$dst_qmp" --dst-qmp "$T/no-such.sock" > /dev/null 2> "$T/nodst.err" &&
+	fail "a missing destination socket was accepted"
+grep -q "no-such.sock" "$T/nodst.err" || fail "the error does not name the socket: $(cat "$T/nodst.err")"
+grep -q "the source guest was not touched" "$T/nodst.err" ||
+	fail "the source was never touched, the message says otherwise: $(cat "$T/nodst.err")"
+[ "$(status_of "$dst_qmp")" = running ] || fail "the untouched source is not running"
+ok "missing destination socket"
+
+# 4. Attach mode without --keep-source: the source quits as planned and
+# that is not reported as an error.
+launch_guest dst2 --guest tiny --mem 256M --incoming --accel tcg
+$QMIGRATE migrate --src-qmp "$dst_qmp" --dst-qmp "$dst2_qmp" \
+	--src-serial "$dst_serial_socket" --dst-serial "$dst2_serial_socket" \
+	> /dev/null 2> "$T/quit.err" || fail "second attach migration: $(cat "$T/quit.err")"
+grep -q 'error' "$T/quit.err" && fail "a planned quit was reported as an error: $(cat "$T/quit.err")"
+wait_beats "$dst2_log" 3 10 || fail "the second destination does not heartbeat"
+ok "planned quit of the source is quiet"

@@ -1,4 +1,4 @@
-/* The agent protocol's framing (engine/agent_io.c) against canned bytes:
+/* The agent protocol's framing (engine/agent/agent_io.c) against canned bytes:
  * one JSON object per line, the size and nesting limits, lines split
  * across reads, garbage, EOF. The hostile cases the real agent must
  * survive, with no network and no QEMU. */
@@ -12,7 +12,7 @@
 
 #include <json-c/json.h>
 
-#include "agent_int.h"
+#include "agent/agent.h"
 #include "qm_wait.h"
 #include "unit.h"
 

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "../../engine/launch_int.h"
+#include "launch/launch.h"
 #include "../guests/tiny/tiny_abi.h"
 
 #define KIB 1024ull

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "../../engine/launch_int.h"
+#include "launch/launch.h"
 #include "../../engine/qmig_save.h"
 
 static char dir[64];

@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * QEMU's command line for a launch spec, where the guests' files are, and
+ * the RAM-size workaround for QEMU < 9.0 under TCG.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "launch.h"
+
+#define KIB 1024ull
+#define MIB (1024ull * 1024)
+
+void qm_argv_add(struct qm_argv *a, const char *s)
+{
+	char *c;
+
+	if (a->oom)
+		return;
+	if (a->n + 2 > a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 32;
+		char **v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v) {
+			a->oom = 1;
+			return;
+		}
+		a->v = v;
+		a->cap = cap;
+	}
+	c = strdup(s);
+	if (!c) {
+		a->oom = 1;
+		return;
+	}
+	a->v[a->n++] = c;
+	a->v[a->n] = NULL;
+}
+
+void qm_argv_addf(struct qm_argv *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		a->oom = 1;
+		return;
+	}
+	qm_argv_add(a, s);
+	free(s);
+}
+
+void qm_argv_free(struct qm_argv *a)
+{
+	for (int i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	memset(a, 0, sizeof(*a));
+}
+
+/* QEMU's option syntax doubles a comma inside a value. */
+static const char *opt_escape(const char *in, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in && o + 2 < len; in++) {
+		buf[o++] = *in;
+		if (*in == ',')
+			buf[o++] = ',';
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_version,
+			   uint64_t *out)
+{
+	/* KVM tracks dirty pages in the kernel and is not affected. An
+	 * unknown version (0) counts as affected: the fix is in 9.0. */
+	int tcg = !accel || !strncmp(accel, "tcg", 3) || !strcmp(accel, "auto");
+	int affected = tcg && (qemu_version == 0 || qemu_version < 90000);
+
+	if (affected && size && size % (256 * KIB) == 0) {
+		*out = size + 8 * KIB;
+		return 1;
+	}
+	*out = size;
+	return 0;
+}
+
+static int file_ok(const char *path)
+{
+	return access(path, R_OK) == 0;
+}
+
+/* A file QEMU reads: its path, or with by_fd an fd we opened, which QEMU
+ * reopens through /proc/self/fd (no directory on the way to be searched
+ * by QEMU's uid; the file itself must be readable by it). */
+static void add_file(struct qm_argv *a, const char *opt, const char *path)
+{
+	int fd;
+
+	qm_argv_add(a, opt);
+	if (!a->by_fd || a->nfds == (int)(sizeof(a->fds) / sizeof(a->fds[0]))) {
+		qm_argv_add(a, path);
+		return;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		qm_argv_add(a, path); /* QEMU says why it cannot read it */
+		return;
+	}
+	a->fds[a->nfds++] = fd;
+	qm_argv_addf(a, "/proc/self/fd/%d", fd);
+}
+
+int qm_find_tiny(char *path, size_t len)
+{
+	const char *dirs[] = {getenv("QMIGRATE_GUEST_DIR"), QMIG_BUILD_GUESTDIR,
+			      QMIG_INSTALL_GUESTDIR};
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (!dirs[i] || !*dirs[i])
+			continue;
+		snprintf(path, len, "%s/tiny/tiny.elf", dirs[i]);
+		if (file_ok(path))
+			return 0;
+		snprintf(path, len, "%s/tiny.elf", dirs[i]); /* installed flat */
+		if (file_ok(path))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int qm_linux_dir(char *path, size_t len)
+{
+	const char *e = getenv("QMIGRATE_LINUX_DIR"), *home;
+
+	if (e && *e) {
+		snprintf(path, len, "%s", e);
+		return 0;
+	}
+	e = getenv("XDG_CACHE_HOME");
+	if (e && *e) {
+		snprintf(path, len, "%s/qmigrate/linux", e);
+		return 0;
+	}
+	home = getenv("HOME");
+	snprintf(path, len, "%s/.cache/qmigrate/linux", home && *home ? home : "/root");
+	return 0;
+}
+
+/* Both test guests read the same words (the Linux one with a "qmig."
+ * prefix, after the kernel's own): rate, hb, wss, and net for Linux. */
+static void guest_cmdline(char *app, size_t len, const char *head, const char *pfx,
+			  const struct qmig_vm_spec *spec)
+{
+	size_t n = (size_t)snprintf(app, len, "%s%srate=%llu %shb=%u", head, pfx,
+				    (unsigned long long)spec->dirty_rate, pfx,
+				    spec->hb_ms ? spec->hb_ms : 1);
+
+	if (spec->wss_bytes && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %swss=%llu", pfx,
+				      (unsigned long long)spec->wss_bytes);
+	if (spec->net && *pfx && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %snet=1", pfx);
+	if (spec->disk_bytes && spec->disk_write_rate && *pfx && n < len)
+		n += (size_t)snprintf(app + n, len - n, " %sdrate=%llu", pfx,
+				      (unsigned long long)spec->disk_write_rate);
+	if (spec->guest_append && n < len)
+		snprintf(app + n, len - n, " %s", spec->guest_append);
+}
+
+static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
+		     size_t msg_len)
+{
+	char kernel[4096], app[512];
+
+	if (qm_find_tiny(kernel, sizeof(kernel)) < 0) {
+		snprintf(msg, msg_len,
+			 "the tiny guest (tiny/tiny.elf) is in none of $QMIGRATE_GUEST_DIR, %s, "
+			 "%s: run 'make guests'",
+			 QMIG_BUILD_GUESTDIR, QMIG_INSTALL_GUESTDIR);
+		return -ENOENT;
+	}
+	guest_cmdline(app, sizeof(app), "", "", spec);
+	add_file(a, "-kernel", kernel);
+	qm_argv_add(a, "-append");
+	qm_argv_add(a, app);
+	return 0;
+}
+
+static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
+		      size_t msg_len)
+{
+	char dir[3072], kernel[4096], initrd[4096], app[512];
+
+	qm_linux_dir(dir, sizeof(dir));
+	snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
+	snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", dir);
+	if (!file_ok(kernel) || !file_ok(initrd)) {
+		snprintf(msg, msg_len,
+			 "the Linux guest is not built (%s missing): run 'make linux-guest' "
+			 "(or set QMIGRATE_LINUX_DIR)",
+			 file_ok(kernel) ? initrd : kernel);
+		return -ENOENT;
+	}
+	guest_cmdline(app, sizeof(app), "console=ttyS0 quiet ", "qmig.", spec);
+	add_file(a, "-kernel", kernel);
+	add_file(a, "-initrd", initrd);
+	qm_argv_add(a, "-append");
+	qm_argv_add(a, app);
+	if (spec->net) {
+		qm_argv_add(a, "-netdev");
+		if (spec->host_port > 0)
+			qm_argv_addf(a, "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:80", spec->host_port);
+		else
+			qm_argv_add(a, "user,id=n0");
+		qm_argv_add(a, "-device");
+		qm_argv_add(a, "virtio-net-pci,netdev=n0,romfile=");
+	}
+	return 0;
+}
+
+/* --disk: the image, made with qemu-img in the runtime directory (a
+ * source and a destination get the same virtual size from one spec). */
+static int make_disk(const struct qmig_vm_spec *spec, const char *dir, char *msg,
+		     size_t msg_len)
+{
+	char img[4200], size[32], out[4200], back[4300];
+	const char *argv[12];
+	struct qm_spawn s = {0};
+	int n = 0, pidfd = -1, st = 0, r;
+	pid_t pid;
+
+	snprintf(img, sizeof(img), "%s/disk.img", dir);
+	snprintf(out, sizeof(out), "%s/qemu-img.out", dir);
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)spec->disk_bytes);
+	argv[n++] = "qemu-img";
+	argv[n++] = "create";
+	argv[n++] = "-q";
+	argv[n++] = "-f";
+	if (spec->disk_backing) {
+		const char *b = spec->disk_backing;
+		size_t bl = strlen(b);
+
+		argv[n++] = "qcow2";
+		snprintf(back, sizeof(back), "%s", b);
+		argv[n++] = "-b";
+		argv[n++] = back;
+		argv[n++] = "-F";
+		argv[n++] = bl > 6 && !strcmp(b + bl - 6, ".qcow2") ? "qcow2" : "raw";
+	} else {
+		argv[n++] = "raw";
+	}
+	argv[n++] = img;
+	argv[n++] = size;
+	argv[n] = NULL;
+	s.argv = argv;
+	s.out_path = out;
+	/* As QEMU's own user: the runtime directory is that user's (and closed
+	 * to a root without capabilities), and QEMU must write the image. */
+	s.change_id = spec->change_id;
+	s.uid = spec->uid;
+	s.gid = spec->gid;
+	r = qm_spawn(&s, &pid, &pidfd, msg, msg_len);
+	if (r < 0)
+		return r;
+	if (!qm_wait_exit(pid, pidfd, 60000, &st))
+		qm_terminate(pid, pidfd, 0, &st);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+		char *why = qm_launch_read_tail(out, 300);
+
+		snprintf(msg, msg_len, "qemu-img create %s %s failed: %s", img, size,
+			 why && *why ? why : "(no output)");
+		free(why);
+		return -EIO;
+	}
+	if (spec->change_id && chown(img, spec->uid, spec->gid) < 0) {
+		snprintf(msg, msg_len, "chown %s: %s", img, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char *dir,
+		  const char *accel, uint64_t mem_bytes, char *msg, size_t msg_len)
+{
+	char esc[2048];
+	int r = 0;
+
+	qm_argv_add(a, spec->qemu_binary ? spec->qemu_binary : "qemu-system-x86_64");
+	qm_argv_add(a, "-display");
+	qm_argv_add(a, "none");
+	qm_argv_add(a, "-nodefaults");
+	qm_argv_add(a, "-no-user-config");
+	qm_argv_add(a, "-accel");
+	qm_argv_add(a, accel);
+	qm_argv_add(a, "-m");
+	qm_argv_addf(a, "%lluk", (unsigned long long)(mem_bytes / KIB));
+	if (!spec->no_sandbox) {
+		/* QEMU's own seccomp filter, as libvirt asks for it: no
+		 * obsolete system calls, no setuid, no fork/exec, no
+		 * scheduler or affinity changes. */
+		qm_argv_add(a, "-sandbox");
+		qm_argv_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+			       "resourcecontrol=deny");
+	}
+	if (spec->shared_mem) { /* RAM a new QEMU can take over in place */
+		qm_argv_add(a, "-machine");
+		qm_argv_add(a, "memory-backend=qmig-ram0,aux-ram-share=on");
+		qm_argv_add(a, "-object");
+		qm_argv_addf(a, "memory-backend-memfd,id=qmig-ram0,size=%lluk,share=on",
+			     (unsigned long long)(mem_bytes / KIB));
+	}
+	qm_argv_add(a, "-qmp");
+	qm_argv_addf(a, "unix:%s/qmp.sock,server=on,wait=off", opt_escape(dir, esc, sizeof(esc)));
+	if (spec->guest != QMIG_GUEST_NONE) {
+		/* The log gets every byte even with no reader connected. */
+		qm_argv_add(a, "-chardev");
+		qm_argv_addf(a, "socket,id=ser0,path=%s/serial.sock,server=on,wait=off,"
+				"logfile=%s/serial.log", esc, esc);
+		qm_argv_add(a, "-serial");
+		qm_argv_add(a, "chardev:ser0");
+	}
+	if (spec->guest == QMIG_GUEST_TINY)
+		r = tiny_args(a, spec, msg, msg_len);
+	else if (spec->guest == QMIG_GUEST_LINUX)
+		r = linux_args(a, spec, msg, msg_len);
+	if (r < 0)
+		return r;
+	if (spec->disk_bytes) {
+		r = make_disk(spec, dir, msg, msg_len);
+		if (r < 0)
+			return r;
+		qm_argv_add(a, "-blockdev");
+		qm_argv_addf(a, "driver=file,node-name=disk0-file,filename=%s/disk.img", esc);
+		qm_argv_add(a, "-blockdev");
+		qm_argv_addf(a, "driver=%s,node-name=disk0,file=disk0-file",
+			     spec->disk_backing ? "qcow2" : "raw");
+		qm_argv_add(a, "-device");
+		qm_argv_add(a, "virtio-blk-pci,drive=disk0,id=vdisk0");
+	}
+	if (spec->incoming) {
+		qm_argv_add(a, "-incoming");
+		qm_argv_add(a, "defer");
+	}
+	if (spec->paused)
+		qm_argv_add(a, "-S");
+	for (const char *const *x = spec->extra_args; x && *x; x++)
+		qm_argv_add(a, *x);
+	return a->oom ? -ENOMEM : 0;
+}
