@@ -131,6 +131,9 @@ int agent_reap_stale(struct agent *a);
 /* pid is a live process whose command line holds word (never a bare pid:
  * it may have been reused). */
 int agent_proc_has(int64_t pid, const char *word);
+/* The agent that wrote this journal (or queue entry) still runs: its pid,
+ * its start time and its command line all match; never ourselves. */
+int agent_alive(struct json_object *journal);
 /* STATE/queue/JOB.json while a prepare waits for a place (qmigrate status
  * --agent-state reads it); removed when it leaves the queue. */
 void agent_queue_file(struct agent *a, const char *job, const char *peer, int add);

@@ -22,6 +22,8 @@
 
 #define MS 1000000LL
 
+static int64_t proc_start(int64_t pid);
+
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail)
 {
@@ -69,6 +71,7 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_object_add(o, "peer", json_object_new_string(j->peer));
 	json_object_object_add(o, "pid", json_object_new_int(j->pid));
 	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
 	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
 	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
 	json_object_object_add(o, "dir", json_object_new_string(j->dir));
@@ -88,6 +91,47 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 			unlink(tmp);
 	}
 	json_object_put(o);
+}
+
+/* A process's start time (clock ticks since boot, /proc/PID/stat field
+ * 22), or -1: with the pid it names one process for good (pids are
+ * reused, quickly where pid_max is 32768). */
+static int64_t proc_start(int64_t pid)
+{
+	char path[64], buf[1024], *p;
+	long long v = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* After the name: state (field 3) ... starttime (field 22). */
+	for (int f = 2; p && f < 22; f++)
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p + 1, "%lld", &v) != 1)
+		v = -1;
+	return v;
+}
+
+int agent_alive(struct json_object *journal)
+{
+	int64_t pid = 0, start = -1;
+
+	if (qm_aj_int(journal, "agent_pid", &pid) < 0 || pid <= 0)
+		return 0;
+	if (pid == getpid())
+		return 0; /* ourselves: the journal is ours to settle */
+	if (qm_aj_int(journal, "agent_start", &start) == 0)
+		return proc_start(pid) == start && agent_proc_has(pid, "agent");
+	return agent_proc_has(pid, "agent");
 }
 
 void agent_queue_file(struct agent *a, const char *job, const char *peer, int add)
@@ -110,6 +154,7 @@ void agent_queue_file(struct agent *a, const char *job, const char *peer, int ad
 	json_object_object_add(o, "state", json_object_new_string("queued"));
 	json_object_object_add(o, "peer", json_object_new_string(peer));
 	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
 	json_object_object_add(o, "since_ms", json_object_new_int64((int64_t)ts.tv_sec * 1000 +
 								     ts.tv_nsec / 1000000));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -599,14 +644,12 @@ static void reap_queue(struct agent *a)
 	d = opendir(path);
 	while (d && (e = readdir(d))) {
 		struct json_object *o;
-		int64_t apid = 0;
 
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
 		o = json_object_from_file(f);
-		if (qm_aj_int(o, "agent_pid", &apid) < 0 || apid == getpid() ||
-		    !agent_proc_has(apid, "agent")) {
+		if (!agent_alive(o)) {
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
 				    "queued at an agent that is gone");
 			unlink(f);
@@ -639,7 +682,6 @@ int agent_reap_stale(struct agent *a)
 		int64_t pid = 0;
 		char f[PATH_MAX + 300];
 		int kill_it = 0, reachable;
-		int64_t apid = 0;
 
 		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
 			continue;
@@ -647,8 +689,7 @@ int agent_reap_stale(struct agent *a)
 		o = json_object_from_file(f);
 		/* Another agent on this state directory is alive (ssh: one per
 		 * connection): the job is its own. */
-		if (qm_aj_int(o, "agent_pid", &apid) == 0 && apid != getpid() &&
-		    agent_proc_has(apid, "agent")) {
+		if (agent_alive(o)) {
 			json_object_put(o);
 			continue;
 		}

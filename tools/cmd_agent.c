@@ -370,7 +370,8 @@ static int list_dir(const char *state, const char *sub, struct json_object *out)
 		o = json_object_from_file(f);
 		if (!o)
 			continue;
-		alive = qm_aj_int(o, "agent_pid", &apid) == 0 && agent_proc_has(apid, "agent");
+		qm_aj_int(o, "agent_pid", &apid);
+		alive = agent_alive(o) || apid == getpid();
 		x = json_object_new_object();
 		json_object_object_add(x, "job", json_object_new_string(
 				       qm_aj_str(o, "job") ? qm_aj_str(o, "job") : e->d_name));

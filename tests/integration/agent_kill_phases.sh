@@ -44,13 +44,14 @@ case_run() { # PHASE SIDE(agent|source)
 		wait "$_mpid"; _rc=$?
 		echo "$_n: agent killed; the source's qmigrate exit $_rc: $(tail -1 "$T/$_n.err" | cut -c1-160)"
 		# The agent's host, alone: its journals.
+		_jl=$(ls "$STATE/jobs")
 		ip netns exec "$NETNS_B" $QMIGRATE recover --agent-state "$STATE" --json \
 			> "$T/$_n.recover-b" 2>&1 || fail "$_n: recover on the agent's host: $(cat "$T/$_n.recover-b")"
 		echo "$_n: recover on the agent's host: $(grep -o '"job":"[^"]*","result":"[a-z]*"' "$T/$_n.recover-b" || echo "no journal: nothing to do")"
 		case $_p in
 		prepare) grep -q "\"job\":\"$_job\",\"result\":\"removed\"" "$T/$_n.recover-b" ;;
 		finish|confirm) grep -q "\"job\":\"$_job\",\"result\":\"kept\"" "$T/$_n.recover-b" ;;
-		esac || fail "$_n: recover did not settle job $_job: $(cat "$T/$_n.recover-b")"
+		esac || fail "$_n: recover did not settle job $_job: $(cat "$T/$_n.recover-b"); journals before: '$_jl'; agent: $(tail -4 "$T/agent.log")"
 	else
 		kill -9 "$_mpid"; wait "$_mpid" 2>/dev/null
 		kill -CONT "$_apid"
