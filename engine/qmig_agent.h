@@ -39,7 +39,7 @@ extern "C" {
 /* The agent's control port when the URL names none. */
 #define QMIG_AGENT_PORT_DEFAULT 49100
 
-#define QMIG_AGENT_OPTS_VERSION 1
+#define QMIG_AGENT_OPTS_VERSION 2
 
 /* Opens one connection to an agent's stdio (e.g. runs `ssh HOST qmigrate
  * agent --stdio`): 0 with the fds to read from and write to (they may be
@@ -72,6 +72,19 @@ struct qmig_agent_opts {
 	 * (its inbound limit is reached); 0: 10 minutes. */
 	int queue_timeout_ms;
 	struct qmig_log_cb log;
+	/* Version 2 adds the fields from here on; a version-1 caller gets
+	 * their defaults. */
+	/* The migration stream goes over TLS (qmigrate migrate --tls DIR):
+	 * this host's certificate directory for it and the name the
+	 * destination's certificate must carry (NULL: the URL's host). The
+	 * destination's certificates are on the agent's host, where this
+	 * process cannot read them: the agent checks them at prepare (its
+	 * server certificate names the host and chains to this directory's
+	 * CA, this directory's client certificate chains to its CA) and
+	 * refuses with "tls-invalid" or "tls-unavailable". NULL: a plain
+	 * stream. */
+	const char *stream_tls_dir;
+	const char *stream_tls_hostname;
 };
 
 #define QMIG_AGENT_OPTS_INIT {.version = QMIG_AGENT_OPTS_VERSION}

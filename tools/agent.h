@@ -50,6 +50,7 @@ struct agent_job {
 	int tunnel_busy;
 	int tunnel_seen;     /* the source has opened the tunnel once */
 	int64_t t_prepared;  /* monotonic ns */
+	int64_t launch_ms;   /* how long launching its QEMU took */
 	int tunnel_closed;   /* the tunnel ended: no more QMP from the source */
 	struct qmig_vm *vm;
 	struct qmig_port *portlock;
@@ -58,6 +59,9 @@ struct agent_job {
 
 struct agent_waiter {
 	struct agent_waiter *next;
+	const char *job;
+	const char *peer;
+	int64_t since;       /* monotonic ns */
 };
 
 /* The whole agent's shared state. */
@@ -97,6 +101,10 @@ int agent_valid_name(const char *s);
 int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
 		      const char *listen_addr, struct agent_job **out, const char **err,
 		      char *msg, size_t len);
+/* Open the agent's own monitor of a prepared job's QEMU (RESUME events,
+ * finish, the ownership rule); done after the prepare's reply, off the
+ * source's path to its first byte. 0, or -errno with msg. */
+int agent_job_watch(struct agent_job *j, char *msg, size_t len);
 /* Drain the monitor's events (RESUME: ran). 0, or -errno when QEMU is gone. */
 int agent_job_poll(struct agent_job *j);
 int agent_job_mon_fd(const struct agent_job *j);
@@ -116,8 +124,19 @@ int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail);
 void agent_journal(struct agent *a, const struct agent_job *j, const char *state);
-/* Kill destinations of jobs a previous agent left behind that never ran. */
-void agent_reap_stale(struct agent *a);
+/* Kill destinations of jobs a previous agent left behind that never ran;
+ * remove queue entries of agents that are gone. Returns how many jobs
+ * could not be settled (their QEMU runs but does not answer). */
+int agent_reap_stale(struct agent *a);
+/* pid is a live process whose command line holds word (never a bare pid:
+ * it may have been reused). */
+int agent_proc_has(int64_t pid, const char *word);
+/* The agent that wrote this journal (or queue entry) still runs: its pid,
+ * its start time and its command line all match; never ourselves. */
+int agent_alive(struct json_object *journal);
+/* STATE/queue/JOB.json while a prepare waits for a place (qmigrate status
+ * --agent-state reads it); removed when it leaves the queue. */
+void agent_queue_file(struct agent *a, const char *job, const char *peer, int add);
 /* Profile names (JSON array). */
 struct json_object *agent_profile_list(const struct agent *a);
 

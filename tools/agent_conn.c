@@ -4,7 +4,10 @@
  * becomes of the destination. A "qmp" connection turns into the QMP
  * tunnel: raw bytes to and from the destination QEMU's monitor. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +79,7 @@ static int allowed(struct agent *a, const char *subject)
 static int take_place(struct conn *k, const char *job)
 {
 	struct agent *a = k->a;
-	struct agent_waiter me = {0}, **pp;
+	struct agent_waiter me = {.job = job, .peer = k->c->peer, .since = qm_wait_now_ns()}, **pp;
 	int told = 0, r = 0;
 	int64_t until = qm_wait_now_ns() + (int64_t)a->cfg.queue_ms * MS;
 
@@ -99,6 +102,7 @@ static int take_place(struct conn *k, const char *job)
 			json_object_object_add(o, "job", json_object_new_string(job));
 			json_object_object_add(o, "position", json_object_new_int64(pos));
 			agent_audit(a, k->c->peer, "prepare", job, "queued", NULL);
+			agent_queue_file(a, job, k->c->peer, 1);
 			r = send_free(k, o);
 			told = 1;
 			pthread_mutex_lock(&a->lock);
@@ -138,6 +142,8 @@ static int take_place(struct conn *k, const char *job)
 		a->inbound++;
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->lock);
+	if (told)
+		agent_queue_file(a, job, k->c->peer, 0);
 	return r;
 }
 
@@ -148,6 +154,114 @@ static void give_place(struct agent *a)
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->lock);
 }
+
+/* QMIGRATE_AGENT_DEBUG_STOP=begin|prepare|finish|confirm (tests only, not
+ * documented for users): at that point of a job the whole agent stops
+ * itself (SIGSTOP) after an audit line, so that a test can kill -9 the
+ * agent, or the source waiting on it, exactly there. begin: a prepare
+ * arrived; prepare: its destination is launched and journaled, the reply
+ * not sent; finish, confirm: the request arrived. */
+static void debug_stop(struct conn *k, const char *at, const char *job)
+{
+	const char *v = getenv("QMIGRATE_AGENT_DEBUG_STOP");
+
+	if (!v || strcmp(v, at))
+		return;
+	agent_audit(k->a, k->c->peer, at, job, "debug-stop", NULL);
+	kill(getpid(), SIGSTOP);
+}
+
+/* Write one PEM the source sent into dir. */
+static int put_pem(const char *dir, const char *name, const char *pem)
+{
+	char path[PATH_MAX];
+	size_t n = strlen(pem);
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, pem, n) == (ssize_t)n;
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+/* A TLS stream ("tls" in the prepare): the destination QEMU will load this
+ * agent's certificates, on this host, where the source cannot look. Check
+ * them here, before anything is launched: the server certificate names
+ * the host the source connects to, chains to the source's CA, and the
+ * source's client certificate chains to ours. 0, or -1 with err and msg. */
+static int check_stream_tls(struct conn *k, struct json_object *tls, const char **err,
+			    char *msg, size_t len)
+{
+	const char *host = qm_aj_str(tls, "hostname"), *ca = qm_aj_str(tls, "ca_cert"),
+		   *cl = qm_aj_str(tls, "client_cert");
+	const char *dir = k->a->cfg.tls_dir;
+	char tmp[PATH_MAX], m[400] = "";
+	int r;
+
+	if (!json_object_is_type(tls, json_type_object)) {
+		*err = "bad-request";
+		snprintf(msg, len, "'tls' must be an object");
+		return -1;
+	}
+	if (!dir) {
+		*err = "tls-unavailable";
+		snprintf(msg, len, "the stream is to use TLS but this agent has no certificates "
+				   "for its QEMU (start it with --tls DIR)");
+		return -1;
+	}
+	r = qmig_tls_validate(dir, host, QMIG_TLS_SERVER, m, sizeof(m));
+	if (r < 0) {
+		*err = "tls-invalid";
+		snprintf(msg, len, "the agent's certificates for the stream (--tls %s): %s", dir, m);
+		return -1;
+	}
+	if (!ca || !cl)
+		return 0; /* an older source: the control channel's check only */
+	snprintf(tmp, sizeof(tmp), "%s/tls-check-XXXXXX", k->a->cfg.state_dir);
+	if (!mkdtemp(tmp)) {
+		*err = "internal";
+		snprintf(msg, len, "cannot create a directory in %s: %s", k->a->cfg.state_dir,
+			 strerror(errno));
+		return -1;
+	}
+	r = put_pem(tmp, "ca-cert.pem", ca);
+	if (r == 0)
+		r = put_pem(tmp, "client-cert.pem", cl);
+	if (r == 0)
+		r = qmig_tls_validate_pair(tmp, dir, m, sizeof(m));
+	else
+		snprintf(m, sizeof(m), "storing the source's certificates: %s", strerror(-r));
+	{
+		char p[PATH_MAX + 32];
+
+		snprintf(p, sizeof(p), "%s/ca-cert.pem", tmp);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/client-cert.pem", tmp);
+		unlink(p);
+		rmdir(tmp);
+	}
+	if (r < 0) {
+		char *at = strstr(m, tmp), said[400];
+
+		/* The temporary directory's name means nothing to the source. */
+		if (at) {
+			*at = 0;
+			snprintf(said, sizeof(said), "%sthe source's --tls directory%s", m,
+				 at + strlen(tmp));
+			snprintf(m, sizeof(m), "%s", said);
+		}
+		*err = "tls-invalid";
+		snprintf(msg, len, "the source's stream certificates and this agent's (--tls %s) "
+				   "do not trust each other: %s", dir, m);
+		return -1;
+	}
+	return 0;
+}
+
+static void end_job(struct conn *k, int confirmed, int wait_stream, const char *why);
 
 static int do_prepare(struct conn *k, struct json_object *req)
 {
@@ -165,6 +279,14 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	if (!agent_valid_name(job))
 		return send_error(k, "prepare", NULL, "bad-request",
 				  "'job' must be 1-63 letters, digits, '-' or '_'");
+	{
+		struct json_object *tls;
+
+		if (json_object_object_get_ex(req, "tls", &tls) &&
+		    check_stream_tls(k, tls, &err, msg, sizeof(msg)) < 0)
+			return send_error(k, "prepare", job, err, msg);
+	}
+	debug_stop(k, "begin", job);
 	r = take_place(k, job);
 	if (r < 0) {
 		agent_audit(k->a, k->c->peer, "prepare", job, "left-queue", NULL);
@@ -176,12 +298,14 @@ static int do_prepare(struct conn *k, struct json_object *req)
 		give_place(k->a);
 		return send_error(k, "prepare", job, err, *msg ? msg : strerror(-r));
 	}
+	debug_stop(k, "prepare", job);
 	o = reply("prepare", 1);
 	json_object_object_add(o, "status", json_object_new_string("prepared"));
 	json_object_object_add(o, "job", json_object_new_string(k->job->id));
 	json_object_object_add(o, "token", json_object_new_string(k->job->token));
 	json_object_object_add(o, "port", json_object_new_int((int)k->job->port));
 	json_object_object_add(o, "listen_addr", json_object_new_string(k->listen_addr));
+	json_object_object_add(o, "launch_ms", json_object_new_int64(k->job->launch_ms));
 	if (k->a->cfg.tls_dir)
 		json_object_object_add(o, "tls_dir",
 				       json_object_new_string(*k->job->tls ? k->job->tls
@@ -190,7 +314,14 @@ static int do_prepare(struct conn *k, struct json_object *req)
 		json_object_object_add(o, "max_bandwidth",
 				       json_object_new_int64((int64_t)k->a->cfg.max_bw));
 	agent_audit(k->a, k->c->peer, "prepare", job, "prepared", qm_aj_str(req, "profile"));
-	return send_free(k, o);
+	r = send_free(k, o);
+	if (agent_job_watch(k->job, msg, sizeof(msg)) < 0) {
+		/* The source finds its tunnel closed; it still owns the guest. */
+		agent_audit(k->a, k->c->peer, "prepare", job, "launch-failed", msg);
+		end_job(k, 0, 0, msg);
+		return -EIO;
+	}
+	return r;
 }
 
 /* Claim a job's tunnel, all under the lock: the job's own thread may end
@@ -323,10 +454,21 @@ static int do_status(struct conn *k)
 	json_object_object_add(o, "inbound", json_object_new_int(a->inbound));
 	json_object_object_add(o, "max_inbound", json_object_new_int(a->cfg.max_inbound));
 	{
-		int64_t nq = 0;
+		int64_t nq = 0, now = qm_wait_now_ns();
 
-		for (struct agent_waiter *w = a->queue; w; w = w->next)
+		/* Waiting for a place, in order. */
+		for (struct agent_waiter *w = a->queue; w; w = w->next) {
+			struct json_object *e = json_object_new_object();
+
 			nq++;
+			json_object_object_add(e, "job", json_object_new_string(w->job));
+			json_object_object_add(e, "status", json_object_new_string("queued"));
+			json_object_object_add(e, "position", json_object_new_int64(nq));
+			json_object_object_add(e, "waited_ms",
+					       json_object_new_int64((now - w->since) / MS));
+			json_object_object_add(e, "peer", json_object_new_string(w->peer));
+			json_object_array_add(arr, e);
+		}
 		json_object_object_add(o, "queued", json_object_new_int64(nq));
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -372,6 +514,7 @@ static int do_request(struct conn *k, struct json_object *req)
 	if (!strcmp(op, "finish")) {
 		int r;
 
+		debug_stop(k, "finish", job);
 		o = reply("finish", 1);
 		r = agent_job_finish(k->a, k->job, o, msg, sizeof(msg));
 		if (r < 0) {
@@ -385,6 +528,7 @@ static int do_request(struct conn *k, struct json_object *req)
 		return send_free(k, o);
 	}
 	if (!strcmp(op, "confirm")) {
+		debug_stop(k, "confirm", job);
 		if (!k->job->ran)
 			return send_error(k, op, job, "not-running",
 					  "confirm comes after a successful finish");

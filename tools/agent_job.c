@@ -22,6 +22,8 @@
 
 #define MS 1000000LL
 
+static int64_t proc_start(int64_t pid);
+
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail)
 {
@@ -69,6 +71,7 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_object_add(o, "peer", json_object_new_string(j->peer));
 	json_object_object_add(o, "pid", json_object_new_int(j->pid));
 	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
 	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
 	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
 	json_object_object_add(o, "dir", json_object_new_string(j->dir));
@@ -82,6 +85,83 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	if (fd >= 0) {
 		const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		int ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s) && fsync(fd) == 0;
+
+		close(fd);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	json_object_put(o);
+}
+
+/* A process's start time (clock ticks since boot, /proc/PID/stat field
+ * 22), or -1: with the pid it names one process for good (pids are
+ * reused, quickly where pid_max is 32768). */
+static int64_t proc_start(int64_t pid)
+{
+	char path[64], buf[1024], *p;
+	long long v = -1;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* After the name: state (field 3) ... starttime (field 22). */
+	for (int f = 2; p && f < 22; f++)
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p + 1, "%lld", &v) != 1)
+		v = -1;
+	return v;
+}
+
+int agent_alive(struct json_object *journal)
+{
+	int64_t pid = 0, start = -1;
+
+	if (qm_aj_int(journal, "agent_pid", &pid) < 0 || pid <= 0)
+		return 0;
+	if (pid == getpid())
+		return 0; /* ourselves: the journal is ours to settle */
+	if (qm_aj_int(journal, "agent_start", &start) == 0)
+		return proc_start(pid) == start && agent_proc_has(pid, "agent");
+	return agent_proc_has(pid, "agent");
+}
+
+void agent_queue_file(struct agent *a, const char *job, const char *peer, int add)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	struct json_object *o;
+	struct timespec ts;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/queue", a->cfg.state_dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/queue/%s.json", a->cfg.state_dir, job);
+	if (!add) {
+		unlink(path);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o = json_object_new_object();
+	json_object_object_add(o, "job", json_object_new_string(job));
+	json_object_object_add(o, "state", json_object_new_string("queued"));
+	json_object_object_add(o, "peer", json_object_new_string(peer));
+	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
+	json_object_object_add(o, "since_ms", json_object_new_int64((int64_t)ts.tv_sec * 1000 +
+								     ts.tv_nsec / 1000000));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		int ok = write(fd, t, strlen(t)) == (ssize_t)strlen(t);
 
 		close(fd);
 		if (!ok || rename(tmp, path) < 0)
@@ -211,8 +291,6 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 {
 	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
 	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
-	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
-	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
 	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
 	char monarg[400], tmpl[PATH_MAX];
 	const char *argv[AGENT_MAX_ARGS + 3];
@@ -298,7 +376,9 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	spec.extra_args = argv;
 	spec.userfaultfd = L->userfaultfd;
 	agent_journal(a, j, "launching");
+	j->launch_ms = qm_wait_now_ns();
 	r = qmig_vm_launch(&j->vm, &spec, msg, len);
+	j->launch_ms = (qm_wait_now_ns() - j->launch_ms) / MS;
 	if (r < 0) {
 		*err = "launch-failed";
 		goto fail;
@@ -309,14 +389,6 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 		*err = "internal";
 		goto fail;
 	}
-	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
-	if (r < 0) {
-		*err = "launch-failed";
-		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
-		goto fail;
-	}
-	ecb.user_data = j;
-	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
 	j->t_prepared = qm_wait_now_ns();
 	agent_journal(a, j, "prepared");
 	free(L);
@@ -350,6 +422,22 @@ fail:
 	unregister_job(a, j);
 	free_job(j);
 	return r;
+}
+
+int agent_job_watch(struct agent_job *j, char *msg, size_t len)
+{
+	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
+	struct qmig_qmp_event_cb ecb = {on_event, NULL, NULL};
+	int r;
+
+	r = qmig_qmp_conn_open(&j->monc, j->mon, &co);
+	if (r < 0) {
+		snprintf(msg, len, "the destination's monitor %s: %s", j->mon, strerror(-r));
+		return r;
+	}
+	ecb.user_data = j;
+	qmig_qmp_conn_set_event_cb(j->monc, &ecb);
+	return 0;
 }
 
 int agent_job_lookup_tunnel(struct agent *a, const char *id, const char *token,
@@ -510,7 +598,7 @@ void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait
 /* pid is a live (not zombie) process whose command line holds word: a
  * QEMU started with the journal's monitor socket, or the agent that wrote
  * the journal; never trust a bare pid, which may have been reused. */
-static int our_qemu(int64_t pid, const char *mon)
+int agent_proc_has(int64_t pid, const char *mon)
 {
 	char path[64], buf[8192];
 	ssize_t n;
@@ -545,10 +633,39 @@ static int our_qemu(int64_t pid, const char *mon)
 	return ok;
 }
 
+/* Queue entries of agents that are gone. */
+static void reap_queue(struct agent *a)
+{
+	char path[PATH_MAX], f[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/queue", a->cfg.state_dir);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		struct json_object *o;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		o = json_object_from_file(f);
+		if (!agent_alive(o)) {
+			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
+				    "queued at an agent that is gone");
+			unlink(f);
+		}
+		json_object_put(o);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* A previous agent died: its journals say which destinations it left. One
  * that never ran and has no stream is killed; one that runs is kept. */
-void agent_reap_stale(struct agent *a)
+int agent_reap_stale(struct agent *a)
 {
+	int unsettled = 0;
+
 	char path[PATH_MAX];
 	DIR *d;
 	struct dirent *e;
@@ -565,7 +682,6 @@ void agent_reap_stale(struct agent *a)
 		int64_t pid = 0;
 		char f[PATH_MAX + 300];
 		int kill_it = 0, reachable;
-		int64_t apid = 0;
 
 		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json"))
 			continue;
@@ -573,8 +689,7 @@ void agent_reap_stale(struct agent *a)
 		o = json_object_from_file(f);
 		/* Another agent on this state directory is alive (ssh: one per
 		 * connection): the job is its own. */
-		if (qm_aj_int(o, "agent_pid", &apid) == 0 && apid != getpid() &&
-		    our_qemu(apid, "agent")) {
+		if (agent_alive(o)) {
 			json_object_put(o);
 			continue;
 		}
@@ -591,12 +706,12 @@ void agent_reap_stale(struct agent *a)
 				   !strcmp(mi.status, "failed"));
 			if (kill_it) {
 				qmig_cmd_quit(q); /* works even when the journal has no pid yet */
-				if (our_qemu(pid, mon))
+				if (agent_proc_has(pid, mon))
 					kill((pid_t)pid, SIGKILL);
 			}
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), kill_it ? "removed" : "kept",
 				    kill_it ? "left by a previous agent, never ran" : st.status);
-		} else if (!our_qemu(pid, mon)) {
+		} else if (!agent_proc_has(pid, mon)) {
 			/* QEMU is gone already (a failed stream ends it). */
 			kill_it = 1;
 			agent_audit(a, "-", "reap", qm_aj_str(o, "job"), "removed",
@@ -609,6 +724,7 @@ void agent_reap_stale(struct agent *a)
 		qmig_qmp_conn_close(q);
 		if (!reachable && !kill_it) {
 			json_object_put(o); /* the journal stays for the next try */
+			unsettled++;
 			continue;
 		}
 		if (dir && kill_it) {
@@ -630,4 +746,6 @@ void agent_reap_stale(struct agent *a)
 	}
 	if (d)
 		closedir(d);
+	reap_queue(a);
+	return unsettled;
 }

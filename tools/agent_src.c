@@ -152,6 +152,14 @@ static void outbound_slot(void)
 	}
 }
 
+static const char *stream_dir, *stream_host;
+
+void agent_src_stream_tls(const char *dir, const char *hostname)
+{
+	stream_dir = dir;
+	stream_host = hostname;
+}
+
 void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *profile,
 		     const char *const *sets)
 {
@@ -171,6 +179,9 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	if (o->dst_addr || o->listen_addr || o->dst_netns)
 		die(EXIT_USAGE, "--to: the agent says where the destination listens; drop "
 				"--dst-addr, --listen-addr and --dst-netns");
+	if (o->tls_dst_dir)
+		die(EXIT_USAGE, "--to: the destination's certificates are the agent's (its --tls "
+				"DIR, checked there); drop --tls-dst-dir");
 	outbound_slot();
 	ao.url = to;
 	ao.tls_dir = o->tls_dir;
@@ -179,6 +190,8 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	ao.src_qmp = o->src_qmp;
 	ao.job_id = o->job_id;
 	ao.log = (struct qmig_log_cb){cli_log, NULL, NULL};
+	ao.stream_tls_dir = stream_dir;
+	ao.stream_tls_hostname = stream_host;
 	if (!strncmp(to, "ssh://", 6))
 		ssh_setup(&ao, to);
 	r = qmig_agent_session_new(&sess, &ao, msg, sizeof(msg));

@@ -16,11 +16,14 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "agent_src.h"
 #include "cli.h"
 #include "qm_wait.h"
 
@@ -95,19 +98,26 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-static int state_dir(char *buf, size_t len, const char *given)
+void agent_state_default(char *buf, size_t len)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	char jobs[PATH_MAX + 8];
 
-	if (given)
-		snprintf(buf, len, "%s", given);
-	else if (geteuid() == 0)
+	if (geteuid() == 0)
 		snprintf(buf, len, "/run/qmigrate/agent");
 	else if (xdg && *xdg)
 		snprintf(buf, len, "%s/qmigrate-agent", xdg);
 	else
 		snprintf(buf, len, "/tmp/qmigrate-agent-%u", (unsigned)geteuid());
+}
+
+static int state_dir(char *buf, size_t len, const char *given)
+{
+	char jobs[PATH_MAX + 8];
+
+	if (given)
+		snprintf(buf, len, "%s", given);
+	else
+		agent_state_default(buf, len);
 	if (!given && geteuid() == 0)
 		mkdir("/run/qmigrate", 0755);
 	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
@@ -306,4 +316,202 @@ int cmd_agent(int argc, char **argv)
 	fprintf(a.cfg.audit, "qmigrate agent: stopping\n");
 	close(lfd);
 	return EXIT_OK;
+}
+
+/* One line per entry of an agent's status (a reply's "jobs", or read
+ * from its state directory). */
+static void print_entry(struct json_object *e, int json)
+{
+	int64_t n = 0;
+
+	if (json) {
+		puts(json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
+						       JSON_C_TO_STRING_NOSLASHESCAPE));
+		return;
+	}
+	printf("agent job %-24s %-9s", qm_aj_str(e, "job") ? qm_aj_str(e, "job") : "?",
+	       qm_aj_str(e, "status") ? qm_aj_str(e, "status") : "?");
+	if (qm_aj_int(e, "position", &n) == 0)
+		printf(" position %lld", (long long)n);
+	if (qm_aj_int(e, "waited_ms", &n) == 0)
+		printf(" waiting %.1f s", (double)n / 1000);
+	if (qm_aj_str(e, "profile"))
+		printf(" profile %s", qm_aj_str(e, "profile"));
+	if (qm_aj_str(e, "owner"))
+		printf(" owner %s", qm_aj_str(e, "owner"));
+	if (qm_aj_int(e, "port", &n) == 0)
+		printf(" port %lld", (long long)n);
+	if (qm_aj_str(e, "peer"))
+		printf(" from %s", qm_aj_str(e, "peer"));
+	if (qm_aj_str(e, "note"))
+		printf(" (%s)", qm_aj_str(e, "note"));
+	putchar('\n');
+}
+
+/* Entries of one subdirectory of an agent's state directory: journals
+ * (jobs) or waiting prepares (queue), oldest first. */
+static int list_dir(const char *state, const char *sub, struct json_object *out)
+{
+	char path[PATH_MAX], f[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", state, sub);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		struct json_object *o, *x;
+		int64_t apid = 0;
+		int alive;
+
+		if (e->d_name[0] == '.' || !strstr(e->d_name, ".json") || strstr(e->d_name, ".tmp"))
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, e->d_name);
+		o = json_object_from_file(f);
+		if (!o)
+			continue;
+		qm_aj_int(o, "agent_pid", &apid);
+		alive = agent_alive(o) || apid == getpid();
+		x = json_object_new_object();
+		json_object_object_add(x, "job", json_object_new_string(
+				       qm_aj_str(o, "job") ? qm_aj_str(o, "job") : e->d_name));
+		json_object_object_add(x, "status", json_object_new_string(
+				       qm_aj_str(o, "state") ? qm_aj_str(o, "state") : "?"));
+		if (qm_aj_str(o, "profile"))
+			json_object_object_add(x, "profile", json_object_new_string(qm_aj_str(o, "profile")));
+		if (qm_aj_str(o, "owner"))
+			json_object_object_add(x, "owner", json_object_new_string(qm_aj_str(o, "owner")));
+		if (qm_aj_str(o, "peer"))
+			json_object_object_add(x, "peer", json_object_new_string(qm_aj_str(o, "peer")));
+		json_object_object_add(x, "agent_pid", json_object_new_int64(apid));
+		json_object_object_add(x, "agent_alive", json_object_new_boolean(alive));
+		if (!alive)
+			json_object_object_add(x, "note", json_object_new_string(
+					       "its agent is gone: 'qmigrate recover --agent-state' "
+					       "settles it"));
+		{
+			int64_t since = 0;
+
+			if (qm_aj_int(o, "since_ms", &since) == 0) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				json_object_object_add(x, "waited_ms", json_object_new_int64(
+						       (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - since));
+				json_object_object_add(x, "since_ms", json_object_new_int64(since));
+			}
+		}
+		json_object_array_add(out, x);
+		json_object_put(o);
+		n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int by_since(const void *a, const void *b)
+{
+	struct json_object *const *x = a, *const *y = b;
+	int64_t p = 0, q = 0;
+
+	qm_aj_int(*x, "since_ms", &p);
+	qm_aj_int(*y, "since_ms", &q);
+	return p < q ? -1 : p > q;
+}
+
+int agent_cli_status(const char *url, const char *tls_dir, const char *state, int json)
+{
+	struct json_object *arr;
+	char dir[PATH_MAX], msg[512] = "";
+	int n;
+
+	if (url) {
+		struct qmig_agent_opts ao = QMIG_AGENT_OPTS_INIT;
+		struct json_object *rep = NULL;
+		int64_t in = 0, max = 0, q = 0;
+		int r, ok;
+
+		ao.url = url;
+		ao.tls_dir = tls_dir;
+		ao.timeout_ms = 10000;
+		r = qmig_agent_request(&ao, "status", &rep, msg, sizeof(msg));
+		if (r < 0)
+			die(EXIT_SETUP, "%s", msg);
+		ok = json_object_get_boolean(json_object_object_get(rep, "ok"));
+		qm_aj_int(rep, "inbound", &in);
+		qm_aj_int(rep, "max_inbound", &max);
+		qm_aj_int(rep, "queued", &q);
+		if (json) {
+			puts(json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+		} else if (ok) {
+			arr = json_object_object_get(rep, "jobs");
+			printf("agent %s: %lld of %lld inbound places taken, %lld queued\n", url,
+			       (long long)in, (long long)max, (long long)q);
+			for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+				print_entry(json_object_array_get_idx(arr, i), 0);
+		} else {
+			warnx("agent %s refused status: %s", url,
+			      qm_aj_str(rep, "message") ? qm_aj_str(rep, "message") : "?");
+		}
+		json_object_put(rep);
+		return ok ? EXIT_OK : EXIT_FAIL;
+	}
+	if (state)
+		snprintf(dir, sizeof(dir), "%s", state);
+	else
+		agent_state_default(dir, sizeof(dir));
+	if (access(dir, R_OK | X_OK) < 0)
+		die(EXIT_SETUP, "agent state directory %s: %s", dir, strerror(errno));
+	arr = json_object_new_array();
+	n = list_dir(dir, "jobs", arr);
+	{
+		struct json_object *qa = json_object_new_array();
+		int nq = list_dir(dir, "queue", qa);
+
+		json_object_array_sort(qa, by_since);
+		for (int i = 0; i < nq; i++) {
+			struct json_object *e = json_object_get(json_object_array_get_idx(qa, (size_t)i));
+
+			json_object_object_add(e, "position", json_object_new_int64(i + 1));
+			json_object_object_del(e, "since_ms");
+			json_object_array_add(arr, e);
+		}
+		json_object_put(qa);
+		n += nq;
+	}
+	if (!json)
+		printf("agent state %s: %d job%s\n", dir, n, n == 1 ? "" : "s");
+	for (int i = 0; i < n; i++)
+		print_entry(json_object_array_get_idx(arr, (size_t)i), json);
+	json_object_put(arr);
+	return EXIT_OK;
+}
+
+int agent_cli_recover(const char *state, int json)
+{
+	static struct agent a;
+	char dir[PATH_MAX];
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	if (state)
+		snprintf(dir, sizeof(dir), "%s", state);
+	else
+		agent_state_default(dir, sizeof(dir));
+	if (access(dir, F_OK) < 0)
+		return -ENOENT;
+	a.cfg.state_dir = dir;
+	/* The audit lines say what became of each job: JSON on stdout with
+	 * --json, else on stderr like the rest of recover's messages. */
+	a.cfg.audit = json ? stdout : stderr;
+	pthread_mutex_init(&a.lock, NULL);
+	pthread_cond_init(&a.cond, NULL);
+	r = agent_reap_stale(&a);
+	if (!json)
+		printf("agent state %s: %s\n", dir,
+		       r ? "some jobs could not be settled (see above); their journals stay"
+			 : "every job a dead agent left is settled");
+	return r ? -EIO : 0;
 }

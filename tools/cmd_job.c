@@ -6,6 +6,7 @@
 #include <string.h>
 #include <json-c/json.h>
 
+#include "agent_src.h"
 #include "cli.h"
 #include "job.h"
 #include "qmigrate.h"
@@ -23,7 +24,13 @@ static void usage(FILE *f, const char *cmd)
 			   "Jobs whose qmigrate died (their journal is left in the jobs\n"
 			   "directory) are listed as orphaned, with the phase they died in and\n"
 			   "who owns the guest: 'qmigrate recover --job ID' repairs them.\n"
-			   "Exit 0 when a running job was shown, 1 otherwise.\n");
+			   "Exit 0 when a running job was shown, 1 otherwise.\n\n"
+			   "On an agent's host (qmigrate agent): its inbound jobs, and the\n"
+			   "migrations queued behind its --max-inbound limit:\n"
+			   "  --agent-state [DIR]   read the agent's state directory (default\n"
+			   "                        /run/qmigrate/agent as root)\n"
+			   "  --agent URL           ask the agent at qmigrate+tls://HOST[:PORT]\n"
+			   "  --agent-tls DIR       this host's client certificate for --agent\n");
 	else if (!strcmp(cmd, "set"))
 		fprintf(f, "usage: qmigrate set [--job PID] [--json] NAME=VALUE\n\n"
 			   "Change a limit of a migration in precopy, from another shell (like\n"
@@ -171,7 +178,10 @@ static int job_cmd(int argc, char **argv, int kind)
 {
 	static const struct option lo[] = {{"job", 1, 0, 'j'}, {"qmp", 1, 0, 'q'},
 					   {"json", 0, 0, 'J'}, {"help", 0, 0, 'h'},
-					   {0, 0, 0, 0}};
+					   {"agent", 1, 0, 'A'}, {"agent-state", 2, 0, 'S'},
+					   {"agent-tls", 1, 0, 'T'}, {0, 0, 0, 0}};
+	const char *agent_url = NULL, *agent_state = NULL, *agent_tls = NULL;
+	int agent_local = 0;
 	static const char *const done[] = {"", "cancel requested; the job rolls back",
 					   "set", "switched to postcopy"};
 	const char *qmp = NULL, *why;
@@ -186,9 +196,22 @@ static int job_cmd(int argc, char **argv, int kind)
 		case 'j': pid = (int)parse_long("--job", optarg, 1, 1 << 22); break;
 		case 'q': qmp = optarg; break;
 		case 'J': json = 1; break;
+		case 'A': agent_url = optarg; break;
+		case 'S': agent_local = 1; agent_state = optarg; break;
+		case 'T': agent_tls = optarg; break;
 		case 'h': usage(stdout, argv[0]); return EXIT_OK;
 		default: usage(stderr, argv[0]); return EXIT_USAGE;
 		}
+	}
+	if (agent_url || agent_local || agent_tls) {
+		if (kind != K_STATUS || (agent_url && agent_local) || (agent_tls && !agent_url))
+			die(EXIT_USAGE, "status takes --agent URL [--agent-tls DIR] or "
+					"--agent-state [DIR]");
+		if (optind < argc && agent_local && !agent_state)
+			agent_state = argv[optind++];
+		if (optind < argc)
+			die(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+		return agent_cli_status(agent_url, agent_tls, agent_state, json);
 	}
 	if (kind == K_SET) {
 		const char *eq;

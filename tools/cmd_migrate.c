@@ -792,6 +792,7 @@ int cmd_migrate(int argc, char **argv)
 		const char *t = o.tls_dir;
 
 		o.tls_dir = agent_tls ? agent_tls : t;
+		agent_src_stream_tls(t, o.tls_hostname);
 		agent_src_start(&o, to, profile, sets);
 		o.tls_dir = t;
 		if (!t)

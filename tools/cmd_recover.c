@@ -1,11 +1,14 @@
 /* qmigrate recover: finish or roll back the migrations whose qmigrate died,
  * from the journals they left in the jobs directory. */
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <json-c/json.h>
 
+#include "agent_src.h"
 #include "cli.h"
 #include "job.h"
 #include "qmig_journal.h"
@@ -24,7 +27,11 @@ static void usage(FILE *f)
 		   "journal is kept.\n\n"
 		   "  --job ID   only this job (default: every job whose process is gone)\n"
 		   "  --list     list the journals and whether their process still runs\n"
-		   "  --json     one JSON object per job\n\n"
+		   "  --json     one JSON object per job\n"
+		   "  --agent-state [DIR]  on an agent's host: only the jobs a dead `qmigrate\n"
+		   "             agent` left in its state directory (default /run/qmigrate/agent\n"
+		   "             as root; also looked at, when it exists, without --job):\n"
+		   "             a destination that never ran is removed, one that ran kept\n\n"
 		   "Exit 0 when every job was recovered (or none needed it), 1 otherwise.\n",
 		"/run/qmigrate/jobs");
 }
@@ -86,9 +93,9 @@ int cmd_recover(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"job", 1, 0, 'j'}, {"list", 0, 0, 'l'}, {"json", 0, 0, 'J'},
-		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-	const char *only = NULL;
-	int list = 0, json = 0, c, failed = 0;
+		{"help", 0, 0, 'h'}, {"agent-state", 2, 0, 'S'}, {0, 0, 0, 0}};
+	const char *only = NULL, *agent_state = NULL;
+	int list = 0, json = 0, c, failed = 0, agent_only = 0;
 	struct qmig_job_info *jobs = NULL;
 	size_t n = 0;
 	char dir[200];
@@ -98,13 +105,34 @@ int cmd_recover(int argc, char **argv)
 		case 'j': only = optarg; break;
 		case 'l': list = 1; break;
 		case 'J': json = 1; break;
+		case 'S': agent_only = 1; agent_state = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
+	if (agent_only && !agent_state && optind + 1 == argc)
+		agent_state = argv[optind++];
 	if (optind != argc) {
 		usage(stderr);
 		return EXIT_USAGE;
+	}
+	if (agent_only) {
+		if (only || list)
+			die(EXIT_USAGE, "--agent-state goes without --job and --list ('qmigrate status "
+					"--agent-state' lists an agent's jobs)");
+		c = agent_cli_recover(agent_state, json);
+		if (c == -ENOENT)
+			die(EXIT_FAIL, "no agent state directory %s", agent_state ? agent_state
+										: "(the default)");
+		return c < 0 ? EXIT_FAIL : EXIT_OK;
+	}
+	/* On an agent's host: what a dead agent left, too. */
+	if (!only && !list) {
+		char ad[PATH_MAX];
+
+		agent_state_default(ad, sizeof(ad));
+		if (access(ad, F_OK) == 0 && agent_cli_recover(ad, json) < 0)
+			failed = 1;
 	}
 	job_dir(dir, sizeof(dir));
 	c = qmig_journal_list(dir, &jobs, &n);

@@ -38,6 +38,9 @@ PKGS="$PKGS g++"
 PKGS="$PKGS groff-base"
 # make check and make fuzz run the libFuzzer targets (tests/fuzz/).
 PKGS="$PKGS clang"
+# make check: agent_ssh.sh starts its own sshd (in a network namespace, on
+# a throwaway key); agent_refuse.sh's hostile client is a Python script.
+PKGS="$PKGS openssh-server openssh-client python3"
 # make bench-peers (sh tools/deps.sh bench): libvirt beside qmigrate, two
 # daemons run by bench/peers.sh itself (no service, no systemd).
 if [ "${1:-}" = bench ]; then
@@ -72,6 +75,37 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "qmigrate: installing missing packages:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# openssh-server is for the tests' own sshd only: when we install it, the
+# system's ssh service must not start (now or at boot) and listen on port
+# 22. Debian's unit and init script both skip when this file exists; the
+# policy-rc.d (only while installing, and only when none is there) keeps
+# the package scripts from starting anything.
+policy=""
+case " $missing " in
+*" openssh-server "*)
+	mkdir -p /etc/ssh
+	touch /etc/ssh/sshd_not_to_be_run
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# qmigrate tools/deps.sh: no service starts while it installs\nexit 101\n' > "$policy"
+		chmod 755 "$policy"
+	fi
+	;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+rc=0
+apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ -n "$policy" ] && rm -f "$policy"
+case " $missing " in
+*" openssh-server "*)
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+	elif command -v update-rc.d >/dev/null 2>&1; then
+		update-rc.d ssh disable >/dev/null 2>&1 || true
+	fi
+	echo "qmigrate: installed openssh-server for the tests; its system service is disabled" \
+		"(/etc/ssh/sshd_not_to_be_run)"
+	;;
+esac
+exit $rc

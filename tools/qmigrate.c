@@ -14,14 +14,14 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
 	{"migrate", cmd_migrate, "move a running VM to another QEMU (attach or launch mode)"},
-	{"status", cmd_status, "show a running migration (like virsh domjobinfo), orphaned jobs"},
+	{"status", cmd_status, "show a running migration (like virsh domjobinfo), orphaned jobs, agent queues"},
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"preflight", cmd_preflight, "measure the dirty rate, predict, recommend a strategy"},
 	{"doctor", cmd_doctor, "known QEMU migration bugs and traps for a pair of QEMUs"},
 	{"save", cmd_save, "save a guest to a file (mapped-ram or a stream), like virsh save"},
 	{"restore", cmd_restore, "restore a guest from a file written by qmigrate save"},
 	{"update", cmd_update, "replace a running QEMU by a new one, RAM in place (cpr-transfer)"},
-	{"recover", cmd_recover, "finish or roll back migrations whose qmigrate died (journals)"},
+	{"recover", cmd_recover, "finish or roll back migrations whose qmigrate died (journals; a dead agent's too)"},
 	{"cancel", cmd_cancel, "cancel a running migration; the source keeps running"},
 	{"bench", cmd_bench, "run a matrix of migrations; JSONL, CSV, summary and SVG plots"},
 	{"simulate", cmd_simulate, "run precopy offline through a convergence policy"},

@@ -67,4 +67,9 @@ int qm_aconn_send(struct qm_aconn *c, struct json_object *msg, int64_t deadline_
 const char *qm_aj_str(struct json_object *o, const char *key);
 int qm_aj_int(struct json_object *o, const char *key, int64_t *out);
 
+/* dst_qmp is the local end of a live agent session's QMP tunnel: the
+ * destination QEMU runs on another host, its files are out of reach here
+ * (engine/tls.c leaves the check of its certificates to the agent). */
+int qm_agent_remote_dst(const char *dst_qmp);
+
 #endif

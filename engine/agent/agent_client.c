@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,7 @@ struct qmig_agent_session {
 	char dir[128], sock[160], lockdir[160];
 	int listen_fd, client_fd, ep;
 	int lost;
+	int64_t t0, t_prepared, t_tunnel, launch_ms; /* monotonic ns; the agent's ms */
 	int ssh;            /* connections come from o.connect */
 	/* Tunnel -> engine bytes the engine's socket could not take yet: the
 	 * tunnel is not read again until they are written (backpressure), and
@@ -50,6 +53,54 @@ struct qmig_agent_session {
 	size_t pend_len;
 	char *err;
 };
+
+/* The local ends of live sessions' QMP tunnels: a migration whose
+ * destination QMP is one of them has its destination on another host
+ * (qm_agent_remote_dst). */
+static pthread_mutex_t remote_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct qmig_agent_session *remote_list[64];
+
+static void remote_add(struct qmig_agent_session *s)
+{
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		if (!remote_list[i]) {
+			remote_list[i] = s;
+			break;
+		}
+	pthread_mutex_unlock(&remote_lock);
+}
+
+static void remote_del(struct qmig_agent_session *s)
+{
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		if (remote_list[i] == s)
+			remote_list[i] = NULL;
+	pthread_mutex_unlock(&remote_lock);
+}
+
+int qm_agent_remote_dst(const char *dst_qmp)
+{
+	int r = 0;
+
+	if (!dst_qmp)
+		return 0;
+	pthread_mutex_lock(&remote_lock);
+	for (size_t i = 0; !r && i < sizeof(remote_list) / sizeof(remote_list[0]); i++)
+		r = remote_list[i] && !strcmp(remote_list[i]->sock, dst_qmp);
+	pthread_mutex_unlock(&remote_lock);
+	return r;
+}
+
+/* The caller's options, as long as its version has them. */
+static void copy_opts(struct qmig_agent_opts *to, const struct qmig_agent_opts *from)
+{
+	memset(to, 0, sizeof(*to));
+	memcpy(to, from, from->version >= 2 ? sizeof(*to)
+					    : offsetof(struct qmig_agent_opts, stream_tls_dir));
+	to->version = QMIG_AGENT_OPTS_VERSION;
+}
 
 static void slog(struct qmig_agent_session *s, enum qmig_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -197,13 +248,52 @@ static int describe_vm(struct qmig_agent_session *s, struct json_object *vm, cha
 	return 0;
 }
 
-static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
+/* A public certificate of this host's stream directory, for the agent. */
+static int read_pem(const char *dir, const char *name, const char *key, struct json_object *to,
+		    char *msg, size_t len)
+{
+	char path[PATH_MAX], buf[16384];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(msg, len, "TLS: %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof(buf)) {
+		snprintf(msg, len, "TLS: %s: %s", path, n < 0 ? strerror(errno)
+							 : "empty or over 16 KiB");
+		return -EINVAL;
+	}
+	json_object_object_add(to, key, json_object_new_string_len(buf, (int)n));
+	return 0;
+}
+
+/* "tls" in the prepare: the destination's certificates are the agent's,
+ * on its host; it checks them against what the source will use. */
+static int stream_tls(struct qmig_agent_session *s, struct json_object *m, char *msg,
+		      size_t len)
+{
+	struct json_object *t = json_object_new_object();
+	int r;
+
+	json_object_object_add(t, "hostname", json_object_new_string(
+			       s->o.stream_tls_hostname ? s->o.stream_tls_hostname : s->host));
+	r = read_pem(s->o.stream_tls_dir, "ca-cert.pem", "ca_cert", t, msg, len);
+	if (r == 0)
+		r = read_pem(s->o.stream_tls_dir, "client-cert.pem", "client_cert", t, msg, len);
+	json_object_object_add(m, "tls", t);
+	return r;
+}
+
+static int prepare_send(struct qmig_agent_session *s, char *msg, size_t len)
 {
 	struct json_object *m = json_object_new_object(), *set = json_object_new_object();
-	struct json_object *vm = json_object_new_object(), *rep = NULL;
-	int64_t qdl = qm_wait_now_ns() +
-		      (int64_t)(s->o.queue_timeout_ms ? s->o.queue_timeout_ms : 600000) * MS;
-	int64_t port = 0;
+	struct json_object *vm = json_object_new_object();
 	int r;
 
 	r = describe_vm(s, vm, msg, len);
@@ -219,6 +309,8 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - *kv), *kv);
 		json_object_object_add(set, key, json_object_new_string(eq + 1));
 	}
+	if (r == 0 && s->o.stream_tls_dir)
+		r = stream_tls(s, m, msg, len);
 	json_object_object_add(m, "op", json_object_new_string("prepare"));
 	json_object_object_add(m, "job", json_object_new_string(s->job));
 	json_object_object_add(m, "profile", json_object_new_string(s->o.profile));
@@ -227,6 +319,19 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 	if (r == 0)
 		r = qm_aconn_send(&s->ctl, m, deadline(s));
 	json_object_put(m);
+	return r;
+}
+
+/* The prepare's answer: "prepared" (after a "queued" or not). *queued is
+ * set when the agent said the request waits for a place. */
+static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, size_t len)
+{
+	struct json_object *rep = NULL;
+	int64_t qdl = qm_wait_now_ns() +
+		      (int64_t)(s->o.queue_timeout_ms ? s->o.queue_timeout_ms : 600000) * MS;
+	int64_t port = 0;
+	int r = 0;
+
 	while (r == 0) {
 		const char *st;
 
@@ -246,6 +351,7 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 			qm_aj_int(rep, "position", &pos);
 			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
 					       "host's inbound limit is reached; waiting", (long long)pos);
+			*queued = 1;
 			json_object_put(rep);
 			rep = NULL;
 			continue;
@@ -263,9 +369,17 @@ static int prepare(struct qmig_agent_session *s, char *msg, size_t len)
 		if (qm_aj_str(rep, "tls_dir"))
 			snprintf(s->dst_tls_dir, sizeof(s->dst_tls_dir), "%s",
 				 qm_aj_str(rep, "tls_dir"));
+		if (s->o.stream_tls_dir && !*s->dst_tls_dir) {
+			snprintf(msg, len, "agent: the stream is to use TLS but the agent named no "
+					   "certificate directory for its QEMU (start it with --tls DIR)");
+			r = -EPROTO;
+			break;
+		}
 		s->port = (unsigned)port;
 		if (qm_aj_int(rep, "max_bandwidth", &port) == 0 && port > 0)
 			s->max_bw = (uint64_t)port;
+		qm_aj_int(rep, "launch_ms", &s->launch_ms);
+		s->t_prepared = qm_wait_now_ns();
 		break;
 	}
 	json_object_put(rep);
@@ -277,10 +391,12 @@ static int open_tunnel(struct qmig_agent_session *s, char *msg, size_t len)
 	struct json_object *m, *rep = NULL;
 	int r;
 
-	r = open_conn(s, &s->tun, msg, len);
-	if (r < 0)
-		return r;
-	s->have_tun = 1;
+	if (!s->have_tun) {
+		r = open_conn(s, &s->tun, msg, len);
+		if (r < 0)
+			return r;
+		s->have_tun = 1;
+	}
 	m = json_object_new_object();
 	json_object_object_add(m, "op", json_object_new_string("qmp"));
 	json_object_object_add(m, "job", json_object_new_string(s->job));
@@ -405,11 +521,11 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->o = *o;
+	copy_opts(&s->o, o);
 	s->listen_fd = s->client_fd = s->ep = -1;
 	s->ctl.rfd = s->ctl.wfd = s->tun.rfd = s->tun.wfd = -1;
+	s->t0 = qm_wait_now_ns();
 	make_job_id(s);
-	gc_local(local_base());
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh) {
 		if (!o->tls_dir) {
@@ -422,9 +538,27 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	if (r == 0 && (r = open_conn(s, &s->ctl, msg, msg_len)) == 0)
 		s->have_ctl = 1;
 	if (r == 0)
-		r = prepare(s, msg, msg_len);
+		r = prepare_send(s, msg, msg_len);
+	if (r == 0) {
+		char early[256];
+		int queued = 0;
+
+		/* While the agent launches the destination (the longest step
+		 * before the stream), do our own chores and open the tunnel's
+		 * connection: its handshake and hello overlap the launch. */
+		gc_local(local_base());
+		if (open_conn(s, &s->tun, early, sizeof(early)) == 0)
+			s->have_tun = 1; /* else: tried again, and reported, below */
+		r = prepare_wait(s, &queued, msg, msg_len);
+		if (r == 0 && queued && s->have_tun) {
+			/* It idled through the queue: the agent may have closed it. */
+			qm_aconn_close(&s->tun);
+			s->have_tun = 0;
+		}
+	}
 	if (r == 0)
 		r = open_tunnel(s, msg, msg_len);
+	s->t_tunnel = qm_wait_now_ns();
 	if (r == 0)
 		r = make_local(s, msg, msg_len);
 	if (r < 0) {
@@ -445,6 +579,12 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 	}
 	slog(s, QMIG_LOG_INFO, "agent: job %s prepared: destination listens on %s port %u",
 	     s->job, s->listen_addr, s->port);
+	/* Where the time before the first byte goes (bench/agent_latency.sh). */
+	slog(s, QMIG_LOG_INFO, "agent: timing: prepared after %lld ms (the agent's launch of the "
+	     "destination %lld ms), tunnel open %lld ms later",
+	     (long long)((s->t_prepared - s->t0) / MS), (long long)s->launch_ms,
+	     (long long)((s->t_tunnel - s->t_prepared) / MS));
+	remote_add(s);
 	*out = s;
 	return 0;
 }
@@ -463,7 +603,9 @@ int qmig_agent_session_apply(struct qmig_agent_session *s, struct qmig_migrate_o
 	/* The destination host's limit per migration. */
 	if (s->max_bw && (!mo->max_bandwidth || mo->max_bandwidth > s->max_bw))
 		mo->max_bandwidth = s->max_bw;
-	if (mo->tls_dir && !mo->tls_dst_dir && *s->dst_tls_dir)
+	/* The destination's certificates are where its QEMU runs: the
+	 * agent's directory (checked by the agent at prepare). */
+	if (mo->tls_dir && *s->dst_tls_dir)
 		mo->tls_dst_dir = s->dst_tls_dir;
 	return 0;
 }
@@ -661,7 +803,7 @@ int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->o = *o;
+	copy_opts(&s->o, o);
 	s->o.log.free = NULL;       /* the caller's, untouched */
 	s->o.connect.free = NULL;
 	s->listen_fd = s->client_fd = s->ep = -1;
@@ -698,6 +840,7 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 {
 	if (!s)
 		return;
+	remote_del(s);
 	drop_client(s);
 	if (s->have_tun)
 		qm_aconn_close(&s->tun);

@@ -62,6 +62,12 @@ SSL_CTX *qm_agent_tls_ctx(const char *dir, int role_server, char *msg, size_t le
 	/* Mutual: each side's certificate must chain to the CA. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+	/* A peer that dies (kill -9) closes without close_notify: that is
+	 * "the peer closed the connection", not a TLS error; every message
+	 * is a whole line, so a cut one is seen anyway. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	return ctx;

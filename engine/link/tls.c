@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "launch/launch.h"
 #include "link.h"
 
@@ -95,13 +96,20 @@ int qm_tls_check(struct qmig_migration *m)
 		if (!param_str(m->side[i].orig_params, "tls-creds"))
 			return qm_fail(m, -EOPNOTSUPP, "the %s QEMU has no TLS migration support",
 				       m->side[i].name);
+	r = qmig_tls_validate(m->o.tls_dir, NULL, QMIG_TLS_CLIENT, msg, sizeof(msg));
+	if (r < 0)
+		return qm_fail(m, r, "TLS: source certificates: %s", msg);
+	if (qm_agent_remote_dst(m->o.dst_qmp)) {
+		/* tls_dst_dir is a path on the agent's host: the agent checked
+		 * it (host name, both chains) when it prepared the job. */
+		qm_log(m, QMIG_LOG_INFO, "TLS: the destination's certificates (%s) are on the "
+		       "agent's host; the agent checked them", m->o.tls_dst_dir);
+		return plan_authz(m);
+	}
 	r = qmig_tls_validate(m->o.tls_dst_dir, m->o.tls_hostname, QMIG_TLS_SERVER, msg,
 			      sizeof(msg));
 	if (r < 0)
 		return qm_fail(m, r, "TLS: destination certificates: %s", msg);
-	r = qmig_tls_validate(m->o.tls_dir, NULL, QMIG_TLS_CLIENT, msg, sizeof(msg));
-	if (r < 0)
-		return qm_fail(m, r, "TLS: source certificates: %s", msg);
 	r = qmig_tls_validate_pair(m->o.tls_dir, m->o.tls_dst_dir, msg, sizeof(msg));
 	if (r < 0)
 		return qm_fail(m, r, "TLS: %s", msg);
@@ -159,8 +167,8 @@ static const char *creds_dir(struct qmig_migration *m, struct side *s, const cha
 	int r = 0;
 
 	if (m->o.dry_run || geteuid() != 0 || !s->qmp || qm_qemu_cred(s->qmp, &uid, &gid) < 0 ||
-	    uid == 0)
-		return dir;
+	    uid == 0 || (i == DST && qm_agent_remote_dst(m->o.dst_qmp)))
+		return dir; /* remote: the agent gives its QEMU its own copy */
 	if (*out)
 		return out;
 	snprintf(out, sizeof(m->tls_copy[i]), "%s/qmigrate-tls-%s-%s.XXXXXX",

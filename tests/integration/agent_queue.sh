@@ -35,6 +35,21 @@ grep -q 'queued' "$T/m3.err" || fail "m3: the source did not say it is queued"
 [ "$(jf inbound "$st")" = 2 ] || fail "expected 2 inbound: $st"
 [ "$(jf queued "$st")" = 2 ] || fail "expected 2 queued: $st"
 [ "$(audits prepared)" = 2 ] || fail "a third migration was let in over the limit"
+# qmigrate status shows the queue: asked of the agent from the source host,
+# and read from the agent's state directory on its own host.
+st=$(ip netns exec "$NETNS_A" $QMIGRATE status --agent "$(agent_to)" --agent-tls "$C") ||
+	fail "status --agent: $st"
+echo "$st"
+echo "$st" | grep -q "2 of 2 inbound places taken, 2 queued" || fail "status --agent: $st"
+[ "$(echo "$st" | grep -c '^agent job .* queued .* position [12] ')" = 2 ] ||
+	fail "status --agent: not two queued jobs listed: $st"
+st=$(ip netns exec "$NETNS_B" $QMIGRATE status --agent-state "$STATE" --json) ||
+	fail "status --agent-state: $st"
+echo "$st"
+[ "$(echo "$st" | grep -c '"status":"queued".*"position":[12]')" = 2 ] ||
+	fail "status --agent-state: not two queued: $st"
+[ "$(echo "$st" | grep -c '"status":"prepared"')" = 2 ] ||
+	fail "status --agent-state: not two prepared: $st"
 for p in $m1_pid $m2_pid; do
 	# Precopy must have begun for set to apply.
 	i=0; until $QMIGRATE set --job "$p" max-bandwidth=1G > /dev/null 2>&1; do
@@ -50,6 +65,8 @@ for i in 1 2 3 4; do
 	[ "$(jf verified "$res")" = true ] || fail "m$i: not verified"
 done
 [ "$(audits kept)" = 4 ] || fail "expected 4 destinations kept"
+st=$(ip netns exec "$NETNS_B" $QMIGRATE status --agent-state "$STATE")
+echo "$st" | grep -q ": 0 jobs" || fail "status --agent-state after the four: $st"
 [ "$(dst_qemus | wc -l)" = 4 ] || fail "expected 4 destination QEMUs running"
 # The source host's own limit: QMIGRATE_MAX_OUTBOUND=1, two migrations.
 # The first holds its slot (slow); the second waits, saying so, then runs.

@@ -49,4 +49,13 @@ ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src2_qmp" \
 	--to "ssh://root@$NETNS_ADDR_B:2222" --profile nosuch > /dev/null 2> "$T/r.err"
 rc=$?; echo "unknown profile over ssh: exit $rc: $(tail -1 "$T/r.err")"
 [ $rc = 3 ] && grep -q "no profile 'nosuch'" "$T/r.err" || fail "ssh refusal: $(cat "$T/r.err")"
+# A TLS stream needs the agent's own certificates (--tls DIR on its host):
+# this one has none, and says so before launching anything.
+$QMIGRATE tls init "$T/certs" --host "$NETNS_ADDR_B" > /dev/null || fail "tls init"
+ip netns exec "$NETNS_A" $QMIGRATE migrate --src-qmp "$src2_qmp" --tls "$T/certs" \
+	--to "ssh://root@$NETNS_ADDR_B:2222" --profile tiny > /dev/null 2> "$T/t.err"
+rc=$?; echo "TLS stream to an agent without --tls: exit $rc: $(tail -1 "$T/t.err")"
+[ $rc = 3 ] && grep -q "tls-unavailable" "$T/t.err" || fail "ssh tls refusal: $(cat "$T/t.err")"
+[ "$(status_of "$src2_qmp")" = running ] || fail "ssh tls refusal: the source is not running"
+[ "$(dst_qemus | wc -l)" = 1 ] || fail "ssh tls refusal: a destination was launched"
 ok "migration through ssh to 'qmigrate agent --stdio', verified; refusal clear"

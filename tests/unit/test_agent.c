@@ -4,6 +4,7 @@
  * survive, with no network and no QEMU. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -150,7 +151,31 @@ static void t_send_raw(void)
 	qm_aconn_close(&c);
 }
 
+/* A version-1 caller's options end before stream_tls_dir: only that much
+ * is read (ASan sees an over-read of this exactly-sized copy). No session
+ * is alive, so no path is a remote destination. */
+static void t_opts_v1(void)
+{
+	size_t v1 = offsetof(struct qmig_agent_opts, stream_tls_dir);
+	struct qmig_agent_opts full = QMIG_AGENT_OPTS_INIT;
+	void *o = malloc(v1);
+	struct json_object *rep = NULL;
+	char msg[200] = "";
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	full.version = 1;
+	full.url = "ssh://nowhere.invalid";
+	memcpy(o, &full, v1);
+	CU_ASSERT_EQUAL(qmig_agent_request(o, "status", &rep, msg, sizeof(msg)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "connect callback"));
+	CU_ASSERT_PTR_NULL(rep);
+	free(o);
+	CU_ASSERT_EQUAL(qm_agent_remote_dst(NULL), 0);
+	CU_ASSERT_EQUAL(qm_agent_remote_dst("/tmp/qmig-agent-1-x/dst-qmp.sock"), 0);
+}
+
 UNIT_SUITE(agent, NULL, NULL, {"JSON lines, split reads, timeout, EOF", t_lines},
 	   {"garbage, several objects, deep nesting refused; the reader goes on", t_hostile},
 	   {"an oversized line refused at the limit", t_oversize},
-	   {"send is one line; raw bytes after a line", t_send_raw})
+	   {"send is one line; raw bytes after a line", t_send_raw},
+	   {"a version-1 caller's options; no remote destination", t_opts_v1})
