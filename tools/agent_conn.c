@@ -168,7 +168,10 @@ static void debug_stop(struct conn *k, const char *at, const char *job)
 	if (!v || strcmp(v, at))
 		return;
 	agent_audit(k->a, k->c->peer, at, job, "debug-stop", NULL);
-	kill(getpid(), SIGSTOP);
+	/* To this thread: it takes the stop itself before it runs another
+	 * instruction of the job (sent to the process, the stop waits for the
+	 * main thread to be scheduled, and this thread could go on meanwhile). */
+	tgkill(getpid(), gettid(), SIGSTOP);
 }
 
 /* Write one PEM the source sent into dir. */
