@@ -12,16 +12,18 @@
 # KILL_PHASES picks the cases (default: a representative subset for make
 # check; migrate_kill_matrix_full.sh, in make check-full, runs them all:
 # about 10 s alone, minutes beside the rest of the suite).
-# A SIDE:EVENT entry stops at that QEMU event instead: destination:STOP is
-# the moment the destination, already owning the guest, is paused for the
-# stamp check (recover must resume it). PHASE+tls adds --tls: recover then
+# A SIDE:EVENT entry stops at that QEMU event instead: destination:RESUME
+# is the moment the destination has taken the guest over and runs, while
+# the source has not yet been told to quit and the guest's own check after
+# the move is still to come (recover must keep the destination and never
+# resume the source). PHASE+tls adds --tls: recover then
 # also removes the job's tls-creds-x509 objects and the tls parameters.
 # PHASE+mem adds --verify=memory: the destination is held paused until the
 # RAM comparison, so at confirm it has not run and the source gets the
 # guest back. "rollback" is entered by a cancel during precopy.
 . tests/lib.sh
 
-PHASES=${KILL_PHASES:-"negotiate precopy+tls postcopy confirm destination:STOP"}
+PHASES=${KILL_PHASES:-"negotiate precopy+tls postcopy confirm destination:RESUME"}
 # A range no other test uses: "no port held" is then exact.
 LO=49300 HI=49309
 PORTDIR=/run/qmigrate/ports

@@ -3,6 +3,6 @@
 # confirm, with --verify=memory at confirm (the destination held paused),
 # and entering the rollback of a cancel; see migrate_kill_matrix.sh for
 # what is checked after each.
-KILL_PHASES="prepare negotiate start precopy postcopy switchover confirm destination:STOP finish precopy+tls confirm+tls confirm+mem rollback"
+KILL_PHASES="prepare negotiate start precopy postcopy switchover confirm destination:RESUME finish precopy+tls confirm+tls confirm+mem rollback"
 export KILL_PHASES
 exec sh tests/integration/migrate_kill_matrix.sh
