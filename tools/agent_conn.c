@@ -284,9 +284,11 @@ static int do_prepare(struct conn *k, struct json_object *req)
 				  "'job' must be 1-63 letters, digits, '-' or '_'");
 	{
 		struct json_object *tls;
+		int has = qm_aj_obj(req, "tls", &tls);
 
-		if (json_object_object_get_ex(req, "tls", &tls) &&
-		    check_stream_tls(k, tls, &err, msg, sizeof(msg)) < 0)
+		if (has < 0)
+			return send_error(k, "prepare", job, "bad-request", "'tls' must be an object");
+		if (has && check_stream_tls(k, tls, &err, msg, sizeof(msg)) < 0)
 			return send_error(k, "prepare", job, err, msg);
 	}
 	debug_stop(k, "begin", job);

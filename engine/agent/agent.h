@@ -66,6 +66,8 @@ int qm_aconn_send(struct qm_aconn *c, struct json_object *msg, int64_t deadline_
 /* Typed access to a received message. */
 const char *qm_aj_str(struct json_object *o, const char *key);
 int qm_aj_int(struct json_object *o, const char *key, int64_t *out);
+/* An object member: 1 (*out set), 0 absent, -1 present but not an object. */
+int qm_aj_obj(struct json_object *o, const char *key, struct json_object **out);
 
 /* dst_qmp is the local end of a live agent session's QMP tunnel: the
  * destination QEMU runs on another host, its files are out of reach here

@@ -407,6 +407,19 @@ const char *qm_aj_str(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+int qm_aj_obj(struct json_object *o, const char *key, struct json_object **out)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return -1;
+	*out = v;
+	return 1;
+}
+
 int qm_aj_int(struct json_object *o, const char *key, int64_t *out)
 {
 	struct json_object *v;
