@@ -18,11 +18,11 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "journal/journal.h"
 #include "qm_wait.h"
 
 #define MS 1000000LL
 
-static int64_t proc_start(int64_t pid);
 
 void agent_audit(struct agent *a, const char *peer, const char *op, const char *job,
 		 const char *result, const char *detail)
@@ -71,7 +71,7 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_object_add(o, "peer", json_object_new_string(j->peer));
 	json_object_object_add(o, "pid", json_object_new_int(j->pid));
 	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
-	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
+	json_object_object_add(o, "agent_start", json_object_new_int64(qm_proc_start_time((int)getpid())));
 	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
 	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
 	json_object_object_add(o, "dir", json_object_new_string(j->dir));
@@ -93,34 +93,6 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_put(o);
 }
 
-/* A process's start time (clock ticks since boot, /proc/PID/stat field
- * 22), or -1: with the pid it names one process for good (pids are
- * reused, quickly where pid_max is 32768). */
-static int64_t proc_start(int64_t pid)
-{
-	char path[64], buf[1024], *p;
-	long long v = -1;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	/* After the name: state (field 3) ... starttime (field 22). */
-	for (int f = 2; p && f < 22; f++)
-		p = strchr(p + 1, ' ');
-	if (p && sscanf(p + 1, "%lld", &v) != 1)
-		v = -1;
-	return v;
-}
-
 int agent_alive(struct json_object *journal)
 {
 	int64_t pid = 0, start = -1;
@@ -130,7 +102,7 @@ int agent_alive(struct json_object *journal)
 	if (pid == getpid())
 		return 0; /* ourselves: the journal is ours to settle */
 	if (qm_aj_int(journal, "agent_start", &start) == 0)
-		return proc_start(pid) == start && agent_proc_has(pid, "agent");
+		return qm_proc_start_time((int)pid) == start && agent_proc_has(pid, "agent");
 	return agent_proc_has(pid, "agent");
 }
 
@@ -154,7 +126,7 @@ void agent_queue_file(struct agent *a, const char *job, const char *peer, int ad
 	json_object_object_add(o, "state", json_object_new_string("queued"));
 	json_object_object_add(o, "peer", json_object_new_string(peer));
 	json_object_object_add(o, "agent_pid", json_object_new_int((int)getpid()));
-	json_object_object_add(o, "agent_start", json_object_new_int64(proc_start(getpid())));
+	json_object_object_add(o, "agent_start", json_object_new_int64(qm_proc_start_time((int)getpid())));
 	json_object_object_add(o, "since_ms", json_object_new_int64((int64_t)ts.tv_sec * 1000 +
 								     ts.tv_nsec / 1000000));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
