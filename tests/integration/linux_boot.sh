@@ -103,8 +103,13 @@ guest_rate=$(last_hb | field rate)
 echo "rate: set $RATE, host-measured $host_rate, guest-reported $guest_rate B/s"
 [ $((host_rate * 10)) -ge $((RATE * 9)) ] && [ $((host_rate * 10)) -le $((RATE * 11)) ] ||
 	fail "the host sees $host_rate B/s, not $RATE (+-10%)"
-[ $((guest_rate * 20)) -ge $((RATE * 19)) ] && [ $((guest_rate * 20)) -le $((RATE * 21)) ] ||
-	fail "the guest reports $guest_rate B/s, not $RATE (+-5%)"
+# The guest's own figure covers only its last second or so: a loaded host
+# that stalls the vCPU makes it lower (7.06 of 8.39 MB/s seen beside a busy
+# suite), never higher. The long window above is the pacing's test; this
+# one checks that the guest's account is sane: some writing, never above
+# the rate asked.
+[ $((guest_rate * 2)) -ge "$RATE" ] && [ $((guest_rate * 20)) -le $((RATE * 21)) ] ||
+	fail "the guest reports $guest_rate B/s for a rate of $RATE (expected 50% to 105%)"
 i=0
 until [ "$(last_hb | field gen)" -ge 3 ]; do	# two sweeps verified
 	i=$((i + 1)); [ $i -gt 300 ] && fail "the working set is not swept: $(last_hb)"
