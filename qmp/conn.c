@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -362,6 +363,21 @@ static int handshake(struct qmig_qmp_conn *c, int64_t deadline)
 	return 0;
 }
 
+/* Where this connection's command ids start: random, below 2^44 (exact as
+ * a double anywhere the id travels), so the leftover reply of an earlier
+ * client of the same monitor cannot answer one of ours. */
+static uint64_t first_id(void)
+{
+	uint64_t r = 0;
+	struct timespec ts;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
+	}
+	return 1 + (r & ((UINT64_C(1) << 44) - 1));
+}
+
 int qmig_qmp_conn_open(struct qmig_qmp_conn **out, const char *addr,
 		       const struct qmig_qmp_conn_opts *opts)
 {
@@ -385,6 +401,7 @@ int qmig_qmp_conn_open(struct qmig_qmp_conn **out, const char *addr,
 	r = qmig_qmp_new(&c->core, &opts->limits);
 	if (r < 0)
 		goto fail;
+	qm_qmp_set_next_id(c->core, first_id());
 	deadline = now_ms() + c->timeout_ms;
 	if (!strncmp(addr, "tcp:", 4))
 		r = connect_tcp(c, addr + 4, deadline);
