@@ -236,4 +236,10 @@ static inline int qm_relay_on(const struct qmig_migration *m)
 	return m->o.transport == QMIG_TRANSPORT_RELAY;
 }
 
+/* proc.c. A live process's start time (clock ticks after boot, field 22
+ * of /proc/PID/stat), or -1 if it is gone or a zombie, which is the same for
+ * anyone asking whether a job or a QEMU still runs. A pid alone may have been
+ * reused: compare the start time too. */
+int64_t qm_proc_start_time(int pid);
+
 #endif
