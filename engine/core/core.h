@@ -34,6 +34,8 @@ struct side {
 	struct qmig_qmp_conn *qmp;
 	struct qmig_schema *schema;
 	struct qmig_hb *hb;           /* heartbeats of our test guests */
+	int opening;                  /* in qmig_qmp_conn_open: its error is ours to report */
+	char open_err[256];
 	struct json_object *orig_caps;   /* before we touched anything */
 	struct json_object *orig_params;
 	struct json_object *set_caps;    /* what the plan changes, to undo */
