@@ -524,6 +524,20 @@ static int step_start(struct qmig_migration *m)
 	return STEP_NEXT;
 }
 
+/* The source's stream completed: QEMU's own figures for the result. */
+static void take_completed(struct qmig_migration *m, const struct qmig_migrate_info *mi)
+{
+	m->completed = 1;
+	if (!m->t_done_ns)
+		m->t_done_ns = qm_now_ns();
+	m->res.postcopy_requests = mi->ram_postcopy_requests;
+	m->res.total_ms = mi->total_time_ms;
+	m->res.setup_ms = mi->setup_time_ms;
+	m->res.downtime_ms = mi->downtime_ms;
+	m->res.transferred_bytes = mi->ram_transferred;
+	m->res.passes = mi->ram_dirty_sync_count;
+}
+
 /* Precopy and switchover share the monitor loop. */
 static int step_monitor(struct qmig_migration *m)
 {
@@ -552,14 +566,7 @@ static int step_monitor(struct qmig_migration *m)
 		return qm_postcopy_step(m, &mi) < 0 ? m->error : STEP_WAIT;
 	}
 	if (!strcmp(mi.status, "completed")) {
-		m->completed = 1;
-		m->res.postcopy_requests = mi.ram_postcopy_requests;
-		m->t_done_ns = qm_now_ns();
-		m->res.total_ms = mi.total_time_ms;
-		m->res.setup_ms = mi.setup_time_ms;
-		m->res.downtime_ms = mi.downtime_ms;
-		m->res.transferred_bytes = mi.ram_transferred;
-		m->res.passes = mi.ram_dirty_sync_count;
+		take_completed(m, &mi);
 		m->next_sample_ns = 0;
 		if (m->phase == QMIG_PHASE_PRECOPY)
 			set_phase(m, QMIG_PHASE_SWITCHOVER);
@@ -1123,7 +1130,7 @@ static void check_handover(struct qmig_migration *m)
 		return;
 	if (!m->completed && src->qmp && qmig_cmd_query_migrate(src->qmp, &mi) == 0 &&
 	    !strcmp(mi.status, "completed"))
-		m->completed = 1;
+		take_completed(m, &mi); /* seen only now: its figures too */
 	if (!m->completed)
 		return;
 	if (!dst->qmp || qmig_cmd_query_status(dst->qmp, &st) < 0)
