@@ -28,7 +28,8 @@ void qm_argv_free(struct qm_argv *a);
 /* How the child is set up between fork and exec. */
 struct qm_spawn {
 	const char *const *argv;
-	const char *out_path;   /* stdout and stderr go here (truncated) */
+	const char *out_path;   /* stdout and stderr go here (replaced; a regular file
+				 * or nothing yet); NULL: /dev/null */
 	const char *netns;      /* NULL, a name under /run/netns, or a path */
 	int detach;             /* no death signal: outlive the caller */
 	int change_id;

@@ -174,15 +174,32 @@ int qm_spawn(const struct qm_spawn *s, pid_t *pid_out, int *pidfd_out, char *msg
 	struct child_err ce;
 	pid_t parent = getpid(), pid;
 	int pfd[2], out_fd, status;
+	struct stat st;
 	ssize_t n;
 
+	/* No output wanted: /dev/null, opened, never replaced. */
+	if (!s->out_path) {
+		out_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (out_fd < 0) {
+			snprintf(msg, msg_len, "cannot open /dev/null: %s", strerror(errno));
+			return -errno;
+		}
+		goto opened;
+	}
 	/* In a directory QEMU's user may write to: a file of our own, never
-	 * a link (symbolic or hard) to something else truncated. */
+	 * a link (symbolic or hard) to something else truncated. Only a file
+	 * or a link is replaced: a device, FIFO, socket or directory named
+	 * here is a caller's mistake (this once replaced /dev/null). */
+	if (lstat(s->out_path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+		snprintf(msg, msg_len, "%s is not a regular file: not replaced", s->out_path);
+		return -EEXIST;
+	}
 	if (unlink(s->out_path) < 0 && errno != ENOENT) {
 		snprintf(msg, msg_len, "cannot replace %s: %s", s->out_path, strerror(errno));
 		return -errno;
 	}
 	out_fd = open(s->out_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+opened:
 	if (out_fd < 0) {
 		snprintf(msg, msg_len, "cannot create %s: %s", s->out_path, strerror(errno));
 		return -errno;

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "unit.h"
 #include "launch/launch.h"
+#include "qm_wait.h"
 #include "../guests/tiny/tiny_abi.h"
 
 #define KIB 1024ull
@@ -400,9 +402,49 @@ static void test_heartbeat(void)
 	CU_ASSERT(qmig_hb_open(&hb, "/nonexistent/socket") < 0);
 }
 
+/* ---- spawning a tool ----------------------------------------------- */
+
+/* Its output file is replaced only when it is a file: a device named there
+ * (a caller asking for no output with "/dev/null") is refused, never
+ * unlinked; NULL is the way to say no output. */
+static void test_spawn_out(void)
+{
+	const char *argv[] = {"true", NULL};
+	struct qm_spawn sp = {0};
+	struct stat st;
+	char msg[256], path[] = "/tmp/qmig-unit-spawn.XXXXXX";
+	pid_t pid;
+	int pidfd = -1, w = -1, fd;
+
+	sp.argv = argv;
+	sp.out_path = "/dev/null";
+	CU_ASSERT(qm_spawn(&sp, &pid, &pidfd, msg, sizeof(msg)) == -EEXIST);
+	CU_ASSERT(strstr(msg, "not a regular file") != NULL);
+	CU_ASSERT(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+
+	sp.out_path = NULL;
+	CU_ASSERT_FATAL(qm_spawn(&sp, &pid, &pidfd, msg, sizeof(msg)) == 0);
+	CU_ASSERT(qm_wait_pid(pid, &w, qm_wait_now_ns() + 10000000000LL) == 0);
+	CU_ASSERT(WIFEXITED(w) && WEXITSTATUS(w) == 0);
+	if (pidfd >= 0)
+		close(pidfd);
+
+	fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	close(fd);
+	sp.out_path = path;
+	pidfd = -1;
+	CU_ASSERT_FATAL(qm_spawn(&sp, &pid, &pidfd, msg, sizeof(msg)) == 0);
+	CU_ASSERT(qm_wait_pid(pid, &w, qm_wait_now_ns() + 10000000000LL) == 0);
+	if (pidfd >= 0)
+		close(pidfd);
+	CU_ASSERT(stat(path, &st) == 0 && S_ISREG(st.st_mode));
+	unlink(path);
+}
+
 UNIT_SUITE(launch, NULL, NULL, {"mem_workaround", test_mem_workaround},
 	   {"argv_tiny", test_argv_tiny}, {"argv_linux", test_argv_linux},
 	   {"verify_clean", test_verify_clean}, {"verify_hot", test_verify_hot},
 	   {"verify_bad", test_verify_bad},
 	   {"verify_inflight", test_verify_inflight}, {"verify_header", test_verify_header},
-	   {"heartbeat", test_heartbeat})
+	   {"heartbeat", test_heartbeat}, {"spawn_out", test_spawn_out})
