@@ -97,8 +97,9 @@ int qm_agent_remote_dst(const char *dst_qmp)
 static void copy_opts(struct qmig_agent_opts *to, const struct qmig_agent_opts *from)
 {
 	memset(to, 0, sizeof(*to));
-	memcpy(to, from, from->version >= 2 ? sizeof(*to)
-					    : offsetof(struct qmig_agent_opts, stream_tls_dir));
+	memcpy(to, from, from->version >= 3 ? sizeof(*to)
+			 : from->version == 2 ? offsetof(struct qmig_agent_opts, queued)
+					      : offsetof(struct qmig_agent_opts, stream_tls_dir));
 	to->version = QMIG_AGENT_OPTS_VERSION;
 }
 
@@ -351,6 +352,8 @@ static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, si
 			qm_aj_int(rep, "position", &pos);
 			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
 					       "host's inbound limit is reached; waiting", (long long)pos);
+			if (s->o.queued.fn)
+				s->o.queued.fn((long)pos, s->o.queued.user_data);
 			*queued = 1;
 			json_object_put(rep);
 			rep = NULL;
@@ -574,6 +577,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 		/* the caller keeps ownership on failure */
 		s->o.log.free = NULL;
 		s->o.connect.free = NULL;
+		s->o.queued.free = NULL;
 		qmig_agent_session_free(s);
 		return r;
 	}
@@ -806,6 +810,7 @@ int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
 	copy_opts(&s->o, o);
 	s->o.log.free = NULL;       /* the caller's, untouched */
 	s->o.connect.free = NULL;
+	s->o.queued.free = NULL;
 	s->listen_fd = s->client_fd = s->ep = -1;
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh && !(s->ctx = o->tls_dir ? qm_agent_tls_ctx(o->tls_dir, 0, msg, msg_len)
@@ -861,5 +866,7 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 		s->o.connect.free(s->o.connect.user_data);
 	if (s->o.log.free)
 		s->o.log.free(s->o.log.user_data);
+	if (s->o.queued.free)
+		s->o.queued.free(s->o.queued.user_data);
 	free(s);
 }
