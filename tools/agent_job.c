@@ -286,7 +286,11 @@ static int alloc_ports(struct agent *a, struct agent_job *j, const char *listen_
 			j->port = j->port_hi = qmig_port_number(j->portlock);
 		return r;
 	}
-	for (unsigned p = a->cfg.port_lo; p < a->cfg.port_hi; p++) {
+	if (!po.lo && !po.hi) {
+		po.lo = QMIG_PORT_LO_DEFAULT;
+		po.hi = QMIG_PORT_HI_DEFAULT;
+	}
+	for (unsigned p = po.lo, hi = po.hi; p < hi; p++) {
 		po.lo = po.hi = p;
 		if (qmig_port_alloc(&j->portlock, &po, msg, len) < 0)
 			continue;
@@ -299,8 +303,8 @@ static int alloc_ports(struct agent *a, struct agent_job *j, const char *listen_
 		qmig_port_free(j->portlock);
 		j->portlock = NULL;
 	}
-	snprintf(msg, len, "no two free neighbouring ports in %u-%u (a stream and an NBD server)",
-		 a->cfg.port_lo, a->cfg.port_hi);
+	snprintf(msg, len, "no two free neighbouring ports in the migration range (a stream and "
+		 "an NBD server)");
 	return -EADDRINUSE;
 }
 

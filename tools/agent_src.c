@@ -276,6 +276,14 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	if (o->tls_dst_dir)
 		die(EXIT_USAGE, "--to: the destination's certificates are the agent's (its --tls "
 				"DIR, checked there); drop --tls-dst-dir");
+	if (o->copy_storage == QMIG_COPY_STORAGE_INC)
+		die(EXIT_USAGE, "--to: --copy-storage-inc needs the destination's image on the same "
+				"backing image; through an agent only --copy-storage-all (the agent "
+				"creates each image)");
+	if (o->transport == QMIG_TRANSPORT_RELAY)
+		die(EXIT_USAGE, "--to: --transport relay needs the relay's far end on the "
+				"destination host, which the agent does not run yet; use the direct "
+				"transport (with --tls DIR for an encrypted stream)");
 	q_to = to;
 	q_profile = profile;
 	outbound_slot();
@@ -289,6 +297,8 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
 	ao.stream_tls_dir = stream_dir;
 	ao.stream_tls_hostname = stream_host;
 	ao.queued = (struct qmig_agent_queued_cb){on_queued, NULL, NULL};
+	ao.copy_storage = o->copy_storage;
+	ao.migrate_disks = o->migrate_disks;
 	if (!strncmp(to, "ssh://", 6))
 		ssh_setup(&ao, to);
 	r = qmig_agent_session_new(&sess, &ao, msg, sizeof(msg));
