@@ -230,10 +230,11 @@ static void outbound_slot(void)
 			close(fd);
 		}
 		if (!told) {
+			/* The record for status first: once this says queued, it is there. */
+			queue_note("outbound", 0, n);
 			warnx("queued: %ld outbound migration%s already run%s from this host "
 			      "(--max-outbound %ld); waiting", n, n == 1 ? "" : "s",
 			      n == 1 ? "s" : "", n);
-			queue_note("outbound", 0, n);
 		}
 		told = 1;
 		usleep(200000);

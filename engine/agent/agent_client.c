@@ -409,10 +409,11 @@ static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, si
 			int64_t pos = 0;
 
 			qm_aj_int(rep, "position", &pos);
-			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
-					       "host's inbound limit is reached; waiting", (long long)pos);
+			/* The caller first: once the log says queued, its record is there. */
 			if (s->o.queued.fn)
 				s->o.queued.fn((long)pos, s->o.queued.user_data);
+			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
+					       "host's inbound limit is reached; waiting", (long long)pos);
 			*queued = 1;
 			json_object_put(rep);
 			rep = NULL;

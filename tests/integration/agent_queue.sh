@@ -38,7 +38,13 @@ grep -q 'queued' "$T/m3.err" || fail "m3: the source did not say it is queued"
 [ "$(jf inbound "$st")" = 2 ] || fail "expected 2 inbound: $st"
 [ "$(jf queued "$st")" = 2 ] || fail "expected 2 queued: $st"
 [ "$(audits prepared)" = 2 ] || fail "a third migration was let in over the limit: $(grep "\"op\":\"prepare\"" "$T/agent.log")"
-# Plain qmigrate status on the source host: the two waiting at the agent.
+# Plain qmigrate status on the source host: the two waiting at the agent
+# (each says "queued" once its record for status is written).
+for n in 3 4; do
+	i=0; until grep -q 'agent: queued' "$T/m$n.err"; do
+		i=$((i + 1)); [ $i -gt 400 ] && fail "m$n: the source never said it is queued: $(cat "$T/m$n.err")"; sleep 0.05
+	done
+done
 st=$(ip netns exec "$NETNS_A" $QMIGRATE status) || fail "status (source host): $st"
 echo "$st"
 for p in $m3_pid $m4_pid; do
