@@ -386,8 +386,9 @@ static int choose_disks(struct json_object *prof, const char *name, struct json_
 	*err = "bad-profile";
 	x = json_object_is_type(rule, json_type_object) ? json_object_object_get(rule, "dir") : NULL;
 	dir = json_object_is_type(x, json_type_string) ? json_object_get_string(x) : NULL;
-	if (!dir || *dir != '/' || strlen(dir) > 200 || strstr(dir, "..")) {
-		snprintf(msg, len, "profile '%s': disks.dir must be an absolute directory", name);
+	if (!dir || *dir != '/' || !safe_value(dir) || strstr(dir, "..")) {
+		snprintf(msg, len, "profile '%s': disks.dir must be an absolute directory of "
+			 "letters, digits and ._-/: (it goes into QEMU's options)", name);
 		return -EINVAL;
 	}
 	if ((x = json_object_object_get(rule, "max"))) {
