@@ -20,4 +20,4 @@ ITEST_SCRIPTS += tests/integration/agent_migrate.sh tests/integration/agent_refu
 	tests/integration/agent_queue.sh tests/integration/agent_kill.sh \
 	tests/integration/agent_ssh.sh tests/integration/agent_postcopy.sh
 ITEST_SCRIPTS += tests/integration/agent_tls_remote.sh tests/integration/agent_kill_phases.sh \
-	tests/integration/agent_storage.sh
+	tests/integration/agent_storage.sh tests/integration/agent_options.sh
