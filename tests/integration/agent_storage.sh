@@ -17,7 +17,7 @@ cp examples/profiles/tiny.json "$PROFILES/"
 sed "s|/var/lib/qmigrate/disks|$T/disks|; s|\"64G\"|\"256M\"|" examples/profiles/linux.json \
 	> "$PROFILES/linux.json"
 grep -q "\"dir\": \"$T/disks\"" "$PROFILES/linux.json" || fail "linux.json has no disks.dir to point at $T/disks"
-agent_setup qas
+agent_setup qad
 
 # 1. The Linux guest and its 256 MiB disk, copied through the agent.
 launch_guest s --guest linux --mem 256M --wss 32M --dirty-rate 4M --disk 256M \
