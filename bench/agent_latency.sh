@@ -76,7 +76,7 @@ for i in $(seq "$RUNS"); do
 			sed -n "s/.*the agent's launch of the destination \([0-9]*\) ms.*/\1/p" \
 				"$T/run.err" >> "$T/$mode.launch"
 			dq=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$T/run.jsonl" | tail -1)
-			$QMIGRATE qmp "$dq" quit > /dev/null
+			$QMIGRATE qmp "$dq" quit > /dev/null || fail "$mode: could not quit the destination $dq"
 			wait_no_dst 10
 			rm -rf "$STATE"/vm-* "$T/state-base"/vm-*
 			;;

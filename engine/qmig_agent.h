@@ -39,7 +39,7 @@ extern "C" {
 /* The agent's control port when the URL names none. */
 #define QMIG_AGENT_PORT_DEFAULT 49100
 
-#define QMIG_AGENT_OPTS_VERSION 2
+#define QMIG_AGENT_OPTS_VERSION 3
 
 /* Opens one connection to an agent's stdio (e.g. runs `ssh HOST qmigrate
  * agent --stdio`): 0 with the fds to read from and write to (they may be
@@ -47,6 +47,12 @@ extern "C" {
  * connection the session needs (the control connection, the tunnel). */
 struct qmig_agent_connect_cb {
 	int (*fn)(int *rfd, int *wfd, void *user_data);
+	void *user_data;
+	void (*free)(void *user_data);
+};
+
+struct qmig_agent_queued_cb {
+	void (*fn)(long position, void *user_data);
 	void *user_data;
 	void (*free)(void *user_data);
 };
@@ -85,6 +91,22 @@ struct qmig_agent_opts {
 	 * stream. */
 	const char *stream_tls_dir;
 	const char *stream_tls_hostname;
+	/* Version 3 adds the fields from here on. */
+	/* Called when the agent queues the request (its inbound limit is
+	 * reached), with the place in its queue; the session goes on
+	 * waiting. NULL fn: only logged. free runs once, when the session
+	 * is freed (or session_new fails). */
+	struct qmig_agent_queued_cb queued;
+	/* Local disks to copy (QMIG_COPY_STORAGE_ALL or _INC, as in
+	 * qmig_migrate_opts; 0: none): the prepare lists the source's
+	 * writable disks (device, virtual size, format; only those in
+	 * migrate_disks, "a,b", when set), the agent creates an image of
+	 * the same size for each in its profile's disk directory, gives
+	 * its QEMU the same devices and reserves a second port for the
+	 * NBD server the migration starts there. A profile without a
+	 * "disks" rule refuses ("not-allowed"). */
+	int copy_storage;
+	const char *migrate_disks;
 };
 
 #define QMIG_AGENT_OPTS_INIT {.version = QMIG_AGENT_OPTS_VERSION}

@@ -24,7 +24,8 @@ engine/save/save_util.c a qom-get string type-checked first; caps/params validat
 engine/agent/agent_io.c the agent protocol's own typed accessors (qm_aj_*): each checks the member's type first
 engine/agent/agent_client.c only json_object_get_boolean on "ok" (defined for every type and for a missing member)
 tools/cmd_agent.c       the same: "ok" read with json_object_get_boolean
-tools/agent_src.c       boolean and string getters, defined for every type (a non-string prints as JSON text)
+tools/agent_src.c       boolean, string and int64 getters, defined for every type (a non-string prints as JSON text); its own queue notes
+tools/agent_job.c       the agent's own journals (0600, in its state directory): the disk list's entries type-checked before they are read
 tools/agent_profile.c   the host's own profile files (root's), every value type-checked before it is read
 tools/cmd_job.c         the job control socket's replies (our own process, 0600 socket)
 tools/cmd_migrate.c     the engine's own records and the job socket's replies

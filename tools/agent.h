@@ -32,6 +32,15 @@ struct agent_cfg {
 	FILE *audit;
 };
 
+#define AGENT_MAX_DISKS 8
+/* A disk the source copies (--copy-storage-all): an image the agent
+ * creates in the profile's disk directory, given to its QEMU as DEVICE. */
+struct agent_disk {
+	char device[64];
+	char path[300];
+	uint64_t size;
+};
+
 /* One inbound migration, from prepare to confirm or abort. */
 struct agent_job {
 	char id[64];
@@ -52,8 +61,12 @@ struct agent_job {
 	int64_t t_prepared;  /* monotonic ns */
 	int64_t launch_ms;   /* how long launching its QEMU took */
 	int tunnel_closed;   /* the tunnel ended: no more QMP from the source */
+	int ndisks;          /* images created for a storage copy */
+	struct agent_disk disks[AGENT_MAX_DISKS];
+	int disks_made;      /* how many of them exist (ours to remove) */
+	unsigned port_hi;    /* with disks: port + 1, for the NBD server */
 	struct qmig_vm *vm;
-	struct qmig_port *portlock;
+	struct qmig_port *portlock, *nbdlock;
 	struct qmig_qmp_conn *monc;
 };
 
@@ -88,6 +101,9 @@ struct agent_launch {
 	int userfaultfd;
 	int nargs;
 	char args[AGENT_MAX_ARGS][256];
+	int ndisks;
+	struct agent_disk disks[AGENT_MAX_DISKS];
+	char disk_model[64];         /* the device model of each disk */
 };
 int agent_profile_build(const struct agent *a, const char *name, struct json_object *req,
 			struct agent_launch *out, const char **err, char *msg, size_t len);

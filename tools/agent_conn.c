@@ -309,6 +309,8 @@ static int do_prepare(struct conn *k, struct json_object *req)
 	json_object_object_add(o, "job", json_object_new_string(k->job->id));
 	json_object_object_add(o, "token", json_object_new_string(k->job->token));
 	json_object_object_add(o, "port", json_object_new_int((int)k->job->port));
+	if (k->job->ndisks) /* the next port, for the NBD server of the disks' copy */
+		json_object_object_add(o, "port_hi", json_object_new_int((int)k->job->port_hi));
 	json_object_object_add(o, "listen_addr", json_object_new_string(k->listen_addr));
 	json_object_object_add(o, "launch_ms", json_object_new_int64(k->job->launch_ms));
 	if (k->a->cfg.tls_dir)

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -75,6 +76,14 @@ void agent_journal(struct agent *a, const struct agent_job *j, const char *state
 	json_object_object_add(o, "qmp", json_object_new_string(j->qmp));
 	json_object_object_add(o, "monitor", json_object_new_string(j->mon));
 	json_object_object_add(o, "dir", json_object_new_string(j->dir));
+	if (j->disks_made) {
+		struct json_object *arr = json_object_new_array();
+
+		/* Ours (made with O_EXCL): removed with a destination that never ran. */
+		for (int i = 0; i < j->disks_made; i++)
+			json_object_array_add(arr, json_object_new_string(j->disks[i].path));
+		json_object_object_add(o, "disks", arr);
+	}
 	/* The tunnel may be asked for by another agent process (ssh: one
 	 * `qmigrate agent --stdio` per connection): the file is 0600 in a
 	 * 0700 directory. */
@@ -208,6 +217,7 @@ static void free_job(struct agent_job *j)
 {
 	qmig_qmp_conn_close(j->monc);
 	qmig_port_free(j->portlock);
+	qmig_port_free(j->nbdlock);
 	qmig_vm_free(j->vm);
 	free(j);
 }
@@ -257,15 +267,110 @@ static int give_creds(struct agent *a, struct agent_job *j, char *msg, size_t le
 	return 0;
 }
 
+/* The ports of a job: one for the stream, and with disks the next one
+ * too, for the destination's NBD server (the source's engine is given
+ * both as its port range). 0, or -errno with msg. */
+static int alloc_ports(struct agent *a, struct agent_job *j, const char *listen_addr, char *msg,
+		       size_t len)
+{
+	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
+	int r;
+
+	po.lo = a->cfg.port_lo;
+	po.hi = a->cfg.port_hi;
+	po.bind_addr = listen_addr;
+	po.lock_dir = a->cfg.port_lock_dir;
+	if (!j->ndisks) {
+		r = qmig_port_alloc(&j->portlock, &po, msg, len);
+		if (r == 0)
+			j->port = j->port_hi = qmig_port_number(j->portlock);
+		return r;
+	}
+	if (!po.lo && !po.hi) {
+		po.lo = QMIG_PORT_LO_DEFAULT;
+		po.hi = QMIG_PORT_HI_DEFAULT;
+	}
+	for (unsigned p = po.lo, hi = po.hi; p < hi; p++) {
+		po.lo = po.hi = p;
+		if (qmig_port_alloc(&j->portlock, &po, msg, len) < 0)
+			continue;
+		po.lo = po.hi = p + 1;
+		if (qmig_port_alloc(&j->nbdlock, &po, msg, len) == 0) {
+			j->port = p;
+			j->port_hi = p + 1;
+			return 0;
+		}
+		qmig_port_free(j->portlock);
+		j->portlock = NULL;
+	}
+	snprintf(msg, len, "no two free neighbouring ports in the migration range (a stream and "
+		 "an NBD server)");
+	return -EADDRINUSE;
+}
+
+/* The uid and gid the destination QEMU will run as (the launcher's rule:
+ * QMIG_RUNAS_DEFAULT when we are root and that user exists), so that it
+ * can open the images made for it. */
+static void qemu_ids(uid_t *uid, gid_t *gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	*uid = geteuid();
+	*gid = getegid();
+	if (geteuid() == 0 && getpwnam_r(QMIG_RUNAS_DEFAULT, &pw, buf, sizeof(buf), &res) == 0 &&
+	    res) {
+		*uid = pw.pw_uid;
+		*gid = pw.pw_gid;
+	}
+}
+
+/* The images of a storage copy: new, sparse, raw, of the source's size,
+ * owned by QEMU's user; never an existing file. */
+static int make_disks(struct agent_job *j, char *msg, size_t len)
+{
+	uid_t uid;
+	gid_t gid;
+
+	qemu_ids(&uid, &gid);
+	for (; j->disks_made < j->ndisks; j->disks_made++) {
+		struct agent_disk *d = &j->disks[j->disks_made];
+		int fd = open(d->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int e;
+
+		if (fd < 0) {
+			e = errno;
+			snprintf(msg, len, "disk '%s': cannot create %s: %s", d->device, d->path,
+				 strerror(e));
+			return -e;
+		}
+		if (ftruncate(fd, (off_t)d->size) < 0 || fchown(fd, uid, gid) < 0) {
+			e = errno;
+			close(fd);
+			unlink(d->path);
+			snprintf(msg, len, "disk '%s': %s: %s", d->device, d->path, strerror(e));
+			return -e;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+static void remove_disks(struct agent_job *j)
+{
+	for (int i = 0; i < j->disks_made; i++)
+		unlink(j->disks[i].path);
+	j->disks_made = 0;
+}
+
 int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer,
 		      const char *listen_addr, struct agent_job **out, const char **err,
 		      char *msg, size_t len)
 {
 	struct qmig_vm_spec spec = QMIG_VM_SPEC_INIT;
-	struct qmig_port_opts po = QMIG_PORT_OPTS_INIT;
 	const char *name = qm_aj_str(req, "profile"), *id = qm_aj_str(req, "job");
-	char monarg[400], tmpl[PATH_MAX];
-	const char *argv[AGENT_MAX_ARGS + 3];
+	char monarg[400], tmpl[PATH_MAX], dargs[AGENT_MAX_DISKS][3][400];
+	const char *argv[AGENT_MAX_ARGS + 3 + 6 * AGENT_MAX_DISKS];
 	struct agent_launch *L;
 	struct agent_job *j;
 	int r, n = 0;
@@ -295,6 +400,8 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	snprintf(j->peer, sizeof(j->peer), "%s", peer);
 	snprintf(j->listen_addr, sizeof(j->listen_addr), "%s", listen_addr);
 	j->guest_kind = L->guest;
+	j->ndisks = L->ndisks;
+	memcpy(j->disks, L->disks, sizeof(j->disks));
 	gen_token(j->token, sizeof(j->token));
 	r = register_job(a, j);
 	if (r < 0) {
@@ -306,16 +413,11 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 		return r;
 	}
 	/* The port first: a full range refuses before anything is started. */
-	po.lo = a->cfg.port_lo;
-	po.hi = a->cfg.port_hi;
-	po.bind_addr = listen_addr;
-	po.lock_dir = a->cfg.port_lock_dir;
-	r = qmig_port_alloc(&j->portlock, &po, msg, len);
+	r = alloc_ports(a, j, listen_addr, msg, len);
 	if (r < 0) {
 		*err = "no-port";
 		goto fail;
 	}
-	j->port = qmig_port_number(j->portlock);
 	snprintf(tmpl, sizeof(tmpl), "%s/vm-XXXXXX", a->cfg.state_dir);
 	if (!mkdtemp(tmpl)) {
 		r = -errno;
@@ -337,6 +439,30 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	snprintf(monarg, sizeof(monarg), "unix:%s,server=on,wait=off", j->mon);
 	argv[n++] = "-qmp";
 	argv[n++] = monarg;
+	/* The disks the source copies into: journaled first, so that a
+	 * crash between their creation and the launch still removes them. */
+	agent_journal(a, j, "launching");
+	r = make_disks(j, msg, len);
+	if (j->disks_made)
+		agent_journal(a, j, "launching");
+	if (r < 0) {
+		*err = "internal";
+		goto fail;
+	}
+	for (int i = 0; i < j->ndisks; i++) {
+		snprintf(dargs[i][0], sizeof(dargs[i][0]),
+			 "driver=file,node-name=qmig-disk%d-file,filename=%s", i, j->disks[i].path);
+		snprintf(dargs[i][1], sizeof(dargs[i][1]),
+			 "driver=raw,node-name=qmig-disk%d,file=qmig-disk%d-file", i, i);
+		snprintf(dargs[i][2], sizeof(dargs[i][2]), "%s,drive=qmig-disk%d,id=%s",
+			 L->disk_model, i, j->disks[i].device);
+		argv[n++] = "-blockdev";
+		argv[n++] = dargs[i][0];
+		argv[n++] = "-blockdev";
+		argv[n++] = dargs[i][1];
+		argv[n++] = "-device";
+		argv[n++] = dargs[i][2];
+	}
 	argv[n] = NULL;
 	spec.qemu_binary = *L->qemu ? L->qemu : NULL;
 	spec.accel = *L->accel ? L->accel : NULL;
@@ -347,7 +473,6 @@ int agent_job_prepare(struct agent *a, struct json_object *req, const char *peer
 	spec.runtime_dir = j->dir;
 	spec.extra_args = argv;
 	spec.userfaultfd = L->userfaultfd;
-	agent_journal(a, j, "launching");
 	j->launch_ms = qm_wait_now_ns();
 	r = qmig_vm_launch(&j->vm, &spec, msg, len);
 	j->launch_ms = (qm_wait_now_ns() - j->launch_ms) / MS;
@@ -388,6 +513,7 @@ fail:
 	}
 	qmig_vm_free(j->vm);
 	j->vm = NULL;
+	remove_disks(j);
 	if (*j->dir)
 		rmdir(j->dir);
 	agent_journal(a, j, "ended");
@@ -524,6 +650,7 @@ static void kill_and_clean(struct agent_job *j)
 	if (d)
 		closedir(d);
 	rmdir(j->dir);
+	remove_disks(j);
 }
 
 void agent_job_end(struct agent *a, struct agent_job *j, int confirmed, int wait_stream,
@@ -689,6 +816,19 @@ int agent_reap_stale(struct agent *a)
 			json_object_put(o); /* the journal stays for the next try */
 			unsettled++;
 			continue;
+		}
+		if (kill_it) {
+			struct json_object *arr = NULL;
+
+			/* The images made for its storage copy (never a file it did
+			 * not create: those are the only ones journaled). */
+			if (qm_aj_arr(o, "disks", &arr) == 1)
+				for (size_t i = 0; i < json_object_array_length(arr); i++) {
+					struct json_object *x = json_object_array_get_idx(arr, i);
+
+					if (json_object_is_type(x, json_type_string))
+						unlink(json_object_get_string(x));
+				}
 		}
 		if (dir && kill_it) {
 			char p[PATH_MAX];

@@ -351,6 +351,111 @@ static int choose(struct json_object *prof, struct json_object *req, struct chos
 	return 0;
 }
 
+/* "disks" in the request (a storage copy, --copy-storage-all): allowed
+ * only by the profile's "disks" rule {"dir", "max", "max_size", "model"};
+ * each becomes an image DIR/JOB-DEVICE.raw of the source disk's size,
+ * given to QEMU as a MODEL device with the source's id. */
+static int choose_disks(struct json_object *prof, const char *name, struct json_object *req,
+			const char *job, struct agent_launch *out, const char **err, char *msg,
+			size_t len)
+{
+	struct json_object *arr, *rule, *x;
+	uint64_t max_size = UINT64_MAX;
+	int64_t max = AGENT_MAX_DISKS;
+	const char *dir, *model = "virtio-blk-pci";
+	size_t n;
+
+	*err = "bad-request";
+	switch (qm_aj_arr(req, "disks", &arr)) {
+	case 0:
+		return 0;
+	case -1:
+		snprintf(msg, len, "'disks' must be an array");
+		return -EINVAL;
+	}
+	n = json_object_array_length(arr);
+	if (!n)
+		return 0;
+	rule = json_object_object_get(prof, "disks");
+	if (!rule) {
+		*err = "not-allowed";
+		snprintf(msg, len, "profile '%s' allows no disk copies (it has no \"disks\" rule)",
+			 name);
+		return -EPERM;
+	}
+	*err = "bad-profile";
+	x = json_object_is_type(rule, json_type_object) ? json_object_object_get(rule, "dir") : NULL;
+	dir = json_object_is_type(x, json_type_string) ? json_object_get_string(x) : NULL;
+	if (!dir || *dir != '/' || !safe_value(dir) || strstr(dir, "..")) {
+		snprintf(msg, len, "profile '%s': disks.dir must be an absolute directory of "
+			 "letters, digits and ._-/: (it goes into QEMU's options)", name);
+		return -EINVAL;
+	}
+	if ((x = json_object_object_get(rule, "max"))) {
+		if (!json_object_is_type(x, json_type_int) || json_object_get_int64(x) < 0) {
+			snprintf(msg, len, "profile '%s': disks.max must be a count", name);
+			return -EINVAL;
+		}
+		max = json_object_get_int64(x);
+		if (max > AGENT_MAX_DISKS)
+			max = AGENT_MAX_DISKS;
+	}
+	if ((x = json_object_object_get(rule, "max_size")) && parse_bytes(x, &max_size) < 0) {
+		snprintf(msg, len, "profile '%s': disks.max_size must be a size", name);
+		return -EINVAL;
+	}
+	if ((x = json_object_object_get(rule, "model"))) {
+		model = json_object_is_type(x, json_type_string) ? json_object_get_string(x) : "";
+		if (!safe_value(model)) {
+			snprintf(msg, len, "profile '%s': disks.model must be a device model name",
+				 name);
+			return -EINVAL;
+		}
+	}
+	*err = "not-allowed";
+	if ((int64_t)n > max) {
+		snprintf(msg, len, "%zu disks to copy: profile '%s' allows at most %lld", n, name,
+			 (long long)max);
+		return -EPERM;
+	}
+	snprintf(out->disk_model, sizeof(out->disk_model), "%s", model);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+		const char *dev = qm_aj_str(e, "device");
+		int64_t size = 0;
+		struct agent_disk *d = &out->disks[i];
+
+		*err = "bad-request";
+		if (!json_object_is_type(e, json_type_object) || !agent_valid_name(dev) ||
+		    qm_aj_int(e, "size", &size) < 0) {
+			snprintf(msg, len, "each of 'disks' needs a 'device' (1-63 letters, digits, "
+					   "'-' or '_') and a 'size'");
+			return -EINVAL;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(out->disks[k].device, dev)) {
+				snprintf(msg, len, "disk '%s' is listed twice", dev);
+				return -EINVAL;
+			}
+		if (size <= 0 || size % 512) {
+			snprintf(msg, len, "disk '%s': size %lld is not a positive multiple of 512",
+				 dev, (long long)size);
+			return -EINVAL;
+		}
+		if ((uint64_t)size > max_size) {
+			*err = "not-allowed";
+			snprintf(msg, len, "disk '%s' of %lld bytes is over profile '%s''s max_size "
+				 "%llu", dev, (long long)size, name, (unsigned long long)max_size);
+			return -EPERM;
+		}
+		snprintf(d->device, sizeof(d->device), "%s", dev);
+		snprintf(d->path, sizeof(d->path), "%s/%s-%s.raw", dir, job, dev);
+		d->size = (uint64_t)size;
+		out->ndisks++;
+	}
+	return 0;
+}
+
 /* "{name}" replaced by chosen values; an unknown name refuses. */
 static int expand(const char *t, const struct chosen *c, char *out, size_t len, char *msg,
 		  size_t mlen)
@@ -400,6 +505,8 @@ int agent_profile_build(const struct agent *a, const char *name, struct json_obj
 	if (!prof)
 		return -ENOENT;
 	r = choose(prof, req, &c, err, msg, len);
+	if (r == 0)
+		r = choose_disks(prof, name, req, qm_aj_str(req, "job"), out, err, msg, len);
 	targs = json_object_object_get(prof, "args");
 	for (size_t i = 0; r == 0 && targs && i < json_object_array_length(targs); i++) {
 		x = json_object_array_get_idx(targs, i);

@@ -12,6 +12,14 @@ void agent_src_start(struct qmig_migrate_opts *o, const char *to, const char *pr
  * name the destination's certificate must carry (--tls-hostname), for
  * the agent to check its own certificates against; NULL: plain. */
 void agent_src_stream_tls(const char *dir, const char *hostname);
+/* Before agent_src_start: --max-outbound N (0: no limit; not called:
+ * $QMIGRATE_MAX_OUTBOUND, else AGENT_SRC_MAX_OUTBOUND). */
+#define AGENT_SRC_MAX_OUTBOUND 2
+void agent_src_max_outbound(long n);
+/* qmigrate status: the migrations of this host waiting for a place (its
+ * outbound limit, or the destination agent's queue), one line (or JSON
+ * object) each. Returns how many were listed. */
+int agent_src_list_queued(int json);
 int agent_src_active(void);
 int agent_src_fd(void);
 void agent_src_process(void);

@@ -24,7 +24,10 @@ static void usage(FILE *f, const char *cmd)
 			   "Jobs whose qmigrate died (their journal is left in the jobs\n"
 			   "directory) are listed as orphaned, with the phase they died in and\n"
 			   "who owns the guest: 'qmigrate recover --job ID' repairs them.\n"
-			   "Exit 0 when a running job was shown, 1 otherwise.\n\n"
+			   "Migrations to another host that wait for a place (this host's\n"
+			   "--max-outbound limit, or the destination agent's queue) are listed\n"
+			   "as queued.\n"
+			   "Exit 0 when a running or queued job was shown, 1 otherwise.\n\n"
 			   "On an agent's host (qmigrate agent): its inbound jobs, and the\n"
 			   "migrations queued behind its --max-inbound limit:\n"
 			   "  --agent-state [DIR]   read the agent's state directory (default\n"
@@ -247,11 +250,13 @@ static int job_cmd(int argc, char **argv, int kind)
 	rep = job_request(pid, req, msg, sizeof(msg));
 	if (!rep && kind == K_STATUS) {
 		char id[16];
+		int queued = pid ? 0 : agent_src_list_queued(json);
 
 		snprintf(id, sizeof(id), "%d", pid);
-		warnx("%s", msg);
+		if (!queued || !strstr(msg, "no migration is running"))
+			warnx("%s", msg);
 		list_orphans(pid ? id : NULL, json);
-		return EXIT_FAIL;
+		return queued ? EXIT_OK : EXIT_FAIL;
 	}
 	if (!rep)
 		die(EXIT_FAIL, "%s", msg);
@@ -269,8 +274,10 @@ static int job_cmd(int argc, char **argv, int kind)
 		printf("%s set\n", req + 4);
 	else if (!why)
 		printf("%s\n", done[kind]);
-	if (kind == K_STATUS && !pid)
+	if (kind == K_STATUS && !pid) {
+		agent_src_list_queued(json);
 		list_orphans(NULL, json);
+	}
 	json_object_put(o);
 	free(rep);
 	return rc;

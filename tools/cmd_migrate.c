@@ -51,8 +51,12 @@ static void usage(FILE *f)
 		"  --profile NAME          the agent host's profile for the destination QEMU\n"
 		"  --set KEY=VALUE         a value the profile lets requests choose (repeatable)\n"
 		"  --agent-tls DIR         client certificate for the agent (default: --tls DIR)\n"
-		"  ($QMIGRATE_MAX_OUTBOUND=N: at most N such migrations leave this host at\n"
-		"  once; more wait, saying \"queued\")\n"
+		"  --max-outbound N        at most N migrations leave this host through agents\n"
+		"                          at once (default 2, or $QMIGRATE_MAX_OUTBOUND; 0: no\n"
+		"                          limit); more wait, \"queued\" in 'qmigrate status'\n"
+		"  (--copy-storage-all: the agent creates the destination's images by its\n"
+		"  profile's \"disks\" rule; --copy-storage-inc and --transport relay are\n"
+		"  refused with --to)\n"
 		"Launch mode:\n"
 		"  --launch                start both QEMUs\n"
 		"  --guest tiny|linux      the built-in test guest (default tiny)\n"
@@ -583,7 +587,7 @@ int cmd_migrate(int argc, char **argv)
 	       O_RUNAS, O_TROVER, O_DSTOP, O_TO, O_PROFILE, O_SET, O_ATLS,
 	       O_CSALL, O_CSINC, O_MDISKS, O_DBW, O_CSSYNC, O_DISK, O_DBACK, O_DRATE };
 	enum { O_TRANSPORT = 400, O_RSNS, O_RDNS };
-	enum { O_COMPRESS = 450, O_NOFEAT };
+	enum { O_COMPRESS = 450, O_NOFEAT, O_MAXOUT };
 	static const struct option lo[] = {
 		{"src-qmp", 1, 0, O_SRC},      {"dst-qmp", 1, 0, O_DST},
 		{"launch", 0, 0, O_LAUNCH},    {"guest", 1, 0, O_GUEST},
@@ -619,6 +623,7 @@ int cmd_migrate(int argc, char **argv)
 		{"relay-dst-netns", 1, 0, O_RDNS},
 		{"to", 1, 0, O_TO},            {"profile", 1, 0, O_PROFILE},
 		{"set", 1, 0, O_SET},          {"agent-tls", 1, 0, O_ATLS},
+		{"max-outbound", 1, 0, O_MAXOUT},
 		{"copy-storage-all", 0, 0, O_CSALL}, {"copy-storage-inc", 0, 0, O_CSINC},
 		{"migrate-disks", 1, 0, O_MDISKS}, {"disk-bandwidth", 1, 0, O_DBW},
 		{"copy-storage-synchronous", 0, 0, O_CSSYNC}, {"disk", 1, 0, O_DISK},
@@ -638,6 +643,7 @@ int cmd_migrate(int argc, char **argv)
 	char jdir[200];
 	const char *src_qemu = NULL, *dst_qemu = NULL;
 	const char *to = NULL, *profile = NULL, *agent_tls = NULL, *sets[33] = {0};
+	int max_out = 0;
 	int nsets = 0;
 
 	o.guest.guest = QMIG_GUEST_TINY;
@@ -748,6 +754,10 @@ int cmd_migrate(int argc, char **argv)
 		case O_TO: to = optarg; break;
 		case O_PROFILE: profile = optarg; break;
 		case O_ATLS: agent_tls = optarg; break;
+		case O_MAXOUT:
+			agent_src_max_outbound(parse_long("--max-outbound", optarg, 0, 1024));
+			max_out = 1;
+			break;
 		case O_SET:
 			if (nsets == 32)
 				die(EXIT_USAGE, "--set: at most 32");
@@ -797,8 +807,9 @@ int cmd_migrate(int argc, char **argv)
 		o.tls_dir = t;
 		if (!t)
 			o.tls_dst_dir = NULL; /* the stream is plain */
-	} else if (to || profile || nsets || agent_tls) {
-		die(EXIT_USAGE, "--profile, --set and --agent-tls go with --to (and --src-qmp)");
+	} else if (to || profile || nsets || agent_tls || max_out) {
+		die(EXIT_USAGE, "--profile, --set, --agent-tls and --max-outbound go with --to (and "
+				"--src-qmp)");
 	}
 	if ((o.migrate_disks || o.disk_bandwidth || o.copy_storage_synchronous) &&
 	    !o.copy_storage)

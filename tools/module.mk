@@ -19,4 +19,5 @@ TOOL_SRCS += tools/cmd_agent.c tools/agent_conn.c tools/agent_job.c tools/agent_
 ITEST_SCRIPTS += tests/integration/agent_migrate.sh tests/integration/agent_refuse.sh \
 	tests/integration/agent_queue.sh tests/integration/agent_kill.sh \
 	tests/integration/agent_ssh.sh tests/integration/agent_postcopy.sh
-ITEST_SCRIPTS += tests/integration/agent_tls_remote.sh tests/integration/agent_kill_phases.sh
+ITEST_SCRIPTS += tests/integration/agent_tls_remote.sh tests/integration/agent_kill_phases.sh \
+	tests/integration/agent_storage.sh tests/integration/agent_options.sh

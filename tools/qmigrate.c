@@ -14,7 +14,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
 	{"migrate", cmd_migrate, "move a running VM to another QEMU (attach or launch mode)"},
-	{"status", cmd_status, "show a running migration (like virsh domjobinfo), orphaned jobs, agent queues"},
+	{"status", cmd_status, "show a running migration (like virsh domjobinfo), queued and orphaned jobs, agent queues"},
 	{"caps", cmd_caps, "every capability and parameter of a pair of QEMUs, and what qmigrate sets"},
 	{"preflight", cmd_preflight, "measure the dirty rate, predict, recommend a strategy"},
 	{"doctor", cmd_doctor, "known QEMU migration bugs and traps for a pair of QEMUs"},

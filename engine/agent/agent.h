@@ -68,6 +68,8 @@ const char *qm_aj_str(struct json_object *o, const char *key);
 int qm_aj_int(struct json_object *o, const char *key, int64_t *out);
 /* An object member: 1 (*out set), 0 absent, -1 present but not an object. */
 int qm_aj_obj(struct json_object *o, const char *key, struct json_object **out);
+/* The same for an array member. */
+int qm_aj_arr(struct json_object *o, const char *key, struct json_object **out);
 
 /* dst_qmp is the local end of a live agent session's QMP tunnel: the
  * destination QEMU runs on another host, its files are out of reach here

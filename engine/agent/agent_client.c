@@ -39,8 +39,9 @@ struct qmig_agent_session {
 	char host[QMIG_HOST_MAX];
 	unsigned ctl_port;
 	char job[64], token[80], listen_addr[QMIG_HOST_MAX], dst_tls_dir[512];
-	unsigned port;
+	unsigned port, port_hi;      /* with disks: port_hi = port + 1 (NBD) */
 	uint64_t max_bw;
+	struct json_object *disks;   /* the prepare's "disks" (a storage copy) */
 	char dir[128], sock[160], lockdir[160];
 	int listen_fd, client_fd, ep;
 	int lost;
@@ -97,8 +98,9 @@ int qm_agent_remote_dst(const char *dst_qmp)
 static void copy_opts(struct qmig_agent_opts *to, const struct qmig_agent_opts *from)
 {
 	memset(to, 0, sizeof(*to));
-	memcpy(to, from, from->version >= 2 ? sizeof(*to)
-					    : offsetof(struct qmig_agent_opts, stream_tls_dir));
+	memcpy(to, from, from->version >= 3 ? sizeof(*to)
+			 : from->version == 2 ? offsetof(struct qmig_agent_opts, queued)
+					      : offsetof(struct qmig_agent_opts, stream_tls_dir));
 	to->version = QMIG_AGENT_OPTS_VERSION;
 }
 
@@ -223,6 +225,59 @@ static int refused(struct json_object *rep, const char *what, char *msg, size_t 
 	return -EACCES;
 }
 
+/* Is name in the list "a,b,c"? */
+static int listed(const char *list, const char *name)
+{
+	size_t l = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (n == l && !strncmp(p, name, n))
+			return 1;
+		p = e ? e + 1 : NULL;
+	}
+	return 0;
+}
+
+/* A storage copy: the disks the engine will mirror (writable, with a
+ * medium; those in migrate_disks when given), for the agent to create
+ * images of the same size. Into s->disks. */
+static int describe_disks(struct qmig_agent_session *s, struct qmig_qmp_conn *q, char *msg,
+			  size_t len)
+{
+	struct qmig_block_dev *b = NULL;
+	int n = 0, r;
+
+	r = qmig_cmd_query_block(q, &b, &n);
+	if (r < 0) {
+		snprintf(msg, len, "source: query-block failed");
+		return r;
+	}
+	s->disks = json_object_new_array();
+	for (int i = 0; i < n; i++) {
+		struct json_object *d;
+
+		if (!b[i].inserted || b[i].ro ||
+		    (s->o.migrate_disks && !listed(s->o.migrate_disks, b[i].name)))
+			continue;
+		d = json_object_new_object();
+		json_object_object_add(d, "device", json_object_new_string(b[i].name));
+		json_object_object_add(d, "size", json_object_new_int64((int64_t)b[i].virtual_size));
+		json_object_object_add(d, "format", json_object_new_string(b[i].format));
+		json_object_array_add(s->disks, d);
+	}
+	free(b);
+	if (!json_object_array_length(s->disks)) {
+		snprintf(msg, len, "storage: the source has no writable disk to copy%s%s",
+			 s->o.migrate_disks ? " named in " : "",
+			 s->o.migrate_disks ? s->o.migrate_disks : "");
+		return -ENODEV;
+	}
+	return 0;
+}
+
 static int describe_vm(struct qmig_agent_session *s, struct json_object *vm, char *msg,
 		       size_t len)
 {
@@ -239,13 +294,16 @@ static int describe_vm(struct qmig_agent_session *s, struct json_object *vm, cha
 		return r;
 	}
 	r = qmig_cmd_query_memory_size(q, &mem);
-	qmig_qmp_conn_close(q);
 	if (r < 0) {
+		qmig_qmp_conn_close(q);
 		snprintf(msg, len, "source: query-memory-size-summary failed");
 		return r;
 	}
 	json_object_object_add(vm, "mem", json_object_new_int64((int64_t)mem));
-	return 0;
+	if (s->o.copy_storage)
+		r = describe_disks(s, q, msg, len);
+	qmig_qmp_conn_close(q);
+	return r;
 }
 
 /* A public certificate of this host's stream directory, for the agent. */
@@ -316,6 +374,8 @@ static int prepare_send(struct qmig_agent_session *s, char *msg, size_t len)
 	json_object_object_add(m, "profile", json_object_new_string(s->o.profile));
 	json_object_object_add(m, "vm", vm);
 	json_object_object_add(m, "set", set);
+	if (s->disks)
+		json_object_object_add(m, "disks", json_object_get(s->disks));
 	if (r == 0)
 		r = qm_aconn_send(&s->ctl, m, deadline(s));
 	json_object_put(m);
@@ -349,6 +409,9 @@ static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, si
 			int64_t pos = 0;
 
 			qm_aj_int(rep, "position", &pos);
+			/* The caller first: once the log says queued, its record is there. */
+			if (s->o.queued.fn)
+				s->o.queued.fn((long)pos, s->o.queued.user_data);
 			slog(s, QMIG_LOG_WARN, "agent: queued (position %lld): the destination "
 					       "host's inbound limit is reached; waiting", (long long)pos);
 			*queued = 1;
@@ -365,6 +428,19 @@ static int prepare_wait(struct qmig_agent_session *s, int *queued, char *msg, si
 			break;
 		}
 		snprintf(s->token, sizeof(s->token), "%s", qm_aj_str(rep, "token"));
+		s->port_hi = (unsigned)port;
+		if (s->disks) {
+			/* The NBD server's port: the agent reserved the next one. */
+			int64_t hi = 0;
+
+			if (qm_aj_int(rep, "port_hi", &hi) < 0 || hi != port + 1) {
+				snprintf(msg, len, "agent: no port for the NBD server in the prepare "
+						   "reply (an agent older than the storage copy?)");
+				r = -EPROTO;
+				break;
+			}
+			s->port_hi = (unsigned)hi;
+		}
 		snprintf(s->listen_addr, sizeof(s->listen_addr), "%s", qm_aj_str(rep, "listen_addr"));
 		if (qm_aj_str(rep, "tls_dir"))
 			snprintf(s->dst_tls_dir, sizeof(s->dst_tls_dir), "%s",
@@ -574,6 +650,7 @@ int qmig_agent_session_new(struct qmig_agent_session **out, const struct qmig_ag
 		/* the caller keeps ownership on failure */
 		s->o.log.free = NULL;
 		s->o.connect.free = NULL;
+		s->o.queued.free = NULL;
 		qmig_agent_session_free(s);
 		return r;
 	}
@@ -596,7 +673,8 @@ int qmig_agent_session_apply(struct qmig_agent_session *s, struct qmig_migrate_o
 	mo->dst_qmp = s->sock;
 	mo->dst_addr = s->host;
 	mo->listen_addr = s->listen_addr;
-	mo->port_lo = mo->port_hi = s->port;
+	mo->port_lo = s->port;
+	mo->port_hi = s->port_hi ? s->port_hi : s->port;
 	/* The port is the agent's, reserved on its host; ours only keeps our
 	 * own processes apart. */
 	mo->port_lock_dir = s->lockdir;
@@ -806,6 +884,7 @@ int qmig_agent_request(const struct qmig_agent_opts *o, const char *op,
 	copy_opts(&s->o, o);
 	s->o.log.free = NULL;       /* the caller's, untouched */
 	s->o.connect.free = NULL;
+	s->o.queued.free = NULL;
 	s->listen_fd = s->client_fd = s->ep = -1;
 	r = parse_url(s, msg, msg_len);
 	if (r == 0 && !s->ssh && !(s->ctx = o->tls_dir ? qm_agent_tls_ctx(o->tls_dir, 0, msg, msg_len)
@@ -841,6 +920,7 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 	if (!s)
 		return;
 	remote_del(s);
+	json_object_put(s->disks);
 	drop_client(s);
 	if (s->have_tun)
 		qm_aconn_close(&s->tun);
@@ -861,5 +941,7 @@ void qmig_agent_session_free(struct qmig_agent_session *s)
 		s->o.connect.free(s->o.connect.user_data);
 	if (s->o.log.free)
 		s->o.log.free(s->o.log.user_data);
+	if (s->o.queued.free)
+		s->o.queued.free(s->o.queued.user_data);
 	free(s);
 }

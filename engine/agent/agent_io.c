@@ -429,3 +429,16 @@ int qm_aj_int(struct json_object *o, const char *key, int64_t *out)
 	*out = json_object_get_int64(v);
 	return 0;
 }
+
+int qm_aj_arr(struct json_object *o, const char *key, struct json_object **out)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return -1;
+	*out = v;
+	return 1;
+}

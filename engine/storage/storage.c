@@ -17,6 +17,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "journal/journal.h"
 #include "qm_wait.h"
 #include "storage.h"
@@ -275,6 +276,10 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 	free(dst);
 	if (r < 0)
 		return m->error;
+	/* A destination on another host (through its agent): its image names
+	 * mean nothing here, even where the same path exists. */
+	for (int i = 0; qm_agent_remote_dst(m->o.dst_qmp) && i < st->n; i++)
+		st->d[i].dst_file[0] = 0;
 	if (!st->n) {
 		qm_log(m, QMIG_LOG_WARN, "storage: no local writable disk to copy; RAM only");
 		return 0;

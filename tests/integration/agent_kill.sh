@@ -14,7 +14,6 @@
 . tests/integration/agent_lib.sh
 agent_setup qak
 
-mig_status() { $QMIGRATE qmp "$1" query-migrate | sed -n 's/.*"status": *"\([^"]*\)".*/\1/p' | head -1; }
 wait_active() { # NAME: its --json records reach precopy (the QMP socket is the engine's)
 	_i=0; until grep -q '"type":"sample"' "$T/$1.jsonl" 2>/dev/null; do
 		_i=$((_i + 1)); [ $_i -gt 600 ] && fail "the source never started migrating"; sleep 0.05
@@ -64,8 +63,10 @@ bg_migrate k3 "$s3_qmp"
 wait_active k3
 k3pid=$MPID
 kill -9 "$MPID"; wait "$MPID" 2>/dev/null
-# QEMU goes on alone; let it finish quickly.
-$QMIGRATE qmp "$s3_qmp" migrate-set-parameters '{"max-bandwidth": 1073741824}' > /dev/null
+# QEMU goes on alone; let it finish quickly. This is the first client of
+# the source's QMP socket after a killed one: it must get its own reply.
+$QMIGRATE qmp "$s3_qmp" migrate-set-parameters '{"max-bandwidth": 1073741824}' > "$T/k3-bw.out" 2>&1 ||
+	fail "k3: raising the source's bandwidth after the kill failed: $(cat "$T/k3-bw.out")"
 i=0; until grep -q '"result":"kept"' "$T/agent.log"; do
 	i=$((i + 1)); [ $i -gt 600 ] && fail "k3: the agent did not keep the destination: $(tail -3 "$T/agent.log")"; sleep 0.05
 done
@@ -77,7 +78,7 @@ echo "recover on the source host: $(cut -c1-200 "$T/recover.json")"
 st=$(status_of "$s3_qmp" 2>/dev/null); [ -n "$st" ] || st="quit by recover"
 [ "$st" != running ] || fail "k3: the source was resumed: two copies"
 echo "source qmigrate killed in precopy: destination kept and running, source $st"
-$QMIGRATE qmp "$dq" quit > /dev/null
+$QMIGRATE qmp "$dq" quit > /dev/null || fail "k3: could not quit the destination"
 rm -rf "$STATE"/vm-*
 assert_clean "source killed in precopy"
 # 4. The source's qmigrate, while queued: the agent drops it from the queue,

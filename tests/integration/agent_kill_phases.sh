@@ -88,7 +88,7 @@ case_run() { # PHASE SIDE(agent|source)
 		[ "$(status_of "$_dq")" = running ] || fail "$_n: the destination does not run"
 		hb_grows "$(dirname "$_dq")/serial.log" "$_n: destination"
 		echo "$_n: one copy: the destination runs (heartbeats), the source QEMU is gone"
-		$QMIGRATE qmp "$_dq" quit > /dev/null
+		$QMIGRATE qmp "$_dq" quit > /dev/null || fail "$_n: could not quit the destination"
 		wait_no_dst 10 || fail "$_n: destination did not quit"
 		rm -rf "$STATE"/vm-*
 		;;

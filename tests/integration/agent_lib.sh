@@ -21,6 +21,9 @@ agent_setup() {
 	$QMIGRATE tls init "$C" --host "$NETNS_ADDR_B" > /dev/null || fail "tls init"
 	STATE="$T/state"
 	mkdir -p "$STATE"
+	# This test's own outbound slots (qmigrate migrate --max-outbound),
+	# not the host's, which tests running beside it share.
+	export QMIGRATE_OUTBOUND_DIR="$T/outbound"
 	agent_start "$@"
 }
 

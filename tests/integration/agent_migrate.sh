@@ -27,7 +27,7 @@ run() { # NAME MIGRATE-OPTIONS...
 	[ "$(status_of "$dq")" = running ] || fail "$_name: destination not running"
 	grep -q "\"job\":\"[^\"]*\",\"result\":\"kept\"" "$T/agent.log" || fail "$_name: no 'kept' audit"
 	[ -z "$(ls "$STATE/jobs")" ] || fail "$_name: job journal left"
-	$QMIGRATE qmp "$dq" quit > /dev/null
+	$QMIGRATE qmp "$dq" quit > /dev/null || fail "$_name: could not quit the destination"
 	wait_no_dst 10 || fail "$_name: destination did not quit"
 	rm -rf "$STATE"/vm-* # a kept destination's runtime dir is its owner's
 }

@@ -81,7 +81,7 @@ dq=$(ls "$STATE"/vm-*/qmp.sock)
 [ "$(status_of "$dq")" = running ] || fail "vanish after: the destination is not running"
 [ "$(status_of "$src_qmp")" = postmigrate ] || fail "vanish after: the source is not in postmigrate"
 echo "vanish after the destination ran: kept, running"
-$QMIGRATE qmp "$dq" quit > /dev/null
+$QMIGRATE qmp "$dq" quit > /dev/null || fail "vanish after: could not quit the destination"
 rm -rf "$STATE"/vm-*
 assert_clean "vanish after the destination ran"
 ok "every refusal clear, the agent serving, nothing left behind"

@@ -88,7 +88,7 @@ i=0; while alive "$src_pid"; do i=$((i + 1)); [ $i -gt 100 ] && fail "tls: sourc
 dq=$(sed -n 's/.*"qmp":"\([^"]*\)".*/\1/p' "$T/tls.jsonl" | tail -1)
 [ "$(on_b $QMIGRATE qmp "$dq" query-status | sed -n 's/.*"status": *"\([^"]*\)".*/\1/p')" = running ] ||
 	fail "tls: destination not running"
-on_b $QMIGRATE qmp "$dq" quit > /dev/null
+on_b $QMIGRATE qmp "$dq" quit > /dev/null || fail "tls: could not quit the destination"
 wait_no_dst 10 || fail "tls: destination did not quit"
 on_b sh -c "rm -rf $STATE/vm-*"
 

@@ -174,8 +174,28 @@ static void t_opts_v1(void)
 	CU_ASSERT_EQUAL(qm_agent_remote_dst("/tmp/qmig-agent-1-x/dst-qmp.sock"), 0);
 }
 
+/* A version-2 caller's options end before queued (version 3): the same. */
+static void t_opts_v2(void)
+{
+	size_t v2 = offsetof(struct qmig_agent_opts, queued);
+	struct qmig_agent_opts full = QMIG_AGENT_OPTS_INIT;
+	void *o = malloc(v2);
+	struct json_object *rep = NULL;
+	char msg[200] = "";
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+	full.version = 2;
+	full.url = "ssh://nowhere.invalid";
+	memcpy(o, &full, v2);
+	CU_ASSERT_EQUAL(qmig_agent_request(o, "status", &rep, msg, sizeof(msg)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(msg, "connect callback"));
+	CU_ASSERT_PTR_NULL(rep);
+	free(o);
+}
+
 UNIT_SUITE(agent, NULL, NULL, {"JSON lines, split reads, timeout, EOF", t_lines},
 	   {"garbage, several objects, deep nesting refused; the reader goes on", t_hostile},
 	   {"an oversized line refused at the limit", t_oversize},
 	   {"send is one line; raw bytes after a line", t_send_raw},
-	   {"a version-1 caller's options; no remote destination", t_opts_v1})
+	   {"a version-1 caller's options; no remote destination", t_opts_v1},
+	   {"a version-2 caller's options read only as far as they go", t_opts_v2})
