@@ -1054,8 +1054,9 @@ int qmig_relay_get_timeout(const struct qmig_relay *r)
 {
 	int64_t left;
 
-	if (io_uring_cq_ready(&r->ring))
-		return 0;
+	/* Completions need no timeout: each one signals the eventfd, and
+	 * process() signals it again for those it leaves. A 0 here made the
+	 * engine re-arm its timer at nearly every wake of a busy stream. */
 	if (!r->limit_wait_ns)
 		return -1;
 	left = r->limit_wait_ns - qm_rl_now();

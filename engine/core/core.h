@@ -99,6 +99,7 @@ struct qmig_migration {
 	char uri[128];
 
 	int epfd, tfd;
+	int64_t tfd_due;              /* when tfd is armed to fire (0: disarmed) */
 	struct qm_fiber *fiber;       /* process() runs drain + step on it (qm_wait.h) */
 	int fiber_wfd;                /* a dup of the fd it waits on, in epfd (-1: none) */
 	int64_t fiber_due_ns;         /* when its wait times out (0: not waiting) */
