@@ -238,6 +238,10 @@ static void on_accept(struct qmig_relay *r, int res)
 			snprintf(r->err, sizeof(r->err), "accept: %s", strerror(-res));
 		return;
 	}
+	/* The source QEMU's end gets the buffer our end has towards the
+	 * destination QEMU (relay_sys.c: why, and how). */
+	if (r->o.side == QMIG_RELAY_SOURCE)
+		qm_rl_peer_sndbuf(res, r->unix_path, UNIX_SNDBUF);
 	if (r->o.side == QMIG_RELAY_SOURCE && !r->stopped) {
 		/* A channel opened ahead (preconnect) takes QEMU's connection. */
 		for (unsigned i = 0; i < r->nch; i++) {

@@ -136,6 +136,9 @@ void qm_rl_limiter_refund(struct qmig_relay_limiter *l, struct rl_share *s, uint
 int qm_rl_netns_sockets(const char *netns, int family, unsigned n, int *fds, char *msg,
 			size_t len);
 int qm_rl_ktls_available(void);
+/* Raise to size the send buffer of every socket of the process at the far
+ * end of unix socket fd that is connected to path; how many were set. */
+int qm_rl_peer_sndbuf(int fd, const char *path, int size);
 
 /* relay_tls.c */
 int qm_rl_tls_ctx(struct qmig_relay *r, char *msg, size_t len);
