@@ -5,6 +5,7 @@
 #ifndef QMIG_CORE_H
 #define QMIG_CORE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -182,13 +183,17 @@ struct qmig_migration {
 	 * the fiber. A fresh pair per postcopy recovery (relay_gen). */
 	struct qm_relay_half {
 		struct qmig_relay *r;
-		int running;          /* its ring is in our epoll set */
+		int running;          /* its thread runs it */
+		pthread_t thread;
+		pthread_mutex_t mu;   /* r, the queue and fault, while running */
+		int wake, stop;       /* tell the thread to stop */
 		int fault;            /* qmig_relay_process() failed: -errno */
 		char fault_msg[256];
 		struct qmig_relay_event q[32];
 		int qn, lost;
 	} rh[2];                      /* [SRC]: source half, [DST]: destination half */
 	int relay_init;
+	int relay_notify;             /* the halves' threads: events queued */
 	char relay_dir[256];          /* private runtime directory, "" none */
 	char relay_in[300];           /* the destination QEMU's socket now */
 	char relay_out[300];          /* the source relay's socket now */

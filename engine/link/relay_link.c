@@ -7,15 +7,16 @@
  * half already makes its sockets inside the destination's network
  * namespace.
  *
- * Each half runs on a thread of its own, not in the handle's loop:
- * the engine's QMP calls wait for their reply inside a step, and QEMU
- * writes the last pages and the device state while holding its big lock,
- * so it answers no QMP command until its socket drains. A relay moved by
- * the same loop would then wait for the reply that waits for the relay
- * (seen: query-migrate timing out at the switchover). A thread per half,
- * as on two hosts: TLS encryption and decryption run in parallel. Each
- * thread only runs its half's non-blocking calls under the half's mutex and
- * hands channel events to the loop through an eventfd in its epoll set.
+ * Each half runs on a thread of its own (half_main): the scheduler of a
+ * loaded machine shares the cores per thread, and a single thread doing
+ * both halves' copies (and their encryption and decryption) was the slowest
+ * stage, behind each QEMU's own migration thread; the engine's loop is
+ * woken only for channel events. A thread runs its half's non-blocking
+ * calls under the half's mutex and hands channel events to the loop
+ * through an eventfd in its epoll set. (Steps wait for QMP replies in a
+ * fiber, so either way a step never holds the stream up: at the switchover
+ * QEMU writes its last pages holding its big lock and answers no QMP
+ * command until its socket drains.)
  *
  * A broken channel before the hand-over fails the migration (rolled back
  * to the source); in postcopy QEMU sees its socket close, pauses, and the
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,31 +148,68 @@ int qm_relay_tls_check(struct qmig_migration *m)
 	return 0;
 }
 
-/* Move what a half can move now, and queue its channel events for the
- * engine. Runs in process(), outside the engine's fiber: a step waiting
- * for a QMP reply never holds the stream up (at the switchover QEMU
- * answers only once its last pages have drained through us). */
-static void half_turn(struct qmig_migration *m, int side)
+static void kick(int efd)
 {
+	uint64_t one = 1;
+
+	if (write(efd, &one, sizeof(one)) < 0) {
+		/* the counter is full: it is signalled anyway */
+	}
+}
+
+struct half_arg {
+	struct qmig_migration *m;
+	int side;
+};
+
+/* A half's thread: wait for its ring (or the stop request), move bytes,
+ * queue channel events for the loop and wake it only for those. The lock
+ * is held only while the half runs; the loop takes it to read events and
+ * statistics. */
+static void *half_main(void *arg)
+{
+	struct qmig_migration *m = ((struct half_arg *)arg)->m;
+	int side = ((struct half_arg *)arg)->side;
 	struct qm_relay_half *h = &m->rh[side];
 	struct qmig_relay_event ev;
-	int r;
+	struct pollfd p[2];
+	uint64_t junk;
 
-	if (!h->r || !h->running)
-		return;
-	r = qmig_relay_process(h->r);
-	if (r < 0 && !h->fault) {
-		h->fault = r;
-		snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
-			 side_name(side), qmig_relay_error(h->r));
-	}
-	while (qmig_relay_next_event(h->r, &ev)) {
-		if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
-			h->lost++;
-			continue;
+	free(arg);
+	p[0] = (struct pollfd){.fd = h->wake, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(h->r), .events = POLLIN};
+	for (;;) {
+		int t, queued = 0, r;
+
+		pthread_mutex_lock(&h->mu);
+		if (h->stop) {
+			pthread_mutex_unlock(&h->mu);
+			break;
 		}
-		h->q[h->qn++] = ev;
+		r = qmig_relay_process(h->r);
+		if (r < 0 && !h->fault) {
+			h->fault = r;
+			snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
+				 side_name(side), qmig_relay_error(h->r));
+			queued = 1;
+		}
+		while (qmig_relay_next_event(h->r, &ev)) {
+			queued = 1;
+			if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
+				h->lost++;
+				continue;
+			}
+			h->q[h->qn++] = ev;
+		}
+		t = qmig_relay_get_timeout(h->r);
+		pthread_mutex_unlock(&h->mu);
+		if (queued)
+			kick(m->relay_notify);
+		if (poll(p, 2, t) > 0 && p[0].revents)
+			while (read(h->wake, &junk, sizeof(junk)) > 0)
+				;
 	}
+	return NULL;
 }
 
 static void stop_threads(struct qmig_migration *m)
@@ -180,36 +219,45 @@ static void stop_threads(struct qmig_migration *m)
 
 		if (!h->running)
 			continue;
-		qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
+		pthread_mutex_lock(&h->mu);
+		h->stop = 1;
+		pthread_mutex_unlock(&h->mu);
+		kick(h->wake);
+		pthread_join(h->thread, NULL);
 		h->running = 0;
+		h->stop = 0;
 	}
 }
 
-/* The halves' rings join the engine's epoll set: one fd for embedders,
- * and no thread of ours. */
+/* A thread per half (see docs/ARCHITECTURE.md, "Threads"): on a loaded
+ * machine the scheduler shares the cores per thread, and one thread doing
+ * both halves' copies (and their encryption and decryption) was the slowest
+ * stage of the pipeline, behind each QEMU's own migration thread. The
+ * engine's loop wakes only for channel events, not for every completion. */
 static int start_threads(struct qmig_migration *m)
 {
 	for (int i = 0; i < 2; i++) {
-		qm_watch_fd(m, qmig_relay_get_fd(m->rh[i].r));
+		struct half_arg *a = malloc(sizeof(*a));
+		int r;
+
+		if (!a)
+			return -ENOMEM;
+		*a = (struct half_arg){m, i};
+		r = pthread_create(&m->rh[i].thread, NULL, half_main, a);
+		if (r) {
+			free(a);
+			return -r;
+		}
 		m->rh[i].running = 1;
 	}
 	return 0;
 }
 
+/* The threads keep their own time (a rate limit refilling). */
 int64_t qm_relay_due_ns(const struct qmig_migration *m)
 {
-	int64_t due = 0;
-
-	for (int i = 0; i < 2; i++) {
-		int t;
-
-		if (!m->rh[i].r || !m->rh[i].running)
-			continue;
-		t = qmig_relay_get_timeout(m->rh[i].r);
-		if (t >= 0 && (!due || qm_now_ns() + (int64_t)t * MS < due))
-			due = qm_now_ns() + (int64_t)t * MS;
-	}
-	return due;
+	(void)m;
+	return 0;
 }
 
 static void free_halves(struct qmig_migration *m)
@@ -229,7 +277,31 @@ static void free_halves(struct qmig_migration *m)
 
 static int init_thread_state(struct qmig_migration *m)
 {
+	int n = 0;
+
+	if (m->relay_init)
+		return 0;
+	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	for (; n < 2 && m->relay_notify >= 0; n++) {
+		m->rh[n].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (m->rh[n].wake < 0)
+			break;
+		if (pthread_mutex_init(&m->rh[n].mu, NULL)) {
+			close(m->rh[n].wake);
+			break;
+		}
+	}
+	if (n < 2) {
+		while (n-- > 0) {
+			close(m->rh[n].wake);
+			pthread_mutex_destroy(&m->rh[n].mu);
+		}
+		if (m->relay_notify >= 0)
+			close(m->relay_notify);
+		return -ENOMEM;
+	}
 	m->relay_init = 1;
+	qm_watch_fd(m, m->relay_notify);
 	return 0;
 }
 
@@ -396,14 +468,17 @@ void qm_relay_pump(struct qmig_migration *m)
 	struct qmig_relay_event q[sizeof(m->rh[0].q) / sizeof(m->rh[0].q[0])];
 	char fault[sizeof(m->rh[0].fault_msg)];
 	int n, lost, err;
+	uint64_t junk;
 
 	if (!m->relay_init)
 		return;
-	for (int side = 0; side < 2; side++)
-		half_turn(m, side);
+	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
+		;
 	for (int side = 0; side < 2; side++) {
 		struct qm_relay_half *h = &m->rh[side];
 
+		if (h->running)
+			pthread_mutex_lock(&h->mu);
 		n = h->qn;
 		memcpy(q, h->q, sizeof(q[0]) * (size_t)n);
 		h->qn = 0;
@@ -412,6 +487,8 @@ void qm_relay_pump(struct qmig_migration *m)
 		err = h->fault;
 		memcpy(fault, h->fault_msg, sizeof(fault));
 		h->fault = 0;
+		if (h->running)
+			pthread_mutex_unlock(&h->mu);
 		if (lost)
 			qm_log(m, QMIG_LOG_WARN, "relay (%s half): %d channel events lost",
 			       side_name(side), lost);
@@ -438,7 +515,11 @@ void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
 	if (!m->rh[DST].r && !m->relay_bytes_prev)
 		return;
 	if (m->rh[DST].r) {
+		if (m->rh[DST].running)
+			pthread_mutex_lock(&m->rh[DST].mu);
 		qmig_relay_get_stats(m->rh[DST].r, &st);
+		if (m->rh[DST].running)
+			pthread_mutex_unlock(&m->rh[DST].mu);
 		bytes += st.bytes_up;
 	}
 	s->relay_bytes = bytes;
@@ -528,9 +609,17 @@ void qm_relay_stop(struct qmig_migration *m)
 	m->relay_dir[0] = 0;
 }
 
-/* With the handle. */
+/* With the handle: the threads' mutexes and eventfds. */
 void qm_relay_release(struct qmig_migration *m)
 {
 	qm_relay_stop(m);
+	if (!m->relay_init)
+		return;
+	for (int i = 0; i < 2; i++) {
+		close(m->rh[i].wake);
+		pthread_mutex_destroy(&m->rh[i].mu);
+	}
+	qm_unwatch_fd(m, m->relay_notify);
+	close(m->relay_notify);
 	m->relay_init = 0;
 }
