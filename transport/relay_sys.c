@@ -244,8 +244,7 @@ int qm_rl_peer_sndbuf(int fd, const char *path, int size)
 	int pidfd, n = 0;
 	DIR *d;
 
-	if (!path || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.pid <= 0 ||
-	    cr.pid == getpid())
+	if (!path || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.pid <= 0)
 		return 0;
 	pidfd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
 	if (pidfd < 0)
