@@ -2,9 +2,12 @@
 # bandwidth): the destination QEMU stops reading (the relay's memory and
 # CPU stay flat) and is then killed; the source QEMU is killed; qmigrate
 # itself (both relay halves) is killed and `qmigrate recover` repairs the
-# job. Each time the source guest ends running (or is gone when it was the
-# one killed), the destination runs no copy, and no relay directory,
-# listener or journal is left behind.
+# job; the destination QEMU is killed while it reads; the relaying process
+# stops reading from both QEMUs (SIGSTOP: the source guest runs on, QEMU's
+# writes wait), reads again, and the migration is then cancelled. Each
+# time the source guest ends running (or is gone when it was the one
+# killed), the destination runs no copy, and no relay directory, listener
+# or journal is left behind.
 . tests/lib.sh
 
 # This run's relay directories (other tests may run relays meanwhile).
@@ -106,3 +109,47 @@ $QMIGRATE migrate --launch --guest tiny --mem 64M --accel tcg --transport relay 
 	> "$T/dry.txt" 2>&1 || fail "dry run: $(cat "$T/dry.txt")"
 nothing_left selfkill
 ok "qmigrate killed mid-stream: recovered to the source, nothing left"
+
+# 4. The destination QEMU killed while it reads (not stopped first).
+launch_guest dst4 --guest tiny --mem 128M --incoming --accel tcg
+dst_qmp=$dst4_qmp
+start dstkill
+b0=$(grep -o '"relay_bytes":[0-9]*' "$T/dstkill.jsonl" | tail -1 | cut -d: -f2)
+i=0
+until [ "$(grep -o '"relay_bytes":[0-9]*' "$T/dstkill.jsonl" | tail -1 | cut -d: -f2)" -gt "$b0" ]; do
+	i=$((i + 1)); [ $i -gt 600 ] && fail "dstkill: the stream does not move"
+	sleep 0.05
+done
+kill -9 "$dst4_pid"
+finish dstkill 4
+[ "$(json_get rolled_back "$(tail -1 "$T/dstkill.jsonl")")" = true ] || fail "dstkill: not rolled back"
+[ "$(status_of "$src3_qmp")" = running ] || fail "dstkill: source not running"
+wait_beats "$src3_log" 5 30 || fail "dstkill: the source guest does not heartbeat"
+nothing_left dstkill
+ok "destination QEMU killed while reading: rolled back, source runs"
+
+# 5. The relaying process stops reading from both QEMUs (SIGSTOP), then
+# reads again; then the migration is cancelled (SIGTERM).
+launch_guest dst5 --guest tiny --mem 128M --incoming --accel tcg
+dst_qmp=$dst5_qmp
+start relaystop
+kill -STOP $mig
+# The source QEMU's writes wait on the relay; its guest runs on (its
+# heartbeats; its monitor has one client, the stopped qmigrate).
+wait_beats "$src3_log" 5 30 || { kill -CONT $mig; fail "relaystop: the source guest stopped"; }
+n0=$(grep -c '"relay_bytes"' "$T/relaystop.jsonl")
+b0=$(grep -o '"relay_bytes":[0-9]*' "$T/relaystop.jsonl" | tail -1 | cut -d: -f2)
+kill -CONT $mig
+i=0
+until [ "$(grep -o '"relay_bytes":[0-9]*' "$T/relaystop.jsonl" | tail -1 | cut -d: -f2)" -gt "$b0" ]; do
+	i=$((i + 1)); [ $i -gt 600 ] && fail "relaystop: the stream did not move again"
+	sleep 0.05
+done
+[ "$(grep -c '"relay_bytes"' "$T/relaystop.jsonl")" -gt "$n0" ] || fail "relaystop: no sample after SIGCONT"
+kill -TERM $mig
+finish relaystop 5
+[ "$(status_of "$src3_qmp")" = running ] || fail "relaystop: source not running after the cancel"
+wait_beats "$src3_log" 5 30 || fail "relaystop: the source guest does not heartbeat"
+[ "$(status_of "$dst5_qmp")" = running ] && fail "relaystop: the destination runs a copy"
+nothing_left relaystop
+ok "relaying process stopped (reads nothing), resumed, cancelled: source runs, nothing left"
