@@ -111,6 +111,14 @@ awk 'NR > 1 { k = $2 " " $3; n[k]++; tp[k, n[k]] = $4; qc[k, n[k]] = $5; mc[k, n
 				med(qc, k, n[k]) + med(mc, k, n[k]), R / 1024, over,
 				mpc[k] ? sprintf("%dK", mpc[k] / 1024) : "-",
 				mpc[k] ? sprintf("%.1fM", mpc[k] * (p[2] == 1 ? 4 : p[2] + 4) * 2 / 1048576) : "-" }
+		for (i = 1; i <= 12; i++) { k = keys[i]; split(k, p, " ")
+			if (mpc[k] && p[1] ~ /^relay(-tls)?$/) mem[p[1]] = mpc[k] }
+		if (mem["relay"] || mem["relay-tls"])
+			printf "  relay memory per channel, fixed, allocated up front: %s plain, %s TLS (OpenSSL included);\n" \
+				"  the arena is that x (multifd + 4) channels x 2 halves; the kernel adds the\n" \
+				"  socket buffers: 1 MiB on each QEMU-side unix socket, TCP autotuned\n",
+				mem["relay"] ? sprintf("%d KiB", mem["relay"] / 1024) : "-",
+				mem["relay-tls"] ? sprintf("%d KiB", mem["relay-tls"] / 1024) : "-"
 		for (c = 1; c <= 4; c += 3) {
 			if (n["relay@base " c] || n["relay-tls@base " c])
 				printf "  multifd %s: before (RELAY_BENCH_BASE): relay/direct %s, relay-tls/qemu-tls %s\n",
