@@ -183,7 +183,8 @@ struct qmig_migration {
 	 * the fiber. A fresh pair per postcopy recovery (relay_gen). */
 	struct qm_relay_half {
 		struct qmig_relay *r;
-		int running;          /* its thread runs it */
+		int running;          /* moved: by its thread, or in our loop */
+		int threaded;         /* on a thread of its own (TLS) */
 		pthread_t thread;
 		pthread_mutex_t mu;   /* r, the queue and fault, while running */
 		int wake, stop;       /* tell the thread to stop */

@@ -7,16 +7,16 @@
  * half already makes its sockets inside the destination's network
  * namespace.
  *
- * Each half runs on a thread of its own (half_main): the scheduler of a
- * loaded machine shares the cores per thread, and a single thread doing
- * both halves' copies (and their encryption and decryption) was the slowest
- * stage, behind each QEMU's own migration thread; the engine's loop is
- * woken only for channel events. A thread runs its half's non-blocking
- * calls under the half's mutex and hands channel events to the loop
- * through an eventfd in its epoll set. (Steps wait for QMP replies in a
- * fiber, so either way a step never holds the stream up: at the switchover
- * QEMU writes its last pages holding its big lock and answers no QMP
- * command until its socket drains.)
+ * Where the halves run was chosen by what measured faster on 2 loaded
+ * cores (docs/ARCHITECTURE.md, "Loop or threads"): plain, both in the
+ * handle's loop (their rings in its epoll set: one fd for embedders, no
+ * thread); TLS, each on a thread of its own (half_main), so encryption and
+ * decryption run in parallel, and the loop is woken only for channel
+ * events. A thread runs its half's non-blocking calls under the half's
+ * mutex and hands channel events to the loop through an eventfd in its
+ * epoll set. Either way a step waiting for a QMP reply (in its fiber)
+ * never holds the stream up: at the switchover QEMU writes its last pages
+ * holding its big lock and answers no QMP command until its socket drains.
  *
  * A broken channel before the hand-over fails the migration (rolled back
  * to the source); in postcopy QEMU sees its socket close, pauses, and the
@@ -212,6 +212,31 @@ static void *half_main(void *arg)
 	return NULL;
 }
 
+/* In the loop (plain relay): move what a half can move now and queue its
+ * channel events. Runs in process(), outside the engine's fiber. */
+static void half_turn(struct qmig_migration *m, int side)
+{
+	struct qm_relay_half *h = &m->rh[side];
+	struct qmig_relay_event ev;
+	int r;
+
+	if (!h->r || !h->running || h->threaded)
+		return;
+	r = qmig_relay_process(h->r);
+	if (r < 0 && !h->fault) {
+		h->fault = r;
+		snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
+			 side_name(side), qmig_relay_error(h->r));
+	}
+	while (qmig_relay_next_event(h->r, &ev)) {
+		if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
+			h->lost++;
+			continue;
+		}
+		h->q[h->qn++] = ev;
+	}
+}
+
 static void stop_threads(struct qmig_migration *m)
 {
 	for (int i = 0; i < 2; i++) {
@@ -219,27 +244,41 @@ static void stop_threads(struct qmig_migration *m)
 
 		if (!h->running)
 			continue;
-		pthread_mutex_lock(&h->mu);
-		h->stop = 1;
-		pthread_mutex_unlock(&h->mu);
-		kick(h->wake);
-		pthread_join(h->thread, NULL);
+		if (h->threaded) {
+			pthread_mutex_lock(&h->mu);
+			h->stop = 1;
+			pthread_mutex_unlock(&h->mu);
+			kick(h->wake);
+			pthread_join(h->thread, NULL);
+		} else {
+			qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
+		}
 		h->running = 0;
 		h->stop = 0;
+		h->threaded = 0;
 	}
 }
 
-/* A thread per half (see docs/ARCHITECTURE.md, "Threads"): on a loaded
- * machine the scheduler shares the cores per thread, and one thread doing
- * both halves' copies (and their encryption and decryption) was the slowest
- * stage of the pipeline, behind each QEMU's own migration thread. The
- * engine's loop wakes only for channel events, not for every completion. */
+/* Where the halves run (docs/ARCHITECTURE.md, "Loop or threads"), chosen
+ * by what measured faster on 2 loaded cores. Plain: in the loop, their
+ * rings in the engine's epoll set (one fd for embedders, no thread).
+ * TLS: a thread per half, so that encryption and decryption run in
+ * parallel and the scheduler gives the relay two threads' share of a busy
+ * machine; the engine's loop then wakes only for channel events. */
 static int start_threads(struct qmig_migration *m)
 {
+	int threaded = m->o.tls_dir != NULL;
+
 	for (int i = 0; i < 2; i++) {
-		struct half_arg *a = malloc(sizeof(*a));
+		struct half_arg *a;
 		int r;
 
+		if (!threaded) {
+			qm_watch_fd(m, qmig_relay_get_fd(m->rh[i].r));
+			m->rh[i].running = 1;
+			continue;
+		}
+		a = malloc(sizeof(*a));
 		if (!a)
 			return -ENOMEM;
 		*a = (struct half_arg){m, i};
@@ -248,16 +287,28 @@ static int start_threads(struct qmig_migration *m)
 			free(a);
 			return -r;
 		}
+		m->rh[i].threaded = 1;
 		m->rh[i].running = 1;
 	}
 	return 0;
 }
 
-/* The threads keep their own time (a rate limit refilling). */
+/* Halves in the loop may need a call without input (a rate limit
+ * refilling); threads keep their own time. */
 int64_t qm_relay_due_ns(const struct qmig_migration *m)
 {
-	(void)m;
-	return 0;
+	int64_t due = 0;
+
+	for (int i = 0; i < 2; i++) {
+		int t;
+
+		if (!m->rh[i].r || !m->rh[i].running || m->rh[i].threaded)
+			continue;
+		t = qmig_relay_get_timeout(m->rh[i].r);
+		if (t >= 0 && (!due || qm_now_ns() + (int64_t)t * MS < due))
+			due = qm_now_ns() + (int64_t)t * MS;
+	}
+	return due;
 }
 
 static void free_halves(struct qmig_migration *m)
@@ -474,10 +525,12 @@ void qm_relay_pump(struct qmig_migration *m)
 		return;
 	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
 		;
+	for (int side = 0; side < 2; side++)
+		half_turn(m, side);
 	for (int side = 0; side < 2; side++) {
 		struct qm_relay_half *h = &m->rh[side];
 
-		if (h->running)
+		if (h->threaded)
 			pthread_mutex_lock(&h->mu);
 		n = h->qn;
 		memcpy(q, h->q, sizeof(q[0]) * (size_t)n);
@@ -487,7 +540,7 @@ void qm_relay_pump(struct qmig_migration *m)
 		err = h->fault;
 		memcpy(fault, h->fault_msg, sizeof(fault));
 		h->fault = 0;
-		if (h->running)
+		if (h->threaded)
 			pthread_mutex_unlock(&h->mu);
 		if (lost)
 			qm_log(m, QMIG_LOG_WARN, "relay (%s half): %d channel events lost",
@@ -515,10 +568,10 @@ void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
 	if (!m->rh[DST].r && !m->relay_bytes_prev)
 		return;
 	if (m->rh[DST].r) {
-		if (m->rh[DST].running)
+		if (m->rh[DST].threaded)
 			pthread_mutex_lock(&m->rh[DST].mu);
 		qmig_relay_get_stats(m->rh[DST].r, &st);
-		if (m->rh[DST].running)
+		if (m->rh[DST].threaded)
 			pthread_mutex_unlock(&m->rh[DST].mu);
 		bytes += st.bytes_up;
 	}
