@@ -187,7 +187,7 @@ struct qmig_migration {
 		int threaded;         /* on a thread of its own (TLS) */
 		pthread_t thread;
 		pthread_mutex_t mu;   /* r, the queue and fault, while running */
-		int wake, stop;       /* tell the thread to stop */
+		int stop;             /* tell the thread to stop */
 		int fault;            /* qmig_relay_process() failed: -errno */
 		char fault_msg[256];
 		struct qmig_relay_event q[32];

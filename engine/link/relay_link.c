@@ -37,6 +37,7 @@
 
 #include "launch/launch.h"
 #include "link.h"
+#include "qm_wait.h"
 #include "qmig_relay.h"
 
 #define MS 1000000LL
@@ -172,12 +173,9 @@ static void *half_main(void *arg)
 	int side = ((struct half_arg *)arg)->side;
 	struct qm_relay_half *h = &m->rh[side];
 	struct qmig_relay_event ev;
-	struct pollfd p[2];
-	uint64_t junk;
+	int efd = qmig_relay_get_fd(h->r);
 
 	free(arg);
-	p[0] = (struct pollfd){.fd = h->wake, .events = POLLIN};
-	p[1] = (struct pollfd){.fd = qmig_relay_get_fd(h->r), .events = POLLIN};
 	for (;;) {
 		int t, queued = 0, r;
 
@@ -205,9 +203,9 @@ static void *half_main(void *arg)
 		pthread_mutex_unlock(&h->mu);
 		if (queued)
 			kick(m->relay_notify);
-		if (poll(p, 2, t) > 0 && p[0].revents)
-			while (read(h->wake, &junk, sizeof(junk)) > 0)
-				;
+		/* On this thread's plain stack: a blocking wait (qmp/wait.c);
+		 * stop_threads() wakes it through the same eventfd. */
+		qm_wait_fd(efd, POLLIN, t < 0 ? 0 : qm_wait_now_ns() + (int64_t)t * MS + 1);
 	}
 	return NULL;
 }
@@ -248,7 +246,7 @@ static void stop_threads(struct qmig_migration *m)
 			pthread_mutex_lock(&h->mu);
 			h->stop = 1;
 			pthread_mutex_unlock(&h->mu);
-			kick(h->wake);
+			kick(qmig_relay_get_fd(h->r));
 			pthread_join(h->thread, NULL);
 		} else {
 			qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
@@ -333,20 +331,12 @@ static int init_thread_state(struct qmig_migration *m)
 	if (m->relay_init)
 		return 0;
 	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	for (; n < 2 && m->relay_notify >= 0; n++) {
-		m->rh[n].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (m->rh[n].wake < 0)
+	for (; n < 2 && m->relay_notify >= 0; n++)
+		if (pthread_mutex_init(&m->rh[n].mu, NULL))
 			break;
-		if (pthread_mutex_init(&m->rh[n].mu, NULL)) {
-			close(m->rh[n].wake);
-			break;
-		}
-	}
 	if (n < 2) {
-		while (n-- > 0) {
-			close(m->rh[n].wake);
+		while (n-- > 0)
 			pthread_mutex_destroy(&m->rh[n].mu);
-		}
 		if (m->relay_notify >= 0)
 			close(m->relay_notify);
 		return -ENOMEM;
@@ -668,10 +658,8 @@ void qm_relay_release(struct qmig_migration *m)
 	qm_relay_stop(m);
 	if (!m->relay_init)
 		return;
-	for (int i = 0; i < 2; i++) {
-		close(m->rh[i].wake);
+	for (int i = 0; i < 2; i++)
 		pthread_mutex_destroy(&m->rh[i].mu);
-	}
 	qm_unwatch_fd(m, m->relay_notify);
 	close(m->relay_notify);
 	m->relay_init = 0;
