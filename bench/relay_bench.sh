@@ -18,6 +18,9 @@
 # the relay's measured memory.
 # Usage: sh bench/relay_bench.sh [REPEATS]   (default 5)
 #        RELAY_BENCH_ROWS="relay-tls:1 qemu-tls:1" to run some rows only.
+#        RELAY_BENCH_BASE=/path/to/an/older/qmigrate adds rows "relay@base"
+#        and "relay-tls@base" (that binary, same guests, interleaved with
+#        the others): a before/after comparison within one run.
 set -u
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -40,6 +43,10 @@ for rep in $(seq "$REPS"); do
 		row_i=$((row_i + 1))
 		eval "row=\${$row_k}"
 		mode=${row%:*}; ch=${row#*:}
+		qm=$QMIGRATE
+		case $mode in
+		*@base) qm=${RELAY_BENCH_BASE:?RELAY_BENCH_BASE names the older qmigrate} ;;
+		esac
 		launch_guest src --guest tiny --mem 512M --wss 448M --dirty-rate 2G --accel tcg
 		wait_gen "$src_log" 2 120 || fail "guest did not write its working set"
 		$QMIGRATE qmp "$src_qmp" stop > /dev/null
@@ -49,14 +56,14 @@ for rep in $(seq "$REPS"); do
 		[ "$ch" -gt 1 ] && extra="--multifd $ch"
 		case $mode in
 		direct) ;;
-		relay) extra="$extra --transport relay" ;;
+		relay|relay@base) extra="$extra --transport relay" ;;
 		qemu-tls) extra="$extra --tls $T/certs" ;;
-		relay-tls) extra="$extra --transport relay --tls $T/certs" ;;
+		relay-tls|relay-tls@base) extra="$extra --transport relay --tls $T/certs" ;;
 		*) fail "unknown row $row" ;;
 		esac
 		# shellcheck disable=SC2086
 		/usr/bin/time -f '%U %S %M' -o "$T/time" \
-			$QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --keep-source \
+			$qm migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --keep-source \
 			--no-verify --json $extra > "$T/run.jsonl" ||
 			fail "$mode/$ch: $(tail -1 "$T/run.jsonl")"
 		c1=$(( $(cpu_ticks "$src_pid") + $(cpu_ticks "$dst_pid") ))
@@ -95,16 +102,28 @@ awk 'NR > 1 { k = $2 " " $3; n[k]++; tp[k, n[k]] = $4; qc[k, n[k]] = $5; mc[k, n
 	END {
 		printf "  %-9s %-3s %-20s %-22s %-9s %-9s %-12s %-8s %s\n", "mode", "ch", "Mbit/s",
 			"CPU s/GiB QEMUs+qmig", "qmig RSS", "over base", "relay/chan", "arena", ""
-		split("direct 1,relay 1,qemu-tls 1,relay-tls 1,direct 4,relay 4,qemu-tls 4,relay-tls 4", keys, ",")
-		for (i = 1; i <= 8; i++) { k = keys[i]; if (!n[k]) continue; split(k, p, " ")
-			R = med(rss, k, n[k]); base = (p[1] == "relay-tls" ? "qemu-tls " : "direct ") p[2]
+		split("direct 1,relay@base 1,relay 1,qemu-tls 1,relay-tls@base 1,relay-tls 1,direct 4,relay@base 4,relay 4,qemu-tls 4,relay-tls@base 4,relay-tls 4", keys, ",")
+		for (i = 1; i <= 12; i++) { k = keys[i]; if (!n[k]) continue; split(k, p, " ")
+			R = med(rss, k, n[k]); base = (p[1] ~ /^relay-tls/ ? "qemu-tls " : "direct ") p[2]
 			over = p[1] ~ /relay/ && n[base] ? sprintf("%+.1fM", (R - med(rss, base, n[base])) / 1024) : "-"
 			printf "  %-9s %-3s %5d %-14s %5.2f + %-5.2f = %5.2f %7.1fM %9s %9s %7s\n", p[1], p[2],
 				med(tp, k, n[k]), span(tp, k, n[k]), med(qc, k, n[k]), med(mc, k, n[k]),
 				med(qc, k, n[k]) + med(mc, k, n[k]), R / 1024, over,
 				mpc[k] ? sprintf("%dK", mpc[k] / 1024) : "-",
 				mpc[k] ? sprintf("%.1fM", mpc[k] * (p[2] == 1 ? 4 : p[2] + 4) * 2 / 1048576) : "-" }
+		for (i = 1; i <= 12; i++) { k = keys[i]; split(k, p, " ")
+			if (mpc[k] && p[1] ~ /^relay(-tls)?$/) mem[p[1]] = mpc[k] }
+		if (mem["relay"] || mem["relay-tls"])
+			printf "  relay memory per channel, fixed, allocated up front: %s plain, %s TLS (OpenSSL included);\n" \
+				"  the arena is that x (multifd + 4) channels x 2 halves; the kernel adds the\n" \
+				"  socket buffers: 1 MiB on each QEMU-side unix socket, TCP autotuned\n",
+				mem["relay"] ? sprintf("%d KiB", mem["relay"] / 1024) : "-",
+				mem["relay-tls"] ? sprintf("%d KiB", mem["relay-tls"] / 1024) : "-"
 		for (c = 1; c <= 4; c += 3) {
+			if (n["relay@base " c] || n["relay-tls@base " c])
+				printf "  multifd %s: before (RELAY_BENCH_BASE): relay/direct %s, relay-tls/qemu-tls %s\n",
+					c == 1 ? "off" : "4", ratio("relay@base " c, "direct " c, "tp"),
+					ratio("relay-tls@base " c, "qemu-tls " c, "tp")
 			printf "  multifd %s: throughput relay/direct %s (goal >= 0.90), relay-tls/qemu-tls %s (goal >= 1.00)\n",
 				c == 1 ? "off" : "4", ratio("relay " c, "direct " c, "tp"),
 				ratio("relay-tls " c, "qemu-tls " c, "tp")

@@ -2,7 +2,8 @@
  * reader in this process move N MiB per channel, first over one direct
  * loopback TCP connection per channel (the baseline), then through the
  * two relay halves (unix -> TCP -> unix), plain and TLS, with 1 and 4
- * channels. Both halves are driven by one thread, as in the engine's loop.
+ * channels. Both halves are driven by one thread, as in the engine's loop for a
+ * plain relay (with TLS the engine gives each half a thread).
  * Prints Mbit/s, CPU seconds per GiB (the whole process: writer, reader and
  * relay; and the relay's thread alone) and the ratio against the baseline
  * of the same run. RELAY_PROBE_SEG_KIB and RELAY_PROBE_NSEGS set the

@@ -6,7 +6,7 @@
 #  2. engine/core/ is the bottom: it includes no other folder of engine/;
 #  3. the folders' includes form no circle;
 #  4. no circle of files: with the library built (build/obj), the calls
-#     between the object files of engine/ and qmp/ (nm: what one file uses
+#     between the object files of engine/, qmp/ and transport/ (nm: what one file uses
 #     that another defines) form no loop.
 # Uses only sh, grep, sed, awk, tsort and nm.
 cd "$(dirname "$0")/.." || exit 1
@@ -62,7 +62,7 @@ fi
 rm -f "$edges.err"
 
 # 4: the calls between engine/'s object files, when they are built.
-objs=$({ find build/obj/engine -mindepth 2 -name '*.o'; find build/obj/qmp -name '*.o'; } 2>/dev/null | sort |
+objs=$({ find build/obj/engine -mindepth 2 -name '*.o'; find build/obj/qmp build/obj/transport -name '*.o'; } 2>/dev/null | sort |
 	while read -r o; do s=${o#build/obj/}; [ -f "${s%.o}.c" ] && echo "$o"; done)
 if [ -n "$objs" ]; then
 	nm -A $objs 2>/dev/null | awk '
@@ -73,7 +73,7 @@ if [ -n "$objs" ]; then
 		END { for (k in use) { split(k, q, SUBSEP); if ((q[2] in def) && def[q[2]] != q[1]) print q[1], def[q[2]] } }
 	' | sort -u >"$objedges"
 	if ! tsort "$objedges" >/dev/null 2>"$objedges.err"; then
-		echo "FAIL: files of engine/ or qmp/ call each other in a circle:"
+		echo "FAIL: files of engine/, qmp/ or transport/ call each other in a circle:"
 		cat "$objedges.err"
 		bad=1
 	fi

@@ -6,5 +6,5 @@ ITEST_PROGS += tests/integration/transport_tcp
 ITEST_SCRIPTS += tests/integration/transport_netns.sh tests/integration/tls_cli.sh
 ITEST_PROGS += tests/integration/tls_qemu
 # The relay: qmigrate carries the migration stream (io_uring, OpenSSL).
-LIB_SRCS += transport/relay.c transport/relay_tls.c transport/relay_sys.c
+LIB_SRCS += transport/relay.c transport/relay_tls.c transport/relay_chan.c transport/relay_sys.c
 PUBLIC_HEADERS += transport/qmig_relay.h

@@ -35,37 +35,9 @@
 #include "relay_int.h"
 #include "transport_int.h"
 
-#define LISTENER_SLOT 0xffffffu
-#define LISTENER_SLOT_CANCEL ((uint64_t)LISTENER_SLOT << 8 | RL_OP_CANCEL)
+#define LISTENER_SLOT_CANCEL ((uint64_t)RL_LISTENER_SLOT << 8 | RL_OP_CANCEL)
 #define MS 1000000LL
 #define UNIX_SNDBUF (1 << 20)
-
-int64_t qm_rl_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-uint64_t qm_rl_ud(const struct qmig_relay *r, const struct rl_chan *c, unsigned op)
-{
-	uint64_t slot = c ? (uint64_t)(c - r->ch) : LISTENER_SLOT;
-
-	return slot << 8 | op;
-}
-
-/* An SQE, flushing the queue to the kernel when it is full. */
-struct io_uring_sqe *qm_rl_sqe(struct qmig_relay *r)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-
-	if (!sqe) {
-		io_uring_submit(&r->ring);
-		sqe = io_uring_get_sqe(&r->ring);
-	}
-	return sqe;
-}
 
 static void push_event(struct qmig_relay *r, const struct qmig_relay_event *ev)
 {
@@ -76,11 +48,6 @@ static void push_event(struct qmig_relay *r, const struct qmig_relay_event *ev)
 	}
 	r->ev[(r->ev_head + r->ev_n) % RL_NEV] = *ev;
 	r->ev_n++;
-}
-
-static bool is_up(const struct qmig_relay *r, int dir)
-{
-	return r->o.side == QMIG_RELAY_SOURCE ? dir == 0 : dir == 1;
 }
 
 static void chan_event(struct qmig_relay *r, struct rl_chan *c, enum qmig_relay_event_type t)
@@ -98,43 +65,6 @@ static void chan_event(struct qmig_relay *r, struct rl_chan *c, enum qmig_relay_
 static struct rl_hist *hist_of(const struct qmig_relay *r, unsigned id)
 {
 	return &r->hist[(id - 1) % r->nhist];
-}
-
-void qm_rl_chan_fail(struct qmig_relay *r, struct rl_chan *c, int err, const char *fmt, ...)
-{
-	char buf[sizeof(c->errmsg)];
-	va_list ap;
-
-	if (c->state == RL_DYING || c->state == RL_FREE)
-		return;
-	c->err = err < 0 ? err : -EIO;
-	/* Through a copy: callers pass c->errmsg itself as an argument. */
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	memcpy(c->errmsg, buf, sizeof(buf));
-	c->state = RL_DYING;
-	/* Wake every operation still waiting on either socket. The network
-	 * socket is reset, not shut down: the far relay must see a broken
-	 * channel (ECONNRESET), not a clean end of stream. */
-	for (int i = 0; i < 2; i++) {
-		int fd = i ? c->nfd : c->ufd;
-		struct linger lg = {1, 0};
-		struct io_uring_sqe *sqe;
-
-		if (fd < 0)
-			continue;
-		if (i)
-			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		else
-			shutdown(fd, SHUT_RDWR);
-		sqe = qm_rl_sqe(r);
-		if (sqe) {
-			io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-			io_uring_sqe_set_data64(sqe, qm_rl_ud(r, c, RL_OP_CANCEL));
-			c->inflight++;
-		}
-	}
 }
 
 static void chan_release(struct qmig_relay *r, struct rl_chan *c)
@@ -238,6 +168,10 @@ static void on_accept(struct qmig_relay *r, int res)
 			snprintf(r->err, sizeof(r->err), "accept: %s", strerror(-res));
 		return;
 	}
+	/* The source QEMU's end gets the buffer our end has towards the
+	 * destination QEMU (relay_sys.c: why, and how). */
+	if (r->o.side == QMIG_RELAY_SOURCE)
+		qm_rl_peer_sndbuf(res, r->unix_path, UNIX_SNDBUF);
 	if (r->o.side == QMIG_RELAY_SOURCE && !r->stopped) {
 		/* A channel opened ahead (preconnect) takes QEMU's connection. */
 		for (unsigned i = 0; i < r->nch; i++) {
@@ -431,21 +365,6 @@ static void arm_read(struct qmig_relay *r, struct rl_chan *c, int dir, int fd)
 	c->inflight++;
 }
 
-/* How much of `want` the limiter lets through now (up direction only). */
-uint64_t qm_rl_grant(struct qmig_relay *r, int dir, uint64_t want)
-{
-	int64_t wait = 0, now;
-	uint64_t n;
-
-	if (!r->o.limiter || !is_up(r, dir))
-		return want;
-	now = qm_rl_now();
-	n = qm_rl_limiter_take(r->o.limiter, &r->share, want, now, &wait);
-	if (!n && (!r->limit_wait_ns || now + wait < r->limit_wait_ns))
-		r->limit_wait_ns = now + wait;
-	return n;
-}
-
 static void arm_write(struct qmig_relay *r, struct rl_chan *c, int dir, int fd)
 {
 	struct rl_dir *d = &c->d[dir];
@@ -459,7 +378,7 @@ static void arm_write(struct qmig_relay *r, struct rl_chan *c, int dir, int fd)
 		return;
 	sqe = qm_rl_sqe(r);
 	if (!sqe) {
-		if (r->o.limiter && is_up(r, dir))
+		if (r->o.limiter && qm_rl_is_up(r, dir))
 			qm_rl_limiter_refund(r->o.limiter, &r->share, n);
 		return;
 	}
@@ -467,33 +386,6 @@ static void arm_write(struct qmig_relay *r, struct rl_chan *c, int dir, int fd)
 	io_uring_sqe_set_data64(sqe, qm_rl_ud(r, c, dir ? RL_OP_WR1 : RL_OP_WR0));
 	d->wr_busy = true;
 	c->inflight++;
-}
-
-static void account(struct qmig_relay *r, int dir, uint64_t n)
-{
-	int64_t now = qm_rl_now();
-
-	if (is_up(r, dir)) {
-		r->up_total += n;
-		if (!r->first_ns)
-			r->first_ns = now;
-		r->last_ns = now;
-	} else {
-		r->down_total += n;
-	}
-}
-
-void qm_rl_dir_written(struct qmig_relay *r, struct rl_chan *c, int dir, uint32_t n)
-{
-	struct rl_dir *d = &c->d[dir];
-
-	d->off += n;
-	d->bytes += n;
-	account(r, dir, n);
-	if (d->off >= d->len[d->tail % r->nsegs]) {
-		d->tail++;
-		d->off = 0;
-	}
 }
 
 static void on_rw(struct qmig_relay *r, struct rl_chan *c, unsigned op, int res)
@@ -584,7 +476,7 @@ static void on_cqe(struct qmig_relay *r, uint64_t ud, int res)
 	unsigned slot = (unsigned)(ud >> 8), op = ud & 0xff;
 	struct rl_chan *c;
 
-	if (slot == LISTENER_SLOT) {
+	if (slot == RL_LISTENER_SLOT) {
 		if (op == RL_OP_ACCEPT)
 			on_accept(r, res);
 		return;
@@ -1054,8 +946,9 @@ int qmig_relay_get_timeout(const struct qmig_relay *r)
 {
 	int64_t left;
 
-	if (io_uring_cq_ready(&r->ring))
-		return 0;
+	/* Completions need no timeout: each one signals the eventfd, and
+	 * process() signals it again for those it leaves. A 0 here made the
+	 * engine re-arm its timer at nearly every wake of a busy stream. */
 	if (!r->limit_wait_ns)
 		return -1;
 	left = r->limit_wait_ns - qm_rl_now();

@@ -122,7 +122,7 @@ struct qmig_relay_limiter {
 	struct rl_share *members;
 };
 
-int64_t qm_rl_now(void);
+/* relay_sys.c */
 /* A relay joins or leaves a limiter. */
 void qm_rl_limiter_join(struct qmig_relay_limiter *l, struct rl_share *s);
 void qm_rl_limiter_leave(struct qmig_relay_limiter *l, struct rl_share *s);
@@ -136,6 +136,9 @@ void qm_rl_limiter_refund(struct qmig_relay_limiter *l, struct rl_share *s, uint
 int qm_rl_netns_sockets(const char *netns, int family, unsigned n, int *fds, char *msg,
 			size_t len);
 int qm_rl_ktls_available(void);
+/* Raise to size the send buffer of every socket of the process at the far
+ * end of unix socket fd that is connected to path; how many were set. */
+int qm_rl_peer_sndbuf(int fd, const char *path, int size);
 
 /* relay_tls.c */
 int qm_rl_tls_ctx(struct qmig_relay *r, char *msg, size_t len);
@@ -147,7 +150,12 @@ int qm_rl_tls_pump(struct qmig_relay *r, struct rl_chan *c);
 void qm_rl_tls_done_recv(struct qmig_relay *r, struct rl_chan *c, int res);
 void qm_rl_tls_done_send(struct qmig_relay *r, struct rl_chan *c, int res);
 
-/* relay.c, for relay_tls.c */
+/* relay_chan.c, below relay.c and relay_tls.c */
+#define RL_LISTENER_SLOT 0xffffffu
+int64_t qm_rl_now(void);
+/* How much of `want` the limiter lets through now (up direction only). */
+/* The direction that carries the migration stream (source to destination). */
+bool qm_rl_is_up(const struct qmig_relay *r, int dir);
 uint64_t qm_rl_grant(struct qmig_relay *r, int dir, uint64_t want);
 /* n bytes of direction dir's oldest segment were written. */
 void qm_rl_dir_written(struct qmig_relay *r, struct rl_chan *c, int dir, uint32_t n);

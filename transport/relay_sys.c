@@ -1,12 +1,17 @@
 /* The relay's helpers: the shared token bucket, sockets made inside
- * another network namespace, kernel TLS detection. */
+ * another network namespace, kernel TLS detection, the send buffer of
+ * QEMU's end of a channel. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "relay_int.h"
@@ -208,4 +213,72 @@ int qm_rl_ktls_available(void)
 		if (!strcmp(t, "tls"))
 			return 1;
 	return 0;
+}
+
+/* ---- the send buffer of QEMU's end of a unix socket -------------------- */
+
+/* A unix stream socket's writer may queue only its own send buffer into the
+ * reader (net.core.wmem_default, 208 KiB here, whatever the reader does), so
+ * the source QEMU writing to the relay blocks every ~200 KiB and waits for
+ * our next read, where over TCP the kernel grows its buffer to megabytes.
+ * QEMU sets no SO_SNDBUF of its own and has no option for it. The socket is
+ * one open file shared by QEMU and the kernel: a copy of QEMU's descriptor
+ * (pidfd_getfd, which needs the rights of a tracer over QEMU: the same user
+ * or CAP_SYS_PTRACE) reaches the very socket, and its buffer is raised
+ * there; the copy is closed at once. Every socket of QEMU's that is
+ * connected to our listener (`path`) is one of our channels. Best effort:
+ * without the rights nothing changes but speed. Returns how many were set. */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+int qm_rl_peer_sndbuf(int fd, const char *path, int size)
+{
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	char dir[64];
+	struct dirent *e;
+	int pidfd, n = 0;
+	DIR *d;
+
+	if (!path || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.pid <= 0)
+		return 0;
+	pidfd = (int)syscall(SYS_pidfd_open, cr.pid, 0);
+	if (pidfd < 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)cr.pid);
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		struct sockaddr_un sa;
+		socklen_t sl = sizeof(sa);
+		char link[320], target[64];
+		ssize_t k;
+		int theirs, mine;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+		k = readlink(link, target, sizeof(target) - 1);
+		if (k < 8 || strncmp(target, "socket:[", 8))
+			continue;
+		theirs = atoi(e->d_name);
+		mine = (int)syscall(SYS_pidfd_getfd, pidfd, theirs, 0);
+		if (mine < 0)
+			break; /* no rights over QEMU: none of the others either */
+		memset(&sa, 0, sizeof(sa));
+		if (getpeername(mine, (struct sockaddr *)&sa, &sl) == 0 && sa.sun_family == AF_UNIX &&
+		    sl > offsetof(struct sockaddr_un, sun_path) &&
+		    !strncmp(sa.sun_path, path, sizeof(sa.sun_path)) &&
+		    (setsockopt(mine, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) == 0 ||
+		     setsockopt(mine, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) == 0))
+			n++;
+		close(mine);
+	}
+	if (d)
+		closedir(d);
+	close(pidfd);
+	return n;
 }

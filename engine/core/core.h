@@ -5,6 +5,7 @@
 #ifndef QMIG_CORE_H
 #define QMIG_CORE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -101,6 +102,7 @@ struct qmig_migration {
 	char uri[128];
 
 	int epfd, tfd;
+	int64_t tfd_due;              /* when tfd is armed to fire (0: disarmed) */
 	struct qm_fiber *fiber;       /* process() runs drain + step on it (qm_wait.h) */
 	int fiber_wfd;                /* a dup of the fd it waits on, in epfd (-1: none) */
 	int64_t fiber_due_ns;         /* when its wait times out (0: not waiting) */
@@ -183,13 +185,18 @@ struct qmig_migration {
 	 * the fiber. A fresh pair per postcopy recovery (relay_gen). */
 	struct qm_relay_half {
 		struct qmig_relay *r;
-		int running;          /* its ring is in our epoll set */
+		int running;          /* moved: by its thread, or in our loop */
+		int threaded;         /* on a thread of its own (TLS) */
+		pthread_t thread;
+		pthread_mutex_t mu;   /* r, the queue and fault, while running */
+		int stop;             /* tell the thread to stop */
 		int fault;            /* qmig_relay_process() failed: -errno */
 		char fault_msg[256];
 		struct qmig_relay_event q[32];
 		int qn, lost;
 	} rh[2];                      /* [SRC]: source half, [DST]: destination half */
 	int relay_init;
+	int relay_notify;             /* the halves' threads: events queued */
 	char relay_dir[256];          /* private runtime directory, "" none */
 	char relay_in[300];           /* the destination QEMU's socket now */
 	char relay_out[300];          /* the source relay's socket now */

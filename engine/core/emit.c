@@ -138,6 +138,7 @@ void qm_kick(struct qmig_migration *m)
 		qm_fiber_kick(m->fiber);
 		m->kick = 1;
 		timerfd_settime(m->tfd, TFD_TIMER_ABSTIME, &now, NULL);
+		m->tfd_due = 1;
 	}
 }
 

@@ -7,15 +7,16 @@
  * half already makes its sockets inside the destination's network
  * namespace.
  *
- * Each half runs on a thread of its own, not in the handle's loop:
- * the engine's QMP calls wait for their reply inside a step, and QEMU
- * writes the last pages and the device state while holding its big lock,
- * so it answers no QMP command until its socket drains. A relay moved by
- * the same loop would then wait for the reply that waits for the relay
- * (seen: query-migrate timing out at the switchover). A thread per half,
- * as on two hosts: TLS encryption and decryption run in parallel. Each
- * thread only runs its half's non-blocking calls under the half's mutex and
- * hands channel events to the loop through an eventfd in its epoll set.
+ * Where the halves run was chosen by what measured faster on 2 loaded
+ * cores (docs/ARCHITECTURE.md, "Loop or threads"): plain, both in the
+ * handle's loop (their rings in its epoll set: one fd for embedders, no
+ * thread); TLS, each on a thread of its own (half_main), so encryption and
+ * decryption run in parallel, and the loop is woken only for channel
+ * events. A thread runs its half's non-blocking calls under the half's
+ * mutex and hands channel events to the loop through an eventfd in its
+ * epoll set. Either way a step waiting for a QMP reply (in its fiber)
+ * never holds the stream up: at the switchover QEMU writes its last pages
+ * holding its big lock and answers no QMP command until its socket drains.
  *
  * A broken channel before the hand-over fails the migration (rolled back
  * to the source); in postcopy QEMU sees its socket close, pauses, and the
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 
 #include "launch/launch.h"
 #include "link.h"
+#include "qm_wait.h"
 #include "qmig_relay.h"
 
 #define MS 1000000LL
@@ -146,17 +149,76 @@ int qm_relay_tls_check(struct qmig_migration *m)
 	return 0;
 }
 
-/* Move what a half can move now, and queue its channel events for the
- * engine. Runs in process(), outside the engine's fiber: a step waiting
- * for a QMP reply never holds the stream up (at the switchover QEMU
- * answers only once its last pages have drained through us). */
+static void kick(int efd)
+{
+	uint64_t one = 1;
+
+	if (write(efd, &one, sizeof(one)) < 0) {
+		/* the counter is full: it is signalled anyway */
+	}
+}
+
+struct half_arg {
+	struct qmig_migration *m;
+	int side;
+};
+
+/* A half's thread: wait for its ring (or the stop request), move bytes,
+ * queue channel events for the loop and wake it only for those. The lock
+ * is held only while the half runs; the loop takes it to read events and
+ * statistics. */
+static void *half_main(void *arg)
+{
+	struct qmig_migration *m = ((struct half_arg *)arg)->m;
+	int side = ((struct half_arg *)arg)->side;
+	struct qm_relay_half *h = &m->rh[side];
+	struct qmig_relay_event ev;
+	int efd = qmig_relay_get_fd(h->r);
+
+	free(arg);
+	for (;;) {
+		int t, queued = 0, r;
+
+		pthread_mutex_lock(&h->mu);
+		if (h->stop) {
+			pthread_mutex_unlock(&h->mu);
+			break;
+		}
+		r = qmig_relay_process(h->r);
+		if (r < 0 && !h->fault) {
+			h->fault = r;
+			snprintf(h->fault_msg, sizeof(h->fault_msg), "relay (%s half): %s",
+				 side_name(side), qmig_relay_error(h->r));
+			queued = 1;
+		}
+		while (qmig_relay_next_event(h->r, &ev)) {
+			queued = 1;
+			if (h->qn == (int)(sizeof(h->q) / sizeof(h->q[0]))) {
+				h->lost++;
+				continue;
+			}
+			h->q[h->qn++] = ev;
+		}
+		t = qmig_relay_get_timeout(h->r);
+		pthread_mutex_unlock(&h->mu);
+		if (queued)
+			kick(m->relay_notify);
+		/* On this thread's plain stack: a blocking wait (qmp/wait.c);
+		 * stop_threads() wakes it through the same eventfd. */
+		qm_wait_fd(efd, POLLIN, t < 0 ? 0 : qm_wait_now_ns() + (int64_t)t * MS + 1);
+	}
+	return NULL;
+}
+
+/* In the loop (plain relay): move what a half can move now and queue its
+ * channel events. Runs in process(), outside the engine's fiber. */
 static void half_turn(struct qmig_migration *m, int side)
 {
 	struct qm_relay_half *h = &m->rh[side];
 	struct qmig_relay_event ev;
 	int r;
 
-	if (!h->r || !h->running)
+	if (!h->r || !h->running || h->threaded)
 		return;
 	r = qmig_relay_process(h->r);
 	if (r < 0 && !h->fault) {
@@ -180,22 +242,57 @@ static void stop_threads(struct qmig_migration *m)
 
 		if (!h->running)
 			continue;
-		qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
+		if (h->threaded) {
+			pthread_mutex_lock(&h->mu);
+			h->stop = 1;
+			pthread_mutex_unlock(&h->mu);
+			kick(qmig_relay_get_fd(h->r));
+			pthread_join(h->thread, NULL);
+		} else {
+			qm_unwatch_fd(m, qmig_relay_get_fd(h->r));
+		}
 		h->running = 0;
+		h->stop = 0;
+		h->threaded = 0;
 	}
 }
 
-/* The halves' rings join the engine's epoll set: one fd for embedders,
- * and no thread of ours. */
+/* Where the halves run (docs/ARCHITECTURE.md, "Loop or threads"), chosen
+ * by what measured faster on 2 loaded cores. Plain: in the loop, their
+ * rings in the engine's epoll set (one fd for embedders, no thread).
+ * TLS: a thread per half, so that encryption and decryption run in
+ * parallel and the scheduler gives the relay two threads' share of a busy
+ * machine; the engine's loop then wakes only for channel events. */
 static int start_threads(struct qmig_migration *m)
 {
+	int threaded = m->o.tls_dir != NULL;
+
 	for (int i = 0; i < 2; i++) {
-		qm_watch_fd(m, qmig_relay_get_fd(m->rh[i].r));
+		struct half_arg *a;
+		int r;
+
+		if (!threaded) {
+			qm_watch_fd(m, qmig_relay_get_fd(m->rh[i].r));
+			m->rh[i].running = 1;
+			continue;
+		}
+		a = malloc(sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		*a = (struct half_arg){m, i};
+		r = pthread_create(&m->rh[i].thread, NULL, half_main, a);
+		if (r) {
+			free(a);
+			return -r;
+		}
+		m->rh[i].threaded = 1;
 		m->rh[i].running = 1;
 	}
 	return 0;
 }
 
+/* Halves in the loop may need a call without input (a rate limit
+ * refilling); threads keep their own time. */
 int64_t qm_relay_due_ns(const struct qmig_migration *m)
 {
 	int64_t due = 0;
@@ -203,7 +300,7 @@ int64_t qm_relay_due_ns(const struct qmig_migration *m)
 	for (int i = 0; i < 2; i++) {
 		int t;
 
-		if (!m->rh[i].r || !m->rh[i].running)
+		if (!m->rh[i].r || !m->rh[i].running || m->rh[i].threaded)
 			continue;
 		t = qmig_relay_get_timeout(m->rh[i].r);
 		if (t >= 0 && (!due || qm_now_ns() + (int64_t)t * MS < due))
@@ -229,7 +326,23 @@ static void free_halves(struct qmig_migration *m)
 
 static int init_thread_state(struct qmig_migration *m)
 {
+	int n = 0;
+
+	if (m->relay_init)
+		return 0;
+	m->relay_notify = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	for (; n < 2 && m->relay_notify >= 0; n++)
+		if (pthread_mutex_init(&m->rh[n].mu, NULL))
+			break;
+	if (n < 2) {
+		while (n-- > 0)
+			pthread_mutex_destroy(&m->rh[n].mu);
+		if (m->relay_notify >= 0)
+			close(m->relay_notify);
+		return -ENOMEM;
+	}
 	m->relay_init = 1;
+	qm_watch_fd(m, m->relay_notify);
 	return 0;
 }
 
@@ -396,14 +509,19 @@ void qm_relay_pump(struct qmig_migration *m)
 	struct qmig_relay_event q[sizeof(m->rh[0].q) / sizeof(m->rh[0].q[0])];
 	char fault[sizeof(m->rh[0].fault_msg)];
 	int n, lost, err;
+	uint64_t junk;
 
 	if (!m->relay_init)
 		return;
+	while (read(m->relay_notify, &junk, sizeof(junk)) > 0)
+		;
 	for (int side = 0; side < 2; side++)
 		half_turn(m, side);
 	for (int side = 0; side < 2; side++) {
 		struct qm_relay_half *h = &m->rh[side];
 
+		if (h->threaded)
+			pthread_mutex_lock(&h->mu);
 		n = h->qn;
 		memcpy(q, h->q, sizeof(q[0]) * (size_t)n);
 		h->qn = 0;
@@ -412,6 +530,8 @@ void qm_relay_pump(struct qmig_migration *m)
 		err = h->fault;
 		memcpy(fault, h->fault_msg, sizeof(fault));
 		h->fault = 0;
+		if (h->threaded)
+			pthread_mutex_unlock(&h->mu);
 		if (lost)
 			qm_log(m, QMIG_LOG_WARN, "relay (%s half): %d channel events lost",
 			       side_name(side), lost);
@@ -438,7 +558,11 @@ void qm_relay_sample(struct qmig_migration *m, struct qmig_sample *s)
 	if (!m->rh[DST].r && !m->relay_bytes_prev)
 		return;
 	if (m->rh[DST].r) {
+		if (m->rh[DST].threaded)
+			pthread_mutex_lock(&m->rh[DST].mu);
 		qmig_relay_get_stats(m->rh[DST].r, &st);
+		if (m->rh[DST].threaded)
+			pthread_mutex_unlock(&m->rh[DST].mu);
 		bytes += st.bytes_up;
 	}
 	s->relay_bytes = bytes;
@@ -528,9 +652,15 @@ void qm_relay_stop(struct qmig_migration *m)
 	m->relay_dir[0] = 0;
 }
 
-/* With the handle. */
+/* With the handle: the threads' mutexes and eventfds. */
 void qm_relay_release(struct qmig_migration *m)
 {
 	qm_relay_stop(m);
+	if (!m->relay_init)
+		return;
+	for (int i = 0; i < 2; i++)
+		pthread_mutex_destroy(&m->rh[i].mu);
+	qm_unwatch_fd(m, m->relay_notify);
+	close(m->relay_notify);
 	m->relay_init = 0;
 }
