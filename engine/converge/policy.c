@@ -239,7 +239,8 @@ unsigned qm_dirty_sample_pages(uint64_t mem_bytes)
  *  - link: bytes over time in the intervals between samples that sent
  *    pages with data (what is left fell by no more than 1.25x the bytes
  *    sent; an interval of zero pages, a few bytes each, says nothing about
- *    the link), at least 0.5 s of them, widened by 20%;
+ *    the link), at least 1 s of them (a host too loaded to send for a moment
+ *    must not pass for a slow link), widened by 20%;
  *  - dirty rate: the share of sampled pages found dirty is a binomial
  *    estimate; two standard errors below it.
  * If even the lowest dirty rate outruns the highest link rate, precopy
@@ -253,7 +254,7 @@ unsigned qm_dirty_sample_pages(uint64_t mem_bytes)
  * allowed, is set at once instead of at pass 2: QEMU 7.2 applies
  * auto-converge's throttle only at a dirty sync, the end of a pass.)
  * Returns the number of actions, or -1 when the forecast says nothing. */
-#define LINK_MIN_MS 500
+#define LINK_MIN_MS 1000
 #define LINK_MARGIN 1.2
 static int predictive_first_pass(struct state *st, const struct qmig_policy_sample *s,
 				 int64_t max_pause, struct qmig_action *out, int max)

@@ -186,7 +186,7 @@ static void test_predictive(void)
 /* The first pass, on sample streams like the live policy matrix's (a
  * 256 MiB guest over ~24 MiB/s, 100 ms samples, the dirty rate measured
  * beside it, 1024 pages sampled): decisions as soon as the link's rate is
- * known (0.5 s of intervals sending data) where the bounds allow one, none
+ * known (1 s of intervals sending data) where the bounds allow one, none
  * where they do not. `zeros` first samples scan zero pages: what is left
  * falls 20 times faster than the bytes sent. */
 static int first_pass_z(struct run *r, uint64_t dirty, int zeros, int64_t *t_out)
@@ -227,11 +227,11 @@ static void test_predictive_forecast(void)
 	/* 200 MiB/s against at most 28.6 (23.8 + 20%): no throttle, no
 	 * postcopy, and a pause of at least 200 * (1 - 2 se) / 28.6 = 6.8 s
 	 * (se 1.7% with 1024 pages sampled), over the 500 ms allowed: abort
-	 * at 0.6 s (0.5 s of intervals). */
+	 * at 1.1 s (1 s of intervals). */
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 200 * MIB, &t), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
-	CU_ASSERT_EQUAL(t, 600);
+	CU_ASSERT_EQUAL(t, 1100);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.acts[0].reason, "forecast"));
 	r.ops->free(r.st);
 	/* The first 0.5 s scanning zero pages (1 MiB/s on the wire) say
@@ -239,7 +239,7 @@ static void test_predictive_forecast(void)
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass_z(&r, 200 * MIB, 5, &t), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
-	CU_ASSERT_EQUAL(t, 1100);
+	CU_ASSERT_EQUAL(t, 1600);
 	r.ops->free(r.st);
 	/* Above the link (48 MiB/s): at least 41.8 MiB/s, a pause of at
 	 * least 1.46 s: abort too. */
@@ -282,7 +282,7 @@ static void test_predictive_forecast(void)
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 150 * MIB, &t), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_THROTTLE);
-	CU_ASSERT_EQUAL(t, 600);
+	CU_ASSERT_EQUAL(t, 1100);
 	CU_ASSERT_EQUAL(step(&r, 6000, 2, 128 * MIB, 150 * MIB, 24 * MIB, 300), 0);
 	/* Pass 3: pass 2's rate, throttled, as high: the throttle does not
 	 * work for this guest; 5.3 s of pause is over 500 ms: abort. */
