@@ -69,7 +69,7 @@ struct state {
 	 * pages with data (the link's rate) */
 	int64_t fp_t;
 	uint64_t fp_tx, fp_rem;
-	double link_bytes;
+	double link_bytes, link_peak;
 	int64_t link_ms;
 	int64_t throttle_pass;       /* the pass in which the last throttle was set */
 	/* predictive: what was left at the start of this pass and the last */
@@ -239,8 +239,10 @@ unsigned qm_dirty_sample_pages(uint64_t mem_bytes)
  *  - link: bytes over time in the intervals between samples that sent
  *    pages with data (what is left fell by no more than 1.25x the bytes
  *    sent; an interval of zero pages, a few bytes each, says nothing about
- *    the link), at least 1 s of them (a host too loaded to send for a moment
- *    must not pass for a slow link), widened by 20%;
+ *    the link), at least 1 s of them, widened by 20%, and at least the
+ *    fastest of those intervals (50 ms or longer): a sender starved by a
+ *    loaded host for a while must not pass for a slow link (the live
+ *    matrix once saw 16 MiB/s over a second of a 24 MiB/s link);
  *  - dirty rate: the share of sampled pages found dirty is a binomial
  *    estimate; two standard errors below it.
  * If even the lowest dirty rate outruns the highest link rate, precopy
@@ -267,8 +269,12 @@ static int predictive_first_pass(struct state *st, const struct qmig_policy_samp
 		double fell = st->fp_rem > s->remaining ? (double)(st->fp_rem - s->remaining) : 0;
 
 		if (fell <= 1.25 * sent) {
+			double rate = sent * 1000.0 / (double)(s->t_ms - st->fp_t);
+
 			st->link_bytes += sent;
 			st->link_ms += s->t_ms - st->fp_t;
+			if (s->t_ms - st->fp_t >= 50 && rate > st->link_peak)
+				st->link_peak = rate;
 		}
 	}
 	st->fp_t = s->t_ms;
@@ -281,6 +287,8 @@ static int predictive_first_pass(struct state *st, const struct qmig_policy_samp
 		share = 1;
 	d_lo = share > 0 ? (double)s->dirty_rate * (1 - 2 * sqrt((1 - share) / (share * n))) : 0;
 	b_hi = st->link_bytes * 1000.0 / (double)st->link_ms * LINK_MARGIN;
+	if (b_hi < st->link_peak)
+		b_hi = st->link_peak;
 	if (d_lo < b_hi)
 		return -1; /* it may converge: the passes will tell */
 	if (st->cfg.throttle_allowed && !st->throttle_tries) {
