@@ -275,6 +275,26 @@ static void test_predictive_forecast(void)
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 8 * MIB, &t), 0);
 	r.ops->free(r.st);
+	/* A sender starved by a loaded host: 12 MiB/s over most of the
+	 * second, 25 in one interval. 28 MiB/s dirty (at least 23) is over
+	 * 12 + 20% but not over the fastest interval: no verdict. */
+	start(&r, "predictive", &cfg);
+	{
+		uint64_t rem = 256 * MIB, tx = 0;
+
+		for (int i = 0; i < 20 && !r.n; i++) {
+			struct qmig_policy_sample s = {100 * (i + 1), 1, tx, rem, 256 * MIB,
+						       28 * MIB, 12 * MIB, 0, 300, 0, 0};
+			struct qmig_prediction p;
+			uint64_t sent = (i == 4 ? 25 : 12) * MIB / 10;
+
+			qmig_predict(&s, &p);
+			r.n = r.ops->on_sample(r.st, &s, &p, r.acts, 8);
+			tx += sent, rem -= sent;
+		}
+		CU_ASSERT_EQUAL(r.n, 0);
+	}
+	r.ops->free(r.st);
 
 	/* With a throttle allowed (--auto-converge): the throttle at once
 	 * (QEMU starts it at the end of this pass), judged from pass 3 on. */
