@@ -242,7 +242,9 @@ unsigned qm_dirty_sample_pages(uint64_t mem_bytes)
  *    the link), at least 1 s of them, widened by 20%, and at least the
  *    fastest of those intervals (50 ms or longer): a sender starved by a
  *    loaded host for a while must not pass for a slow link (the live
- *    matrix once saw 16 MiB/s over a second of a 24 MiB/s link);
+ *    matrix once saw 16 MiB/s over a second of a 24 MiB/s link). Not in
+ *    the first 300 ms, when the socket buffers may fill faster than any
+ *    link (a bound of 48 MiB/s was seen on that link);
  *  - dirty rate: the share of sampled pages found dirty is a binomial
  *    estimate; two standard errors below it.
  * If even the lowest dirty rate outruns the highest link rate, precopy
@@ -271,10 +273,12 @@ static int predictive_first_pass(struct state *st, const struct qmig_policy_samp
 		if (fell <= 1.25 * sent) {
 			double rate = sent * 1000.0 / (double)(s->t_ms - st->fp_t);
 
+			/* The first 300 ms may fill the socket buffers
+			 * faster than the link: no peak of the link's. */
+			if (st->link_ms >= 300 && s->t_ms - st->fp_t >= 50 && rate > st->link_peak)
+				st->link_peak = rate;
 			st->link_bytes += sent;
 			st->link_ms += s->t_ms - st->fp_t;
-			if (s->t_ms - st->fp_t >= 50 && rate > st->link_peak)
-				st->link_peak = rate;
 		}
 	}
 	st->fp_t = s->t_ms;
