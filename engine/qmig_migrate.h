@@ -189,7 +189,8 @@ struct qmig_migrate_opts {
 	const char *policy;
 	const char *policy_plugin;
 	int64_t max_downtime_ms;    /* the most a policy may raise downtime-limit to */
-	int64_t max_pause_ms;       /* the longest pause-to-finish a policy may choose */
+	/* the longest pause-to-finish a policy may choose (predictive, 0: max_downtime_ms) */
+	int64_t max_pause_ms;
 
 	/* Measure the guest's dirty rate before migrating (calc-dirty-rate,
 	 * page-sampling: the mode safe under TCG) for this many seconds, so

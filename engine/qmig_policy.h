@@ -86,9 +86,10 @@ struct qmig_policy_config {
 	uint64_t mem_bytes;          /* guest RAM */
 	int64_t downtime_limit_ms;   /* the starting limit */
 	int64_t max_downtime_ms;     /* the most a policy may raise it to */
-	int64_t max_pause_ms;        /* predictive: longest acceptable pause-to-finish */
+	/* predictive: longest acceptable pause-to-finish (0: max_downtime_ms) */
+	int64_t max_pause_ms;
 	int postcopy_allowed;        /* postcopy-ram is on for this migration */
-	int throttle_allowed;        /* auto-converge is armed */
+	int throttle_allowed;        /* may throttle (live predictive: only with --auto-converge) */
 	int dirty_limit_allowed;     /* set-vcpu-dirty-limit works (dirty ring) */
 	/* Nova */
 	int64_t nova_downtime_ms, nova_steps, nova_delay_s_per_gib, nova_timeout_s_per_gib;

@@ -38,7 +38,7 @@ int cmd_preflight(int argc, char **argv)
 		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 	static const struct strategy strat[] = {
 		{"plain", "", 0, 0, 0},
-		{"throttle", "--policy predictive", 1, 0, 1},
+		{"throttle", "--policy predictive --auto-converge", 1, 0, 1},
 		{"postcopy", "--postcopy", 0, 1, 0},
 		{"pause-to-finish", "--policy predictive --max-pause 30000", 0, 0, 30000},
 	};

@@ -9,6 +9,32 @@
 #include "converge.h"
 #include "journal/journal.h"
 
+static int user_cap(const struct qmig_migration *m, const char *name)
+{
+	for (const char *const *c = m->o.caps; c && *c; c++)
+		if (!strcmp(*c, name))
+			return 1;
+	return 0;
+}
+
+/* May the policy throttle the guest's CPUs? The source must have the
+ * parameter. predictive only when asked (--auto-converge): a CPU throttle
+ * slows every vCPU, the guest's work that writes nothing too, and the
+ * policy never trades that away by itself. The others and plug-ins:
+ * whenever QEMU can; they arm auto-converge themselves only when the user
+ * did not (then QEMU throttles as it does alone). */
+static int is_predictive(const struct qmig_migration *m)
+{
+	return m->policy && !m->policy_dl && !strcmp(m->policy->name, "predictive");
+}
+
+static int throttle_allowed(const struct qmig_migration *m)
+{
+	if (!json_object_object_get_ex(m->side[SRC].orig_params, "max-cpu-throttle", NULL))
+		return 0;
+	return is_predictive(m) ? user_cap(m, "auto-converge") : 1;
+}
+
 int qm_policy_open(struct qmig_migration *m)
 {
 	struct qmig_policy_config cfg = QMIG_POLICY_CONFIG_INIT;
@@ -36,8 +62,7 @@ int qm_policy_open(struct qmig_migration *m)
 	cfg.max_downtime_ms = m->o.max_downtime_ms;
 	cfg.max_pause_ms = m->o.max_pause_ms;
 	cfg.postcopy_allowed = m->o.postcopy;
-	cfg.throttle_allowed = json_object_object_get_ex(m->side[SRC].orig_params,
-							 "max-cpu-throttle", NULL);
+	cfg.throttle_allowed = throttle_allowed(m);
 	r = m->policy->init ? m->policy->init(&m->policy_state, &cfg) : 0;
 	if (r < 0) {
 		m->policy = NULL;
@@ -59,11 +84,12 @@ void qm_policy_close(struct qmig_migration *m)
 
 /* A throttling policy needs auto-converge armed from the start (QEMU
  * refuses capability changes mid-migration), but capped at 1% so that
- * only the policy decides how hard to throttle. */
+ * only the policy decides how hard to throttle (with predictive, also
+ * when the user asked for auto-converge: the policy sets the throttle). */
 int qm_policy_plan(struct qmig_migration *m, struct json_object *want)
 {
-	if (!m->policy || !strcmp(m->policy->name, "passive") ||
-	    !json_object_object_get_ex(m->side[SRC].orig_params, "max-cpu-throttle", NULL))
+	if (!m->policy || !strcmp(m->policy->name, "passive") || !throttle_allowed(m) ||
+	    (!is_predictive(m) && user_cap(m, "auto-converge")))
 		return 0;
 	json_object_object_add(want, "auto-converge", json_object_new_boolean(1));
 	return 1;

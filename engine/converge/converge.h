@@ -10,6 +10,10 @@
 /* monitor.c */
 int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *info);
 
+/* policy.c: calc-dirty-rate's sample-pages per GiB for a guest this big
+ * (the predictive policy's error bounds assume it). */
+unsigned qm_dirty_sample_pages(uint64_t mem_bytes);
+
 /* converge.c */
 int qm_policy_open(struct qmig_migration *m);
 void qm_policy_close(struct qmig_migration *m);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "converge.h"
 #include "qmig_policy.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -64,10 +65,15 @@ struct state {
 	int64_t step, lowest_t_ms, last_poll_ms, downtime, last_action_pass;
 	uint64_t lowest, last_rem, dirty_before;
 	int counter, done, throttle_tries;
-	/* predictive: the first pass's bandwidth samples */
-	int bw_n;
-	double bw_min, bw_max;
+	/* predictive: the first pass's samples, and its intervals that sent
+	 * pages with data (the link's rate) */
+	int64_t fp_t;
+	uint64_t fp_tx, fp_rem;
+	double link_bytes, link_peak;
+	int64_t link_ms;
 	int64_t throttle_pass;       /* the pass in which the last throttle was set */
+	/* predictive: what was left at the start of this pass and the last */
+	uint64_t pass_seen, rem_cur, rem_prev;
 };
 
 static int64_t dflt(int64_t v, int64_t d)
@@ -212,40 +218,81 @@ static int64_t minimal_throttle(const struct qmig_policy_sample *s)
 	return pct > 99 ? 99 : (int64_t)pct;
 }
 
-/* The first pass, forecast from the rate measured before the migration
- * (calc-dirty-rate, page sampling over at least 1 s) and the bandwidth
- * samples so far, each with a bound:
- *  - bandwidth: the range of the samples, widened by 10%;
- *  - dirty rate: QEMU samples 512 pages per GiB, so the share of pages
- *    found dirty is a binomial estimate; two standard errors below it.
- * If even the lowest dirty rate outruns the highest bandwidth, precopy
- * cannot converge by itself. The pages dirtied in the measured second are
- * distinct, so at the switchover at least that much is dirty: a pause of
- * at least dirty_lo * 1 s / bw_hi. Over --max-pause, with no throttle and
- * no postcopy to turn to, the migration is infeasible now, not passes
- * later. (A throttle is set at once instead of at pass 2: QEMU 7.2 applies
+/* calc-dirty-rate's sample-pages (per GiB) the engine asks for: at least
+ * 1024 pages sampled in all, which bounds the measured share of dirty
+ * pages to a few percent (QEMU's default, 512 per GiB, samples 128 pages
+ * of a 256 MiB guest: an error of +-35%, too wide to tell 48 MiB/s from
+ * 24). QEMU takes 128 to 4096. Hashing 1024 pages twice costs QEMU
+ * nothing that shows. */
+unsigned qm_dirty_sample_pages(uint64_t mem_bytes)
+{
+	double gib = mem_bytes / GIB, per = gib > 0 ? ceil(1024.0 / gib) : 512;
+
+	if (per < 512)
+		per = 512;
+	return per > 4096 ? 4096 : (unsigned)per;
+}
+
+/* The first pass, forecast from the rate measured beside it
+ * (calc-dirty-rate, page sampling over 1 s, done at about 1.1 s) and the
+ * link's rate, each with a bound:
+ *  - link: bytes over time in the intervals between samples that sent
+ *    pages with data (what is left fell by no more than 1.25x the bytes
+ *    sent; an interval of zero pages, a few bytes each, says nothing about
+ *    the link), at least 1 s of them, widened by 20%, and at least the
+ *    fastest of those intervals (50 ms or longer): a sender starved by a
+ *    loaded host for a while must not pass for a slow link (the live
+ *    matrix once saw 16 MiB/s over a second of a 24 MiB/s link). Not in
+ *    the first 300 ms, when the socket buffers may fill faster than any
+ *    link (a bound of 48 MiB/s was seen on that link);
+ *  - dirty rate: the share of sampled pages found dirty is a binomial
+ *    estimate; two standard errors below it.
+ * If even the lowest dirty rate outruns the highest link rate, precopy
+ * cannot converge by itself: every pass takes longer than the first
+ * measured second, and the pages dirtied in that second are distinct, so
+ * at the switchover at least dirty_lo * 1 s is left: a pause of at least
+ * dirty_lo * 1 s / link_hi. Over the longest pause allowed (a pause is
+ * downtime), with no throttle (only with --auto-converge: a CPU throttle
+ * slows every vCPU, not only the writer) and no postcopy to turn to, the
+ * migration is infeasible now, not passes later. (A throttle, when
+ * allowed, is set at once instead of at pass 2: QEMU 7.2 applies
  * auto-converge's throttle only at a dirty sync, the end of a pass.)
  * Returns the number of actions, or -1 when the forecast says nothing. */
-#define FORECAST_SAMPLES 3
+#define LINK_MIN_MS 1000
+#define LINK_MARGIN 1.2
 static int predictive_first_pass(struct state *st, const struct qmig_policy_sample *s,
 				 int64_t max_pause, struct qmig_action *out, int max)
 {
-	double n = 512.0 * (st->gib > 0 ? st->gib : 1), share, d_lo, b_hi, pause_lo;
+	double n = qm_dirty_sample_pages(st->cfg.mem_bytes) * (st->gib > 0 ? st->gib : 1);
+	double share, d_lo, b_hi, pause_lo;
 
-	if (s->bandwidth > 0) {
-		if (!st->bw_n || s->bandwidth < st->bw_min)
-			st->bw_min = (double)s->bandwidth;
-		if (!st->bw_n || s->bandwidth > st->bw_max)
-			st->bw_max = (double)s->bandwidth;
-		st->bw_n++;
+	if (st->fp_t && s->t_ms > st->fp_t && s->transferred > st->fp_tx) {
+		double sent = (double)(s->transferred - st->fp_tx);
+		double fell = st->fp_rem > s->remaining ? (double)(st->fp_rem - s->remaining) : 0;
+
+		if (fell <= 1.25 * sent) {
+			double rate = sent * 1000.0 / (double)(s->t_ms - st->fp_t);
+
+			/* The first 300 ms may fill the socket buffers
+			 * faster than the link: no peak of the link's. */
+			if (st->link_ms >= 300 && s->t_ms - st->fp_t >= 50 && rate > st->link_peak)
+				st->link_peak = rate;
+			st->link_bytes += sent;
+			st->link_ms += s->t_ms - st->fp_t;
+		}
 	}
-	if (st->bw_n < FORECAST_SAMPLES || !s->dirty_rate || !st->cfg.mem_bytes)
+	st->fp_t = s->t_ms;
+	st->fp_tx = s->transferred;
+	st->fp_rem = s->remaining;
+	if (st->link_ms < LINK_MIN_MS || !s->dirty_rate || !st->cfg.mem_bytes)
 		return -1;
 	share = (double)s->dirty_rate / (double)st->cfg.mem_bytes; /* over 1 s */
 	if (share > 1)
 		share = 1;
 	d_lo = share > 0 ? (double)s->dirty_rate * (1 - 2 * sqrt((1 - share) / (share * n))) : 0;
-	b_hi = st->bw_max * 1.1;
+	b_hi = st->link_bytes * 1000.0 / (double)st->link_ms * LINK_MARGIN;
+	if (b_hi < st->link_peak)
+		b_hi = st->link_peak;
 	if (d_lo < b_hi)
 		return -1; /* it may converge: the passes will tell */
 	if (st->cfg.throttle_allowed && !st->throttle_tries) {
@@ -277,7 +324,8 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 	struct state *st = vst;
 	int64_t limit = s->downtime_limit_ms > 0 ? s->downtime_limit_ms : 300;
 	int64_t max_down = dflt(st->cfg.max_downtime_ms, limit > 500 ? limit : 500);
-	int64_t max_pause = dflt(st->cfg.max_pause_ms, 5000);
+	/* A pause to finish is downtime: by default no longer than it. */
+	int64_t max_pause = dflt(st->cfg.max_pause_ms, max_down);
 	int64_t want;
 
 	if (!st->done && s->pass <= 1) {
@@ -287,6 +335,11 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 			return n;
 	}
 
+	if (s->pass != st->pass_seen) {
+		st->pass_seen = s->pass;
+		st->rem_prev = st->rem_cur;
+		st->rem_cur = s->remaining;
+	}
 	/* One decision per pass: give each its effect before judging again. */
 	if (st->done || p->verdict != QMIG_VERDICT_CANNOT_CONVERGE ||
 	    (int64_t)s->pass == st->last_action_pass)
@@ -328,6 +381,15 @@ static int predictive_sample(void *vst, const struct qmig_policy_sample *s,
 		return act(out, max, 0, QMIG_ACT_THROTTLE, pct,
 			   "dirty ratio %.2f: the smallest throttle that converges is %lld%%",
 			   p->dirty_ratio, (long long)pct);
+	}
+	/* The end: only on two pass starts without progress. Pass 1 also
+	 * scans the zero pages, and on a loaded host it can last long enough
+	 * for a slow writer to rewrite its whole working set: pass 2 starts
+	 * with all of it left and a dirty ratio near 1 even when the next
+	 * pass, with data pages only, would shrink it. */
+	if (s->pass < 3 || !st->rem_prev || st->rem_cur < st->rem_prev - st->rem_prev / 10) {
+		st->last_action_pass = -1;
+		return 0;
 	}
 	st->done = 1;
 	if (st->cfg.postcopy_allowed)

@@ -410,6 +410,8 @@ static int run_doctor(struct qmig_migration *m)
 	return m->error;
 }
 
+static void measure_begin(struct qmig_migration *m);
+
 static int step_negotiate(struct qmig_migration *m)
 {
 	int64_t t0 = qm_now_ns(), t1, t2;
@@ -428,6 +430,7 @@ static int step_negotiate(struct qmig_migration *m)
 		if (r < 0)
 			return qm_qmp_fail(m, s, r, "query-migrate-parameters");
 	}
+	measure_begin(m);
 	t1 = qm_now_ns();
 	if (run_doctor(m) < 0)
 		return m->error;
@@ -455,20 +458,41 @@ static int step_negotiate(struct qmig_migration *m)
 
 /* The guest's dirty rate by page sampling (calc-dirty-rate: it hashes
  * sampled pages, so it needs no dirty log and runs beside the migration
- * under TCG too), started with the first pass instead of before it: the
- * first pass takes seconds to send the RAM, and the policy needs the rate
- * only to judge it. Not measured under a passive policy (unless asked). */
+ * under TCG too), started as soon as the capabilities are read: its second
+ * runs beside the doctor and the plan, so the policy has it a few samples
+ * into the first pass at the latest, and it measures the guest undisturbed
+ * (a TCG guest starved at the migration's start wrote 1-2 MiB/s in that
+ * second under load, then rewrote its whole working set in every pass).
+ * Not measured under a passive policy (unless asked). */
+static int calc_dirty_rate(struct qmig_migration *m, int secs)
+{
+	struct json_object *a = json_object_new_object();
+	uint64_t mem = 0;
+	int r;
+
+	/* Enough pages sampled for the policy's bounds (converge/policy.c). */
+	qmig_cmd_query_memory_size(m->side[SRC].qmp, &mem);
+	json_object_object_add(a, "calc-time", json_object_new_int64(secs));
+	json_object_object_add(a, "sample-pages", json_object_new_int64(qm_dirty_sample_pages(mem)));
+	json_object_object_add(a, "mode", json_object_new_string("page-sampling"));
+	r = qmig_qmp_conn_call(m->side[SRC].qmp, "calc-dirty-rate", a, NULL, -1);
+	json_object_put(a);
+	if (r == -EREMOTEIO) /* refused (an older QEMU): its default sampling */
+		r = qmig_cmd_calc_dirty_rate(m->side[SRC].qmp, secs, "page-sampling");
+	return r;
+}
+
 static void measure_begin(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
 	int secs = m->o.measure_dirty_s;
 
 	if (secs == 0)
-		secs = (m->policy && strcmp(m->policy->name, "passive")) ? 1 : -1;
-	if (secs < 0 || m->offline || !qmig_schema_has_command(qm_side_schema(m, src),
+		secs = m->o.policy_plugin || (m->o.policy && strcmp(m->o.policy, "passive")) ? 1 : -1;
+	if (secs < 0 || m->offline || m->o.dry_run || !qmig_schema_has_command(qm_side_schema(m, src),
 								"calc-dirty-rate"))
 		return;
-	if (qmig_cmd_calc_dirty_rate(src->qmp, secs, "page-sampling") < 0) {
+	if (calc_dirty_rate(m, secs) < 0) {
 		qm_log(m, QMIG_LOG_INFO, "source: calc-dirty-rate: %s (no dirty rate before the "
 			  "first pass ends)", qmig_qmp_conn_error(src->qmp));
 		return;
@@ -502,6 +526,10 @@ static void measure_poll(struct qmig_migration *m)
 	json_object_object_add(rec, "mode", json_object_new_string("page-sampling"));
 	json_object_object_add(rec, "calc_time_s", json_object_new_int(m->measure_secs));
 	qm_emit(m, "dirty-rate", rec, NULL);
+	/* Until QEMU measures its own (the end of the first pass), again: one
+	 * second can catch a guest starved by a loaded host. */
+	if (m->last.pass <= 1 && m->phase == QMIG_PHASE_PRECOPY)
+		measure_begin(m);
 }
 
 static int step_start(struct qmig_migration *m)
@@ -511,7 +539,6 @@ static int step_start(struct qmig_migration *m)
 		return m->error;
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
-	measure_begin(m);
 	if (m->side[SRC].hb) {
 		struct qmig_hb_stats hs;
 

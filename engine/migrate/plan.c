@@ -259,7 +259,7 @@ int qm_plan_build(struct qmig_migration *m)
 		r = wanted_caps(m, want);
 	if (!r)
 		r = qm_features_plan(m, want); /* features.c: newer QEMU features */
-	if (!r && !json_object_object_get_ex(want, "auto-converge", NULL))
+	if (!r)
 		m->policy_armed = qm_policy_plan(m, want);
 	if (!r && m->o.verify_memory &&
 	    json_object_object_get_ex(want, "postcopy-ram", NULL))

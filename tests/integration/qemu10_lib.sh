@@ -95,9 +95,10 @@ xv_local() {
 
 	# A link (2 MB/s) well below what the guest writes even when the
 	# machine is so loaded that the guest manages a few MB/s of its 200:
-	# the policy must act (throttle, then a pause to finish).
+	# the policy must act (throttle, allowed by --auto-converge, then a
+	# pause to finish).
 	xv policy --mem 128M --wss 8M --dirty-rate 200M --max-bandwidth 2M --max-pause 20000 \
-		--policy predictive
+		--policy predictive --auto-converge
 	xv_ok policy
 	grep -q '"reason":"[^"]*","type":"action"' "$T/policy.jsonl" ||
 		fail "$PAIR policy: no policy decision recorded"

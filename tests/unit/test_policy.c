@@ -169,6 +169,7 @@ static void test_predictive(void)
 	r.ops->free(r.st);
 
 	cfg.throttle_allowed = 1;
+	cfg.max_pause_ms = 5000;
 	start(&r, "predictive", &cfg);
 	/* 200 MiB dirty against 100 MiB/s, 500 MiB left: 5 s of downtime. */
 	CU_ASSERT_EQUAL(step(&r, 2000, 2, 500 * MIB, 200 * MIB, 100 * MIB, 300), 1);
@@ -184,20 +185,36 @@ static void test_predictive(void)
 
 /* The first pass, on sample streams like the live policy matrix's (a
  * 256 MiB guest over ~24 MiB/s, 100 ms samples, the dirty rate measured
- * before the migration): decisions within the first few samples where the
- * bounds allow one, none where they do not. */
-static int first_pass(struct run *r, uint64_t dirty, int64_t *t_out)
+ * beside it, 1024 pages sampled): decisions as soon as the link's rate is
+ * known (1 s of intervals sending data) where the bounds allow one, none
+ * where they do not. `zeros` first samples scan zero pages: what is left
+ * falls 20 times faster than the bytes sent. */
+static int first_pass_z(struct run *r, uint64_t dirty, int zeros, int64_t *t_out)
 {
 	static const uint64_t bw[] = {22, 25, 23, 24, 26, 23, 24, 25, 22, 24};
-	uint64_t rem = 200 * MIB;
+	uint64_t rem = 256 * MIB, tx = 0;
 
-	for (int i = 0; i < 10; i++, rem -= bw[i % 10] * MIB / 10) {
-		if (step(r, 100 * (i + 1), 1, rem, dirty, bw[i] * MIB, 300)) {
-			*t_out = 100 * (i + 1);
+	for (int i = 0; i < 20; i++) {
+		struct qmig_policy_sample s = {100 * (i + 1), 1, tx, rem, 256 * MIB, dirty,
+					       bw[i % 10] * MIB, 0, 300, 0, 0};
+		struct qmig_prediction p;
+		uint64_t sent = i < zeros ? MIB / 10 : bw[i % 10] * MIB / 10;
+
+		qmig_predict(&s, &p);
+		r->n = r->ops->on_sample(r->st, &s, &p, r->acts, 8);
+		if (r->n) {
+			*t_out = s.t_ms;
 			return r->n;
 		}
+		tx += sent;
+		rem -= i < zeros ? 20 * sent : sent;
 	}
 	return 0;
+}
+
+static int first_pass(struct run *r, uint64_t dirty, int64_t *t_out)
+{
+	return first_pass_z(r, dirty, 0, t_out);
 }
 
 static void test_predictive_forecast(void)
@@ -207,14 +224,28 @@ static void test_predictive_forecast(void)
 	int64_t t = 0;
 
 	cfg.mem_bytes = 256 * MIB;
-	/* 200 MiB/s against at most 27.5 (25 + 10%): no throttle, no
-	 * postcopy, and a pause of at least 200 * (1 - 2 se) / 27.5 = 6.6 s
-	 * (se 4.7% with 128 pages sampled): abort at sample 3. */
+	/* 200 MiB/s against at most 28.6 (23.8 + 20%): no throttle, no
+	 * postcopy, and a pause of at least 200 * (1 - 2 se) / 28.6 = 6.8 s
+	 * (se 1.7% with 1024 pages sampled), over the 500 ms allowed: abort
+	 * at 1.1 s (1 s of intervals). */
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 200 * MIB, &t), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
-	CU_ASSERT_EQUAL(t, 300);
+	CU_ASSERT_EQUAL(t, 1100);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.acts[0].reason, "forecast"));
+	r.ops->free(r.st);
+	/* The first 0.5 s scanning zero pages (1 MiB/s on the wire) say
+	 * nothing about the link: the decision waits for data intervals. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass_z(&r, 200 * MIB, 5, &t), 1);
+	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
+	CU_ASSERT_EQUAL(t, 1600);
+	r.ops->free(r.st);
+	/* Above the link (48 MiB/s): at least 41.8 MiB/s, a pause of at
+	 * least 1.46 s: abort too. */
+	start(&r, "predictive", &cfg);
+	CU_ASSERT_EQUAL(first_pass(&r, 48 * MIB, &t), 1);
+	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
 	r.ops->free(r.st);
 
 	/* The same with a longer pause allowed (60 s): nothing to decide yet. */
@@ -222,19 +253,21 @@ static void test_predictive_forecast(void)
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 200 * MIB, &t), 0);
 	r.ops->free(r.st);
-	cfg.max_pause_ms = 0;
-	/* 150 MiB/s: the bound on the pause is 4.6 s, under 5 s; whether the
-	 * working set makes it longer shows only at pass 2. */
+	/* 150 MiB/s with 5.5 s allowed: the bound on the pause is about 5 s;
+	 * whether the working set makes it longer shows only at pass 2. */
+	cfg.max_pause_ms = 5500;
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 150 * MIB, &t), 0);
+
 	r.ops->free(r.st);
+	cfg.max_pause_ms = 0;
 
 	/* near (24 MiB/s against 22-26): the bounds overlap, no verdict. */
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 24 * MIB, &t), 0);
 	r.ops->free(r.st);
-	/* Just above the link (30 MiB/s): 128 pages sampled, too few to be
-	 * sure; no verdict either. */
+	/* Just above the link (30 MiB/s): at least 24.8, not surely above
+	 * 28.6; no verdict either. */
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 30 * MIB, &t), 0);
 	r.ops->free(r.st);
@@ -242,17 +275,37 @@ static void test_predictive_forecast(void)
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 8 * MIB, &t), 0);
 	r.ops->free(r.st);
+	/* A sender starved by a loaded host: 12 MiB/s over most of the
+	 * second, 25 in one interval. 28 MiB/s dirty (at least 23) is over
+	 * 12 + 20% but not over the fastest interval: no verdict. */
+	start(&r, "predictive", &cfg);
+	{
+		uint64_t rem = 256 * MIB, tx = 0;
 
-	/* With auto-converge armed: the throttle at once (QEMU starts it at
-	 * the end of this pass), judged from pass 3 on. */
+		for (int i = 0; i < 20 && !r.n; i++) {
+			struct qmig_policy_sample s = {100 * (i + 1), 1, tx, rem, 256 * MIB,
+						       28 * MIB, 12 * MIB, 0, 300, 0, 0};
+			struct qmig_prediction p;
+			uint64_t sent = (i == 4 ? 25 : 12) * MIB / 10;
+
+			qmig_predict(&s, &p);
+			r.n = r.ops->on_sample(r.st, &s, &p, r.acts, 8);
+			tx += sent, rem -= sent;
+		}
+		CU_ASSERT_EQUAL(r.n, 0);
+	}
+	r.ops->free(r.st);
+
+	/* With a throttle allowed (--auto-converge): the throttle at once
+	 * (QEMU starts it at the end of this pass), judged from pass 3 on. */
 	cfg.throttle_allowed = 1;
 	start(&r, "predictive", &cfg);
 	CU_ASSERT_EQUAL(first_pass(&r, 150 * MIB, &t), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_THROTTLE);
-	CU_ASSERT_EQUAL(t, 300);
+	CU_ASSERT_EQUAL(t, 1100);
 	CU_ASSERT_EQUAL(step(&r, 6000, 2, 128 * MIB, 150 * MIB, 24 * MIB, 300), 0);
 	/* Pass 3: pass 2's rate, throttled, as high: the throttle does not
-	 * work for this guest; 5.3 s of pause is over 5 s: abort. */
+	 * work for this guest; 5.3 s of pause is over 500 ms: abort. */
 	CU_ASSERT_EQUAL(step(&r, 11000, 3, 128 * MIB, 148 * MIB, 24 * MIB, 300), 1);
 	CU_ASSERT_EQUAL(r.acts[0].kind, QMIG_ACT_ABORT);
 	r.ops->free(r.st);
