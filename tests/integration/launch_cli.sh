@@ -88,7 +88,7 @@ $QMIGRATE verify --qmp "$i_qmp" 2> "$T/v5"
 rc=$?
 [ $rc -eq 3 ] || fail "verify of an inmigrate guest exited $rc, want 3"
 grep -q 'incoming migration has not finished' "$T/v5" || fail "message: $(cat "$T/v5")"
-$QMIGRATE qmp "$i_qmp" quit >/dev/null
+$QMIGRATE qmp "$i_qmp" quit >/dev/null || fail "quit of the incoming guest failed"
 $QMIGRATE verify --qmp "$T/nonexistent.sock" 2>/dev/null
 [ $? -eq 3 ] || fail "verify of a missing socket should exit 3"
 ok "verify exit codes 0, 1, 3"
@@ -108,6 +108,6 @@ after=$(ls -d "$RB"/qmig-vm-* 2>/dev/null | wc -l)
 [ "$after" -le "$before" ] || fail "failed launches left runtime directories"
 ok "launch failures: $(head -1 "$T/e1")"
 
-$QMIGRATE qmp "$g_qmp" quit >/dev/null
-$QMIGRATE qmp "$n_qmp" quit >/dev/null
+$QMIGRATE qmp "$g_qmp" quit >/dev/null || fail "quit of the guest failed"
+$QMIGRATE qmp "$n_qmp" quit >/dev/null || fail "quit of the guest-less QEMU failed"
 exit 0

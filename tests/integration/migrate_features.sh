@@ -57,7 +57,7 @@ cmp -s "$T/caps.before" "$T/caps.after" || fail "a refused migration changed cap
 [ "$(status_of "$dst_qmp")" = inmigrate ] || fail "a refused migration touched the destination"
 
 # Offline: a paused source moves, and the destination stays paused.
-$QMIGRATE qmp "$src_qmp" stop > /dev/null
+$QMIGRATE qmp "$src_qmp" stop > /dev/null || fail "stop of the source failed"
 $QMIGRATE migrate --src-qmp "$src_qmp" --dst-qmp "$dst_qmp" --json > "$T/offline.jsonl" ||
 	fail "offline: $(tail -1 "$T/offline.jsonl")"
 [ "$(status_of "$dst_qmp")" = paused ] || fail "offline: destination is not paused"
