@@ -63,6 +63,38 @@ static int shared_file(const char *file)
 	return 0;
 }
 
+/* A program in PATH? */
+static int in_path(const char *tool)
+{
+	const char *path = getenv("PATH");
+
+	for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
+		const char *e = strchr(p, ':');
+		char f[1024];
+
+		snprintf(f, sizeof(f), "%.*s/%s", (int)(e ? e - p : (long)strlen(p)), p, tool);
+		if (!access(f, X_OK))
+			return 1;
+		p = e ? e + 1 : NULL;
+	}
+	return 0;
+}
+
+/* The two QEMUs as two hosts: in different network namespaces (each its
+ * own "host", the way the tests model two machines), or attached with a
+ * destination address that is not this host's. Their image files are then
+ * not both readable here: the disks are compared through NBD. */
+static int two_hosts(const struct qmig_migration *m)
+{
+	const char *a = m->o.src_netns ? m->o.src_netns : "";
+	const char *b = m->o.dst_netns ? m->o.dst_netns : "";
+
+	if (strcmp(a, b))
+		return 1;
+	return m->o.src_qmp && !m->o.dst_netns && strncmp(m->o.dst_addr, "127.", 4) &&
+	       strcmp(m->o.dst_addr, "localhost") && strcmp(m->o.dst_addr, "::1");
+}
+
 /* Both QEMUs on this host (as the doctor judges it). */
 static int same_host(const struct qmig_migration *m)
 {
@@ -300,6 +332,16 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 					"write-blocking (block-job-change) if they stop converging"
 				      : "write-blocking mirrors (this QEMU has no block-job-change)");
 	}
+	st->nbd_cmp = two_hosts(m) && !m->o.no_verify;
+	/* cache.no-flush on the NBD clients only when the engine can flush
+	 * the destination's images itself afterwards (qm_storage_flush_start). */
+	st->noflush = in_path("qemu-io");
+	for (int i = 0; !st->noflush && !st->nbd_cmp && i < st->n; i++)
+		st->noflush = *st->d[i].dst_file && !access(st->d[i].dst_file, R_OK) &&
+			      !shared_file(st->d[i].dst_file);
+	if (!st->noflush)
+		qm_log(m, QMIG_LOG_INFO, "storage: no qemu-io here: the NBD clients flush the "
+		       "destination's images themselves (inside the downtime)");
 	json_object_object_add(want, "pause-before-switchover", json_object_new_boolean(1));
 	if (alloc_nbd_port(m, st) < 0)
 		return m->error;
@@ -359,6 +401,12 @@ int qm_storage_plan_steps(struct qmig_migration *m)
 			json_object_object_add(a, "tls-creds", json_object_new_string(QM_TLS_ID));
 			json_object_object_add(a, "tls-hostname",
 					       json_object_new_string(m->o.tls_hostname));
+		}
+		if (st->noflush) {
+			struct json_object *c = json_object_new_object();
+
+			json_object_object_add(c, "no-flush", json_object_new_boolean(1));
+			json_object_object_add(a, "cache", c);
 		}
 		r = qm_plan_add(m, SRC, "blockdev-add", a,
 				"the destination's disk, as an NBD client (deleted at switchover)");
