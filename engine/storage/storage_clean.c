@@ -963,8 +963,9 @@ void qm_storage_free(struct qmig_migration *m)
 /* For `qmigrate recover` (a dead job: no bookkeeping, only names): what a
  * job of ours left in one QEMU, by the qmigrate- prefixes. The source:
  * mirrors yanked, force-cancelled and dismissed, NBD client nodes
- * deleted; the destination: our exports removed and, when there were
- * any, the NBD server stopped. Returns how many things it removed. */
+ * deleted; both: our exports removed (the source's: read-only, for the
+ * comparison across hosts) and, when there were any, the NBD server
+ * stopped. Returns how many things it removed. */
 int qm_storage_scrub(struct qmig_qmp_conn *c, int source)
 {
 	char names[16384], line[160];
@@ -1014,7 +1015,7 @@ int qm_storage_scrub(struct qmig_qmp_conn *c, int source)
 				if (!strncmp(p, "qmigrate-nbd-", 13) && qmig_cmd_blockdev_del(c, p) == 0)
 					removed++;
 			}
-		return removed;
+		/* and the read-only exports of the comparison across hosts */
 	}
 	if (qmig_cmd_query_export_ids(c, names, sizeof(names)) == 0) {
 		int ours = 0;
