@@ -979,6 +979,10 @@ static int step_finish(struct qmig_migration *m)
 	int dry = m->o.dry_run;
 	char dt[200];
 
+	/* storage.c: the destination's images durable before the job may
+	 * complete (a failure: completed-with-errors, the source kept). */
+	if (!dry && qm_storage_durable(m) < 0)
+		return m->error;
 	if (!dry) {
 		/* storage.c: the destination's images flushed, exports, NBD
 		 * server; when that flush failed, the source's disks are the

@@ -45,6 +45,11 @@ int qm_storage_holds_dst(const struct qmig_migration *m);
  * waited here for it. A difference fails the migration (the destination
  * has not run). */
 int qm_storage_verify(struct qmig_migration *m);
+/* FINISH, first: wait for the engine's flush of the destination's images
+ * (the NBD clients had cache.no-flush). 0, or qm_fail: the migration then
+ * ends "completed-with-errors", the destination keeping the guest and the
+ * source kept paused (qm_storage_finish returns 1). */
+int qm_storage_durable(struct qmig_migration *m);
 /* FINISH: wait for the destination's images to be flushed (NBD clients
  * with cache.no-flush), remove the exports, stop the NBD server(s), check
  * nothing is left. Returns 1 when the flush failed: the destination's

@@ -384,6 +384,20 @@ static void flush_stop(struct qm_storage *st)
 		}
 }
 
+int qm_storage_durable(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+
+	if (!st || !st->n || !st->noflush || !st->switched)
+		return 0;
+	if (qm_storage_flush_wait(m, qm_now_ns() + COMPARE_NS) < 0)
+		return qm_fail(m, -EIO, "storage: the destination's images could not be flushed "
+			       "after the switchover, so they are not known to be durable; the "
+			       "source QEMU is kept paused: its disks are complete up to the "
+			       "switchover, keep them until the destination host has synced");
+	return 0;
+}
+
 /* ---- the source's disks exported for the comparison (two hosts) --------- */
 
 static int port_in(struct qmig_migration *m, struct qmig_port **port, const char *bind,
@@ -870,7 +884,7 @@ int qm_storage_finish(struct qmig_migration *m)
 	qm_storage_compare_stop(m);
 	qm_storage_writeback_close(st);
 	/* Before the exports go: the flush may still be talking to them. */
-	if (qm_storage_flush_wait(m, qm_now_ns() + COMPARE_NS) < 0) {
+	if (st->switched && qm_storage_flush_wait(m, qm_now_ns() + COMPARE_NS) < 0) {
 		qm_log(m, QMIG_LOG_ERROR, "storage: the destination's images could not be made "
 		       "durable (flush failed): the source QEMU is kept (paused), its disks are "
 		       "complete up to the switchover; do not discard them before the "
