@@ -11,12 +11,14 @@
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "launch/launch.h"
 #include "journal/journal.h"
 #include "qm_wait.h"
 #include "storage.h"
@@ -63,21 +65,27 @@ static int shared_file(const char *file)
 	return 0;
 }
 
-/* A program in PATH? */
-static int in_path(const char *tool)
+/* Does the tool start here (exec found it)? Its own exit status does not
+ * matter: `TOOL --version`, killed if it takes more than 5 s. */
+static int tool_runs(const char *tool)
 {
-	const char *path = getenv("PATH");
+	const char *argv[] = {tool, "--version", NULL};
+	struct qm_spawn s = {0};
+	char why[200];
+	pid_t pid;
+	int pidfd = -1, w;
 
-	for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
-		const char *e = strchr(p, ':');
-		char f[1024];
-
-		snprintf(f, sizeof(f), "%.*s/%s", (int)(e ? e - p : (long)strlen(p)), p, tool);
-		if (!access(f, X_OK))
-			return 1;
-		p = e ? e + 1 : NULL;
+	s.argv = argv;
+	s.out_path = "/dev/null";
+	if (qm_spawn(&s, &pid, &pidfd, why, sizeof(why)) < 0)
+		return 0;
+	if (pidfd >= 0)
+		close(pidfd);
+	if (qm_wait_pid(pid, &w, qm_now_ns() + 5000 * MS) < 0) {
+		kill(pid, SIGKILL);
+		qm_wait_pid(pid, &w, 0);
 	}
-	return 0;
+	return 1;
 }
 
 /* The two QEMUs as two hosts: in different network namespaces (each its
@@ -335,7 +343,7 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 	st->nbd_cmp = two_hosts(m) && !m->o.no_verify;
 	/* cache.no-flush on the NBD clients only when the engine can flush
 	 * the destination's images itself afterwards (qm_storage_flush_start). */
-	st->noflush = in_path("qemu-io");
+	st->noflush = tool_runs("qemu-io");
 	for (int i = 0; !st->noflush && !st->nbd_cmp && i < st->n; i++)
 		st->noflush = *st->d[i].dst_file && !access(st->d[i].dst_file, R_OK) &&
 			      !shared_file(st->d[i].dst_file);
