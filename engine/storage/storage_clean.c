@@ -535,18 +535,42 @@ static pid_t flush_local_start(struct qm_storage *st)
 	return pid > 0 ? pid : 0;
 }
 
+/* The NBD clients (cache.no-flush: their close flushes nothing) deleted
+ * once the destination may run: off the downtime. A failure is only
+ * logged (the finish checks that nothing of ours is left). */
+static int clients_after(struct qmig_migration *m)
+{
+	struct qm_storage *st = m->storage;
+
+	struct side *src = &m->side[SRC];
+
+	if (st->ts_deleted || m->error)
+		return m->error;
+	for (int i = 0; i < st->n; i++)
+		if (qmig_cmd_job_dismiss(src->qmp, st->d[i].job) < 0 ||
+		    qmig_cmd_blockdev_del(src->qmp, st->d[i].nbd) < 0)
+			qm_log(m, QMIG_LOG_WARN, "source: the NBD client of disk '%s': %s",
+			       st->d[i].name, qmig_qmp_conn_error(src->qmp));
+	st->ts_deleted = qm_now_ns();
+	return 0;
+}
+
 /* After migrate-continue, with the destination held (stop before its
- * migrate-incoming) for the comparison. Closing the NBD clients flushes
- * the destination's images, which must come before the destination runs;
- * but the close holds the source QEMU's main loop for that flush, which
- * the device-state stage also needs: so it waits for the source's
- * "completed" (the destination then loads the state meanwhile). Then the
- * rest of the comparisons, and `cont` the destination at once when every
- * disk is identical. Reaching a destination still loading, `cont` only
- * turns its autostart back on: it runs as soon as it has loaded, as it
- * would without storage; one loaded already runs now. So the destination
- * waits for the comparison only as long as that outlasts the migration's
- * end, never for the engine's own steps.
+ * migrate-incoming) for the comparison. With cache.no-flush on the NBD
+ * clients, nothing of the engine's stands between the source's
+ * "completed" and the destination's cont but the comparison: the
+ * engine's flush of the destination's images starts now and runs on
+ * (qm_storage_durable waits for it before the job completes), the NBD
+ * clients are deleted after the cont. Without no-flush (no qemu-io here),
+ * closing the clients flushes the destination's images, which must come
+ * before the destination runs; that close holds the source QEMU's main
+ * loop, which the device-state stage also needs, so it waits for the
+ * source's "completed". Reaching a destination still loading, `cont`
+ * only turns its autostart back on: it runs as soon as it has loaded, as
+ * it would without storage; one loaded already runs now. So the
+ * destination waits for the comparison only as long as that outlasts the
+ * migration's end (disk_verify_ms, from the first time the engine saw it
+ * loaded), never for the engine's own steps.
  * An early cont activates the destination's images in QEMU: ours are
  * active already (their exports), but one on shared storage must wait for
  * the source to let go of it, so with such a disk the cont waits for the
@@ -565,10 +589,16 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	pid_t flusher;
 
 	qm_storage_compare_start(m, 0);
-	/* Without no-flush, the NBD clients' close flushes the destination's
-	 * images: a child's fdatasync writes them out meanwhile. */
+	/* With no-flush, nothing needs the NBD clients closed before the
+	 * destination runs: the engine's own flush starts now (every mirror
+	 * write was acknowledged), the clients go after the cont. Without,
+	 * their close flushes the destination's images and must come first:
+	 * a child's fdatasync writes them out meanwhile. */
+	qm_storage_flush_start(m);
 	flusher = st->noflush ? 0 : flush_local_start(st);
 	while (strcmp(src->mig_status, "completed")) {
+		if (!loaded && !strcmp(dst->mig_status, "completed"))
+			loaded = qm_now_ns();
 		if (give_up(m))
 			break;
 		if (qm_now_ns() > deadline)
@@ -588,10 +618,11 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	qm_storage_writeback_close(st);
 	if (give_up(m))
 		return m->error;
-	if (end_clients(m) < 0)
-		return m->error;
-	st->ts_deleted = qm_now_ns();
-	qm_storage_flush_start(m);
+	if (!st->noflush) {
+		if (end_clients(m) < 0)
+			return m->error;
+		st->ts_deleted = qm_now_ns();
+	}
 	src_export(m);
 	/* A file of another format than raw holds what its QEMU has cached
 	 * only once flushed: compared after the flush (read through NBD, the
@@ -607,7 +638,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 		if (!st->cmp_done[i] && st->cmp_pid[i] <= 0)
 			early = 0; /* not compared here: qm_storage_verify says why */
 	if (!early)
-		return 0;
+		return st->ts_deleted ? 0 : clients_after(m);
 	/* Journaled while the comparisons run, not after them. */
 	a = json_object_new_object();
 	json_object_object_add(a, "why", json_object_new_string("the disks compared equal"));
@@ -616,7 +647,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	for (;;) {
 		r = compares_reaped(st);
 		if (r < 0)
-			return 0;
+			return st->ts_deleted ? 0 : clients_after(m);
 		if (!loaded && !strcmp(dst->mig_status, "completed"))
 			loaded = qm_now_ns();
 		if (r == 1 && (!st->other_rw || loaded))
@@ -634,8 +665,8 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	st->early_cont = 1;
 	/* What the destination waited, loaded, for the comparison (verification,
 	 * not downtime: the guest-observed downtime leaves it out). */
-	m->res.disk_verify_ms = loaded ? (uint64_t)((qm_now_ns() - loaded) / MS) : 0;
-	return 0;
+	m->res.disk_verify_ms = loaded ? (uint64_t)((st->ts_cont - loaded) / MS) : 0;
+	return st->ts_deleted ? 0 : clients_after(m);
 }
 
 /* ---- the switchover pause ------------------------------------------------- */
@@ -687,19 +718,25 @@ int qm_storage_switchover(struct qmig_migration *m)
 	if (*err)
 		return qm_fail(m, -EIO, "storage: a mirror ended with an error at the switchover "
 				"(%s); the source keeps the guest", err);
-	if (!late && end_clients(m) < 0)
-		return m->error;
-	if (!late) {
+	/* Without no-flush the clients' close must flush the destination's
+	 * images before it runs: inside the pause. With it, after. */
+	if (!late && !st->noflush) {
+		if (end_clients(m) < 0)
+			return m->error;
 		st->ts_deleted = qm_now_ns();
-		qm_storage_writeback_close(st); /* else kept for qm_storage_after_continue */
 	}
+	if (!late)
+		qm_storage_writeback_close(st); /* else kept for qm_storage_after_continue */
 	r = qmig_cmd_migrate_continue(src->qmp, "pre-switchover");
 	m->res.disk_cancel_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "migrate-continue");
 	t3 = st->ts_continue = qm_now_ns();
-	if (!late)
+	if (!late) {
 		qm_storage_flush_start(m);
+		if (clients_after(m) < 0)
+			return m->error;
+	}
 	if (late && qm_storage_after_continue(m) < 0)
 		return m->error;
 	t4 = qm_now_ns();
