@@ -590,11 +590,11 @@ int qm_storage_after_continue(struct qmig_migration *m)
 
 	qm_storage_compare_start(m, 0);
 	/* With no-flush, nothing needs the NBD clients closed before the
-	 * destination runs: the engine's own flush starts now (every mirror
-	 * write was acknowledged), the clients go after the cont. Without,
-	 * their close flushes the destination's images and must come first:
-	 * a child's fdatasync writes them out meanwhile. */
-	qm_storage_flush_start(m);
+	 * destination runs: the engine's own flush starts once it was told to
+	 * run (not before: on a small host its processes would compete with
+	 * the QEMUs' device-state stage), the clients go after the cont.
+	 * Without, their close flushes the destination's images and must come
+	 * first: a child's fdatasync writes them out meanwhile. */
 	flusher = st->noflush ? 0 : flush_local_start(st);
 	while (strcmp(src->mig_status, "completed")) {
 		if (!loaded && !strcmp(dst->mig_status, "completed"))
@@ -637,8 +637,10 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	for (int i = 0; i < st->n; i++)
 		if (!st->cmp_done[i] && st->cmp_pid[i] <= 0)
 			early = 0; /* not compared here: qm_storage_verify says why */
-	if (!early)
+	if (!early) {
+		qm_storage_flush_start(m);
 		return st->ts_deleted ? 0 : clients_after(m);
+	}
 	/* Journaled while the comparisons run, not after them. */
 	a = json_object_new_object();
 	json_object_object_add(a, "why", json_object_new_string("the disks compared equal"));
@@ -646,7 +648,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	json_object_put(a);
 	for (;;) {
 		r = compares_reaped(st);
-		if (r < 0)
+		if (r < 0) /* qm_storage_verify fails the migration */
 			return st->ts_deleted ? 0 : clients_after(m);
 		if (!loaded && !strcmp(dst->mig_status, "completed"))
 			loaded = qm_now_ns();
@@ -666,6 +668,7 @@ int qm_storage_after_continue(struct qmig_migration *m)
 	/* What the destination waited, loaded, for the comparison (verification,
 	 * not downtime: the guest-observed downtime leaves it out). */
 	m->res.disk_verify_ms = loaded ? (uint64_t)((st->ts_cont - loaded) / MS) : 0;
+	qm_storage_flush_start(m);
 	return st->ts_deleted ? 0 : clients_after(m);
 }
 
@@ -732,11 +735,8 @@ int qm_storage_switchover(struct qmig_migration *m)
 	if (r < 0)
 		return qm_qmp_fail(m, src, r, "migrate-continue");
 	t3 = st->ts_continue = qm_now_ns();
-	if (!late) {
-		qm_storage_flush_start(m);
-		if (clients_after(m) < 0)
-			return m->error;
-	}
+	if (!late && clients_after(m) < 0) /* the flush: in qm_storage_verify */
+		return m->error;
 	if (late && qm_storage_after_continue(m) < 0)
 		return m->error;
 	t4 = qm_now_ns();
@@ -773,6 +773,10 @@ int qm_storage_verify(struct qmig_migration *m)
 	int64_t t0 = qm_now_ns();
 	int all = 1, r, held = !m->o.verify_memory && !m->offline;
 
+	/* The destination runs (or is about to): the engine's flush of its
+	 * images, when not started yet (no comparison held it). */
+	if (st && st->switched)
+		qm_storage_flush_start(m);
 	if (!qm_storage_holds_dst(m))
 		return 0;
 	/* The journal before the wait: the comparison usually runs still, so
