@@ -344,9 +344,12 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 	/* cache.no-flush on the NBD clients only when the engine can flush
 	 * the destination's images itself afterwards (qm_storage_flush_start). */
 	st->noflush = tool_runs("qemu-io");
-	for (int i = 0; !st->noflush && !st->nbd_cmp && i < st->n; i++)
-		st->noflush = *st->d[i].dst_file && !access(st->d[i].dst_file, R_OK) &&
-			      !shared_file(st->d[i].dst_file);
+	if (!st->noflush && !st->nbd_cmp) { /* else every image must be here */
+		st->noflush = 1;
+		for (int i = 0; i < st->n; i++)
+			st->noflush &= *st->d[i].dst_file && !access(st->d[i].dst_file, R_OK) &&
+				       !shared_file(st->d[i].dst_file);
+	}
 	if (!st->noflush)
 		qm_log(m, QMIG_LOG_INFO, "storage: no qemu-io here: the NBD clients flush the "
 		       "destination's images themselves (inside the downtime)");
@@ -417,7 +420,7 @@ int qm_storage_plan_steps(struct qmig_migration *m)
 			json_object_object_add(a, "cache", c);
 		}
 		r = qm_plan_add(m, SRC, "blockdev-add", a,
-				"the destination's disk, as an NBD client (deleted at switchover)");
+				"the destination's disk, as an NBD client (deleted after the switchover)");
 	}
 	for (int i = 0; !r && i < st->n; i++) {
 		a = json_object_new_object();
