@@ -196,7 +196,7 @@ static int compare_reap(struct qmig_migration *m, int i, pid_t pid, int64_t dead
 static int readable(const struct qm_storage *st, const struct qm_disk *k)
 {
 	if (st->nbd_cmp)
-		return st->src_srv > 0;
+		return st->src_srv == 1; /* every export added */
 	return !access(k->src_file, R_OK) && !access(k->dst_file, R_OK);
 }
 
