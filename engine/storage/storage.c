@@ -493,6 +493,12 @@ static void writeback_open(struct qmig_migration *m)
 	struct qm_storage *st = m->storage;
 	int n = 0;
 
+	/* With no-flush the stop flushes nothing of the destination's: a
+	 * writeback now would only load the disk the source's own flush (in
+	 * the vm stop, inside the downtime) needs. */
+	if (st->noflush)
+		return;
+
 	for (int i = 0; i < st->n; i++) {
 		if (st->wb_fd[i] >= 0 || !*st->d[i].dst_file || shared_file(st->d[i].dst_file))
 			continue;
