@@ -106,10 +106,11 @@ struct qm_storage {
 	int64_t t0_ns;                /* first mirror started */
 	uint64_t last_len;            /* for the disk dirty rate */
 	int64_t last_ns;
-	/* The destination's images, when this host can open them: their
-	 * dirty pages are written back while RAM moves, so that the flush in
-	 * the source's stop (through the NBD client, into the destination's
-	 * page cache) finds little left to write. -1: not open. */
+	/* Only without no-flush (no qemu-io here): the destination's images,
+	 * when this host can open them: their dirty pages are written back
+	 * while RAM moves, so that the flush in the source's stop (through the
+	 * NBD client, into the destination's page cache) finds little left to
+	 * write. -1: not open. */
 	int wb_fd[QM_MAX_DISKS];
 	/* The comparisons, started in the switchover once both images are
 	 * final, run while QEMU sends the device state: pid or 0. */
