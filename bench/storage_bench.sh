@@ -17,13 +17,18 @@
 # not counted in either downtime; "raw" adds it back.
 # What the downtime consists of, on QEMU's clocks (one host: one clock):
 #   stop    STOP -> completed on the source, less the pause: the vm stop
-#           (drain and flush of every block node; copied: the NBD client's
-#           flush too, the destination writing its image out: "flush" is
-#           STOP -> pre-switchover alone), the last RAM, the device state
+#           (drain and flush of every block node: "flush" is STOP ->
+#           pre-switchover alone; the NBD clients have cache.no-flush, so
+#           it no longer includes the destination's fdatasync, which
+#           before made most of the growth), the last RAM, the device state
 #   pause   pre-switchover -> device: the mirrors ended (copied only)
 #   load    completed (source) -> RESUME (destination), less the verify
 #           hold: the destination loads the state and runs
 #   s2r     STOP -> RESUME less the verify hold: the three above
+#   dflush  the engine's flush of the destination's images after the
+#           switchover (the NBD clients have cache.no-flush, so the vm
+#           stop's flush no longer reaches the destination): not downtime,
+#           the job completes only after it
 # "guest" is the heartbeats' gap (less the verify hold): on a loaded host
 # it also holds the guest's own scheduling delays, so s2r is the steadier.
 # Last, the time a cancel during the mirror takes to leave the source as
@@ -37,7 +42,7 @@ REPS=${1:-2}
 linux_guest_or_skip
 MEM="--guest linux --mem 512M --wss 16M --dirty-rate 4M --accel tcg"
 GUEST="$MEM --disk 512M"
-echo "case run total_ms guest_downtime_ms raw_ms s2r_ms qemu_downtime_ms stop_ms flush_ms pause_ms cancel_ms load_ms hold_ms mirror_ms disk_bytes" > "$T/rows"
+echo "case run total_ms guest_downtime_ms raw_ms s2r_ms qemu_downtime_ms stop_ms flush_ms pause_ms cancel_ms load_ms hold_ms mirror_ms disk_bytes dflush_ms" > "$T/rows"
 # qemu_ms JSONL SIDE EVENT [PATTERN [last]]: QEMU's timestamp (ms) of the
 # side's first (last) matching event.
 qemu_ms() {
@@ -67,8 +72,11 @@ row() {
 	[ -n "$stop" ] && [ -n "$done_" ] && st=$((done_ - stop - pause))
 	[ -n "$done_" ] && [ -n "$resu" ] && load=$((resu - done_ - hold))
 	[ -n "$stop" ] && [ -n "$resu" ] && s2r=$((resu - stop - hold))
+	# The engine's flush of the destination's images after the switchover
+	# (NBD clients with cache.no-flush): outside the downtime.
+	df=$(grep '"what":"switchover"' "$2" | sed -n 's/.*"flush_ms":\([0-9]*\).*/\1/p')
 	cp "$2" "$T/$(echo "$1" | tr '/' '_').${rep:-0}.jsonl"
-	echo "$1 ${rep:-0} $(f engine_total_ms) $g $raw $s2r $(f downtime_ms) $st $flush $pause $cancel $load $hold $(f disk_mirror_ms) $(f disk_bytes)" >> "$T/rows"
+	echo "$1 ${rep:-0} $(f engine_total_ms) $g $raw $s2r $(f downtime_ms) $st $flush $pause $cancel $load $hold $(f disk_mirror_ms) $(f disk_bytes) ${df:--}" >> "$T/rows"
 }
 # BENCH_ROWS=DIR: only the summary, from the records a run kept in DIR
 # (BENCH_KEEP=DIR): the same analysis over earlier runs.
@@ -135,7 +143,7 @@ for rep in $(seq "$REPS"); do
 	t0=$(date +%s%N)
 	kill -INT $pid
 	wait $pid
-	echo "cancel-during-mirror $rep $(( ($(date +%s%N) - t0) / 1000000 )) - - - - - - - - - - - -" >> "$T/rows"
+	echo "cancel-during-mirror $rep $(( ($(date +%s%N) - t0) / 1000000 )) - - - - - - - - - - - - -" >> "$T/rows"
 	echo "cancel-during-mirror: $(tail -1 "$T/c.jsonl" | sed -n 's/.*"message":"\([^"]*\)".*/\1/p')"
 done
 fi
@@ -144,7 +152,7 @@ echo "512 MiB RAM (16 MiB working set, 4 MiB/s dirtied), 512 MiB disk (16 MiB wr
 echo "then 0/2/8 MiB/s), one host, TCG, $REPS repeats (medians; ms; QEMU's clocks but guest/raw):"
 [ -n "${BENCH_KEEP:-}" ] && mkdir -p "$BENCH_KEEP" && cp "$T"/*.jsonl "$T/rows" "$BENCH_KEEP/"
 awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
-		for (f = 3; f <= 15; f++) v[k, f, n[k]] = $f }
+		for (f = 3; f <= 16; f++) v[k, f, n[k]] = $f }
 	function sortmed(a, c,   i, j, t) {
 		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return c % 2 ? a[(c + 1) / 2] : int((a[c / 2] + a[c / 2 + 1]) / 2) }
@@ -158,11 +166,11 @@ awk 'NR > 1 { k = $1; if (!(k in n)) order[++nk] = k; n[k]++
 		return c ? sortmed(a, c) : "-" }
 	function verdict(g, c) { return (g == "-" || c == "-") ? "?" : (g <= c ? "yes" : "NO") }
 	END {
-		fmt = "  %-20s %6s %6s %6s %6s %6s | %6s %6s %6s %6s %6s %6s | %6s %10s\n"
-		printf fmt, "case", "total", "guest", "raw", "s2r", "QEMU", "stop", "flush", "pause", "cancel", "load", "hold", "mirror", "disk bytes"
+		fmt = "  %-20s %6s %6s %6s %6s %6s | %6s %6s %6s %6s %6s %6s | %6s %10s %6s\n"
+		printf fmt, "case", "total", "guest", "raw", "s2r", "QEMU", "stop", "flush", "pause", "cancel", "load", "hold", "mirror", "disk bytes", "dflush"
 		for (i = 1; i <= nk; i++) { k = order[i]
 			printf fmt, k, med(k, 3), med(k, 4), med(k, 5), med(k, 6), med(k, 7), med(k, 8),
-				med(k, 9), med(k, 10), med(k, 11), med(k, 12), med(k, 13), med(k, 14), med(k, 15) }
+				med(k, 9), med(k, 10), med(k, 11), med(k, 12), med(k, 13), med(k, 14), med(k, 15), med(k, 16) }
 		print ""
 		print "  Downtime growth (copied - shared, run against run, median) vs the time to end the mirrors"
 		print "  (cancel, median), same run; growth on QEMU'"'"'s clocks (s2r) and as the guest saw it; the"

@@ -727,3 +727,41 @@ int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node)
 	json_object_object_add(args, "instances", list);
 	return call_own(c, "yank", args);
 }
+
+/* Storage verification across hosts (engine/storage): an NBD server on
+ * HOST:PORT (inet, no TLS: bound to the loopback of the QEMU's host) and
+ * a read-only export of one node, named as the disk. */
+int qmig_cmd_nbd_server_start_inet(struct qmig_qmp_conn *c, const char *host, unsigned port)
+{
+	struct json_object *args = json_object_new_object(), *addr = json_object_new_object(),
+			   *data = json_object_new_object();
+	char p[16];
+
+	if (!args || !addr || !data) {
+		json_object_put(args);
+		json_object_put(addr);
+		json_object_put(data);
+		return -ENOMEM;
+	}
+	snprintf(p, sizeof(p), "%u", port);
+	json_object_object_add(data, "host", json_object_new_string(host));
+	json_object_object_add(data, "port", json_object_new_string(p));
+	json_object_object_add(addr, "type", json_object_new_string("inet"));
+	json_object_object_add(addr, "data", data);
+	json_object_object_add(args, "addr", addr);
+	return call_own(c, "nbd-server-start", args);
+}
+
+int qmig_cmd_block_export_add_ro(struct qmig_qmp_conn *c, const char *id, const char *node,
+				 const char *name)
+{
+	struct json_object *args = arg_str("id", id);
+
+	if (!args)
+		return -ENOMEM;
+	json_object_object_add(args, "type", json_object_new_string("nbd"));
+	json_object_object_add(args, "node-name", json_object_new_string(node));
+	json_object_object_add(args, "name", json_object_new_string(name));
+	json_object_object_add(args, "writable", json_object_new_boolean(0));
+	return call_own(c, "block-export-add", args);
+}

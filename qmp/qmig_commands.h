@@ -147,6 +147,12 @@ int qmig_cmd_block_export_del(struct qmig_qmp_conn *c, const char *id, int force
  * (a client stuck on a cut link otherwise waits for TCP's timeout). */
 int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node);
 
+/* Storage verification across hosts: an NBD server on HOST:PORT (inet,
+ * no TLS) and a read-only NBD export of a node. 0 or -errno. */
+int qmig_cmd_nbd_server_start_inet(struct qmig_qmp_conn *c, const char *host, unsigned port);
+int qmig_cmd_block_export_add_ro(struct qmig_qmp_conn *c, const char *id, const char *node,
+				 const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1031,8 +1031,16 @@ static int step_finish(struct qmig_migration *m)
 	int dry = m->o.dry_run;
 	char dt[200];
 
+	/* storage.c: the destination's images durable before the job may
+	 * complete (a failure: completed-with-errors, the source kept). */
+	if (!dry && qm_storage_durable(m) < 0)
+		return m->error;
 	if (!dry) {
-		qm_storage_finish(m); /* storage.c: exports, NBD server */
+		/* storage.c: the destination's images flushed, exports, NBD
+		 * server; when that flush failed, the source's disks are the
+		 * only durable copy: the source is kept, paused. */
+		if (qm_storage_finish(m) > 0)
+			m->o.keep_source = 1;
 		finish_source(m);
 		/* The destination now runs the guest: hand it back as we found it
 		 * (capabilities, parameters, no TLS object of ours). */
@@ -1173,7 +1181,8 @@ static int rollback_after_handover(struct qmig_migration *m)
 	struct side *dst = &m->side[DST];
 	struct qmig_vm_status st;
 
-	qm_storage_finish(m); /* storage.c: exports, NBD server */
+	if (qm_storage_finish(m) > 0) /* storage.c: as in step_finish */
+		m->o.keep_source = 1;
 	finish_source(m);
 	/* A destination that cannot be asked cannot be restored either: the
 	 * journal stays for qmigrate recover. */

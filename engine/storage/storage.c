@@ -11,6 +11,7 @@
 #define QM_STORAGE_INTERNAL
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "launch/launch.h"
 #include "journal/journal.h"
 #include "qm_wait.h"
 #include "storage.h"
@@ -62,6 +64,44 @@ static int shared_file(const char *file)
 		if ((long)sf.f_type == shared_fs[i])
 			return 1;
 	return 0;
+}
+
+/* Does the tool start here (exec found it)? Its own exit status does not
+ * matter: `TOOL --version`, killed if it takes more than 5 s. */
+static int tool_runs(const char *tool)
+{
+	const char *argv[] = {tool, "--version", NULL};
+	struct qm_spawn s = {0};
+	char why[200];
+	pid_t pid;
+	int pidfd = -1, w;
+
+	s.argv = argv;
+	s.out_path = NULL; /* no output (never a path: it would be replaced) */
+	if (qm_spawn(&s, &pid, &pidfd, why, sizeof(why)) < 0)
+		return 0;
+	if (pidfd >= 0)
+		close(pidfd);
+	if (qm_wait_pid(pid, &w, qm_now_ns() + 5000 * MS) < 0) {
+		kill(pid, SIGKILL);
+		qm_wait_pid(pid, &w, 0);
+	}
+	return 1;
+}
+
+/* The two QEMUs as two hosts: in different network namespaces (each its
+ * own "host", the way the tests model two machines), or attached with a
+ * destination address that is not this host's. Their image files are then
+ * not both readable here: the disks are compared through NBD. */
+static int two_hosts(const struct qmig_migration *m)
+{
+	const char *a = m->o.src_netns ? m->o.src_netns : "";
+	const char *b = m->o.dst_netns ? m->o.dst_netns : "";
+
+	if (strcmp(a, b))
+		return 1;
+	return m->o.src_qmp && !m->o.dst_netns && strncmp(m->o.dst_addr, "127.", 4) &&
+	       strcmp(m->o.dst_addr, "localhost") && strcmp(m->o.dst_addr, "::1");
 }
 
 /* Both QEMUs on this host (as the doctor judges it). */
@@ -305,6 +345,19 @@ int qm_storage_plan(struct qmig_migration *m, struct json_object *want)
 					"write-blocking (block-job-change) if they stop converging"
 				      : "write-blocking mirrors (this QEMU has no block-job-change)");
 	}
+	st->nbd_cmp = two_hosts(m) && !m->o.no_verify;
+	/* cache.no-flush on the NBD clients only when the engine can flush
+	 * the destination's images itself afterwards (qm_storage_flush_start). */
+	st->noflush = tool_runs("qemu-io");
+	if (!st->noflush && !st->nbd_cmp) { /* else every image must be here */
+		st->noflush = 1;
+		for (int i = 0; i < st->n; i++)
+			st->noflush &= *st->d[i].dst_file && !access(st->d[i].dst_file, R_OK) &&
+				       !shared_file(st->d[i].dst_file);
+	}
+	if (!st->noflush)
+		qm_log(m, QMIG_LOG_INFO, "storage: no qemu-io here: the NBD clients flush the "
+		       "destination's images themselves (inside the downtime)");
 	json_object_object_add(want, "pause-before-switchover", json_object_new_boolean(1));
 	if (alloc_nbd_port(m, st) < 0)
 		return m->error;
@@ -365,8 +418,14 @@ int qm_storage_plan_steps(struct qmig_migration *m)
 			json_object_object_add(a, "tls-hostname",
 					       json_object_new_string(m->o.tls_hostname));
 		}
+		if (st->noflush) {
+			struct json_object *c = json_object_new_object();
+
+			json_object_object_add(c, "no-flush", json_object_new_boolean(1));
+			json_object_object_add(a, "cache", c);
+		}
 		r = qm_plan_add(m, SRC, "blockdev-add", a,
-				"the destination's disk, as an NBD client (deleted at switchover)");
+				"the destination's disk, as an NBD client (deleted after the switchover)");
 	}
 	for (int i = 0; !r && i < st->n; i++) {
 		a = json_object_new_object();
@@ -438,6 +497,12 @@ static void writeback_open(struct qmig_migration *m)
 {
 	struct qm_storage *st = m->storage;
 	int n = 0;
+
+	/* With no-flush the stop flushes nothing of the destination's: a
+	 * writeback now would only load the disk the source's own flush (in
+	 * the vm stop, inside the downtime) needs. */
+	if (st->noflush)
+		return;
 
 	for (int i = 0; i < st->n; i++) {
 		if (st->wb_fd[i] >= 0 || !*st->d[i].dst_file || shared_file(st->d[i].dst_file))

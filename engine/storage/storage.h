@@ -45,8 +45,17 @@ int qm_storage_holds_dst(const struct qmig_migration *m);
  * waited here for it. A difference fails the migration (the destination
  * has not run). */
 int qm_storage_verify(struct qmig_migration *m);
-/* FINISH: remove the exports, stop the NBD server, check nothing is left. */
-void qm_storage_finish(struct qmig_migration *m);
+/* FINISH, first: wait for the engine's flush of the destination's images
+ * (the NBD clients had cache.no-flush). 0, or qm_fail: the migration then
+ * ends "completed-with-errors", the destination keeping the guest and the
+ * source kept paused (qm_storage_finish returns 1). */
+int qm_storage_durable(struct qmig_migration *m);
+/* FINISH: wait for the destination's images to be flushed (NBD clients
+ * with cache.no-flush), remove the exports, stop the NBD server(s), check
+ * nothing is left. Returns 1 when the flush failed: the destination's
+ * images are not known to be durable, so the source (its disks complete
+ * and durable up to the switchover) must be kept, not quit; else 0. */
+int qm_storage_finish(struct qmig_migration *m);
 /* ROLLBACK (after the RAM migration was cancelled): yank and force-cancel
  * the mirrors, delete the client nodes, remove the exports, stop the
  * server; then check with query-block-jobs / query-named-block-nodes /
@@ -97,10 +106,11 @@ struct qm_storage {
 	int64_t t0_ns;                /* first mirror started */
 	uint64_t last_len;            /* for the disk dirty rate */
 	int64_t last_ns;
-	/* The destination's images, when this host can open them: their
-	 * dirty pages are written back while RAM moves, so that the flush in
-	 * the source's stop (through the NBD client, into the destination's
-	 * page cache) finds little left to write. -1: not open. */
+	/* Only without no-flush (no qemu-io here): the destination's images,
+	 * when this host can open them: their dirty pages are written back
+	 * while RAM moves, so that the flush in the source's stop (through the
+	 * NBD client, into the destination's page cache) finds little left to
+	 * write. -1: not open. */
 	int wb_fd[QM_MAX_DISKS];
 	/* The comparisons, started in the switchover once both images are
 	 * final, run while QEMU sends the device state: pid or 0. */
@@ -120,6 +130,31 @@ struct qm_storage {
 	uint64_t last_done;           /* for the mirrors' copy rate */
 	double copy_rate, dirty_rate; /* bytes/s, smoothed over the samples */
 	int early_cont;               /* the destination was told to run once loaded */
+	/* The NBD client nodes are opened with cache.no-flush=on: QEMU's own
+	 * flushes of them (the source's vm stop, the mirror's, the nodes'
+	 * close) no longer wait for the destination's fdatasync inside the
+	 * downtime. The engine flushes the destination's images itself once
+	 * the mirrors have ended (flush_pid: qemu-io over the NBD export, or
+	 * a child's fdatasync of the local images), and the job is completed
+	 * (the source quit) only once that flush succeeded. */
+	int noflush;
+	int flush_started;
+	pid_t flush_pid[QM_MAX_DISKS];
+	int flush_failed;             /* a flush failed: the source is kept */
+	int64_t flush_t0_ns, flush_end_ns;
+	/* Disks compared through NBD (the images are not both on this host):
+	 * a read-only export of each source disk on the source's own NBD
+	 * server (127.0.0.1, src_port), read with the destination's export
+	 * by qemu-img compare in the source's namespace. */
+	int nbd_cmp;
+	struct qmig_port *src_port;
+	unsigned src_nbd_port;
+	int src_srv;                  /* we started the source's NBD server */
+	/* The switchover on the engine's clock (ns): cancel sent, mirrors
+	 * concluded, migrate-continue answered, source completed, NBD clients
+	 * deleted, disks compared, destination told to run, flushed. */
+	int64_t ts_pause, ts_cancel, ts_concluded, ts_continue, ts_completed, ts_deleted, ts_compared,
+		ts_cont;
 };
 
 struct qmig_block_job *qm_storage_find_job(struct qmig_block_job *j, int n, const char *id);
@@ -135,6 +170,17 @@ void qm_storage_compare_start(struct qmig_migration *m, int flushed);
  * once the source has completed, the comparisons, and `cont` the
  * destination when all are identical (storage_clean.c). */
 int qm_storage_after_continue(struct qmig_migration *m);
+
+/* The explicit flush of the destination's images (storage_clean.c):
+ * started once the mirrors' NBD clients are gone; qm_storage_flush_wait
+ * returns 0 when it is done and succeeded (or not needed), <0 if not. */
+void qm_storage_flush_start(struct qmig_migration *m);
+int qm_storage_flush_wait(struct qmig_migration *m, int64_t deadline);
+/* The image-opts of an NBD export (comma-escaped), for qemu-io/qemu-img. */
+int qm_storage_nbd_opts(struct qmig_migration *m, char *buf, size_t len, const char *host,
+			unsigned port, const char *export, int tls);
+/* The --object for the NBD client's TLS, or "" without --tls. */
+void qm_storage_tls_object(struct qmig_migration *m, char *buf, size_t len);
 
 /* Kill and reap comparisons still running (a rollback, the end). */
 void qm_storage_compare_stop(struct qmig_migration *m);

@@ -38,6 +38,29 @@ grep '"command":"blockdev-mirror"' "$T/s.jsonl" | grep -q '"copy-mode":"write-bl
 grep '"command":"blockdev-mirror"' "$T/s.jsonl" | grep -q '"speed":209715200' ||
 	fail "synchronous: --disk-bandwidth not applied"
 ok "tiny guest: write-blocking mirror, 200 MiB/s limit, --migrate-disks vdisk0"
+# The NBD clients had cache.no-flush, and the engine flushed the
+# destination's images itself, after the switchover, before completing.
+[ "$(switchover "$T/s.jsonl" no_flush)" = true ] || fail "synchronous: no cache.no-flush"
+grep '"command":"blockdev-add"' "$T/s.jsonl" | grep -q '"no-flush":true' ||
+	fail "synchronous: the NBD client was not opened with cache.no-flush"
+f=$(switchover "$T/s.jsonl" flushed_ms); c=$(switchover "$T/s.jsonl" continued_ms)
+[ "$f" -ge "$c" ] 2>/dev/null || fail "synchronous: not flushed after migrate-continue ($f, $c)"
+[ "$(switchover "$T/s.jsonl" compared_via)" = files ] || fail "one host: not compared as files"
+
+# 1c. That flush failing (a qemu-io that reports an I/O error): the
+# destination keeps the guest, but the job is not "completed": the
+# source is kept paused (its disks are the durable copy), exit 8.
+mkdir -p "$T/bin"
+printf '#!/bin/sh\necho "flush failed: Input/output error"\nexit 1\n' > "$T/bin/qemu-io"
+chmod +x "$T/bin/qemu-io"
+PATH="$T/bin:$PATH" $QMIGRATE migrate --launch --guest tiny --mem 128M --disk 64M --accel tcg \
+	--copy-storage-all --json > "$T/nf.jsonl" 2> "$T/nf.err"
+rc=$?; res=$(tail -1 "$T/nf.jsonl")
+[ $rc = 8 ] || fail "flush failure: exit $rc, expected 8: $res"
+[ "$(json_get status "$res")" = completed-with-errors ] || fail "flush failure: $res"
+message "$T/nf.jsonl" | grep -q "not known to be durable" || fail "flush failure: message: $res"
+grep -q "source QEMU is kept" "$T/nf.err" "$T/nf.jsonl" || fail "flush failure: the source was not kept"
+ok "the engine's flush failing: completed-with-errors, the source kept"
 
 # 2. Attach mode: the destination kept, its guest reads every block back.
 launch_guest src --guest linux --mem 256M --wss 32M --dirty-rate 4M --disk 256M \

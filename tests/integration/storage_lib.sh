@@ -44,6 +44,9 @@ no_storage_leftovers() {
 	case $_j in *qmigrate*) fail "$1: a mirror job is left on the source: $_j" ;; esac
 	_n=$($QMIGRATE qmp "$2" query-named-block-nodes) || fail "$1: query-named-block-nodes"
 	case $_n in *qmigrate-nbd*) fail "$1: an NBD client node is left on the source" ;; esac
+	# The source's own read-only exports (the comparison across hosts).
+	_e=$($QMIGRATE qmp "$2" query-block-exports) || fail "$1: query-block-exports (source)"
+	case $_e in *qmigrate*) fail "$1: an NBD export is left on the source: $_e" ;; esac
 	if [ -n "${3:-}" ]; then
 		_e=$($QMIGRATE qmp "$3" query-block-exports) || fail "$1: query-block-exports"
 		case $_e in *qmigrate*) fail "$1: an NBD export is left on the destination: $_e" ;; esac
@@ -52,6 +55,9 @@ no_storage_leftovers() {
 
 # nbd_port JSONL: the port of the plan's nbd-server-start.
 nbd_port() { grep '"command":"nbd-server-start"' "$1" | sed -n 's/.*"port":"\([0-9]*\)".*/\1/p' | head -1; }
+
+# switchover JSONL KEY: a key of the engine's switchover timeline record.
+switchover() { json_get "$2" "$(grep '"what":"switchover"' "$1" | tail -1)"; }
 
 # result_field JSONL KEY: a key of the result record (last line).
 result_field() { json_get "$2" "$(tail -1 "$1")"; }

@@ -25,6 +25,16 @@ run() { # NAME ARGS...
 	[ "$(json_get verified "$res")" = true ] || fail "$name: not verified"
 	[ "$(json_get disks_verified "$res")" = true ] || fail "$name: disks not verified"
 	echo "$name: guest downtime $(json_get guest_downtime_ms "$res") ms, mirrors ended in $(json_get disk_cancel_ms "$res") ms"
+	# Two namespaces are two hosts: the disks compared through NBD (the
+	# source's read-only export and the destination's), not as files.
+	[ "$(switchover "$T/$name.jsonl" compared_via)" = nbd ] ||
+		fail "$name: the disks were not compared through NBD: $(grep '"what":"switchover"' "$T/$name.jsonl")"
+	# The NBD clients did not flush (cache.no-flush); the engine did,
+	# before the job completed.
+	[ "$(switchover "$T/$name.jsonl" no_flush)" = true ] || fail "$name: no cache.no-flush"
+	[ "$(switchover "$T/$name.jsonl" flushed_ms)" -ge 0 ] 2>/dev/null ||
+		fail "$name: the destination's images were not flushed"
+	echo "$name: switchover: $(grep '"what":"switchover"' "$T/$name.jsonl" | cut -c1-300)"
 }
 run plain
 run tls --tls "$C"
