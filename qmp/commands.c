@@ -299,15 +299,24 @@ int qmig_cmd_migrate_continue(struct qmig_qmp_conn *c, const char *state)
 
 /* ---- memory ------------------------------------------------------------ */
 
-int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path)
+int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path,
+		      int timeout_ms)
 {
 	struct json_object *args = arg_str("filename", path);
+	int r;
 
-	if (args) {
-		json_object_object_add(args, "val", json_object_new_uint64(addr));
-		json_object_object_add(args, "size", json_object_new_uint64(size));
-	}
-	return call_own(c, "pmemsave", args);
+	if (!args)
+		return -ENOMEM;
+	json_object_object_add(args, "val", json_object_new_uint64(addr));
+	json_object_object_add(args, "size", json_object_new_uint64(size));
+	r = qmig_qmp_conn_call(c, "pmemsave", args, NULL, timeout_ms);
+	json_object_put(args);
+	return r;
+}
+
+int qmig_cmd_inject_nmi(struct qmig_qmp_conn *c)
+{
+	return call0(c, "inject-nmi");
 }
 
 int qm_parse_query_memory_size(struct qm_rd *rd, struct json_object *ret, uint64_t *base_memory)

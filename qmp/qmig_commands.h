@@ -64,8 +64,12 @@ int qmig_cmd_migrate_start_postcopy(struct qmig_qmp_conn *c);
 int qmig_cmd_migrate_continue(struct qmig_qmp_conn *c, const char *state);
 
 /* pmemsave: size bytes of guest-physical memory from addr into path
- * (written by QEMU itself). */
-int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path);
+ * (written by QEMU itself), waiting at most timeout_ms (<0: the
+ * connection's default; a large dump needs more). */
+int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path,
+		      int timeout_ms);
+/* inject-nmi: an NMI to the guest's vCPUs. */
+int qmig_cmd_inject_nmi(struct qmig_qmp_conn *c);
 /* query-memory-size-summary: base-memory in bytes. */
 int qmig_cmd_query_memory_size(struct qmig_qmp_conn *c, uint64_t *base_memory);
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qmig_guests.h"
 #include "qmig_launch.h"
 #include "qmig_qmp.h"
 

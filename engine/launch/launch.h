@@ -80,6 +80,8 @@ void qm_launch_gc(const char *base);
 /* Read up to max bytes of the tail of a file into a new string. */
 char *qm_launch_read_tail(const char *path, size_t max);
 int64_t qm_launch_mono_ns(void);
+/* The process's guest plug-in (qmig_launch_defaults.guest_ops), or NULL. */
+const struct qmig_guest_ops *qm_launch_guest_ops(void);
 
 
 #endif

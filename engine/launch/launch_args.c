@@ -132,6 +132,7 @@ static void add_file(struct qm_argv *a, const char *opt, const char *path)
  * it; the qmigrate CLI (or a test) says where the test guests are. */
 static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *def_guest_dir, *def_linux_dir, *def_accel;
+static const struct qmig_guest_ops *def_guest_ops;
 
 static int accel_ok(const char *a)
 {
@@ -142,8 +143,12 @@ int qmig_launch_defaults_set(const struct qmig_launch_defaults *d)
 {
 	char *g = NULL, *l = NULL, *a = NULL;
 
+	const struct qmig_guest_ops *ops = d && d->version >= 2 ? d->guest_ops : NULL;
+
 	if (!d || d->version < 1 || d->version > QMIG_LAUNCH_DEFAULTS_VERSION ||
 	    !accel_ok(d->accel))
+		return -EINVAL;
+	if (ops && (ops->version < 1 || ops->version > QMIG_GUEST_OPS_VERSION))
 		return -EINVAL;
 	if ((d->guest_dir && !(g = strdup(d->guest_dir))) ||
 	    (d->linux_dir && !(l = strdup(d->linux_dir))) ||
@@ -159,8 +164,19 @@ int qmig_launch_defaults_set(const struct qmig_launch_defaults *d)
 	def_guest_dir = g;
 	def_linux_dir = l;
 	def_accel = a;
+	def_guest_ops = ops;
 	pthread_mutex_unlock(&defaults_lock);
 	return 0;
+}
+
+const struct qmig_guest_ops *qm_launch_guest_ops(void)
+{
+	const struct qmig_guest_ops *ops;
+
+	pthread_mutex_lock(&defaults_lock);
+	ops = def_guest_ops;
+	pthread_mutex_unlock(&defaults_lock);
+	return ops;
 }
 
 /* A copy of one default ("" when unset). */

@@ -209,12 +209,12 @@ void qm_sr_saved_free(struct qm_sr_saved *sv)
 	sv->caps = sv->params = NULL;
 }
 
-int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_t len)
+int qm_sr_beats(struct qm_probe *hb, unsigned n, int timeout_ms, char *msg, size_t len)
 {
-	struct qmig_hb_stats st;
-	int r = qmig_hb_wait(hb, n, timeout_ms);
+	struct qmig_guest_stats st;
+	int r = qm_probe_wait(hb, n, timeout_ms);
 
-	qmig_hb_get(hb, &st);
+	qm_probe_get(hb, &st);
 	if (st.corrupt) {
 		snprintf(msg, len, "the guest reports corrupt memory: %s", st.corrupt_msg);
 		return 0;
@@ -241,7 +241,7 @@ int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages
 		snprintf(msg, len, "cannot stop the guest to check it: %s", qmig_qmp_conn_error(c));
 		return r;
 	}
-	r = qmig_tiny_verify(c, dir, &rep);
+	r = qm_guest_verify(qm_guest_default(), c, dir, &rep);
 	if (r < 0) {
 		snprintf(msg, len, "memory stamps not checked: %s", strerror(-r));
 		return r;

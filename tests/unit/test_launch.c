@@ -11,6 +11,7 @@
 
 #include "unit.h"
 #include "launch/launch.h"
+#include "qmig_guests.h"
 #include "../guests/tiny/tiny_abi.h"
 
 #define KIB 1024ull
@@ -336,7 +337,7 @@ static void test_heartbeat(void)
 	char dir[] = "/tmp/qmig-unit-hb-XXXXXX", path[128];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct qmig_hb *hb = NULL;
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	const char *text = "READY tiny wss=1 rate=2 mem=3\n"
 			   "HB seq=1 gen=1 pages=10 rate=100\n"
 			   "garbage line\n"
