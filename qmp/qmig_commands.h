@@ -101,6 +101,10 @@ int qmig_cmd_query_kvm(struct qmig_qmp_conn *c, int *enabled, int *present);
 /* *out is a new reference to the return array. */
 int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out);
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out);
+/* query-cpus-fast: *out the array as QEMU sent it. */
+int qmig_cmd_query_cpus_fast(struct qmig_qmp_conn *c, struct json_object **out);
+/* query-block as QEMU sent it (an array; qmig_cmd_query_block reads it). */
+int qmig_cmd_query_block_raw(struct qmig_qmp_conn *c, struct json_object **out);
 
 /* ---- block devices, jobs and NBD (storage migration) ---- */
 
@@ -150,6 +154,35 @@ int qmig_cmd_block_export_del(struct qmig_qmp_conn *c, const char *id, int force
 /* yank the connection of an NBD client node: its requests fail at once
  * (a client stuck on a cut link otherwise waits for TCP's timeout). */
 int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node);
+
+/* ---- commands whose arguments the caller builds ----------------------- */
+
+/* The engine's plan builds each step's arguments as data (journaled, shown
+ * by --dry-run); these send such an object as it is (borrowed). */
+int qmig_cmd_migrate_set_capabilities_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_migrate_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_migrate_incoming_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_nbd_server_start(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_block_export_add(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_blockdev_mirror(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_block_job_change(struct qmig_qmp_conn *c, struct json_object *args);
+
+/* ---- QOM, the version ------------------------------------------------- */
+
+/* qom-get: *out a new reference to the property's value (any type). */
+int qmig_cmd_qom_get(struct qmig_qmp_conn *c, const char *path, const char *property,
+		     struct json_object **out);
+/* qom-list: *out a new reference to the array of {name, type}. */
+int qmig_cmd_qom_list(struct qmig_qmp_conn *c, const char *path, struct json_object **out);
+
+struct qmig_qemu_version {
+	unsigned major, minor, micro;
+};
+/* query-version: QEMU's own version numbers. */
+int qmig_cmd_query_version(struct qmig_qmp_conn *c, struct qmig_qemu_version *out);
+
+/* query-migrate as QEMU sent it (new reference), for display. */
+int qmig_cmd_query_migrate_raw(struct qmig_qmp_conn *c, struct json_object **out);
 
 #ifdef __cplusplus
 }

@@ -10,7 +10,13 @@
 #    guest's verifier qmig_tiny_*, the plug-in) lives in
 #    libqmigrate-guests.a (tests/guests/host); libqmigrate exports none of
 #    it and no library file includes its header or the tiny guest's ABI.
-#    The engine reaches a guest only through struct qmig_guest_ops.
+#    The engine reaches a guest only through struct qmig_guest_ops;
+#  - a QMP command sent by name: every command goes through its function in
+#    qmp/commands.c (one place shows the whole vocabulary). Outside qmp/,
+#    a raw call (qmig_qmp_conn_call, qmig_qmp_command, qm_call_get) fails
+#    unless its line says "raw QMP:" and why (the CLI's `qmigrate qmp`
+#    passthrough; the core's own benchmark). tests/ test the QMP layer
+#    itself and may send anything.
 cd "$(dirname "$0")/.." || exit 1
 bad=0
 tree=$(pwd -P)
@@ -44,5 +50,14 @@ if [ -n "$hits" ]; then
 	echo "$hits"
 	bad=1
 fi
+hits=$(grep -rnE '\b(qmig_qmp_conn_call(_fd)?|qmig_qmp_command|qm_call_get)\(' \
+	engine transport tools bench examples tests/guests --include='*.c' |
+	grep -vE '^[^:]+:[0-9]+:[[:space:]]*(int|/\*|\*)' | grep -v 'raw QMP:')
+if [ -n "$hits" ]; then
+	echo "FAIL: a QMP command sent by name outside qmp/ (give it a function in qmp/commands.c):"
+	echo "$hits"
+	bad=1
+fi
 [ $bad = 0 ] || exit 1
-echo "ok: $lib holds no path of $tree, reads no environment of its own, exports no test guest"
+echo "ok: $lib holds no path of $tree, reads no environment of its own, exports no test guest;"
+echo "ok: every QMP command outside qmp/ goes through its function in qmp/commands.c"

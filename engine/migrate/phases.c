@@ -212,12 +212,10 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
  * over them nor takes a dirty QEMU's settings for the originals. */
 static int check_leftovers(struct qmig_migration *m, struct side *s)
 {
-	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct json_object *ret = NULL;
 	int r;
 
-	json_object_object_add(args, "path", json_object_new_string("/objects"));
-	r = qmig_qmp_conn_call(s->qmp, "qom-list", args, &ret, -1);
-	json_object_put(args);
+	r = qmig_cmd_qom_list(s->qmp, "/objects", &ret);
 	for (size_t i = 0; r == 0 && json_object_is_type(ret, json_type_array) &&
 			   i < json_object_array_length(ret); i++) {
 		const char *name = qm_jget_str(json_object_array_get_idx(ret, i), "name");

@@ -47,15 +47,10 @@
 
 static struct json_object *qom_get(struct qmig_qmp_conn *c, const char *path, const char *prop)
 {
-	struct json_object *a = json_object_new_object(), *ret = NULL;
+	struct json_object *ret = NULL;
 
-	if (!a)
+	if (qmig_cmd_qom_get(c, path, prop, &ret) < 0)
 		return NULL;
-	json_object_object_add(a, "path", json_object_new_string(path));
-	json_object_object_add(a, "property", json_object_new_string(prop));
-	if (qmig_qmp_conn_call(c, "qom-get", a, &ret, -1) < 0)
-		ret = NULL;
-	json_object_put(a);
 	return ret;
 }
 
@@ -176,7 +171,7 @@ static int migrate_cpr(struct upd *u)
 		json_object_array_add(chs, ch);
 	}
 	json_object_object_add(args, "channels", chs);
-	r = qmig_qmp_conn_call(u->c, "migrate", args, NULL, -1);
+	r = qmig_cmd_migrate_args(u->c, args);
 	json_object_put(args);
 	return r;
 }

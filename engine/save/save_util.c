@@ -46,24 +46,14 @@ void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const cha
 
 int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num)
 {
-	struct json_object *ret = NULL, *q;
-	struct qm_rd rd;
-	int64_t ma, mi, mc;
+	struct qmig_qemu_version v;
 	int r;
 
-	r = qmig_qmp_conn_call(c, "query-version", NULL, &ret, -1);
+	r = qmig_cmd_query_version(c, &v);
 	if (r < 0)
 		return r;
-	qm_rd_init(&rd, "query-version");
-	q = qm_rd_obj(&rd, qm_rd_as_obj(&rd, ret), "qemu");
-	ma = qm_rd_i64(&rd, q, "major");
-	mi = qm_rd_i64(&rd, q, "minor");
-	mc = qm_rd_i64(&rd, q, "micro");
-	json_object_put(ret);
-	if (rd.err || ma < 0 || ma > 999 || mi < 0 || mi > 99 || mc < 0 || mc > 99)
-		return -EPROTO;
-	snprintf(buf, len, "%lld.%lld.%lld", (long long)ma, (long long)mi, (long long)mc);
-	*num = (unsigned)(ma * 10000 + mi * 100 + mc);
+	snprintf(buf, len, "%u.%u.%u", v.major, v.minor, v.micro);
+	*num = v.major * 10000 + v.minor * 100 + v.micro;
 	return 0;
 }
 
