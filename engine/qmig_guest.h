@@ -67,6 +67,15 @@ struct qmig_verify_report {
 				     it checked (0: unknown) */
 };
 
+struct qmig_vm_spec;
+
+/* What boots a launched guest: filled by a plug-in's boot callback. */
+struct qmig_guest_boot {
+	char kernel[4096];        /* passed to QEMU as -kernel */
+	char initrd[4096];        /* -initrd; "" for none */
+	char append[1024];        /* the kernel's command line (-append) */
+};
+
 #define QMIG_GUEST_OPS_VERSION 1
 
 /* A guest plug-in. Every callback is optional (NULL: the engine does
@@ -107,7 +116,15 @@ struct qmig_guest_ops {
 	int (*verify_memory)(struct qmig_qmp_conn *conn, const char *dir,
 			     struct qmig_verify_report *report, void *user_data);
 
-	void *user_data;          /* passed to open and verify_memory */
+	/* What boots a guest of kind spec->guest (not QMIG_GUEST_NONE) that
+	 * qmig_vm_launch() starts: 0 with *boot filled, or a negative errno
+	 * with msg saying why (-ENOENT: not built). guest_dir and linux_dir
+	 * are the process's qmig_launch_defaults, resolved. The launch also
+	 * asks it for the tiny guest to smoke-test KVM (accel "auto"). */
+	int (*boot)(const struct qmig_vm_spec *spec, const char *guest_dir, const char *linux_dir,
+		    struct qmig_guest_boot *boot, char *msg, size_t msg_len, void *user_data);
+
+	void *user_data;          /* passed to open, verify_memory and boot */
 };
 
 #define QMIG_GUEST_OPS_INIT {.version = QMIG_GUEST_OPS_VERSION}

@@ -122,17 +122,20 @@ int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_versi
 
 struct qmig_launch_defaults {
 	unsigned int version;
-	const char *guest_dir;   /* the built-in test guests: tiny/tiny.elf (or tiny.elf);
-				    NULL: the installed QMIG_INSTALL_GUESTDIR */
-	const char *linux_dir;   /* the Linux guest's vmlinux and initramfs.cpio.gz;
-				    NULL: linux/ under guest_dir */
+	const char *guest_dir;   /* where the built-in test guests are (handed to the
+				    guest plug-in's boot, which finds tiny/tiny.elf or
+				    tiny.elf there); NULL: the installed
+				    QMIG_INSTALL_GUESTDIR */
+	const char *linux_dir;   /* the Linux guest's vmlinux and initramfs.cpio.gz
+				    (handed to boot too); NULL: linux/ under guest_dir */
 	const char *accel;       /* what a spec's "auto" (or NULL) accel means:
 				    NULL or "auto": probe (KVM only if the tiny guest
 				    passes a smoke test), "tcg" or "kvm" */
 	/* version 2 */
 	const struct qmig_guest_ops *guest_ops; /* the guest plug-in of every launch,
 				    migration, save, restore and update of the process
-				    (qmig_guest.h); borrowed, not copied; NULL: none */
+				    (qmig_guest.h); borrowed, not copied; NULL: none, and
+				    launching QMIG_GUEST_TINY or _LINUX fails (-ENOTSUP) */
 };
 
 #define QMIG_LAUNCH_DEFAULTS_INIT {.version = QMIG_LAUNCH_DEFAULTS_VERSION}

@@ -100,6 +100,7 @@ static void test_argv_linux(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
 	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	d.guest_ops = &qmig_test_guest_ops;
 	d.linux_dir = dir;
 	CU_ASSERT_EQUAL_FATAL(qmig_launch_defaults_set(&d), 0);
 	spec.guest = QMIG_GUEST_LINUX;

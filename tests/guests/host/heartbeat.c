@@ -310,6 +310,7 @@ const struct qmig_guest_ops qmig_test_guest_ops = {
 	.check_ask = op_check_ask,
 	.check_answer = op_check_answer,
 	.verify_memory = op_verify,
+	.boot = qmig_test_guest_boot,
 };
 
 void qmig_hb_reset_gap(struct qmig_hb *hb)

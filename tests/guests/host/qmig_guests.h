@@ -27,6 +27,13 @@ extern "C" {
  * "VERIFY ..." on its serial line), and the host's stamp check. */
 extern const struct qmig_guest_ops qmig_test_guest_ops;
 
+/* The plug-in's boot callback: the tiny guest's tiny/tiny.elf (or tiny.elf)
+ * under guest_dir, the Linux guest's vmlinux and initramfs.cpio.gz in
+ * linux_dir, and their command lines from the spec (boot.c). */
+int qmig_test_guest_boot(const struct qmig_vm_spec *spec, const char *guest_dir,
+			 const char *linux_dir, struct qmig_guest_boot *b, char *msg,
+			 size_t msg_len, void *user_data);
+
 /* ---- heartbeats ---------------------------------------------------------- */
 
 /* A live reader of a test guest's serial socket, timing each line on the
