@@ -182,7 +182,8 @@ void netns_down(struct netns_link *l)
 		for (size_t i = 0; i < n; i++)
 			kill(pids[i], SIGTERM);
 		/* At most 2 s for them to go, then SIGKILL what is left. */
-		for (int i = 0; n && i < 40 && (n = ns_pids(names[s], pids, 256)); i++)
+		for (time_t end = time(NULL) + 2; n && (n = ns_pids(names[s], pids, 256)) &&
+						   time(NULL) < end;)
 			pause_ms(50);
 		for (size_t i = 0; i < n; i++)
 			kill(pids[i], SIGKILL);
