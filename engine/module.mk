@@ -47,4 +47,4 @@ LIB_SRCS += engine/agent/agent_io.c engine/agent/agent_client.c
 PUBLIC_HEADERS += engine/qmig_agent.h
 UNIT_SRCS += tests/unit/test_agent.c
 # The bottom (core/: emit, plan steps) and the pieces that left a circle.
-LIB_SRCS += engine/core/emit.c engine/core/steps.c engine/journal/action.c engine/migrate/xver.c
+LIB_SRCS += engine/core/emit.c engine/core/proc.c engine/core/steps.c engine/journal/action.c engine/migrate/xver.c

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -44,6 +45,7 @@ struct qmig_qmp_conn {
 	struct qmig_qmp_msg stash[QM_MAX_NEST];
 	size_t nstash;
 	char rbuf[65536];
+	struct qmig_log_cb hs_log; /* the caller's, during the handshake */
 };
 
 static int64_t now_ms(void)
@@ -362,6 +364,29 @@ static int handshake(struct qmig_qmp_conn *c, int64_t deadline)
 	return 0;
 }
 
+static void handshake_log(enum qmig_log_level level, const char *msg, void *user_data)
+{
+	struct qmig_qmp_conn *c = user_data;
+
+	if (level != QMIG_LOG_ERROR && c->hs_log.fn)
+		c->hs_log.fn(level, msg, c->hs_log.user_data);
+}
+
+/* Where this connection's command ids start: random, below 2^44 (exact as
+ * a double anywhere the id travels), so the leftover reply of an earlier
+ * client of the same monitor cannot answer one of ours. */
+static uint64_t first_id(void)
+{
+	uint64_t r = 0;
+	struct timespec ts;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
+	}
+	return 1 + (r & ((UINT64_C(1) << 44) - 1));
+}
+
 int qmig_qmp_conn_open(struct qmig_qmp_conn **out, const char *addr,
 		       const struct qmig_qmp_conn_opts *opts)
 {
@@ -385,6 +410,11 @@ int qmig_qmp_conn_open(struct qmig_qmp_conn **out, const char *addr,
 	r = qmig_qmp_new(&c->core, &opts->limits);
 	if (r < 0)
 		goto fail;
+	qm_qmp_set_next_id(c->core, first_id());
+	/* The handshake may have something to say (a leftover reply dropped):
+	 * warnings go to the caller's callback now, an error once, below. */
+	c->hs_log = opts->log;
+	qm_qmp_take_log(c->core, &(struct qmig_log_cb){handshake_log, c, NULL});
 	deadline = now_ms() + c->timeout_ms;
 	if (!strncmp(addr, "tcp:", 4))
 		r = connect_tcp(c, addr + 4, deadline);
@@ -399,6 +429,8 @@ int qmig_qmp_conn_open(struct qmig_qmp_conn **out, const char *addr,
 	*out = c;
 	return 0;
 fail:
+	if (c->core)
+		qm_qmp_take_log(c->core, NULL);
 	/* The reason would die with the handle: hand it to the logger (its
 	 * free does not run, the caller still owns it). */
 	if (opts->log.fn && c->err[0])

@@ -83,6 +83,7 @@ struct qmig_qmp {
 
 	int oob_offered, oob_enabled;
 	unsigned version;
+	unsigned stale; /* replies dropped as an earlier client's leftovers */
 	struct qmig_qmp_stats stats;
 };
 
@@ -261,6 +262,12 @@ static void pend_remove(struct qmig_qmp *qmp, struct qm_pending *p)
 
 	memmove(p, p + 1, (qmp->npend - i - 1) * sizeof(*p));
 	qmp->npend--;
+}
+
+void qm_qmp_set_next_id(struct qmig_qmp *qmp, uint64_t id)
+{
+	if (qmp && id && qmp->state == QMIG_QMP_WAIT_GREETING && !qmp->npend)
+		qmp->next_id = id;
 }
 
 size_t qm_qmp_pending(const struct qmig_qmp *qmp)
@@ -536,6 +543,9 @@ static int on_event(struct qmig_qmp *qmp, struct json_object *root, const char *
 	return 0;
 }
 
+/* Leftover replies accepted before our qmp_capabilities is answered. */
+#define QM_MAX_STALE 16
+
 static int on_reply(struct qmig_qmp *qmp, struct json_object *root, int is_error)
 {
 	struct qm_pending *p = NULL;
@@ -563,6 +573,18 @@ static int on_reply(struct qmig_qmp *qmp, struct json_object *root, int is_error
 	if (rd.err)
 		return fail_rd(qmp, &rd);
 	p = pend_find(qmp, id);
+	if (!p && qmp->state == QMIG_QMP_NEGOTIATING && qmp->stale < QM_MAX_STALE) {
+		/* QEMU's monitor is one chardev: a command of the client before
+		 * us that was still running when that client went away is
+		 * answered on our connection, after our greeting and before the
+		 * answer to our qmp_capabilities (the dispatcher runs one command
+		 * at a time). It answers nothing of ours: drop it, a few at most. */
+		qmp->stale++;
+		qm_qmp_log(qmp, QMIG_LOG_WARN,
+			   "qmp: dropped a reply with id %llu left by an earlier client of this monitor",
+			   (unsigned long long)id);
+		goto drop;
+	}
 	if (!p) {
 		/* Not in flight: answered already, or never sent. QEMU answers
 		 * each command once, with its id; a peer that does not is lying

@@ -17,6 +17,11 @@ void qm_qmp_log(struct qmig_qmp *qmp, enum qmig_log_level level, const char *fmt
  * connection, which owns the callback until its open succeeds). */
 void qm_qmp_take_log(struct qmig_qmp *qmp, const struct qmig_log_cb *log);
 
+/* Number our commands from id on (before anything is sent). A real
+ * connection starts at a random id, so that a reply left on the monitor
+ * by an earlier client cannot carry the id of one of ours. */
+void qm_qmp_set_next_id(struct qmig_qmp *qmp, uint64_t id);
+
 /* The number of commands sent or held and not yet answered. */
 size_t qm_qmp_pending(const struct qmig_qmp *qmp);
 

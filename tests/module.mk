@@ -11,7 +11,7 @@ ITEST_SCRIPTS += tests/integration/migrate_features.sh tests/integration/migrate
 ITEST_SCRIPTS += tests/integration/migrate_tls.sh tests/integration/migrate_relay.sh \
 	tests/integration/migrate_relay_fault.sh
 TEST_HELPERS += tests/helpers/qmp_older tests/helpers/qmp_hostile
-ITEST_SCRIPTS += tests/integration/migrate_caps.sh
+ITEST_SCRIPTS += tests/integration/migrate_caps.sh tests/integration/qmp_leftover.sh
 ITEST_SCRIPTS += tests/integration/hostile_peer.sh tests/lint_json.sh tests/lint_wait.sh
 ITEST_SCRIPTS += tests/lint_layout.sh
 ITEST_SCRIPTS += tests/integration/verify_memory.sh

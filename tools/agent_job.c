@@ -579,17 +579,8 @@ int agent_proc_has(int64_t pid, const char *mon)
 
 	if (pid <= 1 || !mon)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	if (!strrchr(buf, ')') || strrchr(buf, ')')[2] == 'Z')
-		return 0;
+	if (pid > INT32_MAX || qm_proc_start_time((int)pid) < 0)
+		return 0; /* gone, or a zombie */
 	snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

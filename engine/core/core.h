@@ -35,6 +35,8 @@ struct side {
 	struct qmig_qmp_conn *qmp;
 	struct qmig_schema *schema;
 	struct qm_probe *hb;          /* the guest plug-in's probe of its serial line */
+	int opening;                  /* in qmig_qmp_conn_open: its error is ours to report */
+	char open_err[256];
 	struct json_object *orig_caps;   /* before we touched anything */
 	struct json_object *orig_params;
 	struct json_object *set_caps;    /* what the plan changes, to undo */
@@ -236,5 +238,11 @@ static inline int qm_relay_on(const struct qmig_migration *m)
 {
 	return m->o.transport == QMIG_TRANSPORT_RELAY;
 }
+
+/* proc.c. A live process's start time (clock ticks after boot, field 22
+ * of /proc/PID/stat), or -1 if it is gone or a zombie, which is the same for
+ * anyone asking whether a job or a QEMU still runs. A pid alone may have been
+ * reused: compare the start time too. */
+int64_t qm_proc_start_time(int pid);
 
 #endif

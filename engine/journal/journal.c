@@ -22,37 +22,6 @@
 
 #define JOURNAL_MAX (1 << 20)
 
-int64_t qm_proc_start_time(int pid)
-{
-	char path[64], buf[1024], *p;
-	long long v = -1;
-	ssize_t n;
-	int fd;
-
-	if (pid <= 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* The command name may hold spaces and parentheses: skip to the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	p++;
-	/* Field 3 (state) follows; start time is field 22. */
-	for (int field = 2; field < 21 && p; field++)
-		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p, " %lld", &v) != 1)
-		return -1;
-	return v;
-}
-
 static int valid_job_id(const char *id)
 {
 	if (!*id || strlen(id) > 31)

@@ -16,7 +16,6 @@ void qm_journal_remove(struct qmig_migration *m);
 void qm_set_owner(struct qmig_migration *m, enum qm_owner owner, const char *why);
 /* Refuse a QEMU a dead job left behind: 0, or qm_fail with the job named. */
 int qm_journal_check_orphans(struct qmig_migration *m);
-int64_t qm_proc_start_time(int pid);
 /* Write text to path atomically and durably (temporary file 0600, fsync,
  * rename, fsync of the directory): a journal is whole or absent. */
 int qm_write_atomic(const char *path, const char *text);

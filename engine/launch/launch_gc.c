@@ -17,42 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "launch.h"
 
 #define OWNER_FILE "owner"
-
-/* A process's start time (clock ticks after boot); 0 if it is gone or a
- * zombie, which for us is the same. */
-static unsigned long long start_time(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long t = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	p = strrchr(buf, ')'); /* the command name may hold anything */
-	if (!p || p[1] != ' ' || p[2] == 'Z')
-		return 0;
-	/* after ") ": state is field 3, starttime field 22 */
-	p += 2;
-	for (int field = 3; field < 22 && p; field++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	if (p)
-		t = strtoull(p, NULL, 10);
-	return t;
-}
 
 /* Remove what dfd holds, by fd all the way down: QEMU's user owns the
  * directory and may swap a subdirectory for a link while we work. */
@@ -107,8 +75,8 @@ void qm_launch_mark_owner(const char *dir, pid_t qemu)
 			close(fd);
 		return;
 	}
-	fprintf(f, "%d %llu %d %llu\n", (int)getpid(), start_time(getpid()), (int)qemu,
-		start_time(qemu));
+	fprintf(f, "%d %lld %d %lld\n", (int)getpid(), (long long)qm_proc_start_time(getpid()),
+		(int)qemu, (long long)qm_proc_start_time(qemu));
 	fclose(f);
 }
 
@@ -117,7 +85,7 @@ void qm_launch_mark_owner(const char *dir, pid_t qemu)
 static int orphaned(const char *dir)
 {
 	char path[4096];
-	unsigned long long ot, qt;
+	long long ot, qt;
 	int opid, qpid, n, fd;
 	struct stat st;
 	FILE *f;
@@ -131,11 +99,11 @@ static int orphaned(const char *dir)
 		close(fd);
 		return 0;
 	}
-	n = fscanf(f, "%d %llu %d %llu", &opid, &ot, &qpid, &qt);
+	n = fscanf(f, "%d %lld %d %lld", &opid, &ot, &qpid, &qt);
 	fclose(f);
 	if (n != 4 || opid <= 0 || qpid <= 0)
 		return 0;
-	return start_time(opid) != ot && start_time(qpid) != qt;
+	return qm_proc_start_time(opid) != ot && qm_proc_start_time(qpid) != qt;
 }
 
 void qm_launch_gc(const char *base)

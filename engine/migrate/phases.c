@@ -138,6 +138,19 @@ void qm_side_event(const char *event, struct json_object *data, int64_t sec, int
 		qm_log(s->m, QMIG_LOG_WARN, "%s: %s (ignored)", s->name, rd.msg);
 }
 
+/* The connection's log goes through the handle (never into a caller that
+ * abandoned it); the reason a connection could not open is kept for the
+ * one error line that names the side. */
+static void side_log(enum qmig_log_level lvl, const char *msg, void *user_data)
+{
+	struct side *s = user_data;
+
+	if (s->opening && lvl == QMIG_LOG_ERROR)
+		snprintf(s->open_err, sizeof(s->open_err), "%s", msg);
+	else
+		qm_log(s->m, lvl, "%s", msg);
+}
+
 static int open_qmp(struct qmig_migration *m, struct side *s, const char *path)
 {
 	struct qmig_qmp_conn_opts co = QMIG_QMP_CONN_OPTS_INIT;
@@ -145,8 +158,13 @@ static int open_qmp(struct qmig_migration *m, struct side *s, const char *path)
 	int r;
 
 	co.timeout_ms = m->o.qmp_timeout_ms;
-	co.log = (struct qmig_log_cb){m->o.log.fn, m->o.log.user_data, NULL};
+	co.log = (struct qmig_log_cb){side_log, s, NULL};
+	s->opening = 1;
+	s->open_err[0] = 0;
 	r = qmig_qmp_conn_open(&s->qmp, path, &co);
+	s->opening = 0;
+	if (r < 0 && s->open_err[0])
+		return qm_fail(m, r, "%s: %s", s->name, s->open_err);
 	if (r < 0)
 		return qm_fail(m, r, "%s: cannot open QMP socket %s: %s", s->name, path,
 			       strerror(-r));

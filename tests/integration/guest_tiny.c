@@ -13,7 +13,12 @@
 #define RATE (32ull << 20)
 #define WSS (16ull << 20)
 #define PAUSE_MS 200
-#define GAP_SLACK_NS 5000000 /* heartbeat period (1 ms) plus reader jitter */
+/* The heartbeat period (1 ms), plus the time a TCG vCPU and this reader
+ * wait for a CPU after cont: tens of ms on a loaded 2-core host (+19 ms
+ * seen at load 23). The bound catches a gap that is not the pause (lost
+ * heartbeats, a reset missed: errors of a whole pause); the accuracy itself
+ * is printed, not held, as timing goals belong to benchmarks. */
+#define GAP_SLACK_NS 60000000
 
 /* Keep reading heartbeats for ms milliseconds. */
 static void pump(struct qmig_hb *hb, int ms)

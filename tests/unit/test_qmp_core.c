@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "qmig_qmp.h"
+#include "qmp_int.h"
 #include "unit.h"
 
 #define GREETING_OOB                                                                       \
@@ -256,6 +257,44 @@ static void test_unknown_ids(void)
 		CU_ASSERT(calls >= 1001); /* free ran exactly once */
 		CU_ASSERT(calls < 2000);
 	}
+}
+
+/* QEMU answers, on our connection, a command of the client before us that
+ * was still running when it went away: after our greeting, before the
+ * answer to our qmp_capabilities. Such leftovers are dropped (a few at
+ * most); once we are ready, an unknown id breaks the stream as before. */
+static void test_stale_replies(void)
+{
+	struct qmig_qmp *q = NULL;
+	char *out;
+	int i;
+
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	qm_qmp_set_next_id(q, 5000);
+	CU_ASSERT(feed(q, GREETING_PLAIN) == 0);
+	out = take_output(q);
+	CU_ASSERT(strstr(out, "\"id\":5000}") != NULL);
+	free(out);
+	for (i = 0; i < 15; i++)
+		CU_ASSERT(feed(q, "{\"return\": {\"status\": \"active\"}, \"id\": 21}\r\n") == 0);
+	CU_ASSERT(feed(q, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}, "
+			  "\"id\": 22}\r\n") == 0);
+	CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_NEGOTIATING);
+	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 5000}\r\n") == 0);
+	CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_READY);
+	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 21}\r\n") == -EPROTO);
+	CU_ASSERT(strstr(qmig_qmp_error(q), "id 21, which answers no command") != NULL);
+	qmig_qmp_free(q);
+
+	/* A peer that sends nothing but leftovers is not waited on for ever. */
+	CU_ASSERT_FATAL(qmig_qmp_new(&q, NULL) == 0);
+	CU_ASSERT(feed(q, GREETING_PLAIN) == 0);
+	free(take_output(q));
+	for (i = 0; i < 16; i++)
+		CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 77}\r\n") == 0);
+	CU_ASSERT(feed(q, "{\"return\": {}, \"id\": 77}\r\n") == -EPROTO);
+	CU_ASSERT(qmig_qmp_state(q) == QMIG_QMP_BROKEN);
+	qmig_qmp_free(q);
 }
 
 /* An id we sent whose reply came already: the answer to another command. */
@@ -631,6 +670,7 @@ UNIT_SUITE(qmp_core, NULL, NULL,
 	   {"several messages per feed", test_several_per_feed},
 	   {"unknown ids break the stream", test_unknown_ids},
    {"a reply with the id of an answered command", test_answered_id},
+	   {"leftover replies of an earlier client", test_stale_replies},
    {"a reply with both return and error", test_return_and_error},
    {"output of a core with nothing queued", test_output_empty},
 	   {"events with timestamps", test_events},

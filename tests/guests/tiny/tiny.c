@@ -601,6 +601,23 @@ static void heartbeat(const struct pacer *pc)
 	l_emit(&l);
 }
 
+/* RAM holds anything at boot: the firmware's stack and tables may sit in
+ * what becomes the working set (27 pages just below 48 MiB with 64 MiB of
+ * RAM, SeaBIOS 1.16). A page of generation 0 must read as zero, so clear
+ * the pages that do not; most are zero and are only read. */
+static void clear_leftovers(uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t *w = (const uint32_t *)(TINY_WS_GPA + i * TINY_PAGE);
+
+		for (uint32_t j = 0; j < TINY_WORDS; j++)
+			if (w[j]) {
+				memset((void *)w, 0, TINY_PAGE);
+				break;
+			}
+	}
+}
+
 static void setup_header(const struct params *p, uint32_t mem_kib, uint32_t tsc_per_ms)
 {
 	uint64_t top = (uint64_t)mem_kib << 10, avail = 0, wss = p->wss;
@@ -612,6 +629,7 @@ static void setup_header(const struct params *p, uint32_t mem_kib, uint32_t tsc_
 		wss = avail;
 	n = (uint32_t)(wss / TINY_PAGE);
 	hdr->magic0 = 0; /* valid only once complete */
+	clear_leftovers(n);
 	hdr->abi_version = TINY_ABI_VERSION;
 	hdr->ws_gpa = TINY_WS_GPA;
 	hdr->n_pages = n;
