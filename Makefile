@@ -43,7 +43,7 @@ TEST_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(TEST_DEPS))
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs $(TEST_DEPS))
 
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wstrict-prototypes
-INCLUDES = -Iqmp -Itransport -Iengine
+INCLUDES = -Iqmp -Itransport -Iengine -Itests/guests/host
 QMIG_CFLAGS = -std=gnu11 $(WARN) $(INCLUDES) -fPIC -D_GNU_SOURCE \
 	-DQMIG_VERSION='"$(VERSION)"' -ffile-prefix-map=$(CURDIR)=. \
 	-DQMIG_INSTALL_GUESTDIR='"$(DATADIR)/qmigrate/guests"' \
@@ -53,6 +53,8 @@ OBJ = build/obj
 ASAN = build/asan
 LIB_OBJS = $(LIB_SRCS:%.c=$(OBJ)/%.o)
 LIB_ASAN_OBJS = $(LIB_SRCS:%.c=$(ASAN)/%.o)
+GUESTS_OBJS = $(GUESTS_LIB_SRCS:%.c=$(OBJ)/%.o)
+GUESTS_ASAN_OBJS = $(GUESTS_LIB_SRCS:%.c=$(ASAN)/%.o)
 TOOL_OBJS = $(TOOL_SRCS:%.c=$(OBJ)/%.o)
 UNIT_OBJS = $(UNIT_SRCS:%.c=$(OBJ)/%.o)
 UNIT_ASAN_OBJS = $(UNIT_SRCS:%.c=$(ASAN)/%.o)
@@ -64,6 +66,9 @@ HELPER_BINS = $(TEST_HELPERS:%=build/%)
 $(UNIT_OBJS) $(UNIT_ASAN_OBJS) $(ITEST_BINS): QMIG_CFLAGS += -DQMIG_BUILD_GUESTDIR='"$(CURDIR)/tests/guests"'
 
 STATIC_LIB = libqmigrate.a
+# The test guests' host side (tests/guests/host): linked by the CLI and the
+# tests before libqmigrate, never into it.
+GUESTS_LIB = build/libqmigrate-guests.a
 SHARED_LIB = libqmigrate.so.$(SOVERSION)
 TOOL = tools/qmigrate
 
@@ -102,36 +107,41 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(quiet) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
+$(GUESTS_LIB): $(GUESTS_OBJS)
+	$(quiet) AR $@
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
 $(SHARED_LIB): $(LIB_OBJS) libqmigrate.map
 	$(quiet) LD $@
 	$(Q)$(CC) -shared -Wl,-soname,$(SHARED_LIB) -Wl,--version-script=libqmigrate.map \
 		-Wl,-z,defs $(LDFLAGS) -o $@ $(LIB_OBJS) $(DEP_LIBS)
 	$(Q)ln -sf $(SHARED_LIB) libqmigrate.so
 
-$(TOOL): $(TOOL_OBJS) $(STATIC_LIB)
+$(TOOL): $(TOOL_OBJS) $(GUESTS_LIB) $(STATIC_LIB)
 	$(quiet) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(DEP_LIBS) -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(GUESTS_LIB) $(STATIC_LIB) $(DEP_LIBS) -lm
 
 libqmigrate.pc: libqmigrate.pc.in config.mk
 	$(quiet) GEN $@
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-build/tests/unit/unit: $(UNIT_OBJS) $(STATIC_LIB)
+build/tests/unit/unit: $(UNIT_OBJS) $(GUESTS_LIB) $(STATIC_LIB)
 	$(quiet) LD $@
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(GUESTS_LIB) $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
 
-build/tests/unit/unit-asan: $(UNIT_ASAN_OBJS) $(LIB_ASAN_OBJS)
+build/tests/unit/unit-asan: $(UNIT_ASAN_OBJS) $(GUESTS_ASAN_OBJS) $(LIB_ASAN_OBJS)
 	$(quiet) LD $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS) -lm
 
 # Integration programs and benchmarks: one .c each, linked with the static library.
-build/%: %.c $(STATIC_LIB)
+build/%: %.c $(GUESTS_LIB) $(STATIC_LIB)
 	$(quiet) CC-LD $@
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
+	$(Q)$(CC) $(QMIG_CFLAGS) $(TEST_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(GUESTS_LIB) $(STATIC_LIB) $(DEP_LIBS) $(TEST_LIBS) -lm
 
 # Every public header must stand alone as strict ISO C99.
 headertest: man3

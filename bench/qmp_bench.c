@@ -71,7 +71,7 @@ static void bench_core(void)
 		/* Queue a batch of commands, then feed their replies in one go. */
 		n = 0;
 		for (int i = 0; i < BATCH; i++) {
-			qmig_qmp_command(q, "query-migrate", NULL, 0, &id);
+			qmig_qmp_command(q, "query-migrate", NULL, 0, &id); /* raw QMP: the core's cost */
 			n += (size_t)sprintf(buf + n, reply_fmt, (unsigned long long)id);
 		}
 		qmig_qmp_output(q, &len);

@@ -1,9 +1,9 @@
 # engine/: launching QEMU, planning and running migrations.
 LIB_SRCS += engine/core/version.c
 PUBLIC_HEADERS += engine/qmigrate.h engine/qmig_launch.h
-PUBLIC_HEADERS += engine/qmig_migrate.h
+PUBLIC_HEADERS += engine/qmig_migrate.h engine/qmig_guest.h
 LIB_SRCS += engine/launch/launch.c engine/launch/launch_spawn.c engine/launch/launch_args.c engine/launch/launch_accel.c
-LIB_SRCS += engine/guest/heartbeat.c engine/guest/verify_tiny.c engine/launch/launch_gc.c
+LIB_SRCS += engine/guest/guest.c engine/launch/launch_gc.c
 # The migration: state machine, plan, monitor, memory comparison.
 LIB_SRCS += engine/migrate/features.c
 UNIT_SRCS += tests/unit/test_features.c

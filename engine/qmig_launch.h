@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "qmig_qmp.h"
+#include "qmig_guest.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -117,78 +118,30 @@ int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_versi
  * QMIGRATE_LINUX_DIR and QMIGRATE_ACCEL (see qmigrate(1)). Strings are
  * copied. Set them before launching (a launch running meanwhile sees the
  * old or the new values, never a mix of one value). */
-#define QMIG_LAUNCH_DEFAULTS_VERSION 1
+#define QMIG_LAUNCH_DEFAULTS_VERSION 2
 
 struct qmig_launch_defaults {
 	unsigned int version;
-	const char *guest_dir;   /* the built-in test guests: tiny/tiny.elf (or tiny.elf);
-				    NULL: the installed QMIG_INSTALL_GUESTDIR */
-	const char *linux_dir;   /* the Linux guest's vmlinux and initramfs.cpio.gz;
-				    NULL: linux/ under guest_dir */
+	const char *guest_dir;   /* where the built-in test guests are (handed to the
+				    guest plug-in's boot, which finds tiny/tiny.elf or
+				    tiny.elf there); NULL: the installed
+				    QMIG_INSTALL_GUESTDIR */
+	const char *linux_dir;   /* the Linux guest's vmlinux and initramfs.cpio.gz
+				    (handed to boot too); NULL: linux/ under guest_dir */
 	const char *accel;       /* what a spec's "auto" (or NULL) accel means:
 				    NULL or "auto": probe (KVM only if the tiny guest
 				    passes a smoke test), "tcg" or "kvm" */
+	/* version 2 */
+	const struct qmig_guest_ops *guest_ops; /* the guest plug-in of every launch,
+				    migration, save, restore and update of the process
+				    (qmig_guest.h); borrowed, not copied; NULL: none, and
+				    launching QMIG_GUEST_TINY or _LINUX fails (-ENOTSUP) */
 };
 
 #define QMIG_LAUNCH_DEFAULTS_INIT {.version = QMIG_LAUNCH_DEFAULTS_VERSION}
 
-/* 0; -EINVAL for an unknown version or accelerator; -ENOMEM. */
+/* 0; -EINVAL for an unknown version, accelerator or plug-in version; -ENOMEM. */
 int qmig_launch_defaults_set(const struct qmig_launch_defaults *d);
-
-/* ---- the test guests' heartbeats -------------------------------------- */
-
-/* A live reader of a guest's serial socket, timing each heartbeat line on
- * the host's CLOCK_MONOTONIC. */
-struct qmig_hb;
-
-struct qmig_hb_stats {
-	uint64_t beats;          /* heartbeat lines seen */
-	uint64_t last_seq;       /* the guest's sequence number in the last one */
-	uint64_t generation;     /* the guest's pass over its working set */
-	uint64_t pages_written;
-	uint64_t guest_rate;     /* bytes/s, as the guest measures itself */
-	int64_t first_ns, last_ns; /* host times of the first and last beat */
-	int64_t max_gap_ns;      /* largest gap between two beats */
-	int64_t max_gap_end_ns;  /* when that gap ended */
-	int corrupt;             /* the guest reported a failed self-check */
-	char corrupt_msg[160];
-	/* appended fields */
-	int ready;               /* the guest's READY line was seen */
-	uint64_t seq_missed;     /* beats the guest numbered that never arrived */
-	char last_msg[160];      /* the last line that was not a heartbeat
-				    (READY, CORRUPT, INJECTED, ...) */
-};
-
-int qmig_hb_open(struct qmig_hb **out, const char *serial_socket);
-void qmig_hb_free(struct qmig_hb *hb);
-int qmig_hb_fd(const struct qmig_hb *hb);
-/* Read what is there without blocking; 0, or -ECONNRESET when QEMU went away. */
-int qmig_hb_process(struct qmig_hb *hb);
-/* Wait up to timeout_ms for at least n new beats. */
-int qmig_hb_wait(struct qmig_hb *hb, unsigned n, int timeout_ms);
-void qmig_hb_get(const struct qmig_hb *hb, struct qmig_hb_stats *out);
-/* Start measuring gaps afresh (e.g. after boot). */
-void qmig_hb_reset_gap(struct qmig_hb *hb);
-
-/* ---- verifying a test guest's memory ------------------------------------ */
-
-struct qmig_verify_report {
-	uint64_t pages_checked;
-	uint64_t pages_bad;
-	uint64_t first_bad_gpa;   /* guest-physical address of the first bad page */
-	uint64_t generation;      /* the guest's pass at the time of the dump */
-	char detail[256];         /* what was wrong with the first bad page */
-};
-
-/* The guest must be stopped. Dumps its memory (pmemsave into dir, or the
- * system temp dir) and checks every stamp. Returns 0 verified, 1 bad pages
- * (report says which), negative errno when it could not check: -EBUSY
- * running, -EINPROGRESS an incoming migration not finished, -ENOMSG no
- * tiny guest there (or not booted yet). */
-int qmig_tiny_verify(struct qmig_qmp_conn *conn, const char *dir,
-		     struct qmig_verify_report *report);
-/* The same on a dump already in memory (for tests). */
-int qmig_tiny_verify_buf(const void *ram, uint64_t len, struct qmig_verify_report *report);
 
 #ifdef __cplusplus
 }

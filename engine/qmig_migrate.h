@@ -356,6 +356,14 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
  * drive qmig_migration_process() until it returns 1, then free. */
 void qmig_migration_free(struct qmig_migration *m);
 
+/* The guest plug-in this migration uses (qmig_guest.h): heartbeats for the
+ * guest-observed downtime, the guest's own memory check, the host's check.
+ * Default: the process's (qmig_launch_defaults.guest_ops); NULL: none.
+ * QEMUs launched for it (launch mode) boot their guest with the process's
+ * plug-in. Borrowed. 0; -EINVAL a bad version; -EBUSY after the first
+ * process(). */
+int qmig_migration_set_guest_ops(struct qmig_migration *m, const struct qmig_guest_ops *ops);
+
 /* One fd to poll for input (an epoll fd with a timer inside it). */
 int qmig_migration_get_fd(const struct qmig_migration *m);
 /* Milliseconds until the next step is due, -1 for none. */

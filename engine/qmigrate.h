@@ -9,6 +9,7 @@
 #include "qmig_qmp.h"
 #include "qmig_commands.h"
 #include "qmig_launch.h"
+#include "qmig_guest.h"
 #include "qmig_migrate.h"
 #include "qmig_transport.h"
 #include "qmig_doctor.h"

@@ -299,15 +299,24 @@ int qmig_cmd_migrate_continue(struct qmig_qmp_conn *c, const char *state)
 
 /* ---- memory ------------------------------------------------------------ */
 
-int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path)
+int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path,
+		      int timeout_ms)
 {
 	struct json_object *args = arg_str("filename", path);
+	int r;
 
-	if (args) {
-		json_object_object_add(args, "val", json_object_new_uint64(addr));
-		json_object_object_add(args, "size", json_object_new_uint64(size));
-	}
-	return call_own(c, "pmemsave", args);
+	if (!args)
+		return -ENOMEM;
+	json_object_object_add(args, "val", json_object_new_uint64(addr));
+	json_object_object_add(args, "size", json_object_new_uint64(size));
+	r = qmig_qmp_conn_call(c, "pmemsave", args, NULL, timeout_ms);
+	json_object_put(args);
+	return r;
+}
+
+int qmig_cmd_inject_nmi(struct qmig_qmp_conn *c)
+{
+	return call0(c, "inject-nmi");
 }
 
 int qm_parse_query_memory_size(struct qm_rd *rd, struct json_object *ret, uint64_t *base_memory)
@@ -471,6 +480,16 @@ int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out)
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out)
 {
 	return qm_call_get(c, "query-cpu-definitions", NULL, json_type_array, out);
+}
+
+int qmig_cmd_query_cpus_fast(struct qmig_qmp_conn *c, struct json_object **out)
+{
+	return qm_call_get(c, "query-cpus-fast", NULL, json_type_array, out);
+}
+
+int qmig_cmd_query_block_raw(struct qmig_qmp_conn *c, struct json_object **out)
+{
+	return qm_call_get(c, "query-block", NULL, json_type_array, out);
 }
 
 /* ---- block devices, jobs and NBD (storage migration) ------------------- */
@@ -764,4 +783,128 @@ int qmig_cmd_block_export_add_ro(struct qmig_qmp_conn *c, const char *id, const 
 	json_object_object_add(args, "name", json_object_new_string(name));
 	json_object_object_add(args, "writable", json_object_new_boolean(0));
 	return call_own(c, "block-export-add", args);
+}
+
+/* ---- commands whose arguments the caller builds ----------------------- */
+
+/* The plan's steps carry their arguments as built (they are journaled and
+ * shown by --dry-run): these send them as they are. args is borrowed. */
+static int call_args(struct qmig_qmp_conn *c, const char *cmd, struct json_object *args)
+{
+	if (!args)
+		return -EINVAL;
+	return qmig_qmp_conn_call(c, cmd, args, NULL, -1);
+}
+
+int qmig_cmd_migrate_set_capabilities_args(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "migrate-set-capabilities", args);
+}
+
+int qmig_cmd_migrate_args(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "migrate", args);
+}
+
+int qmig_cmd_migrate_incoming_args(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "migrate-incoming", args);
+}
+
+int qmig_cmd_nbd_server_start(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "nbd-server-start", args);
+}
+
+int qmig_cmd_block_export_add(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "block-export-add", args);
+}
+
+int qmig_cmd_blockdev_mirror(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "blockdev-mirror", args);
+}
+
+int qmig_cmd_block_job_change(struct qmig_qmp_conn *c, struct json_object *args)
+{
+	return call_args(c, "block-job-change", args);
+}
+
+/* ---- QOM and the version ---------------------------------------------- */
+
+int qmig_cmd_qom_get(struct qmig_qmp_conn *c, const char *path, const char *property,
+		     struct json_object **out)
+{
+	struct json_object *args = arg_str("path", path), *ret = NULL;
+	int r;
+
+	if (!out || !property) {
+		json_object_put(args);
+		return -EINVAL;
+	}
+	if (!args || json_object_object_add(args, "property", json_object_new_string(property))) {
+		json_object_put(args);
+		return -ENOMEM;
+	}
+	r = qmig_qmp_conn_call(c, "qom-get", args, &ret, -1);
+	json_object_put(args);
+	if (r == 0)
+		*out = ret;
+	return r;
+}
+
+int qmig_cmd_qom_list(struct qmig_qmp_conn *c, const char *path, struct json_object **out)
+{
+	struct json_object *args = arg_str("path", path), *ret = NULL;
+	struct qm_rd rd;
+	int r;
+
+	if (!out) {
+		json_object_put(args);
+		return -EINVAL;
+	}
+	if (!args)
+		return -ENOMEM;
+	r = qmig_qmp_conn_call(c, "qom-list", args, &ret, -1);
+	json_object_put(args);
+	if (r < 0)
+		return r;
+	qm_rd_init(&rd, "qom-list");
+	if (!qm_rd_as_arr(&rd, ret)) {
+		json_object_put(ret);
+		return qm_call_rd(c, &rd);
+	}
+	*out = ret;
+	return 0;
+}
+
+static int parse_query_version(struct qm_rd *rd, struct json_object *ret,
+			       struct qmig_qemu_version *out)
+{
+	struct json_object *q = qm_rd_obj(rd, qm_rd_as_obj(rd, ret), "qemu");
+	int64_t ma = qm_rd_i64(rd, q, "major"), mi = qm_rd_i64(rd, q, "minor"),
+		mc = qm_rd_i64(rd, q, "micro");
+
+	if (rd->err)
+		return -EPROTO;
+	if (ma < 0 || ma > 999 || mi < 0 || mi > 99 || mc < 0 || mc > 99) {
+		return qm_rd_fail(rd, "qemu: a version number out of range");
+	}
+	out->major = (unsigned)ma;
+	out->minor = (unsigned)mi;
+	out->micro = (unsigned)mc;
+	return 0;
+}
+
+int qmig_cmd_query_version(struct qmig_qmp_conn *c, struct qmig_qemu_version *out)
+{
+	return CALL_PARSE(c, "query-version", NULL, parse_query_version, out);
+}
+
+int qmig_cmd_query_migrate_raw(struct qmig_qmp_conn *c, struct json_object **out)
+{
+	if (!out)
+		return -EINVAL;
+	return qmig_qmp_conn_call(c, "query-migrate", NULL, out, -1);
 }

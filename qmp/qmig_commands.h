@@ -64,8 +64,12 @@ int qmig_cmd_migrate_start_postcopy(struct qmig_qmp_conn *c);
 int qmig_cmd_migrate_continue(struct qmig_qmp_conn *c, const char *state);
 
 /* pmemsave: size bytes of guest-physical memory from addr into path
- * (written by QEMU itself). */
-int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path);
+ * (written by QEMU itself), waiting at most timeout_ms (<0: the
+ * connection's default; a large dump needs more). */
+int qmig_cmd_pmemsave(struct qmig_qmp_conn *c, uint64_t addr, uint64_t size, const char *path,
+		      int timeout_ms);
+/* inject-nmi: an NMI to the guest's vCPUs. */
+int qmig_cmd_inject_nmi(struct qmig_qmp_conn *c);
 /* query-memory-size-summary: base-memory in bytes. */
 int qmig_cmd_query_memory_size(struct qmig_qmp_conn *c, uint64_t *base_memory);
 
@@ -97,6 +101,10 @@ int qmig_cmd_query_kvm(struct qmig_qmp_conn *c, int *enabled, int *present);
 /* *out is a new reference to the return array. */
 int qmig_cmd_query_machines(struct qmig_qmp_conn *c, struct json_object **out);
 int qmig_cmd_query_cpu_definitions(struct qmig_qmp_conn *c, struct json_object **out);
+/* query-cpus-fast: *out the array as QEMU sent it. */
+int qmig_cmd_query_cpus_fast(struct qmig_qmp_conn *c, struct json_object **out);
+/* query-block as QEMU sent it (an array; qmig_cmd_query_block reads it). */
+int qmig_cmd_query_block_raw(struct qmig_qmp_conn *c, struct json_object **out);
 
 /* ---- block devices, jobs and NBD (storage migration) ---- */
 
@@ -152,6 +160,34 @@ int qmig_cmd_yank_block_node(struct qmig_qmp_conn *c, const char *node);
 int qmig_cmd_nbd_server_start_inet(struct qmig_qmp_conn *c, const char *host, unsigned port);
 int qmig_cmd_block_export_add_ro(struct qmig_qmp_conn *c, const char *id, const char *node,
 				 const char *name);
+/* ---- commands whose arguments the caller builds ----------------------- */
+
+/* The engine's plan builds each step's arguments as data (journaled, shown
+ * by --dry-run); these send such an object as it is (borrowed). */
+int qmig_cmd_migrate_set_capabilities_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_migrate_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_migrate_incoming_args(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_nbd_server_start(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_block_export_add(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_blockdev_mirror(struct qmig_qmp_conn *c, struct json_object *args);
+int qmig_cmd_block_job_change(struct qmig_qmp_conn *c, struct json_object *args);
+
+/* ---- QOM, the version ------------------------------------------------- */
+
+/* qom-get: *out a new reference to the property's value (any type). */
+int qmig_cmd_qom_get(struct qmig_qmp_conn *c, const char *path, const char *property,
+		     struct json_object **out);
+/* qom-list: *out a new reference to the array of {name, type}. */
+int qmig_cmd_qom_list(struct qmig_qmp_conn *c, const char *path, struct json_object **out);
+
+struct qmig_qemu_version {
+	unsigned major, minor, micro;
+};
+/* query-version: QEMU's own version numbers. */
+int qmig_cmd_query_version(struct qmig_qmp_conn *c, struct qmig_qemu_version *out);
+
+/* query-migrate as QEMU sent it (new reference), for display. */
+int qmig_cmd_query_migrate_raw(struct qmig_qmp_conn *c, struct json_object **out);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "qmig_guests.h"
 #include "journal/journal.h"
 #include "qm_wait.h"
 

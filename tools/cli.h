@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "qmig_guests.h"
 #include "qmig_launch.h"
 #include "qmig_qmp.h"
 
@@ -67,6 +68,7 @@ int cmd_tls(int argc, char **argv);
 int cmd_caps(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_netns(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_replay(int argc, char **argv);

@@ -17,6 +17,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "netns.h"
 
 static void usage(FILE *f)
 {
@@ -127,80 +128,6 @@ static int parse_file(const char *path, struct bench_cell *cells, int *repeats, 
 	return n;
 }
 
-/* ---- a shaped link: two namespaces joined by veth, tc tbf on both ends ---- */
-
-static int run_argv(const char *const argv[])
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -1;
-}
-
-struct link {
-	char a[32], b[32], addr_a[32], addr_b[32];
-	int up;
-};
-
-static void link_down(struct link *l)
-{
-	const char *const da[] = {"ip", "netns", "del", l->a, NULL};
-	const char *const db[] = {"ip", "netns", "del", l->b, NULL};
-
-	if (!l->up)
-		return;
-	run_argv(da);
-	run_argv(db);
-	l->up = 0;
-}
-
-static int link_up(struct link *l, const char *rate)
-{
-	int n = (int)(getpid() % 250) + 1;
-	char net_a[40], net_b[40];
-
-	snprintf(l->a, sizeof(l->a), "qmb%d-a", (int)getpid());
-	snprintf(l->b, sizeof(l->b), "qmb%d-b", (int)getpid());
-	snprintf(l->addr_a, sizeof(l->addr_a), "10.251.%d.1", n);
-	snprintf(l->addr_b, sizeof(l->addr_b), "10.251.%d.2", n);
-	snprintf(net_a, sizeof(net_a), "%s/24", l->addr_a);
-	snprintf(net_b, sizeof(net_b), "%s/24", l->addr_b);
-	{
-		const char *const cmds[][16] = {
-			{"ip", "netns", "add", l->a, NULL},
-			{"ip", "netns", "add", l->b, NULL},
-			{"ip", "link", "add", "qmbv0", "netns", l->a, "type", "veth", "peer", "name",
-			 "qmbv0", "netns", l->b, NULL},
-			{"ip", "-n", l->a, "addr", "add", net_a, "dev", "qmbv0", NULL},
-			{"ip", "-n", l->b, "addr", "add", net_b, "dev", "qmbv0", NULL},
-			{"ip", "-n", l->a, "link", "set", "lo", "up", NULL},
-			{"ip", "-n", l->b, "link", "set", "lo", "up", NULL},
-			{"ip", "-n", l->a, "link", "set", "qmbv0", "up", NULL},
-			{"ip", "-n", l->b, "link", "set", "qmbv0", "up", NULL},
-			{"tc", "-n", l->a, "qdisc", "add", "dev", "qmbv0", "root", "tbf", "rate", rate,
-			 "burst", "256kb", "latency", "50ms", NULL},
-			{"tc", "-n", l->b, "qdisc", "add", "dev", "qmbv0", "root", "tbf", "rate", rate,
-			 "burst", "256kb", "latency", "50ms", NULL},
-		};
-
-		l->up = 1;
-		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-			if (run_argv(cmds[i]) < 0) {
-				warnx("bench: setting up the %s link failed at step %zu", rate, i + 1);
-				link_down(l);
-				return -1;
-			}
-	}
-	usleep(300000); /* the veth carrier */
-	return 0;
-}
-
 /* ---- one run ---- */
 
 static int64_t clock_ns(clockid_t c)
@@ -247,7 +174,7 @@ static void collect(const struct qmig_migration_event *ev, void *ud)
 				  ev->sample->throttle_pct};
 }
 
-static void run_one(struct bench_cell *c, struct bench_run *r, struct link *l)
+static void run_one(struct bench_cell *c, struct bench_run *r, struct netns_link *l)
 {
 	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
 	struct qmig_migration *m;
@@ -376,20 +303,6 @@ static void cell_medians(struct bench_cell *c)
 		c->median[m] = bench_median(v[m], n);
 }
 
-/* Where the link is shaped now: reshape in place between cells. */
-static int link_rate(struct link *l, const char *rate)
-{
-	for (int s = 0; s < 2; s++) {
-		const char *const cmd[] = {"tc", "-n", s ? l->b : l->a, "qdisc", "replace", "dev",
-					   "qmbv0", "root", "tbf", "rate", rate, "burst", "256kb",
-					   "latency", "50ms", NULL};
-
-		if (run_argv(cmd) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option lo[] = {{"out", 1, 0, 'o'}, {"repeats", 1, 0, 'r'},
@@ -405,7 +318,8 @@ int cmd_bench(int argc, char **argv)
 	char dir[512] = "", baseline[64] = "", path[700] = "", summarize[512] = "", cur[32] = "";
 	int repeats = 5, force_rep = 0, n, base = 0, c, order[BENCH_MAX_CELLS];
 	const char *env = getenv("BENCH_REPEATS");
-	struct link l = {0};
+	struct netns_link l = {0};
+	char prefix[32], why[256] = "";
 	time_t now = time(NULL);
 
 	optind = 1;
@@ -473,19 +387,20 @@ int cmd_bench(int argc, char **argv)
 			struct bench_cell *cell = &cells[order[o]];
 			struct bench_run *run = &cell->runs[k];
 
-			if (cell->link[0] && !l.up && link_up(&l, cell->link) < 0)
-				die(EXIT_SETUP, "cell %s: cannot shape a %s link (root, iproute2 needed)",
-				    cell->name, cell->link);
+			snprintf(prefix, sizeof(prefix), "qmb%d", (int)getpid());
+			if (cell->link[0] && !l.up && netns_up(&l, prefix, why, sizeof(why)) < 0)
+				die(EXIT_SETUP, "cell %s: cannot make a %s link: %s", cell->name,
+				    cell->link, *why ? why : "namespace exists");
 			if (cell->link[0] && strcmp(cur, cell->link)) {
-				if (link_rate(&l, cell->link) < 0) {
-					link_down(&l);
+				if (netns_shape(&l, cell->link, NULL) < 0) {
+					netns_down(&l);
 					die(EXIT_SETUP, "cell %s: cannot shape the link to %s",
 					    cell->name, cell->link);
 				}
 				snprintf(cur, sizeof(cur), "%s", cell->link);
 			}
 			run->order = o + 1;
-			run_one(cell, run, cell->link[0] ? &l : &(struct link){0});
+			run_one(cell, run, cell->link[0] ? &l : &(struct netns_link){0});
 			cell->nruns++;
 			fprintf(stderr, "bench: round %d/%d: %s: %s, %llu ms, guest downtime %lld ms\n",
 				k + 1, repeats, cell->name, run->res.status,
@@ -493,7 +408,7 @@ int cmd_bench(int argc, char **argv)
 				(long long)run->res.guest_downtime_ms);
 		}
 	}
-	link_down(&l);
+	netns_down(&l);
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%.500s/progress-%.63s.svg", dir, cells[i].name);
 		bench_svg_progress(path, cells[i].name, &cells[i].runs[0]);

@@ -103,7 +103,7 @@ static int status_qmp(const char *sock, int json)
 	r = qmig_qmp_conn_open(&c, sock, NULL);
 	if (r < 0)
 		die(EXIT_SETUP, "%s: %s", sock, strerror(-r));
-	r = qmig_qmp_conn_call(c, "query-migrate", NULL, &ret, -1);
+	r = qmig_cmd_query_migrate_raw(c, &ret);
 	if (r < 0) {
 		warnx("query-migrate: %s", qmig_qmp_conn_error(c));
 		qmig_qmp_conn_close(c);

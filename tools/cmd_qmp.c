@@ -76,7 +76,7 @@ int cmd_qmp(int argc, char **argv)
 	r = qmig_qmp_conn_open(&conn, argv[i], &opts);
 	if (r < 0)
 		die(EXIT_SETUP, "%s", open_err[0] ? open_err : strerror(-r));
-	r = qmig_qmp_conn_call(conn, argv[i + 1], args, &ret, -1);
+	r = qmig_qmp_conn_call(conn, argv[i + 1], args, &ret, -1); /* raw QMP: the passthrough */
 	json_object_put(args);
 	if (r == -EREMOTEIO) {
 		warnx("%s: %s", qmig_qmp_conn_error_class(conn), qmig_qmp_conn_error(conn));

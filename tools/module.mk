@@ -7,6 +7,8 @@ TOOL_SRCS += tools/cmd_caps.c
 TOOL_SRCS += tools/cmd_simulate.c tools/trace.c
 TOOL_SRCS += tools/cmd_doctor.c
 TOOL_SRCS += tools/cmd_bench.c tools/bench_svg.c tools/bench_stats.c tools/bench_qemu.c
+# Two hosts on one machine: the bench's link=RATE and tests/netns.sh.
+TOOL_SRCS += tools/netns.c
 TOOL_SRCS += tools/cmd_preflight.c
 # The job control socket: its unit test links the server itself.
 UNIT_SRCS += tests/unit/test_job.c tools/job.c

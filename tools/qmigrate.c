@@ -33,6 +33,7 @@ static const struct subcommand subcommands[] = {
 	{"verify", cmd_verify, "check the memory stamps of a tiny test guest"},
 	{"set", cmd_set, "change downtime-limit or max-bandwidth of a running migration"},
 	{"postcopy", cmd_postcopy, "switch a running migration to postcopy now"},
+	{"netns", cmd_netns, "two hosts on one machine (namespaces, veth, tc), for tests and bench"},
 	{NULL, NULL, NULL},
 };
 

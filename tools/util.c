@@ -151,6 +151,7 @@ void launch_defaults_from_env(void)
 		d.linux_dir = cache;
 	}
 	d.accel = accel && *accel ? accel : NULL;
+	d.guest_ops = &qmig_test_guest_ops; /* tests/guests/host: the test guests */
 	r = qmig_launch_defaults_set(&d);
 	if (r == -EINVAL)
 		die(EXIT_USAGE, "QMIGRATE_ACCEL: '%s' is not auto, tcg or kvm", accel);

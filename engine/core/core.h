@@ -18,6 +18,7 @@
 #include "qmig_relay.h"
 
 struct qm_storage;
+struct qm_probe;
 struct qm_features;
 
 enum side_id { SRC, DST };
@@ -34,7 +35,7 @@ struct side {
 	struct qmig_vm *vm;           /* launched by us, or NULL (attached) */
 	struct qmig_qmp_conn *qmp;
 	struct qmig_schema *schema;
-	struct qmig_hb *hb;           /* heartbeats of our test guests */
+	struct qm_probe *hb;          /* the guest plug-in's probe of its serial line */
 	int opening;                  /* in qmig_qmp_conn_open: its error is ours to report */
 	char open_err[256];
 	struct json_object *orig_caps;   /* before we touched anything */
@@ -93,6 +94,7 @@ enum qm_sub {
 
 struct qmig_migration {
 	struct qmig_migrate_opts o;   /* strings duplicated below */
+	const struct qmig_guest_ops *guest_ops; /* the guest plug-in, or NULL */
 	char *strs[QM_NSTRS];
 	enum qmig_phase phase, failed_phase;
 	enum qm_sub sub;              /* a phase's own progress */
@@ -111,9 +113,8 @@ struct qmig_migration {
 	int abandoned;                /* freed unfinished: left to `qmigrate recover` */
 	FILE *trace;
 	int hb_watched;
-	int tiny;                     /* the guest is the tiny test guest: -1 unknown */
+	int self_check;               /* the guest checks its own memory on request: -1 unknown */
 	int verify_asked;             /* inject-nmi sent (or tried) */
-	unsigned verify_seen;         /* VERIFY lines before we asked for one */
 	int64_t t_verify_ns;          /* when we asked (0: not yet) */
 	int64_t measure_due_ns;       /* calc-dirty-rate running, due then (0: none) */
 	int measure_secs;

@@ -79,23 +79,17 @@ static int rd_ok(struct doc *d, struct qmig_qmp_conn *c, const struct qm_rd *rd)
 static int qom_get_str(struct doc *d, struct qmig_qmp_conn *c, const char *path,
 		       const char *prop, char *buf, size_t len)
 {
-	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct json_object *args, *ret = NULL;
 	struct qm_rd rd;
 	int r;
 
 	if (d->err)
 		return 0;
-	if (!args || json_object_object_add(args, "path", json_object_new_string(path)) ||
-	    json_object_object_add(args, "property", json_object_new_string(prop))) {
-		json_object_put(args);
-		return ok(d, c, -ENOMEM);
-	}
-	r = qm_call_get(c, "qom-get", args, json_type_string, &ret);
-	json_object_put(args);
+	r = qmig_cmd_qom_get(c, path, prop, &ret);
 	if (!ok(d, c, r))
 		return 0;
 	qm_rd_init(&rd, "qom-get");
-	/* wrap the string so the reader can check its length */
+	/* wrap the string so the reader can check its type and length */
 	args = json_object_new_object();
 	if (args && !json_object_object_add(args, prop, ret))
 		qm_rd_strcpy(&rd, args, prop, buf, len);
@@ -106,11 +100,12 @@ static int qom_get_str(struct doc *d, struct qmig_qmp_conn *c, const char *path,
 }
 
 /* A query whose return must be an array (NULL on any failure). */
-static struct json_object *query_arr(struct doc *d, struct qmig_qmp_conn *c, const char *cmd)
+static struct json_object *query_arr(struct doc *d, struct qmig_qmp_conn *c,
+				     int (*query)(struct qmig_qmp_conn *, struct json_object **))
 {
 	struct json_object *ret = NULL;
 
-	if (d->err || !ok(d, c, qm_call_get(c, cmd, NULL, json_type_array, &ret)))
+	if (d->err || !ok(d, c, query(c, &ret)))
 		return NULL;
 	return ret;
 }
@@ -163,7 +158,7 @@ static void check_machine(struct doc *d, struct qmig_qmp_conn *src, struct qmig_
 	 * from "differs"). */
 	if (machine_type(d, dst, dm, sizeof(dm)) && !strcmp(sm, dm))
 		return;
-	if (!d->err && (machines = query_arr(d, dst, "query-machines"))) {
+	if (!d->err && (machines = query_arr(d, dst, qmig_cmd_query_machines))) {
 		struct qm_rd rd;
 		size_t n;
 
@@ -196,7 +191,7 @@ static void check_machine(struct doc *d, struct qmig_qmp_conn *src, struct qmig_
 
 static char *cpu_model(struct doc *d, struct qmig_qmp_conn *c, char *buf, size_t len)
 {
-	struct json_object *cpus = query_arr(d, c, "query-cpus-fast");
+	struct json_object *cpus = query_arr(d, c, qmig_cmd_query_cpus_fast);
 	char path[1024] = "", *suffix;
 	struct qm_rd rd;
 
@@ -227,7 +222,7 @@ static void check_cpu(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_
 	 * a 35 KB reply, 200 ms here under load). */
 	if (!cpu_model(d, src, model, sizeof(model)) ||
 	    (cpu_model(d, dst, dmodel, sizeof(dmodel)) && !strcmp(model, dmodel)) || d->err ||
-	    !(defs = query_arr(d, dst, "query-cpu-definitions")))
+	    !(defs = query_arr(d, dst, qmig_cmd_query_cpu_definitions)))
 		return;
 	qm_rd_init(&rd, "query-cpu-definitions");
 	n = qm_rd_len(&rd, defs);
@@ -296,8 +291,8 @@ static int read_block(struct qm_rd *rd, struct json_object *arr, size_t i, const
 
 static void check_disks(struct doc *d, struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst)
 {
-	struct json_object *sb = query_arr(d, src, "query-block");
-	struct json_object *db = sb ? query_arr(d, dst, "query-block") : NULL;
+	struct json_object *sb = query_arr(d, src, qmig_cmd_query_block_raw);
+	struct json_object *db = sb ? query_arr(d, dst, qmig_cmd_query_block_raw) : NULL;
 	struct qm_rd rs, rdd;
 	size_t ns, nd;
 

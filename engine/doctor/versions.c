@@ -133,15 +133,12 @@ int qm_binary_has_machine(const char *bin, const char *type)
 
 int qm_machine_type(struct qmig_qmp_conn *c, char *buf, size_t len)
 {
-	struct json_object *a = json_object_new_object(), *ret = NULL;
+	struct json_object *ret = NULL;
 	const char *t;
 	size_t n;
 	int r;
 
-	json_object_object_add(a, "path", json_object_new_string("/machine"));
-	json_object_object_add(a, "property", json_object_new_string("type"));
-	r = qmig_qmp_conn_call(c, "qom-get", a, &ret, -1);
-	json_object_put(a);
+	r = qmig_cmd_qom_get(c, "/machine", "type", &ret);
 	if (r < 0)
 		return r;
 	t = json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : NULL;

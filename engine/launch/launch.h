@@ -56,12 +56,12 @@ int qm_wait_exit(pid_t pid, int pidfd, int timeout_ms, int *wstatus);
 /* SIGTERM, a grace period, SIGKILL; always reaps. */
 void qm_terminate(pid_t pid, int pidfd, int grace_ms, int *wstatus);
 
-/* Where the tiny guest's kernel is: 0 and path filled, or -ENOENT. */
-int qm_find_tiny(char *path, size_t len);
 /* qmig_launch_defaults_set's accel ("" none). */
 void qm_default_accel(char *buf, size_t len);
-/* The Linux guest's directory (kernel and initramfs). */
-int qm_linux_dir(char *path, size_t len);
+/* What boots a built-in guest of spec->guest, from the process's guest
+ * plug-in (qmig_guest.h): 0, -ENOTSUP without one, or its error. */
+int qm_guest_boot(const struct qmig_vm_spec *spec, struct qmig_guest_boot *b, char *msg,
+		  size_t msg_len);
 
 /* The accelerator for this spec ("tcg" or "kvm..."), running the KVM smoke
  * test when asked for "auto". why receives the reason for the choice. */
@@ -81,6 +81,8 @@ void qm_launch_gc(const char *base);
 /* Read up to max bytes of the tail of a file into a new string. */
 char *qm_launch_read_tail(const char *path, size_t max);
 int64_t qm_launch_mono_ns(void);
+/* The process's guest plug-in (qmig_launch_defaults.guest_ops), or NULL. */
+const struct qmig_guest_ops *qm_launch_guest_ops(void);
 
 
 #endif

@@ -40,17 +40,23 @@ static int count_beats(const char *log, int *ready)
 /* 1: the tiny guest booted and beat under KVM; 0: it did not (why says). */
 static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why, size_t why_len)
 {
-	char kernel[4096], log[4096], out[4096], serial[4200], msg[256] = "";
+	struct qmig_vm_spec tiny = QMIG_VM_SPEC_INIT;
+	struct qmig_guest_boot boot;
+	char log[4096], out[4096], serial[4200], msg[256] = "";
 	struct qm_argv a = {0};
 	struct qm_spawn s = {0};
 	int64_t end;
 	pid_t pid;
 	int pidfd, r, ready = 0, beats = 0, st;
 
-	if (qm_find_tiny(kernel, sizeof(kernel)) < 0) {
+	tiny.guest = QMIG_GUEST_TINY;
+	tiny.wss_bytes = 1 << 20;
+	tiny.dirty_rate = 1 << 20;
+	if (qm_guest_boot(&tiny, &boot, msg, sizeof(msg)) < 0) {
 		snprintf(why, why_len, "no tiny guest to test KVM with");
 		return 0;
 	}
+	msg[0] = 0;
 	snprintf(log, sizeof(log), "%s/kvm-smoke.log", dir);
 	snprintf(out, sizeof(out), "%s/kvm-smoke.stderr", dir);
 	snprintf(serial, sizeof(serial), "file:%s", log);
@@ -71,9 +77,9 @@ static int kvm_smoke(const struct qmig_vm_spec *spec, const char *dir, char *why
 	qm_argv_add(&a, "-serial");
 	qm_argv_add(&a, serial);
 	qm_argv_add(&a, "-kernel");
-	qm_argv_add(&a, kernel);
+	qm_argv_add(&a, boot.kernel);
 	qm_argv_add(&a, "-append");
-	qm_argv_add(&a, "wss=1M rate=1M hb=1");
+	qm_argv_add(&a, boot.append);
 	if (a.oom) {
 		qm_argv_free(&a);
 		snprintf(why, why_len, "out of memory");

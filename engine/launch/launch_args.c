@@ -101,11 +101,6 @@ int qmig_vm_mem_workaround(uint64_t size, const char *accel, unsigned qemu_versi
 	return 0;
 }
 
-static int file_ok(const char *path)
-{
-	return access(path, R_OK) == 0;
-}
-
 /* A file QEMU reads: its path, or with by_fd an fd we opened, which QEMU
  * reopens through /proc/self/fd (no directory on the way to be searched
  * by QEMU's uid; the file itself must be readable by it). */
@@ -132,6 +127,7 @@ static void add_file(struct qm_argv *a, const char *opt, const char *path)
  * it; the qmigrate CLI (or a test) says where the test guests are. */
 static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *def_guest_dir, *def_linux_dir, *def_accel;
+static const struct qmig_guest_ops *def_guest_ops;
 
 static int accel_ok(const char *a)
 {
@@ -142,8 +138,12 @@ int qmig_launch_defaults_set(const struct qmig_launch_defaults *d)
 {
 	char *g = NULL, *l = NULL, *a = NULL;
 
+	const struct qmig_guest_ops *ops = d && d->version >= 2 ? d->guest_ops : NULL;
+
 	if (!d || d->version < 1 || d->version > QMIG_LAUNCH_DEFAULTS_VERSION ||
 	    !accel_ok(d->accel))
+		return -EINVAL;
+	if (ops && (ops->version < 1 || ops->version > QMIG_GUEST_OPS_VERSION))
 		return -EINVAL;
 	if ((d->guest_dir && !(g = strdup(d->guest_dir))) ||
 	    (d->linux_dir && !(l = strdup(d->linux_dir))) ||
@@ -159,8 +159,19 @@ int qmig_launch_defaults_set(const struct qmig_launch_defaults *d)
 	def_guest_dir = g;
 	def_linux_dir = l;
 	def_accel = a;
+	def_guest_ops = ops;
 	pthread_mutex_unlock(&defaults_lock);
 	return 0;
+}
+
+const struct qmig_guest_ops *qm_launch_guest_ops(void)
+{
+	const struct qmig_guest_ops *ops;
+
+	pthread_mutex_lock(&defaults_lock);
+	ops = def_guest_ops;
+	pthread_mutex_unlock(&defaults_lock);
+	return ops;
 }
 
 /* A copy of one default ("" when unset). */
@@ -183,21 +194,9 @@ static void guest_dir(char *buf, size_t len)
 		snprintf(buf, len, "%s", QMIG_INSTALL_GUESTDIR);
 }
 
-int qm_find_tiny(char *path, size_t len)
-{
-	char dir[3072];
-
-	guest_dir(dir, sizeof(dir));
-	snprintf(path, len, "%s/tiny/tiny.elf", dir);
-	if (file_ok(path))
-		return 0;
-	snprintf(path, len, "%s/tiny.elf", dir); /* installed flat */
-	if (file_ok(path))
-		return 0;
-	return -ENOENT;
-}
-
-int qm_linux_dir(char *path, size_t len)
+/* The process's Linux guest directory: linux_dir, or linux/ under the
+ * guest directory. */
+static void linux_dir(char *path, size_t len)
 {
 	get_default(&def_linux_dir, path, len);
 	if (!*path) {
@@ -206,73 +205,41 @@ int qm_linux_dir(char *path, size_t len)
 		guest_dir(dir, sizeof(dir));
 		snprintf(path, len, "%s/linux", dir);
 	}
-	return 0;
 }
 
-/* Both test guests read the same words (the Linux one with a "qmig."
- * prefix, after the kernel's own): rate, hb, wss, and net for Linux. */
-static void guest_cmdline(char *app, size_t len, const char *head, const char *pfx,
-			  const struct qmig_vm_spec *spec)
+int qm_guest_boot(const struct qmig_vm_spec *spec, struct qmig_guest_boot *b, char *msg,
+		  size_t msg_len)
 {
-	size_t n = (size_t)snprintf(app, len, "%s%srate=%llu %shb=%u", head, pfx,
-				    (unsigned long long)spec->dirty_rate, pfx,
-				    spec->hb_ms ? spec->hb_ms : 1);
+	const struct qmig_guest_ops *ops = qm_launch_guest_ops();
+	char gdir[3072], ldir[4096];
 
-	if (spec->wss_bytes && n < len)
-		n += (size_t)snprintf(app + n, len - n, " %swss=%llu", pfx,
-				      (unsigned long long)spec->wss_bytes);
-	if (spec->net && *pfx && n < len)
-		n += (size_t)snprintf(app + n, len - n, " %snet=1", pfx);
-	if (spec->disk_bytes && spec->disk_write_rate && *pfx && n < len)
-		n += (size_t)snprintf(app + n, len - n, " %sdrate=%llu", pfx,
-				      (unsigned long long)spec->disk_write_rate);
-	if (spec->guest_append && n < len)
-		snprintf(app + n, len - n, " %s", spec->guest_append);
-}
-
-static int tiny_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
-		     size_t msg_len)
-{
-	char kernel[4096], app[512];
-
-	if (qm_find_tiny(kernel, sizeof(kernel)) < 0) {
-		char dir[3072];
-
-		guest_dir(dir, sizeof(dir));
-		snprintf(msg, msg_len,
-			 "the tiny guest (tiny/tiny.elf) is not in %s: run 'make guests' "
-			 "(or set the guest directory: QMIGRATE_GUEST_DIR for qmigrate, "
-			 "qmig_launch_defaults_set for the library)", dir);
-		return -ENOENT;
+	memset(b, 0, sizeof(*b));
+	if (!ops || !ops->boot) {
+		snprintf(msg, msg_len, "no guest plug-in to boot a built-in test guest (the "
+			 "library knows none: register one, e.g. the qmigrate CLI's, with "
+			 "qmig_launch_defaults.guest_ops)");
+		return -ENOTSUP;
 	}
-	guest_cmdline(app, sizeof(app), "", "", spec);
-	add_file(a, "-kernel", kernel);
-	qm_argv_add(a, "-append");
-	qm_argv_add(a, app);
-	return 0;
+	guest_dir(gdir, sizeof(gdir));
+	linux_dir(ldir, sizeof(ldir));
+	return ops->boot(spec, gdir, ldir, b, msg, msg_len, ops->user_data);
 }
 
-static int linux_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
+static int guest_args(struct qm_argv *a, const struct qmig_vm_spec *spec, char *msg,
 		      size_t msg_len)
 {
-	char dir[3072], kernel[4096], initrd[4096], app[512];
+	struct qmig_guest_boot b;
+	int r = qm_guest_boot(spec, &b, msg, msg_len);
 
-	qm_linux_dir(dir, sizeof(dir));
-	snprintf(kernel, sizeof(kernel), "%s/vmlinux", dir);
-	snprintf(initrd, sizeof(initrd), "%s/initramfs.cpio.gz", dir);
-	if (!file_ok(kernel) || !file_ok(initrd)) {
-		snprintf(msg, msg_len,
-			 "the Linux guest is not built (%s missing): run 'make linux-guest' "
-			 "(or set QMIGRATE_LINUX_DIR for qmigrate)",
-			 file_ok(kernel) ? initrd : kernel);
-		return -ENOENT;
-	}
-	guest_cmdline(app, sizeof(app), "console=ttyS0 quiet ", "qmig.", spec);
-	add_file(a, "-kernel", kernel);
-	add_file(a, "-initrd", initrd);
+	if (r < 0)
+		return r;
+	add_file(a, "-kernel", b.kernel);
+	if (*b.initrd)
+		add_file(a, "-initrd", b.initrd);
 	qm_argv_add(a, "-append");
-	qm_argv_add(a, app);
-	if (spec->net) {
+	qm_argv_add(a, b.append);
+	/* The spec's net: the Linux guest's virtio-net NIC, user networking. */
+	if (spec->net && spec->guest == QMIG_GUEST_LINUX) {
 		qm_argv_add(a, "-netdev");
 		if (spec->host_port > 0)
 			qm_argv_addf(a, "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:80", spec->host_port);
@@ -387,10 +354,8 @@ int qm_build_argv(struct qm_argv *a, const struct qmig_vm_spec *spec, const char
 		qm_argv_add(a, "-serial");
 		qm_argv_add(a, "chardev:ser0");
 	}
-	if (spec->guest == QMIG_GUEST_TINY)
-		r = tiny_args(a, spec, msg, msg_len);
-	else if (spec->guest == QMIG_GUEST_LINUX)
-		r = linux_args(a, spec, msg, msg_len);
+	if (spec->guest != QMIG_GUEST_NONE)
+		r = guest_args(a, spec, msg, msg_len);
 	if (r < 0)
 		return r;
 	if (spec->disk_bytes) {

@@ -106,13 +106,11 @@ static int dst_needs_ack(struct qmig_migration *m, char *dev, size_t len)
 	struct side *d = &m->side[DST];
 
 	for (size_t k = 0; k < 2; k++) {
-		struct json_object *args = json_object_new_object(), *ret = NULL;
+		struct json_object *ret = NULL;
 		struct qm_rd rd;
 		int r, found = 0;
 
-		json_object_object_add(args, "path", json_object_new_string(dirs[k]));
-		r = qmig_qmp_conn_call(d->qmp, "qom-list", args, &ret, -1);
-		json_object_put(args);
+		r = qmig_cmd_qom_list(d->qmp, dirs[k], &ret);
 		qm_rd_init(&rd, "qom-list");
 		if (r == 0 && qm_rd_as_arr(&rd, ret)) {
 			for (size_t i = 0; !found && i < qm_rd_len(&rd, ret); i++) {

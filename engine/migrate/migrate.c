@@ -15,6 +15,7 @@
 
 #include "migrate.h"
 #include "converge/converge.h"
+#include "guest/guest.h"
 #include "journal/journal.h"
 #include "link/link.h"
 #include "storage/storage.h"
@@ -151,6 +152,7 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	m->res.disks_verified = -1;
 	m->res.guest_slowdown = -1;
 	m->phase = QMIG_PHASE_INIT;
+	m->guest_ops = qm_guest_default();
 	{
 		int jr = qm_journal_init(m);
 
@@ -169,9 +171,19 @@ int qmig_migration_new(struct qmig_migration **out, const struct qmig_migrate_op
 	return 0;
 }
 
+int qmig_migration_set_guest_ops(struct qmig_migration *m, const struct qmig_guest_ops *ops)
+{
+	if (!m || (ops && (ops->version < 1 || ops->version > QMIG_GUEST_OPS_VERSION)))
+		return -EINVAL;
+	if (m->phase != QMIG_PHASE_INIT)
+		return -EBUSY;
+	m->guest_ops = ops;
+	return 0;
+}
+
 static void side_release(struct side *s)
 {
-	qmig_hb_free(s->hb);
+	qm_probe_free(s->hb);
 	qmig_schema_free(s->schema);
 	qmig_qmp_conn_close(s->qmp);
 	qmig_vm_free(s->vm);
@@ -339,7 +351,7 @@ static void drain_side(struct qmig_migration *m, struct side *s)
 		}
 	}
 	if (s->hb)
-		qmig_hb_process(s->hb);
+		qm_probe_process(s->hb);
 }
 
 static int64_t thread_cpu_ns(void)

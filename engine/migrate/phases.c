@@ -34,7 +34,7 @@ static void watch_heartbeats(struct qmig_migration *m, enum qmig_phase p)
 {
 	if (m->side[DST].hb && !m->hb_watched &&
 	    (p == QMIG_PHASE_SWITCHOVER || p == QMIG_PHASE_POSTCOPY || p == QMIG_PHASE_CONFIRM)) {
-		qm_watch_fd(m, qmig_hb_fd(m->side[DST].hb));
+		qm_watch_fd(m, qm_probe_fd(m->side[DST].hb));
 		m->hb_watched = 1;
 	}
 }
@@ -43,14 +43,14 @@ static void watch_heartbeats(struct qmig_migration *m, enum qmig_phase p)
  * from the migrate command to the switchover, against the rate before. */
 static void measure_slowdown(struct qmig_migration *m)
 {
-	struct qmig_hb_stats hs;
+	struct qmig_guest_stats hs;
 	double secs, rate;
 
 	if (m->slow_done || !m->side[SRC].hb || m->slow_rate0 <= 0 || !m->t_migrate_ns)
 		return;
 	m->slow_done = 1;
-	qmig_hb_process(m->side[SRC].hb);
-	qmig_hb_get(m->side[SRC].hb, &hs);
+	qm_probe_process(m->side[SRC].hb);
+	qm_probe_get(m->side[SRC].hb, &hs);
 	secs = ((m->side[SRC].stop_mono_ns ? m->side[SRC].stop_mono_ns : qm_now_ns()) -
 		m->t_migrate_ns) / 1e9;
 	if (secs < 0.2)
@@ -179,7 +179,10 @@ static int open_serial(struct qmig_migration *m, struct side *s, const char *pat
 
 	if (!path)
 		return 0;
-	r = qmig_hb_open(&s->hb, path);
+	r = qm_probe_open(&s->hb, m->guest_ops, path);
+	if (r == -ENOTSUP)
+		return qm_fail(m, r, "%s: the guest's serial socket %s was given, but no guest "
+			       "plug-in reads it", s->name, path);
 	if (r < 0)
 		return qm_fail(m, r, "%s: cannot read the guest's serial socket %s: %s", s->name,
 			       path, strerror(-r));
@@ -219,7 +222,7 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
 		       qmig_vm_pid(s->vm), uid, qmig_vm_qmp_path(s->vm));
 	}
 	if (spec.guest != QMIG_GUEST_NONE)
-		qmig_hb_open(&s->hb, qmig_vm_serial_path(s->vm));
+		qm_probe_open(&s->hb, m->guest_ops, qmig_vm_serial_path(s->vm));
 	return open_qmp(m, s, qmig_vm_qmp_path(s->vm));
 }
 
@@ -227,12 +230,10 @@ static int launch_side(struct qmig_migration *m, struct side *s, int incoming,
  * over them nor takes a dirty QEMU's settings for the originals. */
 static int check_leftovers(struct qmig_migration *m, struct side *s)
 {
-	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct json_object *ret = NULL;
 	int r;
 
-	json_object_object_add(args, "path", json_object_new_string("/objects"));
-	r = qmig_qmp_conn_call(s->qmp, "qom-list", args, &ret, -1);
-	json_object_put(args);
+	r = qmig_cmd_qom_list(s->qmp, "/objects", &ret);
 	for (size_t i = 0; r == 0 && json_object_is_type(ret, json_type_array) &&
 			   i < json_object_array_length(ret); i++) {
 		const char *name = qm_jget_str(json_object_array_get_idx(ret, i), "name");
@@ -330,11 +331,11 @@ static void emit_config(struct qmig_migration *m)
 
 static int step_prepare(struct qmig_migration *m)
 {
-	struct qmig_hb_stats hs;
+	struct qmig_guest_stats hs;
 	int r;
 
 	if (m->sub == QM_SUB_BEGIN) {
-		m->tiny = -1;
+		m->self_check = -1;
 		if (qm_journal_check_orphans(m) < 0)
 			return m->error;
 		if (m->o.src_qmp) {
@@ -356,7 +357,7 @@ static int step_prepare(struct qmig_migration *m)
 	}
 	/* A guest we launched must be up (heartbeating) before it moves. */
 	if (m->side[SRC].hb && !m->o.dry_run) {
-		qmig_hb_get(m->side[SRC].hb, &hs);
+		qm_probe_get(m->side[SRC].hb, &hs);
 		/* A guest we launched to write memory first writes its whole
 		 * working set once, so the migration moves real pages. */
 		if (hs.beats < CONFIRM_BEATS ||
@@ -540,10 +541,10 @@ static int step_start(struct qmig_migration *m)
 	m->t_migrate_ns = qm_now_ns();
 	m->next_sample_ns = m->t_migrate_ns;
 	if (m->side[SRC].hb) {
-		struct qmig_hb_stats hs;
+		struct qmig_guest_stats hs;
 
-		qmig_hb_process(m->side[SRC].hb);
-		qmig_hb_get(m->side[SRC].hb, &hs);
+		qm_probe_process(m->side[SRC].hb);
+		qm_probe_get(m->side[SRC].hb, &hs);
 		m->slow_beats0 = hs.beats;
 		if (hs.beats > 10 && hs.last_ns > hs.first_ns)
 			m->slow_rate0 = (hs.beats - 1) / ((hs.last_ns - hs.first_ns) / 1e9);
@@ -722,10 +723,10 @@ static int confirm_memory(struct qmig_migration *m)
 
 static int confirm_beats(struct qmig_migration *m)
 {
-	struct qmig_hb_stats src, dst;
+	struct qmig_guest_stats src, dst;
 	int64_t gap;
 
-	qmig_hb_get(m->side[DST].hb, &dst);
+	qm_probe_get(m->side[DST].hb, &dst);
 	if (dst.corrupt)
 		return qm_fail(m, -EBADMSG, "destination: the guest reports corrupt memory: %s",
 			       dst.corrupt_msg);
@@ -741,7 +742,7 @@ static int confirm_beats(struct qmig_migration *m)
 		downtime_unknown(m, "no heartbeats from the source guest (no --src-serial)");
 		return STEP_NEXT;
 	}
-	qmig_hb_get(m->side[SRC].hb, &src);
+	qm_probe_get(m->side[SRC].hb, &src);
 	/* Beats drained late were emitted no later than the vCPUs stopped. */
 	if (m->side[SRC].stop_mono_ns && m->side[SRC].stop_mono_ns < src.last_ns)
 		src.last_ns = m->side[SRC].stop_mono_ns;
@@ -769,11 +770,11 @@ static int confirm_beats(struct qmig_migration *m)
  * each page before rewriting it and says CORRUPT on its serial line). */
 static void verdict_by_beats(struct qmig_migration *m)
 {
-	struct qmig_hb_stats hs;
+	struct qmig_guest_stats hs;
 
 	if (!m->side[DST].hb || m->offline)
 		return;
-	qmig_hb_get(m->side[DST].hb, &hs);
+	qm_probe_get(m->side[DST].hb, &hs);
 	if (hs.beats >= CONFIRM_BEATS && !hs.corrupt) {
 		m->res.verified = 1;
 		set_method(m, "heartbeats");
@@ -793,7 +794,8 @@ static int confirm_stamps_stopped(struct qmig_migration *m)
 	r = m->offline ? 0 : qm_stop(m, dst, "to verify the test guest's memory stamps");
 	if (r < 0)
 		return qm_qmp_fail(m, dst, r, "stop (to verify memory)");
-	r = qmig_tiny_verify(dst->qmp, dst->vm ? qmig_vm_runtime_dir(dst->vm) : NULL, &rep);
+	r = qm_guest_verify(m->guest_ops, dst->qmp, dst->vm ? qmig_vm_runtime_dir(dst->vm) : NULL,
+			    &rep);
 	r2 = m->offline ? 0 : qm_cont(m, dst, "after verifying the memory stamps");
 	m->res.verify_ms = (uint64_t)((qm_now_ns() - t0) / MS);
 	if (r2 < 0)
@@ -823,40 +825,34 @@ static int confirm_stamps_stopped(struct qmig_migration *m)
 
 #define GUEST_CHECK_TIMEOUT_NS (10000 * MS)
 
-/* Is the test guest the tiny one (the one that checks its own stamps)?
- * Launched: we know. Attached with its serial socket: its heartbeats say
- * "tiny". */
-static void probe_tiny(struct qmig_migration *m)
+/* Does the guest check its own memory on request? Its plug-in says so from
+ * what the guest said on its serial line (the tiny test guest does). */
+static void probe_self_check(struct qmig_migration *m)
 {
-	struct side *src = &m->side[SRC];
-
-	if (m->tiny >= 0)
+	if (m->self_check >= 0)
 		return;
 	if (!stamp_guest(m) || m->offline) {
-		m->tiny = 0;
+		m->self_check = 0;
 		return;
 	}
-	if (src->vm)
-		m->tiny = m->o.guest.guest == QMIG_GUEST_TINY;
-	else
-		m->tiny = qm_hb_is_tiny(src->hb) || qm_hb_is_tiny(m->side[DST].hb);
+	m->self_check = qm_probe_can_check(m->side[SRC].hb) || qm_probe_can_check(m->side[DST].hb);
 }
 
-/* Ask the tiny guest, running on the destination, to check its memory
- * (an NMI; it answers on its serial line). Sent as soon as it runs, so the
- * check overlaps the wait for its first heartbeats. */
+/* Ask the guest, running on the destination, to check its memory (the
+ * tiny guest's plug-in sends an NMI; it answers on its serial line). Sent
+ * as soon as it runs, so the check overlaps the wait for its first
+ * heartbeats. */
 static int ask_guest_check(struct qmig_migration *m)
 {
 	struct side *dst = &m->side[DST];
 	int r;
 
-	qmig_hb_process(dst->hb);
-	m->verify_seen = qm_hb_verify_line(dst->hb, NULL, 0);
 	m->verify_asked = 1;
-	r = qmig_qmp_conn_call(dst->qmp, "inject-nmi", NULL, NULL, -1);
+	r = qm_probe_check_ask(dst->hb, dst->qmp);
 	if (r < 0) {
-		qm_log(m, QMIG_LOG_INFO, "destination: inject-nmi: %s; checking the stamps "
-			  "from the host", qmig_qmp_conn_error(dst->qmp));
+		qm_log(m, QMIG_LOG_INFO, "destination: asking the guest to check itself: %s; "
+			  "checking the stamps from the host",
+		       r == -ENOTSUP ? strerror(-r) : qmig_qmp_conn_error(dst->qmp));
 		return r;
 	}
 	m->t_verify_ns = qm_now_ns();
@@ -873,18 +869,19 @@ static int ask_guest_check(struct qmig_migration *m)
 static int confirm_guest_check(struct qmig_migration *m)
 {
 	struct side *dst = &m->side[DST];
-	unsigned long long pages, bad, gen, seq, us, first = 0, expected = 0, found = 0;
-	struct qmig_hb_stats hs, ss;
-	char line[160];
+	struct qmig_verify_report rep;
+	struct qmig_guest_stats hs, ss;
+	int r;
 
 	if (!m->t_verify_ns && (m->verify_asked || ask_guest_check(m) < 0))
 		return confirm_stamps_stopped(m);
-	qmig_hb_process(dst->hb);
-	qmig_hb_get(dst->hb, &hs);
+	qm_probe_process(dst->hb);
+	qm_probe_get(dst->hb, &hs);
 	if (hs.corrupt)
 		return qm_fail(m, -EBADMSG, "destination: the guest reports corrupt memory: %s",
 			       hs.corrupt_msg);
-	if (qm_hb_verify_line(dst->hb, line, sizeof(line)) == m->verify_seen) {
+	r = qm_probe_check_answer(dst->hb, &rep);
+	if (r == 0) {
 		if (qm_now_ns() - m->t_verify_ns < GUEST_CHECK_TIMEOUT_NS)
 			return wait_ms(m, 2);
 		qm_log(m, QMIG_LOG_WARN, "destination: the guest did not answer the check "
@@ -893,43 +890,42 @@ static int confirm_guest_check(struct qmig_migration *m)
 	}
 	m->res.verify_ms = (uint64_t)((qm_now_ns() - m->t_verify_ns) / MS);
 	set_method(m, "stamps");
-	if (sscanf(line, "VERIFY pages=%llu bad=%llu gen=%llu seq=%llu us=%llu first=%llu "
-			 "expected=%llu found=%llu", &pages, &bad, &gen, &seq, &us, &first,
-		   &expected, &found) < 5) {
+	if (r < 0) {
 		m->res.verified = 0;
 		return qm_fail(m, -EBADMSG, "destination: unreadable answer from the guest: %s",
-			       line);
+			       rep.detail);
 	}
-	if (bad) {
+	if (rep.pages_bad) {
 		m->res.verified = 0;
 		return qm_fail(m, -EBADMSG,
-			       "destination: %llu of %llu guest pages are wrong, first at 0x%llx: "
-			       "page %llu should hold generation %llu, it holds %llu (the guest's "
-			       "own check)", bad, pages, (unsigned long long)0x800000 + first * 4096,
-			       first, expected, found);
+			       "destination: %llu of %llu guest pages are wrong, first at 0x%llx: %s",
+			       (unsigned long long)rep.pages_bad,
+			       (unsigned long long)rep.pages_checked,
+			       (unsigned long long)rep.first_bad_gpa, rep.detail);
 	}
 	if (m->side[SRC].hb) {
-		qmig_hb_get(m->side[SRC].hb, &ss);
-		if (ss.beats && seq < ss.last_seq) {
+		qm_probe_get(m->side[SRC].hb, &ss);
+		if (ss.beats && rep.seq < ss.last_seq) {
 			m->res.verified = 0;
 			return qm_fail(m, -EBADMSG,
 				       "destination: the guest's header is older than the source's "
-				       "last heartbeat (seq %llu < %llu): stale memory", seq,
-				       (unsigned long long)ss.last_seq);
+				       "last heartbeat (seq %llu < %llu): stale memory",
+				       (unsigned long long)rep.seq, (unsigned long long)ss.last_seq);
 		}
 	}
-	qm_log(m, QMIG_LOG_INFO, "destination: the guest checked %llu pages in %llu us "
-		  "(answer in %llu ms)", pages, us, (unsigned long long)m->res.verify_ms);
+	qm_log(m, QMIG_LOG_INFO, "destination: the guest checked %llu pages%s%s "
+		  "(answer in %llu ms)", (unsigned long long)rep.pages_checked,
+	       *rep.detail ? " " : "", rep.detail, (unsigned long long)m->res.verify_ms);
 	m->res.verified = 1;
 	return STEP_NEXT;
 }
 
 static int confirm_stamps(struct qmig_migration *m)
 {
-	probe_tiny(m);
+	probe_self_check(m);
 	if (m->offline)
 		return confirm_stamps_stopped(m); /* paused throughout: no second pause */
-	if (m->tiny == 1)
+	if (m->self_check == 1)
 		return confirm_guest_check(m);
 	/* Another test guest (our Linux guest checks its own pages and says
 	 * CORRUPT on its serial line): its heartbeats are the verdict. */
@@ -979,8 +975,8 @@ static int step_confirm(struct qmig_migration *m)
 	if (m->offline)
 		downtime_unknown(m, "offline migration: the guest was paused throughout");
 	if (m->sub == QM_SUB_CONFIRM_RUNNING && !m->offline && stamp_guest(m) && !m->t_verify_ns) {
-		probe_tiny(m);
-		if (m->tiny == 1)
+		probe_self_check(m);
+		if (m->self_check == 1)
 			(void)ask_guest_check(m); /* a failure: confirm_stamps checks from the host */
 	}
 	if (m->sub == QM_SUB_CONFIRM_RUNNING && !m->offline) {
@@ -1211,7 +1207,7 @@ static int step_rollback(struct qmig_migration *m)
 {
 	struct side *src = &m->side[SRC];
 	struct qmig_vm_status st;
-	struct qmig_hb_stats hs;
+	struct qmig_guest_stats hs;
 
 	if (m->sub == QM_SUB_BEGIN)
 		check_handover(m);
@@ -1262,14 +1258,14 @@ static int step_rollback(struct qmig_migration *m)
 		m->sub = QM_SUB_ROLLBACK_DONE;
 		if (!(m->res.rolled_back && src->state_known && src->was_running && src->hb))
 			break;
-		qmig_hb_get(src->hb, &hs);
+		qm_probe_get(src->hb, &hs);
 		m->rb_beats0 = hs.beats;
 		m->rb_t0 = qm_now_ns();
 		m->sub = QM_SUB_ROLLBACK_HEARTBEATS;
 		/* fall through */
 	case QM_SUB_ROLLBACK_HEARTBEATS:
 		/* Trust the guest, not QEMU: a resumed test guest must heartbeat. */
-		qmig_hb_get(src->hb, &hs);
+		qm_probe_get(src->hb, &hs);
 		if (hs.beats < m->rb_beats0 + 2) {
 			if (qm_now_ns() - m->rb_t0 < 5000 * MS)
 				return wait_ms(m, 10);

@@ -361,6 +361,34 @@ void qm_plan_emit(struct qmig_migration *m)
 	}
 }
 
+/* Each command a plan step may hold, and its function in qmp/commands.c
+ * (the step's arguments are sent as built). */
+static const struct {
+	const char *command;
+	int (*send)(struct qmig_qmp_conn *c, struct json_object *args);
+} step_cmds[] = {
+	{"migrate-set-capabilities", qmig_cmd_migrate_set_capabilities_args},
+	{"migrate-set-parameters", qmig_cmd_migrate_set_parameters},
+	{"object-add", qmig_cmd_object_add},
+	{"migrate-incoming", qmig_cmd_migrate_incoming_args},
+	{"migrate", qmig_cmd_migrate_args},
+	{"nbd-server-start", qmig_cmd_nbd_server_start},
+	{"block-export-add", qmig_cmd_block_export_add},
+	{"blockdev-add", qmig_cmd_blockdev_add},
+	{"blockdev-mirror", qmig_cmd_blockdev_mirror},
+};
+
+static int send_step(struct qmig_migration *m, struct side *s, struct plan_step *st)
+{
+	if (!strcmp(st->command, "stop") && !st->args)
+		return qmig_cmd_stop(s->qmp);
+	for (size_t i = 0; i < sizeof(step_cmds) / sizeof(step_cmds[0]); i++)
+		if (!strcmp(st->command, step_cmds[i].command))
+			return step_cmds[i].send(s->qmp, st->args);
+	return qm_fail(m, -ENOTSUP, "%s: the plan holds '%s', which has no function in "
+		       "qmp/commands.c", s->name, st->command);
+}
+
 static int run_step(struct qmig_migration *m, struct plan_step *st)
 {
 	struct side *s = &m->side[st->side];
@@ -381,25 +409,25 @@ static int run_step(struct qmig_migration *m, struct plan_step *st)
 	if (!strcmp(st->command, "migrate-set-capabilities") ||
 	    !strcmp(st->command, "migrate-set-parameters")) {
 		s->touched = 1;
-		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
+		r = send_step(m, s, st);
 	} else if (!strcmp(st->command, "migrate-incoming") &&
 		   json_object_object_get_ex(st->args, "uri", &v)) {
 		r = qmig_cmd_migrate_incoming(s->qmp, json_object_get_string(v));
 		if (r < 0)
 			s->incoming_started = 0;
 	} else if (!strcmp(st->command, "migrate-incoming")) { /* the channels form */
-		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
+		r = send_step(m, s, st);
 		if (r < 0)
 			s->incoming_started = 0;
 	} else if (!strcmp(st->command, "object-add")) {
-		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
+		r = send_step(m, s, st);
 		if (!r)
 			s->tls_object = 1;
 	} else if (!strcmp(st->command, "migrate") &&
 		   json_object_object_get_ex(st->args, "uri", &v)) {
 		r = qmig_cmd_migrate(s->qmp, json_object_get_string(v), 0);
 	} else {
-		r = qmig_qmp_conn_call(s->qmp, st->command, st->args, NULL, -1);
+		r = send_step(m, s, st);
 	}
 	return r;
 }

@@ -47,15 +47,10 @@
 
 static struct json_object *qom_get(struct qmig_qmp_conn *c, const char *path, const char *prop)
 {
-	struct json_object *a = json_object_new_object(), *ret = NULL;
+	struct json_object *ret = NULL;
 
-	if (!a)
+	if (qmig_cmd_qom_get(c, path, prop, &ret) < 0)
 		return NULL;
-	json_object_object_add(a, "path", json_object_new_string(path));
-	json_object_object_add(a, "property", json_object_new_string(prop));
-	if (qmig_qmp_conn_call(c, "qom-get", a, &ret, -1) < 0)
-		ret = NULL;
-	json_object_put(a);
 	return ret;
 }
 
@@ -176,7 +171,7 @@ static int migrate_cpr(struct upd *u)
 		json_object_array_add(chs, ch);
 	}
 	json_object_object_add(args, "channels", chs);
-	r = qmig_qmp_conn_call(u->c, "migrate", args, NULL, -1);
+	r = qmig_cmd_migrate_args(u->c, args);
 	json_object_put(args);
 	return r;
 }
@@ -192,18 +187,18 @@ static int wait_handover(struct upd *u, struct qmig_migrate_info *mi)
 
 	for (;;) {
 		if (!u->nhb && u->new_serial[0] && new_sock_ready(u->new_serial, u->serial_ino))
-			qmig_hb_open(&u->nhb, u->new_serial);
+			qm_probe_open(&u->nhb, qm_guest_default(), u->new_serial);
 		if (u->hb)
-			qmig_hb_process(u->hb);
+			qm_probe_process(u->hb);
 		if (u->nhb)
-			qmig_hb_process(u->nhb);
+			qm_probe_process(u->nhb);
 		r = qmig_cmd_query_migrate(u->c, mi);
 		if (r < 0)
 			return qm_upd_fail(u, r, "failed", "old QEMU: query-migrate: %s",
 					   qmig_qmp_conn_error(u->c));
 		if (!strcmp(mi->status, "completed")) {
 			if (u->hb) /* the last beats before the stop */
-				qmig_hb_process(u->hb);
+				qm_probe_process(u->hb);
 			return 0;
 		}
 		if (!strcmp(mi->status, "failed") || !strcmp(mi->status, "cancelled"))
@@ -240,7 +235,7 @@ static int confirm_new(struct upd *u)
 	while (!new_sock_ready(u->new_qmp, u->qmp_ino) ||
 	       qmig_qmp_conn_open(&u->nc, u->new_qmp, &co) < 0) {
 		if (!u->nhb && u->new_serial[0] && new_sock_ready(u->new_serial, u->serial_ino))
-			qmig_hb_open(&u->nhb, u->new_serial);
+			qm_probe_open(&u->nhb, qm_guest_default(), u->new_serial);
 		if (qm_upd_new_exited(u))
 			return qm_upd_fail(u, -EIO, "failed", "the new QEMU exited: %s",
 					   qm_upd_new_stderr(u, err, sizeof(err)));
@@ -262,7 +257,7 @@ static int confirm_new(struct upd *u)
 		return 0;
 	}
 	if (!u->nhb && u->new_serial[0])
-		qmig_hb_open(&u->nhb, u->new_serial);
+		qm_probe_open(&u->nhb, qm_guest_default(), u->new_serial);
 	for (;;) {
 		r = qmig_cmd_query_status(u->nc, &st);
 		if (r < 0)
@@ -291,7 +286,7 @@ static int confirm_new(struct upd *u)
 /* Heartbeats across the hand-over, then the stamps (stop, check, cont). */
 static int verify_new(struct upd *u)
 {
-	struct qmig_hb_stats os, ns;
+	struct qmig_guest_stats os, ns;
 	const char *dir = u->attach ? NULL : u->dir;
 	char msg[400];
 	int r;
@@ -307,11 +302,11 @@ static int verify_new(struct upd *u)
 			return qm_upd_fail(u, r ? r : -EBADMSG, "completed-with-errors",
 					   "new QEMU: %s", msg);
 		}
-		qmig_hb_get(u->nhb, &ns);
+		qm_probe_get(u->nhb, &ns);
 		if (u->hb) {
 			uint64_t first_seq;
 
-			qmig_hb_get(u->hb, &os);
+			qm_probe_get(u->hb, &os);
 			first_seq = ns.last_seq + 1 - ns.beats - ns.seq_missed;
 			if (os.beats && ns.first_ns > os.last_ns)
 				u->res->guest_downtime_ms = (ns.first_ns - os.last_ns) / MS;
@@ -421,7 +416,7 @@ static int setup_source(struct upd *u)
 		return qm_upd_fail(u, -ESRCH, "failed",
 				   "cannot tell the running QEMU's process from %s", u->old_qmp);
 	u->old_pid = cr.pid;
-	if (u->old_serial[0] && (r = qmig_hb_open(&u->hb, u->old_serial)) < 0)
+	if (u->old_serial[0] && (r = qm_probe_open(&u->hb, qm_guest_default(), u->old_serial)) < 0)
 		return qm_upd_fail(u, r, "failed", "serial socket %s: %s", u->old_serial,
 				   strerror(-r));
 	if (u->hb && !u->attach) {
@@ -577,8 +572,8 @@ int qmig_update(const struct qmig_update_opts *o, struct qmig_update_result *out
 	}
 	qm_sr_journal_remove(&u.j);
 	qm_sr_saved_free(&u.sv);
-	qmig_hb_free(u.hb);
-	qmig_hb_free(u.nhb);
+	qm_probe_free(u.hb);
+	qm_probe_free(u.nhb);
 	qmig_schema_free(u.schema);
 	/* Launch mode: the new QEMU goes at the end unless asked to stay. */
 	if (!u.attach && u.nc && !o->keep_running)

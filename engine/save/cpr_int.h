@@ -18,7 +18,7 @@ struct upd {
 	struct qmig_qmp_conn *c;       /* the old QEMU */
 	struct qmig_qmp_conn *nc;      /* the new QEMU */
 	struct qmig_schema *schema;
-	struct qmig_hb *hb, *nhb;
+	struct qm_probe *hb, *nhb;
 	struct qm_sr_saved sv;
 	char old_qmp[QM_PATHLEN];
 	char old_serial[QM_PATHLEN];

@@ -30,7 +30,7 @@ struct restore {
 	struct qmig_restore_result *res;
 	struct qmig_save_header h;
 	struct qmig_vm *vm;
-	struct qmig_hb *hb;
+	struct qm_probe *hb;
 	struct qmig_qmp_conn *c;
 	struct qmig_schema *schema;
 	int fd;
@@ -127,7 +127,7 @@ static int restore_connect(struct restore *s)
 	r = qmig_schema_probe(&s->schema, s->c);
 	if (r < 0)
 		return rfail(s, r, "failed", "query-qmp-schema: %s", qmig_qmp_conn_error(s->c));
-	if (serial && (r = qmig_hb_open(&s->hb, serial)) < 0)
+	if (serial && (r = qm_probe_open(&s->hb, qm_guest_default(), serial)) < 0)
 		return rfail(s, r, "failed", "serial socket %s: %s", serial, strerror(-r));
 	return 0;
 }
@@ -348,7 +348,7 @@ out:
 	if (r < 0 && s.vm)
 		qmig_vm_kill(s.vm);
 	out->total_ms = (uint64_t)((qm_sr_now_ns() - t0) / MS);
-	qmig_hb_free(s.hb);
+	qm_probe_free(s.hb);
 	qmig_schema_free(s.schema);
 	qmig_qmp_conn_close(s.c);
 	qmig_vm_free(s.vm);

@@ -31,7 +31,7 @@ struct save {
 	const struct qmig_save_opts *o;
 	struct qmig_save_result *res;
 	struct qmig_vm *vm;
-	struct qmig_hb *hb;
+	struct qm_probe *hb;
 	struct qmig_qmp_conn *c;
 	struct qmig_schema *schema;
 	struct qm_sr_saved sv;
@@ -78,7 +78,7 @@ static int save_connect(struct save *s)
 			return sfail(s, r, "cannot launch the guest: %s", msg);
 		qmp = qmig_vm_qmp_path(s->vm);
 		if (qmig_vm_serial_path(s->vm) &&
-		    qmig_hb_open(&s->hb, qmig_vm_serial_path(s->vm)) == 0) {
+		    qm_probe_open(&s->hb, qm_guest_default(), qmig_vm_serial_path(s->vm)) == 0) {
 			/* Let the guest write its working set a while first. */
 			r = qm_sr_beats(s->hb, o->warmup_beats ? (unsigned)o->warmup_beats : 200,
 					60000, msg, sizeof(msg));
@@ -388,7 +388,7 @@ out:
 			 "; the source keeps the guest%s, no file left",
 			 s.h.was_running ? " running" : "");
 	qm_sr_saved_free(&s.sv);
-	qmig_hb_free(s.hb);
+	qm_probe_free(s.hb);
 	qmig_schema_free(s.schema);
 	qmig_qmp_conn_close(s.c);
 	qmig_vm_free(s.vm);

@@ -11,6 +11,7 @@
 #include "qmig_commands.h"
 #include "qmig_save.h"
 #include "doctor/doctor.h"
+#include "guest/guest.h"
 
 /* save_file.c: the header block and the stream's checksum. */
 int qm_sf_sha256(int fd, uint64_t off, uint64_t len, char hex[65]);
@@ -54,7 +55,7 @@ void qm_sr_restore(struct qmig_qmp_conn *c, struct qm_sr_saved *sv);
 void qm_sr_saved_free(struct qm_sr_saved *sv);
 
 /* Wait for n heartbeats with none saying corrupt: 1 yes, 0 corrupt, -ETIMEDOUT. */
-int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_t len);
+int qm_sr_beats(struct qm_probe *hb, unsigned n, int timeout_ms, char *msg, size_t len);
 
 /* Stop (if running), check the tiny guest's stamps, and leave it stopped.
  * 1 verified, 0 bad pages (msg says which), -ENOMSG not our tiny guest,

@@ -46,24 +46,14 @@ void qm_sr_log(const struct qmig_log_cb *log, enum qmig_log_level lvl, const cha
 
 int qm_sr_qemu_version(struct qmig_qmp_conn *c, char *buf, size_t len, unsigned *num)
 {
-	struct json_object *ret = NULL, *q;
-	struct qm_rd rd;
-	int64_t ma, mi, mc;
+	struct qmig_qemu_version v;
 	int r;
 
-	r = qmig_qmp_conn_call(c, "query-version", NULL, &ret, -1);
+	r = qmig_cmd_query_version(c, &v);
 	if (r < 0)
 		return r;
-	qm_rd_init(&rd, "query-version");
-	q = qm_rd_obj(&rd, qm_rd_as_obj(&rd, ret), "qemu");
-	ma = qm_rd_i64(&rd, q, "major");
-	mi = qm_rd_i64(&rd, q, "minor");
-	mc = qm_rd_i64(&rd, q, "micro");
-	json_object_put(ret);
-	if (rd.err || ma < 0 || ma > 999 || mi < 0 || mi > 99 || mc < 0 || mc > 99)
-		return -EPROTO;
-	snprintf(buf, len, "%lld.%lld.%lld", (long long)ma, (long long)mi, (long long)mc);
-	*num = (unsigned)(ma * 10000 + mi * 100 + mc);
+	snprintf(buf, len, "%u.%u.%u", v.major, v.minor, v.micro);
+	*num = v.major * 10000 + v.minor * 100 + v.micro;
 	return 0;
 }
 
@@ -209,12 +199,12 @@ void qm_sr_saved_free(struct qm_sr_saved *sv)
 	sv->caps = sv->params = NULL;
 }
 
-int qm_sr_beats(struct qmig_hb *hb, unsigned n, int timeout_ms, char *msg, size_t len)
+int qm_sr_beats(struct qm_probe *hb, unsigned n, int timeout_ms, char *msg, size_t len)
 {
-	struct qmig_hb_stats st;
-	int r = qmig_hb_wait(hb, n, timeout_ms);
+	struct qmig_guest_stats st;
+	int r = qm_probe_wait(hb, n, timeout_ms);
 
-	qmig_hb_get(hb, &st);
+	qm_probe_get(hb, &st);
 	if (st.corrupt) {
 		snprintf(msg, len, "the guest reports corrupt memory: %s", st.corrupt_msg);
 		return 0;
@@ -241,7 +231,7 @@ int qm_sr_check_stamps(struct qmig_qmp_conn *c, const char *dir, uint64_t *pages
 		snprintf(msg, len, "cannot stop the guest to check it: %s", qmig_qmp_conn_error(c));
 		return r;
 	}
-	r = qmig_tiny_verify(c, dir, &rep);
+	r = qm_guest_verify(qm_guest_default(), c, dir, &rep);
 	if (r < 0) {
 		snprintf(msg, len, "memory stamps not checked: %s", strerror(-r));
 		return r;

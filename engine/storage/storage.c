@@ -561,7 +561,7 @@ static int mirrors_converge(struct qmig_migration *m, uint64_t left)
 		json_object_object_add(a, "type", json_object_new_string("mirror"));
 		json_object_object_add(a, "copy-mode", json_object_new_string("write-blocking"));
 		qm_journal(m, src->name, "block-job-change", a);
-		r = qmig_qmp_conn_call(src->qmp, "block-job-change", a, NULL, -1);
+		r = qmig_cmd_block_job_change(src->qmp, a);
 		json_object_put(a);
 		if (r < 0)
 			return qm_qmp_fail(m, src, r, "block-job-change");

@@ -87,13 +87,13 @@ static int compare_chunk(struct qmig_qmp_conn *src, struct qmig_qmp_conn *dst,
 			 strerror(-r));
 		goto out;
 	}
-	r = qmig_cmd_pmemsave(src, gpa, len, a);
+	r = qmig_cmd_pmemsave(src, gpa, len, a, -1);
 	if (r < 0) {
 		snprintf(rep->error, sizeof(rep->error), "source: pmemsave: %s",
 			 qmig_qmp_conn_error(src));
 		goto out;
 	}
-	r = qmig_cmd_pmemsave(dst, gpa, len, b);
+	r = qmig_cmd_pmemsave(dst, gpa, len, b, -1);
 	if (r < 0) {
 		snprintf(rep->error, sizeof(rep->error), "destination: pmemsave: %s",
 			 qmig_qmp_conn_error(dst));

@@ -1,4 +1,8 @@
 # tests/guests: the built-in test guests.
+# Their host side (heartbeat reader, the tiny guest's verifier, the guest
+# plug-in): a test-support library for the CLI and the tests, not part of
+# libqmigrate (docs/ARCHITECTURE.md, "Test guests").
+GUESTS_LIB_SRCS = tests/guests/host/heartbeat.c tests/guests/host/verify_tiny.c tests/guests/host/boot.c
 # The tiny guest: a freestanding 32-bit multiboot kernel (see tests/guests/tiny/tiny.c).
 TINY_DIR = tests/guests/tiny
 TINY_CFLAGS = -m32 -march=i686 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \

@@ -52,7 +52,7 @@ int main(void)
 	struct qmig_qmp_conn *c = NULL;
 	struct qmig_vm_status st;
 	struct qmig_hb *hb = NULL;
-	struct qmig_hb_stats hs;
+	struct qmig_guest_stats hs = QMIG_GUEST_STATS_INIT;
 	char dir[] = "/tmp/qmig-abandon.XXXXXX", msg[512];
 	size_t n = 0;
 	int samples = 0, r;

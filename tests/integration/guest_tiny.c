@@ -37,7 +37,7 @@ static void pump(struct qmig_hb *hb, int ms)
  * host (two cores shared with other QEMUs) can delay: up to three tries. */
 static int check_rate(struct qmig_hb *hb)
 {
-	struct qmig_hb_stats a, b;
+	struct qmig_guest_stats a = QMIG_GUEST_STATS_INIT, b = QMIG_GUEST_STATS_INIT;
 	double host, err_host, err_guest;
 
 	pump(hb, 1200); /* the guest's own figure covers a whole second */
@@ -68,7 +68,7 @@ static int check_rate(struct qmig_hb *hb)
  * cont reply. */
 static int check_gap(struct qmig_hb *hb, struct qmig_qmp_conn *c, double *err_ms)
 {
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	int64_t t0, t1, t2, t3, lo, hi;
 
 	pump(hb, 100);
@@ -114,7 +114,7 @@ static int check_hot(void)
 	struct qmig_hb *hb = NULL;
 	struct qmig_qmp_conn *c = NULL;
 	struct qmig_verify_report rep;
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	char msg[1024];
 	int ok = 0, r;
 
@@ -163,7 +163,7 @@ int main(void)
 	struct qmig_hb *hb = NULL;
 	struct qmig_qmp_conn *c = NULL;
 	struct qmig_verify_report rep;
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	char msg[1024], dir[512] = "", want[64], *line;
 	double err, worst = 0;
 	uint64_t gpa;

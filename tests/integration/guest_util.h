@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "qmig_commands.h"
+#include "qmig_guests.h"
 #include "qmig_launch.h"
 #include "qmig_migrate.h"
 
@@ -47,6 +48,7 @@ static inline void use_tree_guests(const char *linux_dir, const char *accel)
 	d.guest_dir = QMIG_BUILD_GUESTDIR;
 	d.linux_dir = linux_dir;
 	d.accel = accel;
+	d.guest_ops = &qmig_test_guest_ops;
 	if (qmig_launch_defaults_set(&d) < 0) {
 		fprintf(stderr, "qmig_launch_defaults_set failed\n");
 		exit(1);

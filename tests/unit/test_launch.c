@@ -13,6 +13,8 @@
 #include "unit.h"
 #include "launch/launch.h"
 #include "qm_wait.h"
+#include "qmig_guests.h"
+#include "qmig_migrate.h"
 #include "../guests/tiny/tiny_abi.h"
 
 #define KIB 1024ull
@@ -101,6 +103,7 @@ static void test_argv_linux(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
 	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	d.guest_ops = &qmig_test_guest_ops;
 	d.linux_dir = dir;
 	CU_ASSERT_EQUAL_FATAL(qmig_launch_defaults_set(&d), 0);
 	spec.guest = QMIG_GUEST_LINUX;
@@ -338,7 +341,7 @@ static void test_heartbeat(void)
 	char dir[] = "/tmp/qmig-unit-hb-XXXXXX", path[128];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct qmig_hb *hb = NULL;
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	const char *text = "READY tiny wss=1 rate=2 mem=3\n"
 			   "HB seq=1 gen=1 pages=10 rate=100\n"
 			   "garbage line\n"
@@ -442,9 +445,92 @@ static void test_spawn_out(void)
 	unlink(path);
 }
 
+/* ---- the guest plug-in ------------------------------------------------- */
+
+/* The test guests' plug-in through its table, as the engine calls it: a
+ * probe on a serial socket, the tiny guest's self-check answers parsed
+ * into a report; and the engine's checks of a table's version. */
+static void test_guest_ops(void)
+{
+	const struct qmig_guest_ops *ops = &qmig_test_guest_ops;
+	struct qmig_guest_ops bad = qmig_test_guest_ops;
+	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
+	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
+	struct qmig_verify_report rep;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char dir[] = "/tmp/qmig-unit-ops-XXXXXX", path[128];
+	struct qmig_migration *m = NULL;
+	struct qmig_migrate_opts o = QMIG_MIGRATE_OPTS_INIT;
+	const char *clean = "HB seq=4 gen=1 pages=1 rate=1 tiny\n"
+			    "VERIFY pages=10 bad=0 gen=3 seq=7 us=55\n";
+	const char *dirty = "VERIFY pages=10 bad=1 gen=3 seq=8 us=5 first=2 expected=3 found=1\n";
+	void *probe = NULL;
+	int ls, cs;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s", dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	ls = socket(AF_UNIX, SOCK_STREAM, 0);
+	CU_ASSERT_EQUAL_FATAL(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	CU_ASSERT_EQUAL_FATAL(listen(ls, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->probe_open(&probe, path, ops->user_data), 0);
+	cs = accept(ls, NULL, NULL);
+	CU_ASSERT_FATAL(cs >= 0);
+
+	/* No answer before one arrives; then a clean one with its seq. */
+	CU_ASSERT_EQUAL(ops->check_answer(probe, &rep), 0);
+	CU_ASSERT(write(cs, clean, strlen(clean)) == (ssize_t)strlen(clean));
+	CU_ASSERT_EQUAL(qmig_hb_wait(probe, 1, 1000), 0);
+	ops->probe_process(probe);
+	ops->probe_get(probe, &st);
+	CU_ASSERT(st.self_check); /* its heartbeats say "tiny" */
+	memset(&rep, 0, sizeof(rep));
+	CU_ASSERT_EQUAL(ops->check_answer(probe, &rep), 1);
+	CU_ASSERT_EQUAL(rep.pages_checked, 10);
+	CU_ASSERT_EQUAL(rep.pages_bad, 0);
+	CU_ASSERT_EQUAL(rep.seq, 7);
+	CU_ASSERT_STRING_EQUAL(rep.detail, "in 55 us");
+
+	/* A bad page: where, and what the guest found. */
+	CU_ASSERT(write(cs, dirty, strlen(dirty)) == (ssize_t)strlen(dirty));
+	usleep(20000);
+	ops->probe_process(probe);
+	memset(&rep, 0, sizeof(rep));
+	CU_ASSERT_EQUAL(ops->check_answer(probe, &rep), 1);
+	CU_ASSERT_EQUAL(rep.pages_bad, 1);
+	CU_ASSERT_EQUAL(rep.first_bad_gpa, TINY_WS_GPA + 2 * TINY_PAGE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(rep.detail, "page 2 should hold generation 3, it holds 1"));
+
+	/* An answer that does not parse. */
+	CU_ASSERT(write(cs, "VERIFY what\n", 12) == 12);
+	usleep(20000);
+	ops->probe_process(probe);
+	CU_ASSERT_EQUAL(ops->check_answer(probe, &rep), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(rep.detail, "VERIFY what");
+	ops->probe_close(probe);
+	close(cs);
+	close(ls);
+	unlink(path);
+	rmdir(dir);
+
+	/* Versions: 1 to the current one; the migration takes one before it
+	 * starts. */
+	bad.version = QMIG_GUEST_OPS_VERSION + 1;
+	d.guest_ops = &bad;
+	CU_ASSERT_EQUAL(qmig_launch_defaults_set(&d), -EINVAL);
+	o.src_qmp = "/nonexistent/src.sock";
+	o.dst_qmp = "/nonexistent/dst.sock";
+	CU_ASSERT_EQUAL_FATAL(qmig_migration_new(&m, &o), 0);
+	CU_ASSERT_EQUAL(qmig_migration_set_guest_ops(m, &bad), -EINVAL);
+	CU_ASSERT_EQUAL(qmig_migration_set_guest_ops(m, ops), 0);
+	CU_ASSERT_EQUAL(qmig_migration_set_guest_ops(m, NULL), 0);
+	qmig_migration_free(m);
+}
+
 UNIT_SUITE(launch, NULL, NULL, {"mem_workaround", test_mem_workaround},
 	   {"argv_tiny", test_argv_tiny}, {"argv_linux", test_argv_linux},
 	   {"verify_clean", test_verify_clean}, {"verify_hot", test_verify_hot},
 	   {"verify_bad", test_verify_bad},
 	   {"verify_inflight", test_verify_inflight}, {"verify_header", test_verify_header},
-	   {"heartbeat", test_heartbeat}, {"spawn_out", test_spawn_out})
+	   {"heartbeat", test_heartbeat}, {"spawn_out", test_spawn_out},
+	   {"guest_ops", test_guest_ops})

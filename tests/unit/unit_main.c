@@ -2,6 +2,7 @@
 #include <string.h>
 #include <CUnit/Basic.h>
 
+#include "qmig_guests.h"
 #include "qmig_launch.h"
 #include "unit.h"
 
@@ -23,6 +24,7 @@ int main(int argc, char **argv)
 	struct qmig_launch_defaults d = QMIG_LAUNCH_DEFAULTS_INIT;
 
 	d.guest_dir = QMIG_BUILD_GUESTDIR;
+	d.guest_ops = &qmig_test_guest_ops; /* the test guests' command lines */
 	if (qmig_launch_defaults_set(&d) < 0)
 		return 2;
 	if (CU_initialize_registry() != CUE_SUCCESS)

@@ -19,11 +19,21 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "qm_wait.h"
-#include "launch/launch.h"
-#include "guest.h"
+#include "qmig_commands.h"
+#include "qmig_guests.h"
+
+#include "../tiny/tiny_abi.h"
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 struct qmig_hb {
 	int fd;
@@ -31,9 +41,9 @@ struct qmig_hb {
 	int overlong; /* dropping the rest of a line too long to keep */
 	int have_prev;
 	int64_t prev_ns;
-	struct qmig_hb_stats st;
+	struct qmig_guest_stats st;
+	unsigned verify_asked_at; /* verify_lines when the last check was asked */
 	unsigned verify_lines;
-	int tiny;
 	char verify[160];
 	char buf[512];
 };
@@ -85,13 +95,13 @@ int qmig_hb_fd(const struct qmig_hb *hb)
 static void on_beat(struct qmig_hb *hb, const char *line, int64_t now)
 {
 	unsigned long long seq, gen, pages, rate;
-	struct qmig_hb_stats *st = &hb->st;
+	struct qmig_guest_stats *st = &hb->st;
 
 	if (sscanf(line, "HB seq=%llu gen=%llu pages=%llu rate=%llu", &seq, &gen, &pages,
 		   &rate) != 4)
 		return;
 	if (strstr(line, " tiny"))
-		hb->tiny = 1;
+		hb->st.self_check = 1;
 	if (st->beats && seq > st->last_seq + 1)
 		st->seq_missed += seq - st->last_seq - 1;
 	st->beats++;
@@ -162,7 +172,7 @@ int qmig_hb_process(struct qmig_hb *hb)
 		ssize_t n = read(hb->fd, chunk, sizeof(chunk));
 
 		if (n > 0) {
-			feed(hb, chunk, (size_t)n, qm_launch_mono_ns());
+			feed(hb, chunk, (size_t)n, mono_ns());
 			continue;
 		}
 		if (n == 0)
@@ -177,7 +187,7 @@ int qmig_hb_process(struct qmig_hb *hb)
 
 int qmig_hb_wait(struct qmig_hb *hb, unsigned n, int timeout_ms)
 {
-	int64_t end = qm_launch_mono_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t end = mono_ns() + (int64_t)timeout_ms * 1000000;
 	uint64_t want;
 	int r;
 
@@ -187,25 +197,29 @@ int qmig_hb_wait(struct qmig_hb *hb, unsigned n, int timeout_ms)
 	r = qmig_hb_process(hb);
 	while (r == 0 && hb->st.beats < want) {
 		struct pollfd p = {.fd = hb->fd, .events = POLLIN};
-		int64_t left = (end - qm_launch_mono_ns()) / 1000000;
+		int64_t left = (end - mono_ns()) / 1000000;
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		r = qm_wait_fd(p.fd, p.events, qm_wait_now_ns() + left * 1000000);
-		if (r < 0)
-			return r;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
 		r = qmig_hb_process(hb);
 	}
 	return r;
 }
 
-void qmig_hb_get(const struct qmig_hb *hb, struct qmig_hb_stats *out)
+void qmig_hb_get(const struct qmig_hb *hb, struct qmig_guest_stats *out)
 {
-	if (hb && out)
-		*out = hb->st;
+	size_t n;
+
+	if (!hb || !out)
+		return;
+	n = out->size && out->size < sizeof(*out) ? out->size : sizeof(*out);
+	memcpy(out, &hb->st, n);
+	out->size = n;
 }
 
-unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
+unsigned qmig_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
 {
 	if (!hb)
 		return 0;
@@ -214,10 +228,90 @@ unsigned qm_hb_verify_line(const struct qmig_hb *hb, char *line, size_t len)
 	return hb->verify_lines;
 }
 
-int qm_hb_is_tiny(const struct qmig_hb *hb)
+/* ---- the plug-in ----------------------------------------------------------- */
+
+static int op_open(void **probe, const char *serial_socket, void *user_data)
 {
-	return hb && hb->tiny;
+	return qmig_hb_open((struct qmig_hb **)probe, serial_socket);
 }
+
+static int op_fd(void *probe)
+{
+	return qmig_hb_fd(probe);
+}
+
+static int op_process(void *probe)
+{
+	return qmig_hb_process(probe);
+}
+
+static void op_get(void *probe, struct qmig_guest_stats *out)
+{
+	qmig_hb_get(probe, out);
+}
+
+static void op_close(void *probe)
+{
+	qmig_hb_free(probe);
+}
+
+/* The tiny guest checks itself on an NMI and answers with a VERIFY line. */
+static int op_check_ask(void *probe, struct qmig_qmp_conn *conn)
+{
+	struct qmig_hb *hb = probe;
+
+	qmig_hb_process(hb);
+	hb->verify_asked_at = hb->verify_lines;
+	return qmig_cmd_inject_nmi(conn);
+}
+
+static int op_check_answer(void *probe, struct qmig_verify_report *rep)
+{
+	unsigned long long pages, bad, gen, seq, us, first = 0, expected = 0, found = 0;
+	struct qmig_hb *hb = probe;
+
+	if (hb->verify_lines == hb->verify_asked_at)
+		return 0;
+	if (sscanf(hb->verify, "VERIFY pages=%llu bad=%llu gen=%llu seq=%llu us=%llu first=%llu "
+			       "expected=%llu found=%llu", &pages, &bad, &gen, &seq, &us, &first,
+		   &expected, &found) < 5) {
+		snprintf(rep->detail, sizeof(rep->detail), "%s", hb->verify);
+		return -EBADMSG;
+	}
+	rep->pages_checked = pages;
+	rep->pages_bad = bad;
+	rep->generation = gen;
+	rep->seq = seq;
+	if (bad) {
+		rep->first_bad_gpa = TINY_WS_GPA + first * TINY_PAGE;
+		snprintf(rep->detail, sizeof(rep->detail),
+			 "page %llu should hold generation %llu, it holds %llu (the guest's own "
+			 "check)", first, expected, found);
+	} else {
+		snprintf(rep->detail, sizeof(rep->detail), "in %llu us", us);
+	}
+	return 1;
+}
+
+static int op_verify(struct qmig_qmp_conn *conn, const char *dir,
+		     struct qmig_verify_report *report, void *user_data)
+{
+	return qmig_tiny_verify(conn, dir, report);
+}
+
+const struct qmig_guest_ops qmig_test_guest_ops = {
+	.version = QMIG_GUEST_OPS_VERSION,
+	.name = "qmigrate test guests",
+	.probe_open = op_open,
+	.probe_fd = op_fd,
+	.probe_process = op_process,
+	.probe_get = op_get,
+	.probe_close = op_close,
+	.check_ask = op_check_ask,
+	.check_answer = op_check_answer,
+	.verify_memory = op_verify,
+	.boot = qmig_test_guest_boot,
+};
 
 void qmig_hb_reset_gap(struct qmig_hb *hb)
 {

@@ -10,16 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
-#include "qm_wait.h"
-#include "launch/launch.h"
 #include "qmig_commands.h"
+#include "qmig_guests.h"
 
-#include "../../tests/guests/tiny/tiny_abi.h"
+#include "../tiny/tiny_abi.h"
 
 #define MAX_PAGES (3u << 18) /* 3 GiB of 4 KiB pages */
 
@@ -156,7 +154,7 @@ static int check(const struct tiny_hdr *h, const void *ws, uint64_t ws_len,
 		if (i && !(i % YIELD_PAGES)) {
 			release(dump_fd, (uint64_t)(i - YIELD_PAGES) * TINY_PAGE,
 				(uint64_t)i * TINY_PAGE);
-			if (qm_yield() < 0) {
+			if (qmig_guest_yield() < 0) {
 				snprintf(rep->detail, sizeof(rep->detail), "abandoned");
 				return -ECANCELED;
 			}
@@ -190,13 +188,28 @@ int qmig_tiny_verify_buf(const void *ram, uint64_t len, struct qmig_verify_repor
 	return check(&h, (const char *)ram + TINY_WS_GPA, len - TINY_WS_GPA, report, -1);
 }
 
+/* The user QEMU runs as: its QMP socket's peer. */
+static int qemu_cred(struct qmig_qmp_conn *conn, uid_t *uid, gid_t *gid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd = qmig_qmp_conn_fd(conn);
+
+	if (fd < 0)
+		return -EBADF;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	*uid = cred.uid;
+	*gid = cred.gid;
+	return 0;
+}
+
 /* pmemsave into a file only we could have created (mkstemp), handed to
  * QEMU's user (its QMP socket's peer credentials) when that is not us. */
 static int dump(struct qmig_qmp_conn *conn, const char *dir, uint64_t gpa, uint64_t size,
 		int *fd_out)
 {
 	char path[4096];
-	struct json_object *args;
 	struct stat st;
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
@@ -206,7 +219,7 @@ static int dump(struct qmig_qmp_conn *conn, const char *dir, uint64_t gpa, uint6
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (qm_qemu_cred(conn, &uid, &gid) < 0 && stat(dir, &st) == 0) {
+	if (qemu_cred(conn, &uid, &gid) < 0 && stat(dir, &st) == 0) {
 		uid = st.st_uid;
 		gid = st.st_gid;
 	}
@@ -214,18 +227,9 @@ static int dump(struct qmig_qmp_conn *conn, const char *dir, uint64_t gpa, uint6
 		r = -errno;
 		goto fail;
 	}
-	args = json_object_new_object();
-	if (!args) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	json_object_object_add(args, "val", json_object_new_uint64(gpa));
-	json_object_object_add(args, "size", json_object_new_uint64(size));
-	json_object_object_add(args, "filename", json_object_new_string(path));
 	/* QEMU writes about 1 GB/s here; allow a slow disk plenty. */
 	timeout_ms = 10000 + (int)(size >> 25) * 1000;
-	r = qmig_qmp_conn_call(conn, "pmemsave", args, NULL, timeout_ms);
-	json_object_put(args);
+	r = qmig_cmd_pmemsave(conn, gpa, size, path, timeout_ms);
 	if (r < 0)
 		goto fail;
 	unlink(path);
