@@ -412,16 +412,25 @@ int qmig_cmd_object_del(struct qmig_qmp_conn *c, const char *id)
 
 /* ---- dirty rate -------------------------------------------------------- */
 
-int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode)
+int qmig_cmd_calc_dirty_rate_pages(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode,
+				   int64_t sample_pages)
 {
 	struct json_object *args = json_object_new_object();
 
 	if (args) {
 		json_object_object_add(args, "calc-time", json_object_new_int64(calc_time_s));
+		if (sample_pages > 0)
+			json_object_object_add(args, "sample-pages",
+					       json_object_new_int64(sample_pages));
 		if (mode)
 			json_object_object_add(args, "mode", json_object_new_string(mode));
 	}
 	return call_own(c, "calc-dirty-rate", args);
+}
+
+int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode)
+{
+	return qmig_cmd_calc_dirty_rate_pages(c, calc_time_s, mode, 0);
 }
 
 int qmig_cmd_set_vcpu_dirty_limit(struct qmig_qmp_conn *c, int64_t dirty_rate_mib)

@@ -87,6 +87,9 @@ int qmig_cmd_object_del(struct qmig_qmp_conn *c, const char *id);
 
 /* calc-dirty-rate / query-dirty-rate (mode: "page-sampling", ...). */
 int qmig_cmd_calc_dirty_rate(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode);
+/* The same with sample-pages (pages sampled per GiB; 0: QEMU's default, 512). */
+int qmig_cmd_calc_dirty_rate_pages(struct qmig_qmp_conn *c, int64_t calc_time_s, const char *mode,
+				   int64_t sample_pages);
 /* set-vcpu-dirty-limit on every vCPU (MiB/s; needs the dirty ring). */
 int qmig_cmd_set_vcpu_dirty_limit(struct qmig_qmp_conn *c, int64_t dirty_rate_mib);
 struct qmig_dirty_rate {

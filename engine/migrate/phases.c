@@ -467,17 +467,13 @@ static int step_negotiate(struct qmig_migration *m)
  * Not measured under a passive policy (unless asked). */
 static int calc_dirty_rate(struct qmig_migration *m, int secs)
 {
-	struct json_object *a = json_object_new_object();
 	uint64_t mem = 0;
 	int r;
 
 	/* Enough pages sampled for the policy's bounds (converge/policy.c). */
 	qmig_cmd_query_memory_size(m->side[SRC].qmp, &mem);
-	json_object_object_add(a, "calc-time", json_object_new_int64(secs));
-	json_object_object_add(a, "sample-pages", json_object_new_int64(qm_dirty_sample_pages(mem)));
-	json_object_object_add(a, "mode", json_object_new_string("page-sampling"));
-	r = qmig_qmp_conn_call(m->side[SRC].qmp, "calc-dirty-rate", a, NULL, -1);
-	json_object_put(a);
+	r = qmig_cmd_calc_dirty_rate_pages(m->side[SRC].qmp, secs, "page-sampling",
+					   (int64_t)qm_dirty_sample_pages(mem));
 	if (r == -EREMOTEIO) /* refused (an older QEMU): its default sampling */
 		r = qmig_cmd_calc_dirty_rate(m->side[SRC].qmp, secs, "page-sampling");
 	return r;
