@@ -9,7 +9,8 @@ wait_gen "$busy_log" 2 30 || fail "the busy guest does not write"
 # What the guest really writes: a loaded host gives a TCG vCPU a fraction
 # of the asked 300 MiB/s (12 MiB/s seen at load 24). The link is an eighth
 # of that, so plain precopy cannot converge whatever the load.
-rate=$(grep '^HB ' "$busy_log" | tail -1 | sed -n 's/.* rate=\([0-9]*\).*/\1/p')
+# (A line with the word after the rate is whole: the log's last line may be half written.)
+rate=$(grep -E '^HB .* rate=[0-9]+ ' "$busy_log" | tail -1 | sed -n 's/.* rate=\([0-9]*\) .*/\1/p')
 [ -n "$rate" ] && [ "$rate" -gt 0 ] || fail "busy: no rate in the guest's heartbeats"
 bw=$((rate / 8)); [ $bw -gt 41943040 ] && bw=41943040; [ $bw -lt 262144 ] && bw=262144
 echo "busy guest writes $rate B/s; link $bw B/s"
