@@ -39,7 +39,11 @@ mig clean
 	fail "clean: not verified by stamps: $res"
 [ "$(dst_events RESUME clean)" = 1 ] && [ "$(dst_events STOP clean)" = 0 ] ||
 	fail "clean: the destination was paused again ($(dst_events STOP clean) STOP, $(dst_events RESUME clean) RESUME)"
-grep -q '^VERIFY pages=8192 bad=0' "$dst_log" || fail "clean: no VERIFY line in the guest's serial log"
+# QEMU writes its serial log just after the socket the engine reads: wait for it.
+i=0; until grep -q '^VERIFY pages=8192 bad=0' "$dst_log"; do
+	i=$((i + 1)); [ $i -gt 200 ] && fail "clean: no VERIFY line in the guest's serial log: $(grep '^VERIFY' "$dst_log")"
+	sleep 0.05
+done
 stop_pair
 
 # 2. A page corrupted before the move.
