@@ -24,6 +24,7 @@
 #include <json-c/json.h>
 
 #include "agent.h"
+#include "core/core.h"
 #include "qm_wait.h"
 #include "qmig_commands.h"
 #include "qmig_migrate.h"
@@ -225,22 +226,6 @@ static int refused(struct json_object *rep, const char *what, char *msg, size_t 
 	return -EACCES;
 }
 
-/* Is name in the list "a,b,c"? */
-static int listed(const char *list, const char *name)
-{
-	size_t l = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-
-		if (n == l && !strncmp(p, name, n))
-			return 1;
-		p = e ? e + 1 : NULL;
-	}
-	return 0;
-}
-
 /* A storage copy: the disks the engine will mirror (writable, with a
  * medium; those in migrate_disks when given), for the agent to create
  * images of the same size. Into s->disks. */
@@ -260,7 +245,7 @@ static int describe_disks(struct qmig_agent_session *s, struct qmig_qmp_conn *q,
 		struct json_object *d;
 
 		if (!b[i].inserted || b[i].ro ||
-		    (s->o.migrate_disks && !listed(s->o.migrate_disks, b[i].name)))
+		    (s->o.migrate_disks && !qm_listed(s->o.migrate_disks, b[i].name)))
 			continue;
 		d = json_object_new_object();
 		json_object_object_add(d, "device", json_object_new_string(b[i].name));

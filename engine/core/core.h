@@ -251,5 +251,7 @@ static inline int qm_relay_on(const struct qmig_migration *m)
  * anyone asking whether a job or a QEMU still runs. A pid alone may have been
  * reused: compare the start time too. */
 int64_t qm_proc_start_time(int pid);
+/* Is name one of the comma-separated list "a,b,c" (NULL: none)? */
+int qm_listed(const char *list, const char *name);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* What /proc says about a process: the one reader of /proc/PID/stat. */
+/* What /proc says about a process (the one reader of /proc/PID/stat), and
+ * the one reader of a comma-separated list of names. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,4 +43,20 @@ int64_t qm_proc_start_time(int pid)
 	if (end == p || v < 0)
 		return -1;
 	return v;
+}
+
+/* Is name one of the comma-separated list "a,b,c"? */
+int qm_listed(const char *list, const char *name)
+{
+	size_t l = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (n == l && !strncmp(p, name, n))
+			return 1;
+		p = e ? e + 1 : NULL;
+	}
+	return 0;
 }

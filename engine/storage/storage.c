@@ -24,21 +24,6 @@
 #include "qm_wait.h"
 #include "storage.h"
 
-static int listed(const char *list, const char *name)
-{
-	size_t l = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-
-		if (n == l && !strncmp(p, name, n))
-			return 1;
-		p = e ? e + 1 : NULL;
-	}
-	return 0;
-}
-
 /* Images that other hosts see too: nothing to copy. */
 static int shared_file(const char *file)
 {
@@ -205,7 +190,7 @@ static int pick_disks(struct qmig_migration *m, struct qm_storage *st,
 
 	for (int i = 0; i < ns; i++) {
 		const struct qmig_block_dev *s = &src[i], *d;
-		int named = listed(list, s->name);
+		int named = qm_listed(list, s->name);
 		struct qm_disk *k;
 
 		if (list && !named) {
