@@ -19,7 +19,8 @@ ITEST_SCRIPTS += tests/integration/launch_cli.sh
 LIB_SRCS += engine/converge/predict.c engine/converge/policy.c engine/converge/sim.c engine/converge/converge.c
 PUBLIC_HEADERS += engine/qmig_policy.h
 UNIT_SRCS += tests/unit/test_policy.c
-ITEST_SCRIPTS += tests/integration/policy_live.sh tests/integration/policy_declare.sh
+ITEST_SCRIPTS += tests/integration/policy_live.sh tests/integration/policy_declare.sh \
+	tests/integration/guest_pace.sh
 # The doctor: known bugs and traps, also checked before every migration.
 LIB_SRCS += engine/doctor/doctor.c
 LIB_SRCS += engine/doctor/versions.c

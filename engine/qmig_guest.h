@@ -52,6 +52,10 @@ struct qmig_guest_stats {
 	char last_msg[160];      /* the last line that was not a heartbeat */
 	int self_check;          /* the guest said it can check its own memory
 				    on request (check_ask below) */
+	/* Added at the end (size tells a plug-in whether the caller has them). */
+	int has_work;            /* the guest counts its non-writing work */
+	uint64_t work;           /* units of that work done, at the last beat */
+	uint64_t work_first;     /* ... at the first beat */
 };
 
 #define QMIG_GUEST_STATS_INIT {.size = sizeof(struct qmig_guest_stats)}

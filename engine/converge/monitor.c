@@ -177,6 +177,7 @@ int qm_monitor_sample(struct qmig_migration *m, struct qmig_migrate_info *mi)
 		s.percent = 100;
 	if (s.throttle_pct > m->throttle_max)
 		m->throttle_max = s.throttle_pct;
+	m->res.throttle_pct_max = m->throttle_max; /* failed results keep it too */
 	qm_relay_sample(m, &s);
 	m->last = s;
 	qm_policy_sample_of(m, &ps);

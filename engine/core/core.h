@@ -118,8 +118,11 @@ struct qmig_migration {
 	int64_t t_verify_ns;          /* when we asked (0: not yet) */
 	int64_t measure_due_ns;       /* calc-dirty-rate running, due then (0: none) */
 	int measure_secs;
-	uint64_t slow_beats0;         /* source heartbeats when the migration began */
-	double slow_rate0;            /* beats/s before it */
+	uint64_t slow_beats0;         /* source heartbeats (or units of the guest's
+					 work) when the migration began */
+	int64_t slow_ns0;             /* the host time of that beat */
+	double slow_rate0;            /* beats (or units)/s before it */
+	int slow_work;                /* the guest counts its work: slowdown from it */
 	int slow_done;
 	uint64_t rb_beats0;           /* rollback: source heartbeats when resumed */
 	int64_t rb_t0;

@@ -39,8 +39,11 @@ static void watch_heartbeats(struct qmig_migration *m, enum qmig_phase p)
 	}
 }
 
-/* How much slower the guest ran while precopy went on: its heartbeat rate
- * from the migrate command to the switchover, against the rate before. */
+/* How much slower the guest ran while precopy went on, against its rate
+ * before: the units of non-writing work it counts (pace=cpu), between the
+ * beats that carried them; otherwise its heartbeat rate from the migrate
+ * command to the switchover (beats keep wall-clock time, so this sees only
+ * a guest starved of whole milliseconds). */
 static void measure_slowdown(struct qmig_migration *m)
 {
 	struct qmig_guest_stats hs;
@@ -51,11 +54,18 @@ static void measure_slowdown(struct qmig_migration *m)
 	m->slow_done = 1;
 	qm_probe_process(m->side[SRC].hb);
 	qm_probe_get(m->side[SRC].hb, &hs);
-	secs = ((m->side[SRC].stop_mono_ns ? m->side[SRC].stop_mono_ns : qm_now_ns()) -
-		m->t_migrate_ns) / 1e9;
-	if (secs < 0.2)
-		return; /* too short to say */
-	rate = (hs.beats - m->slow_beats0) / secs;
+	if (m->slow_work) {
+		secs = (hs.last_ns - m->slow_ns0) / 1e9;
+		if (secs < 0.2)
+			return;
+		rate = (double)(hs.work - m->slow_beats0) / secs;
+	} else {
+		secs = ((m->side[SRC].stop_mono_ns ? m->side[SRC].stop_mono_ns : qm_now_ns()) -
+			m->t_migrate_ns) / 1e9;
+		if (secs < 0.2)
+			return; /* too short to say */
+		rate = (hs.beats - m->slow_beats0) / secs;
+	}
 	m->res.guest_slowdown = rate >= m->slow_rate0 ? 0 : 1 - rate / m->slow_rate0;
 }
 
@@ -541,9 +551,12 @@ static int step_start(struct qmig_migration *m)
 
 		qm_probe_process(m->side[SRC].hb);
 		qm_probe_get(m->side[SRC].hb, &hs);
-		m->slow_beats0 = hs.beats;
+		m->slow_work = hs.has_work;
+		m->slow_beats0 = hs.has_work ? hs.work : hs.beats;
+		m->slow_ns0 = hs.last_ns;
 		if (hs.beats > 10 && hs.last_ns > hs.first_ns)
-			m->slow_rate0 = (hs.beats - 1) / ((hs.last_ns - hs.first_ns) / 1e9);
+			m->slow_rate0 = (hs.has_work ? (double)(hs.work - hs.work_first) : hs.beats - 1.0) /
+					((hs.last_ns - hs.first_ns) / 1e9);
 	}
 	return STEP_NEXT;
 }

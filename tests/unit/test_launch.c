@@ -343,9 +343,9 @@ static void test_heartbeat(void)
 	struct qmig_hb *hb = NULL;
 	struct qmig_guest_stats st = QMIG_GUEST_STATS_INIT;
 	const char *text = "READY tiny wss=1 rate=2 mem=3\n"
-			   "HB seq=1 gen=1 pages=10 rate=100\n"
+			   "HB seq=1 gen=1 pages=10 rate=100 work=5\n"
 			   "garbage line\n"
-			   "HB seq=2 gen=1 pages=20 rate=200\r\n"
+			   "HB seq=2 gen=1 pages=20 rate=200 work=77\r\n"
 			   "HB seq=5 gen=2 pa";
 	int ls, cs;
 
@@ -368,6 +368,9 @@ static void test_heartbeat(void)
 	CU_ASSERT_EQUAL(st.last_seq, 2);
 	CU_ASSERT_EQUAL(st.guest_rate, 200);
 	CU_ASSERT_EQUAL(st.corrupt, 0);
+	CU_ASSERT(st.has_work); /* pace=cpu: units of work, first and last */
+	CU_ASSERT_EQUAL(st.work_first, 5);
+	CU_ASSERT_EQUAL(st.work, 77);
 
 	/* the rest of the cut line, 30 ms later: a gap of about 30 ms and
 	 * two beats the guest sent that never arrived */

@@ -4,7 +4,8 @@
  * CLOCK_MONOTONIC when read() returns it; the largest gap between two
  * heartbeats is the guest's longest pause as the host saw it. Lines:
  *   READY tiny wss=... rate=... mem=...
- *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>[ tiny]   (tiny: the tiny guest)
+ *   HB seq=<n> gen=<g> pages=<p> rate=<bytes/s>[ work=<units>][ tiny]
+ *     (tiny: the tiny guest; work=: units of non-writing work done, pace=cpu)
  *   CORRUPT page=<i> gpa=0x<hex> expected_gen=<g> found_gen=<g'>
  *   VERIFY pages=<n> bad=<k> ... (the tiny guest's check, on request)
  * The socket stream is exact. (QEMU 7.2's serial.log is not, while a live
@@ -94,14 +95,22 @@ int qmig_hb_fd(const struct qmig_hb *hb)
 
 static void on_beat(struct qmig_hb *hb, const char *line, int64_t now)
 {
-	unsigned long long seq, gen, pages, rate;
+	unsigned long long seq, gen, pages, rate, units;
 	struct qmig_guest_stats *st = &hb->st;
+	const char *work;
 
 	if (sscanf(line, "HB seq=%llu gen=%llu pages=%llu rate=%llu", &seq, &gen, &pages,
 		   &rate) != 4)
 		return;
 	if (strstr(line, " tiny"))
 		hb->st.self_check = 1;
+	work = strstr(line, " work=");
+	if (work && sscanf(work, " work=%llu", &units) == 1) {
+		if (!st->has_work)
+			st->work_first = units;
+		st->has_work = 1;
+		st->work = units;
+	}
 	if (st->beats && seq > st->last_seq + 1)
 		st->seq_missed += seq - st->last_seq - 1;
 	st->beats++;

@@ -6,7 +6,15 @@
  * page before it rewrites it and reports corruption.
  *
  * Command line (-append): wss=SIZE rate=BYTES/S hb=MS mode=stamp|hot
- * hot=PAGES check=0|1. Sizes take K, M, G suffixes (binary).
+ * hot=PAGES check=0|1 pace=time|cpu. Sizes take K, M, G suffixes (binary).
+ *
+ * pace=time (the default) keeps the write rate in wall-clock time: a vCPU
+ * that is throttled catches up, so a CPU throttle cannot slow its writes.
+ * pace=cpu ties the writes to the CPU the vCPU gets, as in most real
+ * workloads: the guest computes (units of work that write no memory) and
+ * writes one page every N units, N measured at boot so that an unthrottled
+ * vCPU writes about rate=; its heartbeats then also count the units done
+ * (work=), the guest's non-writing work.
  *
  * Timing: the TSC, calibrated against PIT channel 2 at boot; the main loop
  * sleeps with hlt between 1 kHz PIT channel 0 ticks, so an idle guest costs
@@ -32,7 +40,7 @@ static volatile struct tiny_hdr *const hdr = (volatile struct tiny_hdr *)TINY_HD
 
 struct params {
 	uint64_t wss;
-	uint32_t rate, hb_ms, mode, hot, check;
+	uint32_t rate, hb_ms, mode, hot, check, pace_cpu;
 };
 
 /* ---- freestanding helpers ------------------------------------------- */
@@ -277,6 +285,10 @@ static void parse_cmdline(const char *s, struct params *p)
 			p->mode = TINY_MODE_HOT;
 		else if (word_is(s, "mode=stamp"))
 			p->mode = TINY_MODE_STAMP;
+		else if (word_is(s, "pace=cpu"))
+			p->pace_cpu = 1;
+		else if (word_is(s, "pace=time"))
+			p->pace_cpu = 0;
 		for (s = e; *s && *s != ' '; s++)
 			;
 	}
@@ -538,7 +550,45 @@ struct pacer {
 	int64_t allowed_at_base, written;
 	uint64_t win_tsc, win_written;
 	uint32_t measured; /* bytes/s over the last window of ~1 s */
+	int cpu;           /* pace=cpu: units of work, not the clock, pace writes */
+	uint64_t work;     /* units of work done */
+	uint64_t per_page; /* units of work between two pages (0: no writes) */
+	uint64_t since_page;
+	uint32_t sink;     /* what the work computes, so it is not optimised away */
 };
+
+/* One unit of work: arithmetic in registers, no memory written. Short
+ * (tens of microseconds under TCG), so heartbeats stay on time. */
+static uint32_t work_unit(uint32_t x)
+{
+	for (int i = 0; i < 256; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+	}
+	return x;
+}
+
+/* pace=cpu: units of work per page, from the units done in 50 ms of TSC,
+ * so that an unthrottled vCPU writes about rate bytes/s. */
+static void calibrate_work(struct pacer *pc, uint32_t rate, uint32_t tsc_per_ms)
+{
+	uint64_t t0 = rdtsc(), end = t0 + 50ull * tsc_per_ms, units = 0;
+	uint32_t x = 2463534242u;
+
+	while (rdtsc() < end) {
+		x = work_unit(x);
+		units++;
+	}
+	pc->sink = x;
+	pc->per_page = 0;
+	if (rate) {
+		/* units/s = units * 20; pages/s = rate / TINY_PAGE */
+		pc->per_page = udiv64(units * 20 * TINY_PAGE, rate, 0);
+		if (!pc->per_page)
+			pc->per_page = 1;
+	}
+}
 
 /* Bytes the guest may have written by now. Whole seconds move the base so
  * the products stay well inside 64 bits. */
@@ -597,6 +647,10 @@ static void heartbeat(const struct pacer *pc)
 	l_u64(&l, hdr->pages_written);
 	l_str(&l, " rate=");
 	l_u64(&l, pc->measured);
+	if (pc->cpu) {
+		l_str(&l, " work=");
+		l_u64(&l, pc->work);
+	}
 	l_str(&l, " tiny"); /* the host knows it can ask for a check (NMI) */
 	l_emit(&l);
 }
@@ -705,6 +759,9 @@ void tiny_main(const uint32_t *mbi)
 	ready(mem_kib);
 
 	pc.tsc_per_s = (uint64_t)tsc_per_ms * 1000;
+	pc.cpu = (int)p.pace_cpu;
+	if (pc.cpu && hdr->n_pages)
+		calibrate_work(&pc, p.rate, tsc_per_ms);
 	now = rdtsc();
 	pc.base_tsc = pc.win_tsc = now;
 	hb_tsc = (uint64_t)p.hb_ms * tsc_per_ms;
@@ -727,6 +784,23 @@ void tiny_main(const uint32_t *mbi)
 				next_hb = now + hb_tsc; /* after a pause: no burst */
 		}
 		serial_drain();
+		if (pc.cpu) {
+			/* Work, and a page every per_page units, for 100 us between
+			 * two looks at the serial line and the clock (port I/O is
+			 * slow under TCG; the calibration's loop is this one). */
+			uint64_t until = now + (uint64_t)tsc_per_ms / 10;
+
+			do {
+				pc.sink = work_unit(pc.sink);
+				pc.work++;
+				if (pc.per_page && ++pc.since_page >= pc.per_page) {
+					pc.since_page = 0;
+					step(&p);
+					pc.written += TINY_PAGE;
+				}
+			} while (rdtsc() < until);
+			continue;
+		}
 		if (p.rate && hdr->n_pages && pace_allowed(&pc, p.rate, tsc_per_ms, now) >= pc.written + TINY_PAGE) {
 			step(&p);
 			pc.written += TINY_PAGE;
